@@ -1,0 +1,71 @@
+# natcd — build, run and test.
+#
+#   make run      install what is missing, then run a local cluster in the foreground
+#   make test     install what is missing, then run the whole test suite
+#
+# Variables: DATA_DIR (default ./data), MEMBERS (default 1), NATS_URL (use an existing
+# nats-server instead of starting one).
+
+SHELL := /bin/bash
+NODE_VERSION := 24.21.0
+TOOLS := .tools
+PINNED_NODE_BIN := $(TOOLS)/node-$(NODE_VERSION)/node_modules/node/bin
+
+# Use the system node when it is Node 24 or newer; otherwise the pinned one from the npm
+# package `node` (it ships the official binary), installed under .tools/.
+SYSTEM_NODE_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+ifeq ($(shell [ $(SYSTEM_NODE_MAJOR) -ge 24 ] && echo yes),yes)
+NODE_BIN_DIR :=
+NODE_STAMP :=
+else
+NODE_BIN_DIR := $(abspath $(PINNED_NODE_BIN))
+NODE_STAMP := $(PINNED_NODE_BIN)/node
+export PATH := $(NODE_BIN_DIR):$(PATH)
+endif
+
+DATA_DIR ?= ./data
+MEMBERS ?= 1
+export DATA_DIR MEMBERS
+
+.PHONY: run test typecheck deps system-deps clean-data help
+
+help:
+	@sed -n '2,9p' Makefile
+
+$(PINNED_NODE_BIN)/node:
+	@echo "natcd: system node is $(SYSTEM_NODE_MAJOR).x; installing Node $(NODE_VERSION) under $(TOOLS)/"
+	mkdir -p $(TOOLS)/node-$(NODE_VERSION)
+	npm install --no-audit --no-fund --no-save --prefix $(TOOLS)/node-$(NODE_VERSION) node@$(NODE_VERSION)
+	@test -x $@
+
+# Dependencies: `npm install` rather than `npm ci`, because the lock file written on Linux
+# lacks optional platform packages of other systems that `npm ci` insists on.
+node_modules/.installed: package.json package-lock.json $(NODE_STAMP)
+	npm install --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed
+
+# Debian packages natcd runs with (nats-server) and tests against (etcd, etcdctl).
+system-deps:
+	@missing=""; \
+	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
+	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "natcd: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \
+	fi
+
+run: deps system-deps
+	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR)
+
+test: deps system-deps
+	node node_modules/vitest/vitest.mjs run
+
+typecheck: deps
+	node node_modules/typescript/bin/tsc -p tsconfig.json
+
+clean-data:
+	rm -rf $(DATA_DIR)

@@ -1,0 +1,43 @@
+/**
+ * The one table from natcd's tagged errors to gRPC status codes and etcd's exact messages, as
+ * etcd keeps api/v3rpc/rpctypes/error.go and server/etcdserver/api/v3rpc/util.go. Clients match
+ * on these strings (clientv3 turns them back into typed errors), so they are etcd's word for word.
+ */
+import { status } from "@grpc/grpc-js"
+import type { EtcdErrorData } from "../../shared/errors.ts"
+
+/** A gRPC error as grpc-js sends it. */
+export interface GrpcError {
+  readonly code: status
+  readonly details: string
+}
+
+/** etcd's gRPC code and message per error tag. */
+export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extract<EtcdErrorData, { _tag: T }>) => GrpcError } = {
+  Compacted: () => ({ code: status.OUT_OF_RANGE, details: "etcdserver: mvcc: required revision has been compacted" }),
+  FutureRevision: () => ({ code: status.OUT_OF_RANGE, details: "etcdserver: mvcc: required revision is a future revision" }),
+  LeaseNotFound: () => ({ code: status.NOT_FOUND, details: "etcdserver: requested lease not found" }),
+  KeyNotProvided: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: key is not provided" }),
+  KeyNotFound: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: key not found" }),
+  RequestTooLarge: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: request is too large" }),
+  TooManyOps: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: too many operations in txn request" }),
+  DuplicateKey: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: duplicate key given in txn request" }),
+  NoSpace: () => ({ code: status.RESOURCE_EXHAUSTED, details: "etcdserver: mvcc: database space exceeded" }),
+  NoLeader: () => ({ code: status.UNAVAILABLE, details: "etcdserver: no leader" }),
+  RequestTimeout: () => ({ code: status.UNAVAILABLE, details: "etcdserver: request timed out" }),
+  Stopped: () => ({ code: status.UNAVAILABLE, details: "etcdserver: server stopped" }),
+  InvalidRequest: (e) => ({ code: status.INVALID_ARGUMENT, details: e.message }),
+  MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
+}
+
+/**
+ * Maps anything a handler failed with to a gRPC error: tagged error data through the table,
+ * anything else (a defect) to INTERNAL with its message.
+ */
+export const toGrpcError = (error: unknown): GrpcError => {
+  const tag = (error as { _tag?: unknown } | null)?._tag
+  if (typeof tag === "string" && tag in grpcErrorTable) {
+    return (grpcErrorTable as Record<string, (e: unknown) => GrpcError>)[tag]!(error)
+  }
+  return { code: status.INTERNAL, details: `natcd: internal error: ${(error as Error)?.message ?? String(error)}` }
+}

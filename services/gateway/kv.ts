@@ -1,0 +1,153 @@
+/**
+ * etcd's KV and Maintenance.Status handlers, served by the gateway.
+ *
+ * Writes (Put, DeleteRange, Txn, Compact) are validated here as etcd's v3rpc layer does
+ * (empty key, txn size, duplicate keys), then proposed through raft by the {@link Proposer}.
+ * Range is linearizable by default: the gateway asks raft for a ReadIndex, then the mvcc
+ * service serves the read once it has applied that index (etcd server/etcdserver/v3_server.go
+ * linearizableReadLoop). Serializable ranges go straight to the local mvcc service.
+ */
+import { Effect, Schema } from "effect"
+import type { EtcdErrorData } from "../../shared/errors.ts"
+import type * as Kv from "../../shared/kv.ts"
+import { MvccStatus, RaftStatus, RangeReply, ReadIndexReply } from "../../shared/schema.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import { okOrError } from "../runtime/rpc.ts"
+import { validateRange, validateWrite } from "../mvcc/core/validate.ts"
+import * as Convert from "./convert.ts"
+import type { Header, Wire } from "./convert.ts"
+import type { Proposer, WriteOutcome } from "./proposer.ts"
+
+/** The etcd API version natcd's wire implements; reported by Maintenance.Status. */
+export const apiVersion = "3.5.0"
+
+/** etcd's limit on operations in one txn (--max-txn-ops). */
+export const maxTxnOps = 128
+
+/** The subjects and clients the handlers use. */
+export interface KvContext {
+  readonly rpc: RpcClient
+  readonly proposer: Proposer
+  readonly subjects: { readonly readIndex: string; readonly range: string; readonly raftStatus: string; readonly mvccStatus: string }
+  readonly requestTimeoutMs: number
+  /** The member's identity, learned from its raft service. */
+  readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+}
+
+const traceparentOf = Effect.map(Effect.currentSpan, (span) => `00-${span.traceId}-${span.spanId}-01`).pipe(
+  Effect.orElseSucceed(() => "")
+)
+
+/** Runs a handler body in a span named after the gRPC method and returns its promise. */
+const inSpan = <A>(name: string, attributes: Record<string, unknown>, body: (traceparent: string) => Promise<A>) =>
+  Effect.runPromise(
+    traceparentOf.pipe(
+      Effect.flatMap((tp) => Effect.tryPromise({ try: () => body(tp), catch: (e) => e })),
+      Effect.withSpan(name, { attributes })
+    )
+  )
+
+const keyAttr = (key: Uint8Array) => Buffer.from(key).toString("latin1").slice(0, 128)
+
+/** Makes the KV and Maintenance.Status handlers as promise-returning functions of wire objects. */
+export const makeKvHandlers = (ctx: KvContext) => {
+  const header = async (revision: number, raftTerm: number): Promise<Header> => {
+    const id = await ctx.identity()
+    return { clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm }
+  }
+
+  const write = async (request: Kv.WriteRequest, traceparent: string): Promise<WriteOutcome> => {
+    const invalid = validateWrite(request, maxTxnOps)
+    if (invalid !== undefined) throw invalid
+    return ctx.proposer.propose(request, traceparent)
+  }
+
+  const range = async (request: Kv.RangeRequest, traceparent: string) => {
+    const invalid = validateRange(request)
+    if (invalid !== undefined) throw invalid
+    let minAppliedIndex = 0
+    if (request.serializable !== true) {
+      const frame = await ctx.rpc.call(ctx.subjects.readIndex, "readindex", {}, {
+        timeoutMs: ctx.requestTimeoutMs,
+        traceparent
+      })
+      minAppliedIndex = okOrError(frame, ReadIndexReply).index
+    }
+    const frame = await ctx.rpc.call(ctx.subjects.range, "range", { request, minAppliedIndex }, {
+      timeoutMs: ctx.requestTimeoutMs,
+      traceparent
+    })
+    return okOrError(frame, RangeReply) as { response: Kv.RangeResponse; revision: number; term: number }
+  }
+
+  return {
+    Range: (w: Wire) => {
+      const request = Convert.rangeRequestFromWire(w)
+      return inSpan("KV.Range", { key: keyAttr(request.key) }, async (tp) => {
+        const r = await range(request, tp)
+        return Convert.rangeResponseToWire(r.response, await header(r.revision, r.term))
+      })
+    },
+    Put: (w: Wire) => {
+      const request = Convert.putRequestFromWire(w)
+      return inSpan("KV.Put", { key: keyAttr(request.key) }, async (tp) => {
+        const r = await write({ put: request }, tp)
+        return Convert.putResponseToWire((r.response as { put: Kv.PutResponse }).put, await header(r.revision, r.term))
+      })
+    },
+    DeleteRange: (w: Wire) => {
+      const request = Convert.deleteRangeRequestFromWire(w)
+      return inSpan("KV.DeleteRange", { key: keyAttr(request.key) }, async (tp) => {
+        const r = await write({ deleteRange: request }, tp)
+        return Convert.deleteRangeResponseToWire(
+          (r.response as { deleteRange: Kv.DeleteRangeResponse }).deleteRange,
+          await header(r.revision, r.term)
+        )
+      })
+    },
+    Txn: (w: Wire) =>
+      inSpan("KV.Txn", {}, async (tp) => {
+        const request = Convert.txnRequestFromWire(w)
+        const r = await write({ txn: request }, tp)
+        return Convert.txnResponseToWire((r.response as { txn: Kv.TxnResponse }).txn, await header(r.revision, r.term))
+      }),
+    Compact: (w: Wire) =>
+      inSpan("KV.Compact", {}, async (tp) => {
+        const request: Kv.CompactionRequest = { revision: Convert.wireInt(w.revision), physical: w.physical === true }
+        const r = await write({ compaction: request }, tp)
+        return { header: Convert.headerToWire(await header(r.revision, r.term)) }
+      }),
+    Status: (_w: Wire) =>
+      inSpan("Maintenance.Status", {}, async (tp) => {
+        const [raftFrame, mvccFrame] = await Promise.all([
+          ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
+          ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp })
+        ])
+        const raft = decodeOrThrow(RaftStatus, raftFrame.body)
+        const mvcc = decodeOrThrow(MvccStatus, mvccFrame.body)
+        return {
+          header: Convert.headerToWire({
+            clusterId: raft.clusterId,
+            memberId: raft.memberId,
+            revision: mvcc.revision,
+            raftTerm: raft.term
+          }),
+          version: apiVersion,
+          dbSize: mvcc.dbSizeBytes,
+          leader: raft.leader.toString(),
+          raftIndex: raft.commitIndex,
+          raftTerm: raft.term,
+          raftAppliedIndex: mvcc.appliedIndex,
+          errors: [],
+          dbSizeInUse: mvcc.dbSizeInUseBytes,
+          isLearner: raft.isLearner
+        }
+      })
+  }
+}
+
+const decodeOrThrow = <A>(schema: Schema.Codec<A, any>, body: unknown): A => {
+  const r = Schema.decodeUnknownExit(schema)(body)
+  if (r._tag === "Failure") throw { _tag: "MalformedFrame", reason: "bad status body" } satisfies EtcdErrorData
+  return r.value
+}

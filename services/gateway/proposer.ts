@@ -1,0 +1,142 @@
+/**
+ * The gateway's write path: turns a write request into a proposal, hands it to the member's raft
+ * service, and waits for the apply result that the member's mvcc service publishes to this
+ * gateway instance's result subject.
+ *
+ * Loss handling (NATS core is at-most-once): a proposal that raft did not acknowledge, or whose
+ * result did not arrive within `resultWaitMs`, is proposed again with the same request id until
+ * the deadline. The mvcc service applies a request id once (a retried duplicate is skipped and
+ * its cached result re-sent), so retries never apply a write twice. After the deadline the
+ * outcome is unknown and the client gets etcd's "request timed out" (or "no leader" when raft
+ * kept answering that), exactly the ambiguity etcd itself reports.
+ *
+ * Follows etcd server/etcdserver/v3_server.go (processInternalRaftRequestOnce) in spirit: one
+ * wait registration per request id, triggered by the applier.
+ */
+import type { NatsConnection } from "@nats-io/transport-node"
+import { randomBytes } from "node:crypto"
+import type { EtcdErrorData } from "../../shared/errors.ts"
+import { packValue } from "../../shared/frame.ts"
+import type { WriteRequest } from "../../shared/kv.ts"
+import { ApplyResult, ProposeReply } from "../../shared/schema.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import { okOrError, serve } from "../runtime/rpc.ts"
+
+/** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
+export interface WriteOutcome {
+  readonly response: unknown
+  readonly revision: number
+  readonly term: number
+}
+
+/** Proposer settings. */
+export interface ProposerOptions {
+  readonly member: string
+  readonly proposeSubject: string
+  readonly resultSubject: string
+  /** Total time a write may take before "request timed out" (etcd: 5 s + 2 x election timeout). */
+  readonly requestTimeoutMs: number
+  /** How long to wait for a result before proposing again. */
+  readonly resultWaitMs: number
+  /** Largest encoded proposal accepted (etcd --max-request-bytes, 1.5 MiB). */
+  readonly maxRequestBytes: number
+}
+
+interface Waiter {
+  resolve: (outcome: WriteOutcome) => void
+  reject: (error: EtcdErrorData) => void
+}
+
+/**
+ * Proposes writes and matches their results. Invariant: `waiters` holds exactly the request
+ * ids of calls to {@link Proposer.propose} still in progress.
+ */
+export class Proposer {
+  private readonly waiters = new Map<bigint, Waiter>()
+  private readonly idPrefix: bigint
+  private counter = 0n
+  private readonly stopResults: () => void
+  private readonly rpc: RpcClient
+  private readonly options: ProposerOptions
+  private readonly now: () => number
+
+  constructor(nc: NatsConnection, rpc: RpcClient, options: ProposerOptions, now: () => number = Date.now) {
+    this.rpc = rpc
+    this.options = options
+    this.now = now
+    // Request ids: 32 random bits of this instance, then a 32-bit counter. Unique across
+    // gateway instances with overwhelming probability; the mvcc dedup key adds the origin member.
+    this.idPrefix = BigInt("0x" + randomBytes(4).toString("hex")) << 32n
+    this.stopResults = serve(nc, options.resultSubject, "apply.result", ApplyResult, ({ body }) => {
+      const waiter = this.waiters.get(body.requestId)
+      if (waiter === undefined) return
+      this.waiters.delete(body.requestId)
+      if ("err" in body) waiter.reject(body.err as EtcdErrorData)
+      else waiter.resolve(body.ok)
+    }).stop
+  }
+
+  /**
+   * Proposes `request` and resolves with its outcome once applied by this member. Rejects
+   * with error data: RequestTooLarge (before proposing), any error the apply returned (e.g.
+   * Compacted, KeyNotFound), NoLeader or RequestTimeout at the deadline.
+   */
+  async propose(request: WriteRequest, traceparent: string): Promise<WriteOutcome> {
+    const requestId = this.idPrefix | (this.counter++ & 0xffffffffn)
+    const deadlineMs = this.now() + this.options.requestTimeoutMs
+    const data = packValue({
+      requestId,
+      origin: this.options.member,
+      replyTo: this.options.resultSubject,
+      deadlineMs,
+      request
+    })
+    if (data.length > this.options.maxRequestBytes) {
+      throw { _tag: "RequestTooLarge", sizeBytes: data.length, maxBytes: this.options.maxRequestBytes } satisfies EtcdErrorData
+    }
+    const result = new Promise<WriteOutcome>((resolve, reject) => this.waiters.set(requestId, { resolve, reject }))
+    let settled = false
+    result.then(() => (settled = true), () => (settled = true))
+    let lastError: EtcdErrorData = { _tag: "RequestTimeout" }
+    try {
+      while (!settled) {
+        const left = deadlineMs - this.now()
+        if (left <= 0) break
+        try {
+          const frame = await this.rpc.call(this.options.proposeSubject, "propose", { data }, {
+            timeoutMs: Math.min(left, 1000),
+            traceparent
+          })
+          okOrError(frame, ProposeReply)
+          lastError = { _tag: "RequestTimeout" }
+          // Accepted: wait for the result, then propose again if none came.
+          const wait = Math.min(this.options.resultWaitMs, Math.max(0, deadlineMs - this.now()))
+          const outcome = await Promise.race([result, sleep(wait).then(() => undefined)])
+          if (outcome !== undefined) return outcome
+        } catch (e) {
+          if (settled) break
+          const tag = (e as EtcdErrorData)._tag
+          if (tag === "NoLeader") {
+            lastError = e as EtcdErrorData
+            await sleep(Math.min(100, Math.max(0, deadlineMs - this.now())))
+          } else if (tag !== "RequestTimeout") {
+            throw e
+          }
+        }
+      }
+      if (settled) return await result
+      throw lastError
+    } finally {
+      this.waiters.delete(requestId)
+    }
+  }
+
+  /** Fails all waiting proposals with Stopped and stops listening for results. */
+  close(): void {
+    this.stopResults()
+    for (const w of this.waiters.values()) w.reject({ _tag: "Stopped" })
+    this.waiters.clear()
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

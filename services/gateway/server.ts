@@ -1,0 +1,74 @@
+/**
+ * The gateway's gRPC server: @grpc/grpc-js serving the .proto files in ./proto (etcd's wire
+ * names and numbers), with handlers that return promises of wire objects. Errors become gRPC
+ * statuses through the table in ./errors.ts.
+ *
+ * Message size: like etcd, the server accepts messages up to max-request-bytes + 512 KiB
+ * (etcd's grpcOverheadBytes), so that a request a little over the limit reaches the handler and
+ * gets etcd's "request is too large" rather than a transport error.
+ */
+import * as grpc from "@grpc/grpc-js"
+import * as protoLoader from "@grpc/proto-loader"
+import { fileURLToPath } from "node:url"
+import { toGrpcError } from "./errors.ts"
+import type { Wire } from "./convert.ts"
+
+const protoDir = fileURLToPath(new URL("./proto/", import.meta.url))
+
+/** proto-loader options: etcd's field names as written, int64 as decimal strings, enums by name. */
+const loaderOptions: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [protoDir]
+}
+
+/** Loads etcd's service definitions (package etcdserverpb). */
+export const loadEtcdServices = () => {
+  const definition = protoLoader.loadSync(["etcdserverpb/rpc.proto"], loaderOptions)
+  const pkg = grpc.loadPackageDefinition(definition) as any
+  return pkg.etcdserverpb as Record<string, { service: grpc.ServiceDefinition }>
+}
+
+/** A unary handler: wire request in, promise of wire response out (rejections are errors). */
+export type UnaryHandler = (request: Wire) => Promise<Wire>
+
+const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
+  handler(call.request).then(
+    (response) => callback(null, response),
+    (error) => {
+      const e = toGrpcError(error)
+      callback({ code: e.code, details: e.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
+    }
+  )
+}
+
+/**
+ * Starts a gRPC server on `address` (host:port) serving `services`: a map from etcd service name
+ * (KV, Maintenance, ...) to method handlers. Resolves with the server once bound; rejects when
+ * the address cannot be bound.
+ */
+export const startGrpcServer = async (
+  address: string,
+  services: Record<string, Record<string, UnaryHandler>>,
+  maxRequestBytes: number
+): Promise<grpc.Server> => {
+  const definitions = loadEtcdServices()
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": maxRequestBytes + 512 * 1024,
+    "grpc.max_send_message_length": 2 ** 31 - 1
+  })
+  for (const [name, methods] of Object.entries(services)) {
+    const def = definitions[name]
+    if (def === undefined) throw new Error(`no service ${name} in etcdserverpb`)
+    const impl: grpc.UntypedServiceImplementation = {}
+    for (const [method, handler] of Object.entries(methods)) impl[method] = unary(handler)
+    server.addService(def.service, impl)
+  }
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
+  )
+  return server
+}

@@ -1,0 +1,220 @@
+/**
+ * The mvcc service's apply path: committed raft entries, strictly in index order, into the
+ * store, one LMDB transaction per batch (etcd server/etcdserver/apply.go and the FIFO of
+ * pkg/schedule; the queue and its single consuming fiber live in ./main.ts).
+ *
+ * Per entry:
+ * - Normal entry with a proposal: decode it, skip it if its request id was applied before
+ *   (a retried proposal), else apply the write; record the request id in the `dedup` table and
+ *   the raft index as consistent index, in the same transaction. The proposing member publishes
+ *   the result to the proposer's subject after the commit (also for a skipped duplicate, from
+ *   its cache of recent results, so a lost result frame is answered on retry).
+ * - Empty Normal entry (a new leader's no-op), ConfChange entry, or undecodable data: only the
+ *   consistent index moves. Undecodable data is counted and logged; every member skips it alike.
+ *
+ * Gaps: NATS may lose an apply frame, so a batch that does not start at applied + 1 first
+ * fetches the missing entries from the member's raft service (`raft.entries`), and a frame whose
+ * commit index is beyond its last entry triggers the same catch-up.
+ *
+ * Dedup pruning is a function of the log alone, so every member prunes alike: a record is
+ * dropped once an applied proposal's deadline is more than {@link dedupRetentionMs} past the
+ * record's deadline; the proposer stops retrying at its deadline.
+ */
+import { Schema } from "effect"
+import type { EtcdErrorData } from "../../shared/errors.ts"
+import { unpackValue } from "../../shared/frame.ts"
+import { Index } from "../../shared/ids.ts"
+import type { Entry } from "../../shared/raft-types.ts"
+import { Proposal } from "../../shared/schema.ts"
+import { decodeUint64, encodeUint64, unsafeUpdateConsistentIndex } from "./core/backend.ts"
+import type { KvStore } from "./core/store.ts"
+import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
+
+/** How long past its deadline a request id is remembered (covers clock skew between gateways). */
+export const dedupRetentionMs = 60_000
+
+/** Results kept in memory for re-sending to retried proposals. */
+const resultCacheSize = 4096
+
+const metaTermKey = new TextEncoder().encode("term")
+
+/** A frame of committed entries, as raft publishes them. */
+export interface ApplyBatch {
+  readonly entries: ReadonlyArray<Entry>
+  readonly commitIndex: number
+  readonly term: number
+}
+
+/** What an applied proposal produced, as sent to its proposer (shared/schema.ts ApplyResult). */
+export type ResultBody =
+  | { readonly requestId: bigint; readonly ok: { readonly response: unknown; readonly revision: number; readonly term: number } }
+  | { readonly requestId: bigint; readonly err: EtcdErrorData }
+
+/** The applier's collaborators. */
+export interface ApplierIo {
+  /** Publishes a result to a proposer's subject. */
+  readonly publish: (subject: string, body: ResultBody) => void
+  /** Committed entries from `from` on (the raft service's log), for gap repair. */
+  readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
+  readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
+}
+
+const decodeProposal = Schema.decodeUnknownExit(Proposal)
+
+const idKey = (requestId: bigint): Uint8Array => {
+  const b = new Uint8Array(8)
+  new DataView(b.buffer).setBigUint64(0, requestId)
+  return b
+}
+
+/**
+ * Applies batches in index order. Invariant: `applied` is the consistent index stored in the
+ * backend (the last entry applied, including no-ops); waiters are resolved in index order.
+ */
+export class Applier {
+  private applied: number
+  private term: number
+  private readonly waiters: Array<{ index: number; resolve: () => void }> = []
+  /** The dedup table's records ordered by deadline (ties by id), mirroring the table. */
+  private readonly dedupOrder: Array<{ id: Uint8Array; deadlineMs: number }> = []
+  private readonly results = new Map<bigint, ResultBody>()
+  readonly counters = { entries: 0, duplicates: 0, undecodable: 0, gapsRepaired: 0 }
+  private readonly backend: LmdbBackend
+  private readonly store: KvStore
+  private readonly member: string
+  private readonly io: ApplierIo
+
+  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo) {
+    this.backend = backend
+    this.store = store
+    this.member = member
+    this.io = io
+    this.applied = store.consistentIndex()
+    const t = backend.read.get("meta", metaTermKey)
+    this.term = t === undefined ? 0 : decodeUint64(t)
+    for (const { key, value } of backend.dedupEntries()) this.rememberId(key, decodeUint64(value))
+  }
+
+  /** The last applied raft index. */
+  appliedIndex(): number {
+    return this.applied
+  }
+
+  /** The raft term of the last applied batch (for response headers). */
+  currentTerm(): number {
+    return this.term
+  }
+
+  /** undefined when `index` is applied already, else a promise resolved once it is. */
+  waitApplied(index: number): Promise<void> | undefined {
+    if (index <= this.applied) return undefined
+    return new Promise((resolve) => {
+      this.waiters.push({ index, resolve })
+      this.waiters.sort((a, b) => a.index - b.index)
+    })
+  }
+
+  /** True when a reader waits for an index not applied yet (so a catch-up may be due). */
+  lagging(): boolean {
+    return this.waiters.length > 0
+  }
+
+  /**
+   * Applies one batch (skipping entries already applied, repairing a gap before it), then
+   * wakes readers and publishes results. Rejects only on a broken invariant (a defect).
+   */
+  async applyBatch(batch: ApplyBatch): Promise<void> {
+    const first = batch.entries[0]
+    if (first !== undefined && first.index > this.applied + 1) await this.catchUp(first.index - 1)
+    const fresh = batch.entries.filter((e) => e.index > this.applied)
+    if (fresh.length > 0) this.applyEntries(fresh, batch.term)
+    const last = batch.entries[batch.entries.length - 1]
+    if (batch.commitIndex > this.applied && (last === undefined || batch.commitIndex > last.index)) {
+      await this.catchUp(batch.commitIndex)
+    }
+  }
+
+  /** Fetches and applies committed entries from the raft service until `target` is applied (or raft has no more). */
+  async catchUp(target: number): Promise<void> {
+    while (this.applied < target) {
+      const { entries } = await this.io.fetchEntries(this.applied + 1)
+      const fresh = entries.filter((e) => e.index > this.applied)
+      if (fresh.length === 0 || fresh[0]!.index !== this.applied + 1) return
+      this.counters.gapsRepaired++
+      this.applyEntries(fresh, this.term)
+    }
+  }
+
+  private applyEntries(entries: ReadonlyArray<Entry>, term: number): void {
+    const toSend: Array<{ subject: string; body: ResultBody }> = []
+    this.backend.writeSync((tx) => {
+      for (const entry of entries) {
+        if (entry.index !== this.applied + 1) {
+          throw new Error(`apply out of order: applied ${this.applied}, next ${entry.index}`)
+        }
+        const sent = this.applyEntry(tx, entry, term)
+        if (sent !== undefined) toSend.push(sent)
+        this.applied = entry.index
+      }
+      unsafeUpdateConsistentIndex(tx, this.applied)
+      if (term !== this.term) tx.put("meta", metaTermKey, encodeUint64(term))
+    })
+    this.term = term
+    this.counters.entries += entries.length
+    while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
+    for (const { subject, body } of toSend) this.io.publish(subject, body)
+  }
+
+  private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): { subject: string; body: ResultBody } | undefined {
+    if (entry.type !== "Normal" || entry.data.length === 0) return undefined
+    let raw: unknown
+    try {
+      raw = unpackValue(entry.data)
+    } catch {
+      raw = undefined
+    }
+    const decoded = decodeProposal(raw)
+    if (decoded._tag === "Failure") {
+      this.counters.undecodable++
+      this.io.log("warn", "skipping undecodable entry", { index: entry.index })
+      return undefined
+    }
+    const p = decoded.value
+    this.pruneDedup(tx, p.deadlineMs)
+    const id = idKey(p.requestId)
+    const mine = p.origin === this.member
+    if (tx.dedupGet(id) !== undefined) {
+      this.counters.duplicates++
+      const cached = mine ? this.results.get(p.requestId) : undefined
+      return cached === undefined ? undefined : { subject: p.replyTo, body: cached }
+    }
+    const deadlineMs = Math.max(0, p.deadlineMs)
+    tx.dedupPut(id, encodeUint64(deadlineMs))
+    this.rememberId(id, deadlineMs)
+    const r = this.store.apply(tx, Index(entry.index), p.request)
+    if (!mine || "skipped" in r) return undefined
+    const body: ResultBody = "err" in r
+      ? { requestId: p.requestId, err: r.err }
+      : { requestId: p.requestId, ok: { response: r.ok, revision: r.revision, term } }
+    this.results.set(p.requestId, body)
+    if (this.results.size > resultCacheSize) this.results.delete(this.results.keys().next().value!)
+    return { subject: p.replyTo, body }
+  }
+
+  /** Inserts into `dedupOrder` keeping it sorted; deadlines arrive nearly sorted, so this is O(1) amortised. */
+  private rememberId(id: Uint8Array, deadlineMs: number): void {
+    let i = this.dedupOrder.length
+    while (i > 0 && this.dedupOrder[i - 1]!.deadlineMs > deadlineMs) i--
+    this.dedupOrder.splice(i, 0, { id, deadlineMs })
+  }
+
+  /** Drops every id whose deadline is over {@link dedupRetentionMs} before `nowDeadlineMs`. */
+  private pruneDedup(tx: LmdbWriteTx, nowDeadlineMs: number): void {
+    let n = 0
+    while (n < this.dedupOrder.length && this.dedupOrder[n]!.deadlineMs < nowDeadlineMs - dedupRetentionMs) {
+      tx.dedupDelete(this.dedupOrder[n]!.id)
+      n++
+    }
+    if (n > 0) this.dedupOrder.splice(0, n)
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * The MVCC key-value store: etcd's store semantics (revisions, generations, compaction) over
+ * an injected synchronous backend, driven one committed raft entry at a time.
+ *
+ * This is the pure core: no IO of its own, no clock, no Effect. The shell owns the backend
+ * (LMDB), opens one write transaction per applied entry (or batch of entries), calls
+ * {@link KvStore.apply}, and commits; reads call {@link KvStore.range} with a read
+ * transaction. The in-memory index is rebuilt from the backend by {@link KvStore.restore}.
+ *
+ * Differences from etcd, on purpose:
+ * - Compaction runs inside the apply, in the same backend transaction that records the
+ *   scheduled and finished compact revision (etcd deletes in background batches). The
+ *   `physical` flag therefore changes nothing.
+ * - The consistent index is stored by the store itself in every apply transaction.
+ * - A txn that etcd would crash on is failed and undone instead (see txn.ts).
+ *
+ * Follows etcd server/storage/mvcc/kvstore.go, kvstore_txn.go, kvstore_compaction.go and
+ * server/etcdserver/txn.
+ */
+import type { EtcdErrorData } from "../../../shared/errors.ts"
+import type { CompactionRequest, RangeRequest, RangeResponse, WriteRequest, WriteResponse } from "../../../shared/kv.ts"
+import { Index, type LeaseId, Revision } from "../../../shared/ids.ts"
+import {
+  type BackendReadTx,
+  type BackendWriteTx,
+  unsafeReadCompactRev,
+  unsafeReadConsistentIndex,
+  unsafeSetCompactRev,
+  unsafeUpdateConsistentIndex
+} from "./backend.ts"
+import { KeyIndex } from "./key-index.ts"
+import { toKeyString } from "./key-bytes.ts"
+import { decodeKeyValue } from "./kv-codec.ts"
+import { executeRange } from "./range.ts"
+import { bytesToRev, isTombstone, mainPrefix, revId, revToBytes } from "./revision.ts"
+import { TreeIndex } from "./tree-index.ts"
+import { applyPut, applyTxn, executeDeleteRange, type LeaseExists } from "./txn.ts"
+import { type MvccEvent, StoreTxnWrite } from "./write-txn.ts"
+
+export { validateRange, validateWrite, defaultMaxTxnOps } from "./validate.ts"
+export type { MvccEvent } from "./write-txn.ts"
+
+/** Options of {@link KvStore.restore}. */
+export interface KvStoreOptions {
+  /**
+   * Whether a lease exists, asked for every put with a non-zero lease (at apply time, so it
+   * may consult state that changes). Default: no lease exists, so any non-zero lease fails
+   * with LeaseNotFound.
+   */
+  readonly leaseExists?: (id: LeaseId) => boolean
+}
+
+/** A successful {@link KvStore.range}: the response and the store revision it was read at. */
+export type RangeResult = { readonly ok: RangeResponse; readonly revision: Revision } | { readonly err: EtcdErrorData }
+
+/**
+ * The outcome of {@link KvStore.apply}:
+ * - `ok`: the response; `revision` is the store revision after the request (the response
+ *   header revision); `events` lists the key changes in order (empty when nothing changed),
+ *   for watchers and the lessor.
+ * - `err`: an expected failure; nothing changed except the consistent index.
+ * - `skipped`: the index was applied before; nothing changed.
+ */
+export type ApplyResult =
+  | { readonly ok: WriteResponse; readonly revision: Revision; readonly events: ReadonlyArray<MvccEvent> }
+  | { readonly err: EtcdErrorData }
+  | { readonly skipped: true }
+
+/** Records read per backend range call during restore and compaction. */
+const chunkRecords = 10_000
+
+/**
+ * Invariants: 1 <= currentRev; compactRev <= currentRev (compactRev is -1 until the first
+ * compaction, as etcd's compactMainRev); the index holds exactly the revisions of the
+ * records in the backend's key bucket; consistentIndex is the value stored in meta.
+ */
+export class KvStore {
+  private readonly state: { index: TreeIndex; compactRev: number }
+  private currentRev = 1
+  private consistentIdx = 0
+  private readonly leaseExists: LeaseExists
+
+  private constructor(options: KvStoreOptions | undefined) {
+    this.state = { index: new TreeIndex(), compactRev: -1 }
+    this.leaseExists = options?.leaseExists ?? (() => false)
+  }
+
+  /**
+   * Builds a store from the backend: reads the key bucket in revision order to rebuild the
+   * index (etcd restore / restoreIntoIndex), the compact revision and the consistent index.
+   * An empty backend gives a fresh store at revision 1. Throws on a corrupt backend or when
+   * the scheduled compact revision is ahead of the finished one (natcd writes both in one
+   * transaction, so that means another writer).
+   */
+  static restore(tx: BackendReadTx, options?: KvStoreOptions): KvStore {
+    const s = new KvStore(options)
+    const finished = unsafeReadCompactRev(tx, "finished")
+    const scheduled = unsafeReadCompactRev(tx, "scheduled")
+    if (scheduled !== undefined && (finished === undefined || scheduled > finished)) {
+      throw new Error(`scheduled compaction ${scheduled} never finished (finished: ${finished ?? "none"})`)
+    }
+    if (finished !== undefined) s.state.compactRev = finished
+    const index = s.state.index
+    let currentRev = 1
+    let start = revToBytes({ main: 1, sub: 0 })
+    for (;;) {
+      const records = tx.range("key", start, undefined, chunkRecords)
+      for (const { key: bucketKey, value } of records) {
+        const r = bytesToRev(bucketKey)
+        if (r.main < currentRev) throw new Error(`restore: revision ${r.main} below previous ${currentRev}`)
+        currentRev = r.main
+        const kv = decodeKeyValue(value)
+        const key = toKeyString(kv.key)
+        const tomb = isTombstone(bucketKey)
+        const ki = index.keyIndex(key)
+        if (ki !== undefined) {
+          // A tombstone on an already-deleted key cannot be written by natcd; etcd only warns.
+          if (tomb) ki.tombstone(r.main, r.sub)
+          else ki.put(r.main, r.sub)
+        } else {
+          const nki = new KeyIndex(key)
+          if (tomb) nki.restoreTombstone(r.main, r.sub)
+          else nki.restore({ main: kv.createRevision, sub: 0 }, r, kv.version)
+          index.insert(nki)
+        }
+      }
+      if (records.length < chunkRecords) break
+      start = successor(records[records.length - 1]!.key)
+    }
+    // Every record of the newest revisions may be compacted away; the revision never goes back.
+    s.currentRev = Math.max(currentRev, s.state.compactRev, scheduled ?? 0)
+    s.consistentIdx = unsafeReadConsistentIndex(tx)
+    return s
+  }
+
+  /** The store revision: the revision of the last change (1 for an empty store). */
+  currentRevision(): Revision {
+    return Revision(this.currentRev)
+  }
+
+  /** The compact revision: reads below it fail as Compacted; -1 until the first compaction. */
+  compactRevision(): Revision {
+    return Revision(this.state.compactRev)
+  }
+
+  /** The raft index of the last applied entry (0 for none), as stored in the backend. */
+  consistentIndex(): Index {
+    return Index(this.consistentIdx)
+  }
+
+  /**
+   * Serves a RangeRequest at the current revision (or `req.revision`). The caller validates
+   * the request first ({@link validateRange}). Errors: FutureRevision when req.revision is
+   * above the current revision, Compacted when below the compact revision.
+   */
+  range(tx: BackendReadTx, req: RangeRequest): RangeResult {
+    const r = executeRange(this.state, tx, req, this.currentRev)
+    return "err" in r ? r : { ok: r, revision: Revision(this.currentRev) }
+  }
+
+  /**
+   * Applies one committed write at raft index `index` in backend write transaction `tx`, and
+   * writes consistentIndex = index in the same transaction (also when the request fails).
+   * The caller commits `tx` afterwards; until then reads through other transactions must not
+   * be served at the new revision.
+   *
+   * Re-applying an index <= consistentIndex is a no-op returning `{ skipped: true }`. A
+   * request that changes nothing (a delete of missing keys, a txn whose branch only reads)
+   * does not bump the revision. Errors: LeaseNotFound, KeyNotFound (put / txn), Compacted and
+   * FutureRevision (compaction, and ranges inside a txn). A failed request changes nothing
+   * but the consistent index.
+   */
+  apply(tx: BackendWriteTx, index: Index, req: WriteRequest): ApplyResult {
+    if (index <= this.consistentIdx) return { skipped: true }
+    const result = this.applyRequest(tx, req)
+    unsafeUpdateConsistentIndex(tx, index)
+    this.consistentIdx = index
+    return result
+  }
+
+  private applyRequest(tx: BackendWriteTx, req: WriteRequest): ApplyResult {
+    if ("compaction" in req) return this.compact(tx, req.compaction)
+    const tw = new StoreTxnWrite(this.state, tx, this.currentRev)
+    let ok: WriteResponse
+    if ("put" in req) {
+      const r = applyPut(tw, this.leaseExists, req.put)
+      if ("err" in r) return r
+      ok = { put: r }
+    } else if ("deleteRange" in req) {
+      ok = { deleteRange: executeDeleteRange(tw, req.deleteRange) }
+    } else {
+      const r = applyTxn(tw, this.state.compactRev, this.leaseExists, req.txn)
+      if ("err" in r) return r
+      ok = { txn: r }
+    }
+    // etcd storeTxnWrite.End: the revision moves only when something changed.
+    if (tw.changes.length > 0) this.currentRev++
+    return { ok, revision: Revision(this.currentRev), events: tw.changes }
+  }
+
+  /**
+   * Compacts at `req.revision` (etcd updateCompactRev + scheduleCompaction): the index drops,
+   * per key, every revision <= rev except the newest, and keys whose only revision left is
+   * an older tombstone; the backend drops the same records. Errors: Compacted when rev <= the
+   * compact revision, FutureRevision when rev > the current revision.
+   */
+  private compact(tx: BackendWriteTx, req: CompactionRequest): ApplyResult {
+    const rev = req.revision
+    if (rev <= this.state.compactRev) {
+      return { err: { _tag: "Compacted", requestedRevision: rev, compactRevision: this.state.compactRev } }
+    }
+    if (rev > this.currentRev) {
+      return { err: { _tag: "FutureRevision", requestedRevision: rev, currentRevision: this.currentRev } }
+    }
+    this.state.compactRev = rev
+    unsafeSetCompactRev(tx, "scheduled", rev)
+    const keep = this.state.index.compact(rev)
+    const end = mainPrefix(rev + 1)
+    let start: Uint8Array = new Uint8Array()
+    for (;;) {
+      const records = tx.range("key", start, end, chunkRecords)
+      for (const { key } of records) {
+        if (!keep.has(revId(bytesToRev(key)))) tx.delete("key", key)
+      }
+      if (records.length < chunkRecords) break
+      start = successor(records[records.length - 1]!.key)
+    }
+    unsafeSetCompactRev(tx, "finished", rev)
+    return { ok: { compaction: {} }, revision: Revision(this.currentRev), events: [] }
+  }
+
+  /** The in-memory index, read-only by contract (tests and debugging). */
+  unsafeIndex(): TreeIndex {
+    return this.state.index
+  }
+}
+
+/**
+ * The key changes of main revisions startRev..endRev (inclusive), in revision order, read from
+ * the backend's key bucket as etcd's watchable store does when a watcher catches up
+ * (watchable_store.go syncWatchers). Events carry no prevKv. Revisions below the compact
+ * revision may be partly gone: callers check the compact revision first.
+ */
+export const unsafeReadEvents = (tx: BackendReadTx, startRev: number, endRev: number): MvccEvent[] => {
+  const events: MvccEvent[] = []
+  if (endRev < startRev) return events
+  const end = mainPrefix(endRev + 1)
+  let start = mainPrefix(Math.max(startRev, 0))
+  for (;;) {
+    const records = tx.range("key", start, end, chunkRecords)
+    for (const { key: bucketKey, value } of records) {
+      const kv = decodeKeyValue(value)
+      if (isTombstone(bucketKey)) {
+        const main = Revision(bytesToRev(bucketKey).main)
+        events.push({ type: "DELETE", kv: { ...kv, modRevision: main } })
+      } else {
+        events.push({ type: "PUT", kv })
+      }
+    }
+    if (records.length < chunkRecords) break
+    start = successor(records[records.length - 1]!.key)
+  }
+  return events
+}
+
+/** The smallest byte string above `b`: b followed by a zero byte. */
+const successor = (b: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(b.length + 1)
+  out.set(b)
+  return out
+}

@@ -1,0 +1,186 @@
+/**
+ * The raft shell's Ready/Advance loop around the pure core (etcd server/etcdserver/raft.go and
+ * raft's node.go, in one place).
+ *
+ * Inputs (ticks, proposals, ReadIndex requests, peer messages) go straight into the RawNode; any
+ * of them schedules the loop, which drains Readys one at a time:
+ *
+ * 1. persist the Ready's hard state and entries through `persist` (the wal service; resolves
+ *    after fdatasync), then record them in MemoryStorage;
+ * 2. send its messages (never before 1: votes and append acknowledgements depend on it);
+ * 3. answer ReadIndex rounds whose read state arrived;
+ * 4. hand committed entries to `apply` (the mvcc service), applying ConfChange entries to the
+ *    core on the way;
+ * 5. advance.
+ *
+ * Inputs that arrive while a Ready is being persisted are stepped into the core at once (the
+ * RawNode allows that, as etcd's node.run does) and batched into the next Ready, which is what
+ * amortises one fsync over many proposals.
+ */
+import type { Index, MemberId } from "../../shared/ids.ts"
+import type { Entry, HardState } from "../../shared/raft-types.ts"
+import { decodeConfChange } from "./core/conf-change.ts"
+import type { RawNode } from "./core/raw-node.ts"
+import type { MemoryStorage } from "./core/storage.ts"
+import type { Message, ProposalError, SoftState } from "./core/types.ts"
+
+/** What the driver needs from the outside world. */
+export interface DriverIo {
+  /** Persists hard state (if any) and entries; resolves once durable (retrying as needed). */
+  readonly persist: (hardState: HardState | undefined, entries: ReadonlyArray<Entry>) => Promise<void>
+  /** Sends messages to peers (at-most-once). */
+  readonly send: (messages: ReadonlyArray<Message>) => void
+  /** Hands committed entries, in index order, to the state machine. */
+  readonly apply: (entries: ReadonlyArray<Entry>, commitIndex: Index) => void
+  /** Told of leader/role changes. */
+  readonly onSoftState?: (state: SoftState) => void
+}
+
+interface ReadRound {
+  readonly ctx: Uint8Array
+  readonly waiters: Array<(index: number | "NoLeader") => void>
+}
+
+/**
+ * Drives one RawNode. Invariant: at most one Ready is in flight (`running`), and Readys are
+ * handled strictly in the order the core produced them.
+ */
+export class RaftDriver {
+  private running = false
+  private lastSoftState: SoftState | undefined
+  private readCounter = 0
+  /** Reads waiting for the next round. */
+  private pendingReads: Array<(index: number | "NoLeader") => void> = []
+  /** Rounds issued to the core, awaiting their read state. */
+  private readonly rounds = new Map<string, ReadRound>()
+  private appliedIndex = 0
+  private readonly node: RawNode
+  private readonly storage: MemoryStorage
+  private readonly io: DriverIo
+  private readonly onFatal: (e: unknown) => void
+
+  constructor(node: RawNode, storage: MemoryStorage, io: DriverIo, onFatal: (e: unknown) => void) {
+    this.node = node
+    this.storage = storage
+    this.io = io
+    this.onFatal = onFatal
+  }
+
+  /** Advances the core's logical clock by one tick. */
+  tick(): void {
+    this.node.tick()
+    this.kick()
+  }
+
+  /** Starts an election (used at startup by a member that is the only voter, as etcd does). */
+  campaign(): void {
+    this.node.campaign()
+    this.kick()
+  }
+
+  /** Proposes entry data; "ProposalDropped" when there is no leader to take it. */
+  propose(data: Uint8Array): ProposalError | undefined {
+    const err = this.node.propose(data)
+    this.kick()
+    return err
+  }
+
+  /** Steps a message from a peer; returns the core's refusal, if any. */
+  step(message: Message): string | undefined {
+    const err = this.node.step(message)
+    this.kick()
+    return err
+  }
+
+  /**
+   * Resolves with the index a linearizable read must wait for (ReadIndex), or "NoLeader" when
+   * the member knows no leader. Concurrent calls share one ReadIndex round (etcd batches its
+   * linearizable reads the same way).
+   */
+  readIndex(): Promise<number | "NoLeader"> {
+    if (this.leader() === 0n) return Promise.resolve("NoLeader")
+    return new Promise((resolve) => {
+      this.pendingReads.push(resolve)
+      this.kick()
+    })
+  }
+
+  /** The known leader, 0n when none. */
+  leader(): MemberId {
+    return this.node.status().softState.lead
+  }
+
+  /** The highest index handed to `apply`. */
+  applied(): number {
+    return this.appliedIndex
+  }
+
+  private startReadRound(): void {
+    if (this.pendingReads.length === 0) return
+    const ctx = new TextEncoder().encode(`r${++this.readCounter}`)
+    this.rounds.set(Buffer.from(ctx).toString("latin1"), { ctx, waiters: this.pendingReads })
+    this.pendingReads = []
+    this.node.readIndex(ctx)
+  }
+
+  private kick(): void {
+    if (this.running) return
+    this.running = true
+    queueMicrotask(() => {
+      this.loop().catch(this.onFatal)
+    })
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      this.startReadRound()
+      while (this.node.hasReady()) {
+        const rd = this.node.ready()
+        if (rd.softState !== undefined) {
+          this.lastSoftState = rd.softState
+          this.io.onSoftState?.(rd.softState)
+          if (rd.softState.lead === 0n) this.failRounds()
+        }
+        if (rd.hardState !== undefined || rd.entries.length > 0) {
+          await this.io.persist(rd.hardState, rd.entries)
+          this.storage.append(rd.entries)
+          if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState)
+        }
+        if (rd.messages.length > 0) this.io.send(rd.messages)
+        for (const rs of rd.readStates) {
+          const key = Buffer.from(rs.requestCtx).toString("latin1")
+          const round = this.rounds.get(key)
+          if (round === undefined) continue
+          this.rounds.delete(key)
+          for (const w of round.waiters) w(rs.index)
+        }
+        if (rd.committedEntries.length > 0) {
+          for (const e of rd.committedEntries) {
+            if (e.type === "ConfChange") this.node.applyConfChange(decodeConfChange(e.data))
+          }
+          const last = rd.committedEntries[rd.committedEntries.length - 1]!
+          this.appliedIndex = last.index
+          this.io.apply(rd.committedEntries, this.node.status().commit)
+        }
+        this.node.advance(rd)
+        this.startReadRound()
+      }
+    } finally {
+      this.running = false
+    }
+    // Inputs that arrived during the last await may have produced a Ready after the check.
+    if (this.node.hasReady() || this.pendingReads.length > 0) this.kick()
+  }
+
+  private failRounds(): void {
+    for (const round of this.rounds.values()) for (const w of round.waiters) w("NoLeader")
+    this.rounds.clear()
+    for (const w of this.pendingReads) w("NoLeader")
+    this.pendingReads = []
+  }
+
+  /** The role and leader last reported by the core. */
+  softState(): SoftState | undefined {
+    return this.lastSoftState
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * What every natcd service process shares: its command-line flags, its NATS connection (with
+ * the process's RPC client and reply inbox) as an Effect service, JSON logging, and the launch
+ * of its layer as the process's main program.
+ *
+ * Flags (each also read from an environment variable, flag first):
+ *
+ * | flag | env | default | meaning |
+ * |---|---|---|---|
+ * | --member | NATCD_MEMBER | m1 | member name; part of every subject and of the data path |
+ * | --cluster | NATCD_CLUSTER | natcd | cluster name; first token of every subject |
+ * | --nats | NATS_URL | nats://127.0.0.1:4222 | NATS server URL(s), comma-separated |
+ * | --data-dir | DATA_DIR | ./data | data root; the member's files live in <data-dir>/<member>/ |
+ * | --log-level | NATCD_LOG_LEVEL | Info | Debug, Info, Warn or Error |
+ */
+import { connect } from "@nats-io/transport-node"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { NodeRuntime } from "@effect/platform-node"
+import { Command, Option } from "commander"
+import { Context, Effect, Layer, Logger, References } from "effect"
+import type { LogLevel } from "effect"
+import { randomBytes } from "node:crypto"
+import { join, resolve } from "node:path"
+import { checkToken } from "../../shared/subjects.ts"
+import { RpcClient } from "./rpc.ts"
+
+/** Flags common to every service. */
+export interface CommonFlags {
+  readonly member: string
+  readonly cluster: string
+  readonly nats: string
+  readonly dataDir: string
+  readonly logLevel: LogLevel.LogLevel
+}
+
+/** The member's own directory: `<dataDir>/<member>`. */
+export const memberDir = (flags: CommonFlags): string => join(flags.dataDir, flags.member)
+
+/**
+ * Parses `argv` (process.argv) for service `name`: the common flags plus `extra` options
+ * added by `configure`. Exits the process with a usage message on bad flags (commander).
+ */
+export const parseFlags = <T extends object = {}>(
+  name: string,
+  argv: ReadonlyArray<string>,
+  configure: (command: Command) => Command = (c) => c
+): CommonFlags & T => {
+  const command = configure(
+    new Command(`natcd ${name}`)
+      .description(`natcd ${name} service`)
+      .addOption(new Option("--member <name>", "member name").env("NATCD_MEMBER").default("m1"))
+      .addOption(new Option("--cluster <name>", "cluster name").env("NATCD_CLUSTER").default("natcd"))
+      .addOption(new Option("--nats <urls>", "NATS server URL(s)").env("NATS_URL").default("nats://127.0.0.1:4222"))
+      .addOption(new Option("--data-dir <dir>", "data root").env("DATA_DIR").default("./data"))
+      .addOption(
+        new Option("--log-level <level>", "log level")
+          .env("NATCD_LOG_LEVEL")
+          .choices(["Debug", "Info", "Warn", "Error"])
+          .default("Info")
+      )
+      .allowExcessArguments(false)
+  )
+  command.parse(argv as string[])
+  const opts = command.opts() as CommonFlags & T
+  checkToken("member name", opts.member)
+  checkToken("cluster name", opts.cluster)
+  return { ...opts, dataDir: resolve(opts.dataDir) }
+}
+
+/** Parses a flag value as a positive integer or exits with commander's error. */
+export const positiveInt = (value: string): number => {
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`not a positive integer: ${value}`)
+  return n
+}
+
+/**
+ * The process's NATS connection, RPC client and identity. `instance` is a random token unique
+ * to this process run (used in its reply subjects).
+ */
+export class Nats extends Context.Service<Nats, {
+  readonly nc: NatsConnection
+  readonly rpc: RpcClient
+  readonly instance: string
+}>()("natcd/runtime/Nats") {
+  /**
+   * Connects to `servers` (retrying until the server answers, reconnecting forever after) and
+   * drains the connection when the layer is released.
+   */
+  static readonly layer = (servers: string, name: string) =>
+    Layer.effect(
+      Nats,
+      Effect.gen(function*() {
+        const nc = yield* Effect.acquireRelease(
+          Effect.tryPromise(() =>
+            connect({
+              servers: servers.split(","),
+              name,
+              waitOnFirstConnect: true,
+              maxReconnectAttempts: -1,
+              reconnectTimeWait: 250,
+              pingInterval: 10_000
+            })
+          ).pipe(Effect.orDie),
+          (nc) => Effect.promise(() => nc.drain().catch(() => undefined))
+        )
+        const instance = randomBytes(8).toString("hex")
+        const rpc = yield* Effect.acquireRelease(
+          Effect.sync(() => new RpcClient(nc, `_INBOX.natcd.${instance}`)),
+          (rpc) => Effect.sync(() => rpc.close())
+        )
+        yield* Effect.logInfo("connected to NATS").pipe(Effect.annotateLogs({ servers }))
+        return Nats.of({ nc, rpc, instance })
+      })
+    )
+}
+
+/** JSON log lines at the given minimum level, annotated with service and member. */
+export const loggingLayer = (level: LogLevel.LogLevel) =>
+  Layer.mergeAll(Logger.layer([Logger.consoleJson]), Layer.succeed(References.MinimumLogLevel, level))
+
+/**
+ * Runs `layer` as the process's main program (`Layer.launch` under the Node runtime, which
+ * interrupts it, releasing every resource, on SIGINT/SIGTERM), with logging and the NATS
+ * connection provided.
+ */
+export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>): void => {
+  const program = Layer.launch(layer).pipe(
+    Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${flags.member}`)),
+    Effect.annotateLogs({ service, member: flags.member }),
+    Effect.provide(loggingLayer(flags.logLevel))
+  )
+  NodeRuntime.runMain(program as Effect.Effect<never, unknown>)
+}

@@ -1,0 +1,66 @@
+/**
+ * The wal service's in-memory view of what its log holds (hard state and entries), kept in step
+ * with every append so that `wal.load` can page through it without re-reading files. Applies
+ * raft's overwrite rule: entries starting at index i replace the suffix from i on.
+ *
+ * Invariant: `entries` are contiguous, `entries[k].index === firstIndex + k`.
+ */
+import type { Entry, HardState } from "../../shared/raft-types.ts"
+
+export class LogMirror {
+  private hardState: HardState
+  private entries: Entry[]
+  private readonly metadata: Uint8Array
+
+  constructor(hardState: HardState, entries: ReadonlyArray<Entry>, metadata: Uint8Array) {
+    this.hardState = hardState
+    this.entries = [...entries]
+    this.metadata = metadata
+  }
+
+  /** Index of the last entry, or 0 when the log holds none. */
+  lastIndex(): number {
+    return this.entries.length === 0 ? 0 : this.entries[this.entries.length - 1]!.index
+  }
+
+  /**
+   * Records an append: the hard state (when given) and `entries`, which must start at most one
+   * past the last index (raft never leaves a hole); an earlier start overwrites the suffix.
+   * Throws on a hole (a defect in the caller).
+   */
+  save(hardState: HardState | undefined, entries: ReadonlyArray<Entry>): void {
+    if (hardState !== undefined) this.hardState = hardState
+    if (entries.length === 0) return
+    const first = entries[0]!.index
+    if (this.entries.length === 0) {
+      this.entries = [...entries]
+      return
+    }
+    const base = this.entries[0]!.index
+    if (first > this.lastIndex() + 1) throw new Error(`WAL append leaves a hole: last ${this.lastIndex()}, next ${first}`)
+    if (first <= base) this.entries = [...entries]
+    else {
+      this.entries.length = first - base
+      for (const e of entries) this.entries.push(e)
+    }
+  }
+
+  /**
+   * Entries with index >= `fromIndex`, up to about `maxBytes` of entry data (at least one entry
+   * when any remain), with the hard state and metadata; `more` tells whether entries remain.
+   */
+  page(fromIndex: number, maxBytes: number) {
+    const base = this.entries.length === 0 ? 0 : this.entries[0]!.index
+    let k = Math.max(0, fromIndex - base)
+    const out: Entry[] = []
+    let bytes = 0
+    while (k < this.entries.length) {
+      const e = this.entries[k]!
+      if (out.length > 0 && bytes + e.data.length > maxBytes) break
+      out.push(e)
+      bytes += e.data.length + 32
+      k++
+    }
+    return { metadata: this.metadata, hardState: this.hardState, entries: out, more: k < this.entries.length }
+  }
+}

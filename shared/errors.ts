@@ -1,0 +1,147 @@
+/**
+ * Expected failures that cross process boundaries, as tagged errors with fields.
+ *
+ * Pure cores (raft, mvcc, wal) do not import Effect: they return plain objects
+ * `{ _tag, ...fields }` typed as {@link EtcdErrorData}. Shells turn those into the Schema
+ * classes below with {@link toEtcdError}, so they can travel inside a frame and be matched
+ * with `Effect.catchTag` on the other side. The gateway maps each tag to a gRPC status code
+ * and etcd's exact message in one table (`services/gateway/errors.ts`), as etcd keeps
+ * `api/v3rpc/rpctypes/error.go`.
+ */
+import { Schema } from "effect"
+
+/** Read or compact below the compacted revision (etcd mvcc.ErrCompacted). */
+export class Compacted extends Schema.TaggedError<Compacted>()("Compacted", {
+  requestedRevision: Schema.Number,
+  compactRevision: Schema.Number
+}) {}
+
+/** Read or compact a revision the store has not reached (etcd mvcc.ErrFutureRev). */
+export class FutureRevision extends Schema.TaggedError<FutureRevision>()("FutureRevision", {
+  requestedRevision: Schema.Number,
+  currentRevision: Schema.Number
+}) {}
+
+/** A put, revoke or keep-alive named a lease that does not exist (etcd lease.ErrLeaseNotFound). */
+export class LeaseNotFound extends Schema.TaggedError<LeaseNotFound>()("LeaseNotFound", {
+  leaseId: Schema.BigInt
+}) {}
+
+/** An empty key (etcd rpctypes.ErrGRPCEmptyKey). */
+export class KeyNotProvided extends Schema.TaggedError<KeyNotProvided>()("KeyNotProvided", {}) {}
+
+/** ignore_value or ignore_lease on a key that does not exist (etcd rpctypes.ErrGRPCKeyNotFound). */
+export class KeyNotFound extends Schema.TaggedError<KeyNotFound>()("KeyNotFound", {}) {}
+
+/** A request larger than the max request size (etcd rpctypes.ErrGRPCRequestTooLarge). */
+export class RequestTooLarge extends Schema.TaggedError<RequestTooLarge>()("RequestTooLarge", {
+  sizeBytes: Schema.Number,
+  maxBytes: Schema.Number
+}) {}
+
+/** More than 128 operations in one txn (etcd rpctypes.ErrGRPCTooManyOps). */
+export class TooManyOps extends Schema.TaggedError<TooManyOps>()("TooManyOps", {
+  ops: Schema.Number,
+  maxOps: Schema.Number
+}) {}
+
+/** One key written twice in a txn (etcd rpctypes.ErrGRPCDuplicateKey). */
+export class DuplicateKey extends Schema.TaggedError<DuplicateKey>()("DuplicateKey", {}) {}
+
+/** The backend quota is exhausted (etcd rpctypes.ErrGRPCNoSpace). */
+export class NoSpace extends Schema.TaggedError<NoSpace>()("NoSpace", {}) {}
+
+/** The member knows no leader (etcd rpctypes.ErrGRPCNoLeader). */
+export class NoLeader extends Schema.TaggedError<NoLeader>()("NoLeader", {}) {}
+
+/** A proposal's fate is unknown after the request timeout (etcd rpctypes.ErrGRPCTimeout). */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {}) {}
+
+/** The receiving service is stopping (etcd rpctypes.ErrGRPCStopped). */
+export class Stopped extends Schema.TaggedError<Stopped>()("Stopped", {}) {}
+
+/** A request that fails validation for a reason etcd reports as InvalidArgument. */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
+  message: Schema.String
+}) {}
+
+/** A frame that could not be decoded or has an unknown kind or version. */
+export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
+  reason: Schema.String
+}) {}
+
+/** Every expected error that may cross a process boundary. */
+export const EtcdError = Schema.Union([
+  Compacted,
+  FutureRevision,
+  LeaseNotFound,
+  KeyNotProvided,
+  KeyNotFound,
+  RequestTooLarge,
+  TooManyOps,
+  DuplicateKey,
+  NoSpace,
+  NoLeader,
+  RequestTimeout,
+  Stopped,
+  InvalidRequest,
+  MalformedFrame
+])
+export type EtcdError = typeof EtcdError.Type
+
+/**
+ * The plain-data form of an {@link EtcdError}, as pure cores return it and frames carry it:
+ * the same tag and fields, without the Error machinery.
+ */
+export type EtcdErrorData =
+  | { readonly _tag: "Compacted"; readonly requestedRevision: number; readonly compactRevision: number }
+  | { readonly _tag: "FutureRevision"; readonly requestedRevision: number; readonly currentRevision: number }
+  | { readonly _tag: "LeaseNotFound"; readonly leaseId: bigint }
+  | { readonly _tag: "KeyNotProvided" }
+  | { readonly _tag: "KeyNotFound" }
+  | { readonly _tag: "RequestTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
+  | { readonly _tag: "TooManyOps"; readonly ops: number; readonly maxOps: number }
+  | { readonly _tag: "DuplicateKey" }
+  | { readonly _tag: "NoSpace" }
+  | { readonly _tag: "NoLeader" }
+  | { readonly _tag: "RequestTimeout" }
+  | { readonly _tag: "Stopped" }
+  | { readonly _tag: "InvalidRequest"; readonly message: string }
+  | { readonly _tag: "MalformedFrame"; readonly reason: string }
+
+const constructors: { readonly [T in EtcdError["_tag"]]: new(fields: any) => EtcdError } = {
+  Compacted,
+  FutureRevision,
+  LeaseNotFound,
+  KeyNotProvided,
+  KeyNotFound,
+  RequestTooLarge,
+  TooManyOps,
+  DuplicateKey,
+  NoSpace,
+  NoLeader,
+  RequestTimeout,
+  Stopped,
+  InvalidRequest,
+  MalformedFrame
+}
+
+/**
+ * Builds the tagged error class instance for plain error data (from a core or a frame).
+ * Unknown tags become a {@link MalformedFrame} naming the tag rather than throwing.
+ */
+export const toEtcdError = (data: { readonly _tag: string }): EtcdError => {
+  const make = (constructors as Record<string, (new(fields: any) => EtcdError) | undefined>)[data._tag]
+  if (make === undefined) return new MalformedFrame({ reason: `unknown error tag ${JSON.stringify(data._tag)}` })
+  const { _tag, ...fields } = data as Record<string, unknown>
+  return new make(fields)
+}
+
+/** The plain-data form of a tagged error, for putting in a frame. */
+export const toErrorData = (error: EtcdError): EtcdErrorData => {
+  const out: Record<string, unknown> = { _tag: error._tag }
+  for (const [k, v] of Object.entries(error)) {
+    if (k !== "_tag" && k !== "name" && k !== "message" && k !== "stack" && k !== "cause") out[k] = v
+  }
+  return out as EtcdErrorData
+}

@@ -1,0 +1,137 @@
+/**
+ * The KV requests and responses that cross processes (gateway -> raft log -> mvcc -> gateway),
+ * in natcd's internal shape: etcd's etcdserverpb messages (api/etcdserverpb/rpc.proto) with
+ * camelCase field names, keys and values as `Uint8Array`, revisions as `number`, lease ids as
+ * `bigint`. Enums keep etcd's names as string literals so frames stay readable when dumped.
+ *
+ * Only the gateway converts between this shape and the protobuf wire shape. Optional fields
+ * follow proto3: absent means the zero value.
+ */
+import type { LeaseId, Revision } from "./ids.ts"
+
+/** A key-value pair as etcd's mvccpb.KeyValue. `lease` is 0n when the key has none. */
+export interface KeyValue {
+  readonly key: Uint8Array
+  readonly createRevision: Revision
+  readonly modRevision: Revision
+  /** Modifications since creation; a delete resets it to 0 (the tombstone is not returned). */
+  readonly version: number
+  readonly value: Uint8Array
+  readonly lease: LeaseId
+}
+
+export type SortOrder = "NONE" | "ASCEND" | "DESCEND"
+export type SortTarget = "KEY" | "VERSION" | "CREATE" | "MOD" | "VALUE"
+
+/**
+ * etcd's RangeRequest. `rangeEnd` empty: the single key `key`; `[0]` (one zero byte): every
+ * key >= `key`; otherwise the half-open range [key, rangeEnd). `revision` <= 0: current.
+ */
+export interface RangeRequest {
+  readonly key: Uint8Array
+  readonly rangeEnd?: Uint8Array
+  readonly limit?: number
+  readonly revision?: number
+  readonly sortOrder?: SortOrder
+  readonly sortTarget?: SortTarget
+  readonly serializable?: boolean
+  readonly keysOnly?: boolean
+  readonly countOnly?: boolean
+  readonly minModRevision?: number
+  readonly maxModRevision?: number
+  readonly minCreateRevision?: number
+  readonly maxCreateRevision?: number
+}
+
+export interface RangeResponse {
+  readonly kvs: ReadonlyArray<KeyValue>
+  /** True when `limit` cut the result. */
+  readonly more: boolean
+  /** The number of keys in the range (before `limit`). */
+  readonly count: number
+}
+
+export interface PutRequest {
+  readonly key: Uint8Array
+  readonly value: Uint8Array
+  readonly lease?: LeaseId
+  readonly prevKv?: boolean
+  readonly ignoreValue?: boolean
+  readonly ignoreLease?: boolean
+}
+
+export interface PutResponse {
+  readonly prevKv?: KeyValue
+}
+
+export interface DeleteRangeRequest {
+  readonly key: Uint8Array
+  readonly rangeEnd?: Uint8Array
+  readonly prevKv?: boolean
+}
+
+export interface DeleteRangeResponse {
+  readonly deleted: number
+  readonly prevKvs: ReadonlyArray<KeyValue>
+}
+
+export type CompareResult = "EQUAL" | "GREATER" | "LESS" | "NOT_EQUAL"
+export type CompareTarget = "VERSION" | "CREATE" | "MOD" | "VALUE" | "LEASE"
+
+/** etcd's Compare: exactly one of the target fields is read, chosen by `target`. */
+export interface Compare {
+  readonly result: CompareResult
+  readonly target: CompareTarget
+  readonly key: Uint8Array
+  readonly rangeEnd?: Uint8Array
+  readonly version?: number
+  readonly createRevision?: number
+  readonly modRevision?: number
+  readonly value?: Uint8Array
+  readonly lease?: LeaseId
+}
+
+export type RequestOp =
+  | { readonly requestRange: RangeRequest }
+  | { readonly requestPut: PutRequest }
+  | { readonly requestDeleteRange: DeleteRangeRequest }
+  | { readonly requestTxn: TxnRequest }
+
+export type ResponseOp =
+  | { readonly responseRange: RangeResponse }
+  | { readonly responsePut: PutResponse }
+  | { readonly responseDeleteRange: DeleteRangeResponse }
+  | { readonly responseTxn: TxnResponse }
+
+export interface TxnRequest {
+  readonly compare: ReadonlyArray<Compare>
+  readonly success: ReadonlyArray<RequestOp>
+  readonly failure: ReadonlyArray<RequestOp>
+}
+
+export interface TxnResponse {
+  readonly succeeded: boolean
+  readonly responses: ReadonlyArray<ResponseOp>
+}
+
+export interface CompactionRequest {
+  readonly revision: number
+  readonly physical?: boolean
+}
+
+/**
+ * A request that changes the store, as it travels inside a raft entry (etcd's
+ * InternalRaftRequest, reduced to the KV part for now).
+ */
+export type WriteRequest =
+  | { readonly put: PutRequest }
+  | { readonly deleteRange: DeleteRangeRequest }
+  | { readonly txn: TxnRequest }
+  | { readonly compaction: CompactionRequest }
+
+/** The answer to a {@link WriteRequest}, with the store revision after it was applied. */
+export type WriteResponse =
+  | { readonly put: PutResponse }
+  | { readonly deleteRange: DeleteRangeResponse }
+  | { readonly txn: TxnResponse }
+  | { readonly compaction: Record<string, never> }

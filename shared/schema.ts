@@ -1,0 +1,264 @@
+/**
+ * An Effect Schema per frame body, and the table of frame kinds and versions.
+ *
+ * Receivers decode every body through its schema before acting on it, so a malformed frame
+ * becomes a `MalformedFrame` error (replied or counted) and never reaches a core. Decoding also
+ * normalises numbers: msgpack hands 64-bit integers over as `bigint` and smaller ones as
+ * `number`; {@link Int} turns both into a safe-integer `number` (revisions, indexes, terms,
+ * counts) and {@link U64} into a `bigint` (member, lease, request ids).
+ */
+import { Schema, SchemaGetter } from "effect"
+import type { EtcdErrorData } from "./errors.ts"
+import type { Index, LeaseId, MemberId, Revision, Term } from "./ids.ts"
+import type * as Kv from "./kv.ts"
+import type { Entry, HardState } from "./raft-types.ts"
+
+const NumberOrBigInt = Schema.Union([Schema.Number, Schema.BigInt])
+
+/** A safe integer, sent as msgpack int of any width; decodes to `number`. */
+export const Int = NumberOrBigInt.pipe(
+  Schema.decodeTo(Schema.Number.check(Schema.isInt()), {
+    decode: SchemaGetter.transform((n: number | bigint) => (typeof n === "bigint" ? Number(n) : n)),
+    encode: SchemaGetter.transform((n: number) => n)
+  })
+)
+
+/** An unsigned 64-bit integer (ids), sent as msgpack int of any width; decodes to `bigint`. */
+export const U64 = NumberOrBigInt.pipe(
+  Schema.decodeTo(Schema.BigInt, {
+    decode: SchemaGetter.transform((n: number | bigint) => BigInt(n)),
+    encode: SchemaGetter.transform((n: bigint) => n)
+  })
+)
+
+const Bytes = Schema.Uint8Array
+const opt = Schema.optionalKey
+
+// ---------------------------------------------------------------------------------------------
+// KV requests (shared/kv.ts), as they travel in proposals and range frames.
+
+const RangeRequest = Schema.Struct({
+  key: Bytes,
+  rangeEnd: opt(Bytes),
+  limit: opt(Int),
+  revision: opt(Int),
+  sortOrder: opt(Schema.Literals(["NONE", "ASCEND", "DESCEND"])),
+  sortTarget: opt(Schema.Literals(["KEY", "VERSION", "CREATE", "MOD", "VALUE"])),
+  serializable: opt(Schema.Boolean),
+  keysOnly: opt(Schema.Boolean),
+  countOnly: opt(Schema.Boolean),
+  minModRevision: opt(Int),
+  maxModRevision: opt(Int),
+  minCreateRevision: opt(Int),
+  maxCreateRevision: opt(Int)
+})
+
+const PutRequest = Schema.Struct({
+  key: Bytes,
+  value: Bytes,
+  lease: opt(U64),
+  prevKv: opt(Schema.Boolean),
+  ignoreValue: opt(Schema.Boolean),
+  ignoreLease: opt(Schema.Boolean)
+})
+
+const DeleteRangeRequest = Schema.Struct({
+  key: Bytes,
+  rangeEnd: opt(Bytes),
+  prevKv: opt(Schema.Boolean)
+})
+
+const Compare = Schema.Struct({
+  result: Schema.Literals(["EQUAL", "GREATER", "LESS", "NOT_EQUAL"]),
+  target: Schema.Literals(["VERSION", "CREATE", "MOD", "VALUE", "LEASE"]),
+  key: Bytes,
+  rangeEnd: opt(Bytes),
+  version: opt(Int),
+  createRevision: opt(Int),
+  modRevision: opt(Int),
+  value: opt(Bytes),
+  lease: opt(U64)
+})
+
+interface TxnRequestEncoded {
+  readonly compare: ReadonlyArray<typeof Compare.Encoded>
+  readonly success: ReadonlyArray<RequestOpEncoded>
+  readonly failure: ReadonlyArray<RequestOpEncoded>
+}
+type RequestOpEncoded =
+  | { readonly requestRange: typeof RangeRequest.Encoded }
+  | { readonly requestPut: typeof PutRequest.Encoded }
+  | { readonly requestDeleteRange: typeof DeleteRangeRequest.Encoded }
+  | { readonly requestTxn: TxnRequestEncoded }
+
+const RequestOp: Schema.Codec<Kv.RequestOp, RequestOpEncoded> = Schema.Union([
+  Schema.Struct({ requestRange: RangeRequest }),
+  Schema.Struct({ requestPut: PutRequest }),
+  Schema.Struct({ requestDeleteRange: DeleteRangeRequest }),
+  Schema.Struct({ requestTxn: Schema.suspend((): Schema.Codec<Kv.TxnRequest, TxnRequestEncoded> => TxnRequest) })
+]) as any
+
+const TxnRequest: Schema.Codec<Kv.TxnRequest, TxnRequestEncoded> = Schema.Struct({
+  compare: Schema.Array(Compare),
+  success: Schema.Array(RequestOp),
+  failure: Schema.Array(RequestOp)
+}) as any
+
+/** A write request as it travels inside a proposal. */
+export const WriteRequest: Schema.Codec<Kv.WriteRequest, unknown> = Schema.Union([
+  Schema.Struct({ put: PutRequest }),
+  Schema.Struct({ deleteRange: DeleteRangeRequest }),
+  Schema.Struct({ txn: TxnRequest }),
+  Schema.Struct({ compaction: Schema.Struct({ revision: Int, physical: opt(Schema.Boolean) }) })
+]) as any
+
+// ---------------------------------------------------------------------------------------------
+// Raft records.
+
+const EntrySchema: Schema.Codec<Entry, unknown> = Schema.Struct({
+  term: Int,
+  index: Int,
+  type: Schema.Literals(["Normal", "ConfChange"]),
+  data: Bytes
+}) as any
+
+const HardStateSchema: Schema.Codec<HardState, unknown> = Schema.Struct({
+  term: Int,
+  vote: U64,
+  commit: Int
+}) as any
+
+/** Plain error data as carried in replies; the receiver rebuilds the class with toEtcdError. */
+const ErrorData: Schema.Codec<EtcdErrorData, unknown> = Schema.Struct({ _tag: Schema.String }).pipe(
+  Schema.check(Schema.makeFilter((e: { _tag: string }) => e._tag.length > 0))
+) as any
+
+// ---------------------------------------------------------------------------------------------
+// Frame bodies, one per kind. The reply to kind K is kind `${K}.reply`.
+
+/**
+ * A proposal, as the gateway builds it and raft stores it as the data of a Normal entry.
+ * `requestId` is unique per gateway instance and reused on retries, so that the mvcc service
+ * applies a retried proposal once (see services/mvcc). `replyTo` is the subject the applying
+ * member of `origin` publishes the result to; `deadlineMs` is the proposer's wall-clock deadline
+ * (ms since the epoch), after which it no longer waits or retries.
+ */
+export const Proposal = Schema.Struct({
+  requestId: U64,
+  origin: Schema.String,
+  replyTo: Schema.String,
+  deadlineMs: Int,
+  request: WriteRequest
+})
+export type Proposal = typeof Proposal.Type
+
+/** raft.propose: the encoded proposal (the raft service never decodes it). */
+export const ProposeBody = Schema.Struct({ data: Bytes })
+export const ProposeReply = Schema.Union([
+  Schema.Struct({ ok: Schema.Struct({ leader: U64 }) }),
+  Schema.Struct({ err: ErrorData })
+])
+
+/** raft.readindex: no body fields; the reply is the index to wait for. */
+export const ReadIndexBody = Schema.Struct({})
+export const ReadIndexReply = Schema.Union([
+  Schema.Struct({ ok: Schema.Struct({ index: Int }) }),
+  Schema.Struct({ err: ErrorData })
+])
+
+/** raft.status reply (Maintenance.Status's raft part). */
+export const RaftStatus = Schema.Struct({
+  memberId: U64,
+  clusterId: U64,
+  leader: U64,
+  term: Int,
+  commitIndex: Int,
+  appliedIndex: Int,
+  raftState: Schema.String,
+  isLearner: Schema.Boolean
+})
+export type RaftStatus = typeof RaftStatus.Type
+
+/** raft.entries: committed entries with index >= `from`, at most about `maxBytes`. */
+export const EntriesBody = Schema.Struct({ from: Int, maxBytes: Int })
+export const EntriesReply = Schema.Struct({ entries: Schema.Array(EntrySchema), commitIndex: Int })
+
+/**
+ * wal.append: what a Ready asks to persist. Reply after fdatasync. `writer` names the raft
+ * process run and `seq` numbers its appends from 1: the wal service skips (and acknowledges) an
+ * append whose seq is not above the last one it wrote for the same writer, so a duplicated or
+ * late retry can never rewrite a suffix that a newer append already replaced.
+ */
+export const WalAppendBody = Schema.Struct({
+  writer: Schema.String,
+  seq: Int,
+  hardState: opt(HardStateSchema),
+  entries: Schema.Array(EntrySchema)
+})
+export const WalAppendReply = Schema.Union([
+  Schema.Struct({ ok: Schema.Struct({ lastIndex: Int }) }),
+  Schema.Struct({ err: ErrorData })
+])
+
+/** wal.load: page `page` of the WAL's contents (entries in index order). */
+export const WalLoadBody = Schema.Struct({ fromIndex: Int, maxBytes: Int })
+export const WalLoadReply = Schema.Struct({
+  metadata: Bytes,
+  hardState: HardStateSchema,
+  entries: Schema.Array(EntrySchema),
+  /** True when entries after the last one returned remain. */
+  more: Schema.Boolean
+})
+
+/** mvcc.apply: committed entries in index order (first.index = previous frame's last + 1). */
+export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), commitIndex: Int, term: Int })
+
+/** mvcc.range: a Range served once the member applied at least `minAppliedIndex`. */
+export const RangeBody = Schema.Struct({ request: RangeRequest, minAppliedIndex: Int })
+export const RangeReply = Schema.Union([
+  Schema.Struct({ ok: Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }) }),
+  Schema.Struct({ err: ErrorData })
+])
+
+/** mvcc.status reply. */
+export const MvccStatus = Schema.Struct({
+  appliedIndex: Int,
+  revision: Int,
+  compactRevision: Int,
+  dbSizeBytes: Int,
+  dbSizeInUseBytes: Int
+})
+export type MvccStatus = typeof MvccStatus.Type
+
+/** gateway.result: the outcome of applying proposal `requestId`. */
+export const ApplyResult = Schema.Union([
+  Schema.Struct({ requestId: U64, ok: Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }) }),
+  Schema.Struct({ requestId: U64, err: ErrorData })
+])
+export type ApplyResult = typeof ApplyResult.Type
+
+/** Frame kinds and their current versions; a receiver rejects other versions. */
+export const FrameKinds = {
+  propose: 1,
+  "propose.reply": 1,
+  readindex: 1,
+  "readindex.reply": 1,
+  "raft.status": 1,
+  "raft.status.reply": 1,
+  entries: 1,
+  "entries.reply": 1,
+  "wal.append": 1,
+  "wal.append.reply": 1,
+  "wal.load": 1,
+  "wal.load.reply": 1,
+  apply: 1,
+  range: 1,
+  "range.reply": 1,
+  "mvcc.status": 1,
+  "mvcc.status.reply": 1,
+  "apply.result": 1,
+  error: 1
+} as const
+export type FrameKind = keyof typeof FrameKinds
+
+export type { Index, LeaseId, MemberId, Revision, Term }

@@ -1,0 +1,188 @@
+/**
+ * Process-level test harness: starts natcd through its real supervisor (nats-server and every
+ * service as separate OS processes, in their own process group so a test can kill -9 all of
+ * them at once), starts the reference etcd, and runs etcdctl against either.
+ */
+import { execFile, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createConnection } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../", import.meta.url))
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export const tempDir = (prefix: string): { dir: string; remove: () => void } => {
+  const dir = mkdtempSync(join(tmpdir(), `natcd-${prefix}-`))
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port`, or rejects after `timeoutMs`. */
+export const waitForPort = async (port: number, timeoutMs = 20_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: "127.0.0.1", port }, () => {
+        s.end()
+        resolve(true)
+      })
+      s.on("error", () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`)
+    await sleep(100)
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** The result of one etcdctl run. */
+export interface CtlResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs etcdctl (v3 API) against `endpoint` with `args`; never rejects. */
+export const etcdctl = (endpoint: string, args: ReadonlyArray<string>, input?: string): Promise<CtlResult> =>
+  new Promise((resolve) => {
+    const child = execFile(
+      "etcdctl",
+      [`--endpoints=${endpoint}`, "--command-timeout=10s", ...args],
+      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) })
+      }
+    )
+    if (input !== undefined) child.stdin?.end(input)
+  })
+
+/** A running natcd cluster started by the supervisor. */
+export interface Natcd {
+  readonly endpoints: ReadonlyArray<string>
+  readonly dataDir: string
+  readonly supervisor: ChildProcess
+  /** SIGTERM to the supervisor; resolves when it exited. */
+  stop(): Promise<void>
+  /** SIGKILL to every process of the cluster (supervisor, services, nats-server). */
+  kill9(): Promise<void>
+  /** Output the processes wrote (JSON log lines), for failure messages. */
+  output(): string
+}
+
+/** The environment without NATS_URL, so the supervisor starts its own nats-server. */
+const withoutNatsUrl = (): NodeJS.ProcessEnv => {
+  const env = { ...process.env }
+  delete env.NATS_URL
+  return env
+}
+
+/** Ports of a natcd cluster started with `portOffset`. */
+export const natcdPorts = (portOffset: number, members = 1) => ({
+  nats: 4222 + portOffset,
+  clients: Array.from({ length: members }, (_, i) => portOffset + (i === 0 ? 2379 : i === 1 ? 22379 : i === 2 ? 32379 : 2379 + 10000 * i))
+})
+
+/**
+ * Starts `node services/supervisor/main.ts` with the given data dir and port offset, and waits
+ * until every member answers a linearizable `etcdctl get`.
+ */
+export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number }): Promise<Natcd> => {
+  const members = options.members ?? 1
+  const ports = natcdPorts(options.portOffset, members)
+  let output = ""
+  const supervisor = spawn(process.execPath, [
+    join(root, "services/supervisor/main.ts"),
+    `--members=${members}`,
+    `--data-dir=${options.dataDir}`,
+    `--port-offset=${options.portOffset}`,
+    "--log-level=Warn"
+  ], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: withoutNatsUrl() })
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-200_000)
+  }
+  supervisor.stdout!.on("data", keep)
+  supervisor.stderr!.on("data", keep)
+  const exited = new Promise<void>((r) => supervisor.once("exit", () => r()))
+  const endpoints = ports.clients.map((p) => `127.0.0.1:${p}`)
+  const natcd: Natcd = {
+    endpoints,
+    dataDir: options.dataDir,
+    supervisor,
+    stop: async () => {
+      if (supervisor.exitCode === null && supervisor.signalCode === null) supervisor.kill("SIGTERM")
+      await Promise.race([exited, sleep(15_000)])
+      try {
+        process.kill(-supervisor.pid!, "SIGKILL")
+      } catch {
+        // The group is gone already.
+      }
+    },
+    kill9: async () => {
+      try {
+        process.kill(-supervisor.pid!, "SIGKILL")
+      } catch {
+        // The group is gone already.
+      }
+      await exited
+      await sleep(200)
+    },
+    output: () => output
+  }
+  const deadline = Date.now() + 60_000
+  for (const endpoint of endpoints) {
+    for (;;) {
+      const r = await etcdctl(endpoint, ["get", "natcd-startup-probe"])
+      if (r.code === 0) break
+      if (Date.now() > deadline) {
+        await natcd.stop()
+        throw new Error(`natcd did not become ready at ${endpoint}: ${r.stderr}\n${output.slice(-5000)}`)
+      }
+      await sleep(200)
+    }
+  }
+  return natcd
+}
+
+/** A running reference etcd (single member). */
+export interface Etcd {
+  readonly endpoint: string
+  stop(): Promise<void>
+}
+
+/** Starts the reference etcd on loopback with a fresh data dir under `dataDir`. */
+export const startEtcd = async (options: { dataDir: string; clientPort: number; peerPort: number }): Promise<Etcd> => {
+  const client = `http://127.0.0.1:${options.clientPort}`
+  const peer = `http://127.0.0.1:${options.peerPort}`
+  const child = spawn("etcd", [
+    "--name=etcd-ref",
+    `--data-dir=${options.dataDir}`,
+    `--listen-client-urls=${client}`,
+    `--advertise-client-urls=${client}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=etcd-ref=${peer}`,
+    "--log-level=error",
+    "--logger=zap"
+  ], { stdio: "ignore" })
+  const exited = new Promise<void>((r) => child.once("exit", () => r()))
+  const endpoint = `127.0.0.1:${options.clientPort}`
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const r = await etcdctl(endpoint, ["get", "probe"])
+    if (r.code === 0) break
+    if (Date.now() > deadline) throw new Error(`etcd did not start: ${r.stderr}`)
+    await sleep(200)
+  }
+  return {
+    endpoint,
+    stop: async () => {
+      child.kill("SIGTERM")
+      await Promise.race([exited, sleep(10_000)])
+      child.kill("SIGKILL")
+    }
+  }
+}
