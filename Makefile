@@ -61,7 +61,7 @@ system-deps:
 run: deps system-deps
 	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR)
 
-test: deps system-deps
+test: deps system-deps typecheck
 	node node_modules/vitest/vitest.mjs run
 
 typecheck: deps

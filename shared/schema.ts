@@ -148,6 +148,8 @@ export const Proposal = Schema.Struct({
   origin: Schema.String,
   replyTo: Schema.String,
   deadlineMs: Int,
+  /** W3C traceparent of the proposing hop, so the apply continues the request's trace. */
+  traceparent: Schema.String,
   request: WriteRequest
 })
 export type Proposal = typeof Proposal.Type

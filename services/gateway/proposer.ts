@@ -89,6 +89,7 @@ export class Proposer {
       origin: this.options.member,
       replyTo: this.options.resultSubject,
       deadlineMs,
+      traceparent,
       request
     })
     if (data.length > this.options.maxRequestBytes) {

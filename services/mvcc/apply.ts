@@ -28,6 +28,7 @@ import type { Entry } from "../../shared/raft-types.ts"
 import { Proposal } from "../../shared/schema.ts"
 import { decodeUint64, encodeUint64, unsafeUpdateConsistentIndex } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
+import { withHopSpan } from "../runtime/rpc.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 
 /** How long past its deadline a request id is remembered (covers clock skew between gateways). */
@@ -52,14 +53,21 @@ export type ResultBody =
 
 /** The applier's collaborators. */
 export interface ApplierIo {
-  /** Publishes a result to a proposer's subject. */
-  readonly publish: (subject: string, body: ResultBody) => void
+  /** Publishes a result to a proposer's subject, in the trace `traceparent` names. */
+  readonly publish: (subject: string, body: ResultBody, traceparent: string) => void
   /** Committed entries from `from` on (the raft service's log), for gap repair. */
   readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
 }
 
 const decodeProposal = Schema.decodeUnknownExit(Proposal)
+
+/** A result to publish after the batch commits. */
+interface Outgoing {
+  readonly subject: string
+  readonly body: ResultBody
+  readonly traceparent: string
+}
 
 const idKey = (requestId: bigint): Uint8Array => {
   const b = new Uint8Array(8)
@@ -146,7 +154,7 @@ export class Applier {
   }
 
   private applyEntries(entries: ReadonlyArray<Entry>, term: number): void {
-    const toSend: Array<{ subject: string; body: ResultBody }> = []
+    const toSend: Array<Outgoing> = []
     this.backend.writeSync((tx) => {
       for (const entry of entries) {
         if (entry.index !== this.applied + 1) {
@@ -162,10 +170,10 @@ export class Applier {
     this.term = term
     this.counters.entries += entries.length
     while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
-    for (const { subject, body } of toSend) this.io.publish(subject, body)
+    for (const { subject, body, traceparent } of toSend) this.io.publish(subject, body, traceparent)
   }
 
-  private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): { subject: string; body: ResultBody } | undefined {
+  private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): Outgoing | undefined {
     if (entry.type !== "Normal" || entry.data.length === 0) return undefined
     let raw: unknown
     try {
@@ -180,25 +188,27 @@ export class Applier {
       return undefined
     }
     const p = decoded.value
-    this.pruneDedup(tx, p.deadlineMs)
-    const id = idKey(p.requestId)
-    const mine = p.origin === this.member
-    if (tx.dedupGet(id) !== undefined) {
-      this.counters.duplicates++
-      const cached = mine ? this.results.get(p.requestId) : undefined
-      return cached === undefined ? undefined : { subject: p.replyTo, body: cached }
-    }
-    const deadlineMs = Math.max(0, p.deadlineMs)
-    tx.dedupPut(id, encodeUint64(deadlineMs))
-    this.rememberId(id, deadlineMs)
-    const r = this.store.apply(tx, Index(entry.index), p.request)
-    if (!mine || "skipped" in r) return undefined
-    const body: ResultBody = "err" in r
-      ? { requestId: p.requestId, err: r.err }
-      : { requestId: p.requestId, ok: { response: r.ok, revision: r.revision, term } }
-    this.results.set(p.requestId, body)
-    if (this.results.size > resultCacheSize) this.results.delete(this.results.keys().next().value!)
-    return { subject: p.replyTo, body }
+    return withHopSpan("mvcc.apply", p.traceparent, (traceparent) => {
+      this.pruneDedup(tx, p.deadlineMs)
+      const id = idKey(p.requestId)
+      const mine = p.origin === this.member
+      if (tx.dedupGet(id) !== undefined) {
+        this.counters.duplicates++
+        const cached = mine ? this.results.get(p.requestId) : undefined
+        return cached === undefined ? undefined : { subject: p.replyTo, body: cached, traceparent }
+      }
+      const deadlineMs = Math.max(0, p.deadlineMs)
+      tx.dedupPut(id, encodeUint64(deadlineMs))
+      this.rememberId(id, deadlineMs)
+      const r = this.store.apply(tx, Index(entry.index), p.request)
+      if (!mine || "skipped" in r) return undefined
+      const body: ResultBody = "err" in r
+        ? { requestId: p.requestId, err: r.err }
+        : { requestId: p.requestId, ok: { response: r.ok, revision: r.revision, term } }
+      this.results.set(p.requestId, body)
+      if (this.results.size > resultCacheSize) this.results.delete(this.results.keys().next().value!)
+      return { subject: p.replyTo, body, traceparent }
+    })
   }
 
   /** Inserts into `dedupOrder` keeping it sorted; deadlines arrive nearly sorted, so this is O(1) amortised. */

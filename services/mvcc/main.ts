@@ -18,7 +18,7 @@ import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
 import { ApplyBody, EntriesReply, RangeBody } from "../../shared/schema.ts"
 import type { MvccStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { serve } from "../runtime/rpc.ts"
 import { Applier } from "./apply.ts"
 import type { ApplyBatch } from "./apply.ts"
@@ -45,7 +45,7 @@ const MvccLive = Layer.effectDiscard(
     const store = KvStore.restore(backend.read)
     const raftEntries = subject({ ...at, service: "raft", endpoint: "entries" })
     const applier = new Applier(backend, store, flags.member, {
-      publish: (to, body) => rpc.publish(to, "apply.result", body),
+      publish: (to, body, traceparent) => rpc.publish(to, "apply.result", body, traceparent),
       fetchEntries: async (from) => {
         const frame = await rpc.call(raftEntries, "entries", { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
         return Schema.decodeUnknownSync(EntriesReply)(frame.body)
@@ -59,7 +59,11 @@ const MvccLive = Layer.effectDiscard(
 
     // The FIFO apply scheduler: a bounded queue and one fiber applying in order.
     const queue = yield* Queue.bounded<ApplyBatch | "catch-up">(flags.applyQueue)
-    let dropped = 0
+    // Frames dropped because the queue was full (repaired from raft); logged at shutdown.
+    let droppedFrames = 0
+    yield* Effect.addFinalizer(() =>
+      Effect.logInfo("mvcc stopping").pipe(Effect.annotateLogs({ ...applier.counters, droppedFrames }))
+    )
     yield* Queue.take(queue).pipe(
       Effect.flatMap((item) =>
         Effect.promise(() => (item === "catch-up" ? applier.catchUp(Number.MAX_SAFE_INTEGER) : applier.applyBatch(item))).pipe(
@@ -70,11 +74,11 @@ const MvccLive = Layer.effectDiscard(
       Effect.forkScoped
     )
 
-    const onDefect = (e: unknown) => Effect.runFork(Effect.logError("endpoint defect", e))
+    const opts = endpointOptions("mvcc")
     const endpoints = [
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "apply" }), "apply", ApplyBody, (req) => {
-        if (!Queue.offerUnsafe(queue, req.body)) dropped++
-      }, { onDefect }),
+        if (!Queue.offerUnsafe(queue, req.body)) droppedFrames++
+      }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "range" }), "range", RangeBody, (req) => {
         const { request, minAppliedIndex } = req.body
         const serveRange = () => {
@@ -94,7 +98,7 @@ const MvccLive = Layer.effectDiscard(
         setTimeout(() => {
           if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")
         }, lagCheckMs)
-      }, { onDefect }),
+      }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "status" }), "mvcc.status", Schema.Struct({}), (req) => {
         const size = backend.size()
         const status: typeof MvccStatus.Encoded = {
@@ -105,7 +109,7 @@ const MvccLive = Layer.effectDiscard(
           dbSizeInUseBytes: size.inUseBytes
         }
         req.reply("mvcc.status.reply", status)
-      }, { onDefect })
+      }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
     // Catch up at start: entries committed while this process was down.

@@ -26,8 +26,11 @@ import type { Message, ProposalError, SoftState } from "./core/types.ts"
 
 /** What the driver needs from the outside world. */
 export interface DriverIo {
-  /** Persists hard state (if any) and entries; resolves once durable (retrying as needed). */
-  readonly persist: (hardState: HardState | undefined, entries: ReadonlyArray<Entry>) => Promise<void>
+  /**
+   * Persists hard state (if any) and entries; resolves once durable (retrying as needed).
+   * `traceparent` names the trace of one proposal in the batch ("" for none).
+   */
+  readonly persist: (hardState: HardState | undefined, entries: ReadonlyArray<Entry>, traceparent: string) => Promise<void>
   /** Sends messages to peers (at-most-once). */
   readonly send: (messages: ReadonlyArray<Message>) => void
   /** Hands committed entries, in index order, to the state machine. */
@@ -54,6 +57,8 @@ export class RaftDriver {
   /** Rounds issued to the core, awaiting their read state. */
   private readonly rounds = new Map<string, ReadRound>()
   private appliedIndex = 0
+  /** Trace of the first proposal since the last persist, carried to the wal service. */
+  private batchTrace = ""
   private readonly node: RawNode
   private readonly storage: MemoryStorage
   private readonly io: DriverIo
@@ -79,8 +84,9 @@ export class RaftDriver {
   }
 
   /** Proposes entry data; "ProposalDropped" when there is no leader to take it. */
-  propose(data: Uint8Array): ProposalError | undefined {
+  propose(data: Uint8Array, traceparent = ""): ProposalError | undefined {
     const err = this.node.propose(data)
+    if (err === undefined && this.batchTrace === "") this.batchTrace = traceparent
     this.kick()
     return err
   }
@@ -142,7 +148,9 @@ export class RaftDriver {
           if (rd.softState.lead === 0n) this.failRounds()
         }
         if (rd.hardState !== undefined || rd.entries.length > 0) {
-          await this.io.persist(rd.hardState, rd.entries)
+          const trace = this.batchTrace
+          this.batchTrace = ""
+          await this.io.persist(rd.hardState, rd.entries, trace)
           this.storage.append(rd.entries)
           if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState)
         }

@@ -31,7 +31,7 @@ import {
   WalLoadReply
 } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
 import { RawNode } from "./core/raw-node.ts"
 import { MemoryStorage } from "./core/storage.ts"
@@ -128,10 +128,10 @@ const RaftLive = Layer.effectDiscard(
     // 3. The Ready loop, persisting through the wal service.
     let term = loaded.hardState.term as number
     const driver = new RaftDriver(node, storage, {
-      persist: async (hardState, entries) => {
+      persist: async (hardState, entries, traceparent) => {
         if (hardState !== undefined) term = hardState.term
         const body = { writer: instance, seq: ++seq, ...(hardState === undefined ? {} : { hardState }), entries }
-        const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500 }))
+        const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent }))
         okOrError(frame, WalAppendReply)
       },
       send: () => {
@@ -158,19 +158,19 @@ const RaftLive = Layer.effectDiscard(
     })
 
     // 4. Endpoints.
-    const onDefect = (e: unknown) => Effect.runFork(Effect.logError("endpoint defect", e))
+    const opts = endpointOptions("raft")
     const endpoints = [
       serve(nc, subject({ ...at, service: "raft", endpoint: "propose" }), "propose", ProposeBody, (req) => {
-        const err = driver.propose(req.body.data)
+        const err = driver.propose(req.body.data, req.traceparent)
         if (err !== undefined) req.reply("propose.reply", { err: toErrorData(new NoLeader()) })
         else req.reply("propose.reply", { ok: { leader: driver.leader() } })
-      }, { onDefect }),
+      }, opts),
       serve(nc, subject({ ...at, service: "raft", endpoint: "readindex" }), "readindex", ReadIndexBody, (req) => {
         driver.readIndex().then((index) => {
           if (index === "NoLeader") req.reply("readindex.reply", { err: toErrorData(new NoLeader()) })
           else req.reply("readindex.reply", { ok: { index } })
         })
-      }, { onDefect }),
+      }, opts),
       serve(nc, subject({ ...at, service: "raft", endpoint: "status" }), "raft.status", Schema.Struct({}), (req) => {
         const s = node.status()
         const status: typeof RaftStatus.Encoded = {
@@ -184,14 +184,14 @@ const RaftLive = Layer.effectDiscard(
           isLearner: s.confState.learners.includes(memberId)
         }
         req.reply("raft.status.reply", status)
-      }, { onDefect }),
+      }, opts),
       serve(nc, subject({ ...at, service: "raft", endpoint: "entries" }), "entries", EntriesBody, (req) => {
         const commitIndex = node.status().commit
         const hi = Math.min(commitIndex, driver.applied(), storage.lastIndex()) + 1
         const from = Math.max(req.body.from, storage.firstIndex())
         const entries = from >= hi ? [] : storage.entries(Index(from), Index(hi), req.body.maxBytes)
         req.reply("entries.reply", { entries: typeof entries === "string" ? [] : entries, commitIndex })
-      }, { onDefect })
+      }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
 

@@ -23,6 +23,7 @@ import { randomBytes } from "node:crypto"
 import { join, resolve } from "node:path"
 import { checkToken } from "../../shared/subjects.ts"
 import { RpcClient } from "./rpc.ts"
+import type { ServeOptions } from "./rpc.ts"
 
 /** Flags common to every service. */
 export interface CommonFlags {
@@ -131,4 +132,22 @@ export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Laye
     Effect.provide(loggingLayer(flags.logLevel))
   )
   NodeRuntime.runMain(program as Effect.Effect<never, unknown>)
+}
+
+/**
+ * Serve options that log endpoint trouble: a handler defect at Error level, malformed messages at
+ * Warn level at most once a second with the running count (a flood of garbage must not flood
+ * the logs).
+ */
+export const endpointOptions = (endpoint: string): ServeOptions => {
+  let lastLogMs = 0
+  return {
+    onDefect: (e) => Effect.runFork(Effect.logError("endpoint handler failed", e).pipe(Effect.annotateLogs({ endpoint }))),
+    onMalformed: (reason, count) => {
+      const now = Date.now()
+      if (now - lastLogMs < 1000) return
+      lastLogMs = now
+      Effect.runFork(Effect.logWarning("dropped malformed frame").pipe(Effect.annotateLogs({ endpoint, reason, malformedTotal: count })))
+    }
+  }
 }

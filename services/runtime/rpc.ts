@@ -13,13 +13,14 @@
  * never throws into the NATS client.
  */
 import type { Msg, NatsConnection } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import { Effect, Schema, Tracer } from "effect"
 import { MalformedFrame, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { Frame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
+import { formatTraceparent, parseTraceparent } from "../../shared/trace.ts"
 
 /** Options of one call. */
 export interface CallOptions {
@@ -182,16 +183,47 @@ export interface EndpointCounters {
 export interface Request<B> {
   readonly body: B
   readonly frame: Frame
+  /**
+   * The traceparent of this hop's span (a child of the frame's), to put in frames this
+   * handler sends on behalf of the request; "" when the frame carried no trace context.
+   */
+  readonly traceparent: string
   /** Replies with a frame of `kind`; a no-op when the request named no reply subject. */
   reply(kind: FrameKind, body: unknown): void
 }
 
 /**
+ * Runs `f` inside a span named `name` that continues the trace of `traceparent` (when it names
+ * one) and passes `f` the span's own traceparent. Spans are Effect's, so an exporter installed
+ * in the process sees every hop.
+ */
+export const withHopSpan = <A>(name: string, traceparent: string, f: (traceparent: string) => A): A => {
+  const parent = parseTraceparent(traceparent)
+  if (parent === undefined) return f("")
+  return Effect.runSync(
+    Effect.currentSpan.pipe(
+      Effect.map((span) => f(formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: parent.sampled }))),
+      Effect.withSpan(name, { parent: Tracer.externalSpan(parent) })
+    )
+  )
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** Join this NATS queue group (one member of the group receives each message). */
+  readonly queue?: string
+  /** Told of a handler that threw (a defect in natcd). */
+  readonly onDefect?: (e: unknown) => void
+  /** Told of each malformed message, with the running count. */
+  readonly onMalformed?: (reason: string, count: number) => void
+}
+
+/**
  * Serves `subject`: every message is decoded (envelope, expected `kind` and version, body
- * schema) and handed to `handler`. Malformed messages are counted and answered with an `error`
- * frame carrying MalformedFrame when they name a reply subject. `queue` joins a NATS queue
- * group (one member of the group receives each message). A handler that throws is a defect in
- * natcd: it is reported through `onDefect` and the endpoint keeps serving.
+ * schema) and handed to `handler` inside a span named after the kind that continues the frame's
+ * trace. Malformed messages are counted, reported through `onMalformed`, and answered with an
+ * `error` frame carrying MalformedFrame when they name a reply subject. A handler that throws is
+ * a defect in natcd: it is reported through `onDefect` and the endpoint keeps serving.
  */
 export const serve = <B>(
   nc: NatsConnection,
@@ -199,7 +231,7 @@ export const serve = <B>(
   kind: FrameKind,
   schema: Schema.Codec<B, any>,
   handler: (request: Request<B>) => void,
-  options: { readonly queue?: string; readonly onDefect?: (e: unknown) => void } = {}
+  options: ServeOptions = {}
 ): { readonly counters: EndpointCounters; readonly stop: () => void } => {
   const counters: EndpointCounters = { handled: 0, malformed: 0 }
   const decode = Schema.decodeUnknownExit(schema)
@@ -209,6 +241,7 @@ export const serve = <B>(
       if (err) return
       const malformed = (reason: string) => {
         counters.malformed++
+        options.onMalformed?.(reason, counters.malformed)
         replyTo(nc, msg, 0, "error", { err: toErrorData(new MalformedFrame({ reason })) }, "")
       }
       const frame = decodeFrame(msg.data)
@@ -219,11 +252,14 @@ export const serve = <B>(
       if (body._tag === "Failure") return malformed(`bad ${kind} body: ${String(body.cause).slice(0, 200)}`)
       counters.handled++
       try {
-        handler({
-          body: body.value,
-          frame,
-          reply: (replyKind, replyBody) => replyTo(nc, msg, frame.id, replyKind, replyBody, frame.traceparent)
-        })
+        withHopSpan(kind, frame.traceparent, (traceparent) =>
+          handler({
+            body: body.value,
+            frame,
+            traceparent,
+            reply: (replyKind, replyBody) => replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
+          })
+        )
       } catch (e) {
         options.onDefect?.(e)
       }

@@ -15,7 +15,7 @@ import { toErrorData, Stopped } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import { WalAppendBody, WalLoadBody } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { serve } from "../runtime/rpc.ts"
 import { Wal } from "./files.ts"
 import { LogMirror } from "./log-mirror.ts"
@@ -48,6 +48,7 @@ const WalLive = Layer.effectDiscard(
     const lastSeq = new Map<string, number>()
     // Settles after the newest save's fdatasync; saves settle in call order.
     let latestSave: Promise<void> = Promise.resolve()
+    const opts = endpointOptions("wal")
     const append = serve(nc, subject({ ...at, endpoint: "append" }), "wal.append", WalAppendBody, (req) => {
       const { writer, seq, hardState, entries } = req.body
       if (closing) return req.reply("wal.append.reply", { err: toErrorData(new Stopped()) })
@@ -69,10 +70,10 @@ const WalLive = Layer.effectDiscard(
           process.exit(1)
         }
       )
-    })
+    }, opts)
     const load = serve(nc, subject({ ...at, endpoint: "load" }), "wal.load", WalLoadBody, (req) => {
       req.reply("wal.load.reply", mirror.page(req.body.fromIndex, req.body.maxBytes))
-    })
+    }, opts)
     yield* Effect.addFinalizer(() => Effect.sync(() => { append.stop(); load.stop() }))
   })
 )

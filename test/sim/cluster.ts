@@ -15,7 +15,7 @@
  * - crashes: a member may crash between Readies or inside one (after persisting, before sending;
  *   after sending, before applying) and restarts later from its disk, with its state machine
  *   rebuilt from its snapshot;
- * - load: random proposals at random members, compaction of applied entries, and a spare member
+ * - load: random proposals and ReadIndex requests at random members, compaction of applied entries, and a spare member
  *   cycling through AddLearnerNode, AddNode (promotion) and RemoveNode. A member that applies
  *   its own removal shuts down, as etcd does.
  *
@@ -26,7 +26,8 @@
  * - Leader Completeness: a new leader's log holds every entry applied anywhere so far;
  * - State Machine Safety: every member applies the same entry at each index, in index order;
  * - committed entries are never lost: after the faults stop, every member converges on a log
- *   that extends everything ever applied.
+ *   that extends everything ever applied;
+ * - linearizable reads: a ReadIndex answer covers everything committed before the request.
  */
 import { Index, MemberId, Term } from "../../shared/ids.ts"
 import type { ConfState, Entry, HardState } from "../../shared/raft-types.ts"
@@ -56,6 +57,7 @@ export interface SimStats {
   snapshotsSent: number
   confChanges: number
   delivered: number
+  readStates: number
 }
 
 /** A broken invariant; the message names the seed. */
@@ -103,7 +105,8 @@ export class Cluster {
     partitions: 0,
     snapshotsSent: 0,
     confChanges: 0,
-    delivered: 0
+    delivered: 0,
+    readStates: 0
   }
   private readonly preVote: boolean
   private readonly checkQuorum: boolean
@@ -118,6 +121,9 @@ export class Cluster {
   /** The latest committed configuration (applied at committedConfIndex). */
   private committedConf: ConfState = emptyConf
   private committedConfIndex = 0
+  /** ReadIndex requests in flight: ctx -> the highest index applied anywhere when it was made. */
+  private readonly reads = new Map<string, number>()
+  private readCount = 0
 
   constructor(opts: SimOptions) {
     this.opts = opts
@@ -237,6 +243,7 @@ export class Cluster {
   private injectFaults(): void {
     const rng = this.rng
     if (rng.chance(0.3)) this.propose()
+    if (rng.chance(0.1)) this.readIndex()
     if (rng.chance(0.02)) this.proposeConfChange()
     if (rng.chance(0.04)) this.compact()
     if (rng.chance(0.01)) {
@@ -262,6 +269,14 @@ export class Cluster {
     if (live.length === 0) return
     const data = new TextEncoder().encode(`${this.opts.seed}:${++this.proposals}`)
     this.rng.pick(live).node!.propose(data)
+  }
+
+  private readIndex(): void {
+    const live = this.running()
+    if (live.length === 0) return
+    const ctx = `read:${++this.readCount}`
+    this.reads.set(ctx, this.committedMax)
+    this.rng.pick(live).node!.readIndex(new TextEncoder().encode(ctx))
   }
 
   /** Moves the spare one step along AddLearnerNode -> AddNode -> RemoveNode. */
@@ -307,6 +322,7 @@ export class Cluster {
     const rd = node.ready()
     this.persist(m, rd)
     if (rd.softState?.raftState === "StateLeader") this.onLeader(m, node)
+    for (const rs of rd.readStates) this.onReadState(rs.index, latin1(rs.requestCtx))
     if (this.faults && this.rng.chance(0.003)) return this.crash(m, 5 + this.rng.int(30))
     for (const msg of rd.messages) this.send(msg)
     this.apply(m, node, rd)
@@ -362,6 +378,17 @@ export class Cluster {
         this.fail(`Leader Completeness: leader ${m.id} of term ${term} has ${e.term}/${i}, committed ${want.term}/${i}`)
       }
     }
+  }
+
+  /**
+   * Linearizable reads: a read index must cover every entry committed before the request was
+   * made (Raft thesis §6.4), here approximated from below by everything applied anywhere.
+   */
+  private onReadState(index: number, ctx: string): void {
+    const floor = this.reads.get(ctx)
+    if (floor === undefined) this.fail(`ReadState for unknown request ${ctx}`)
+    if (index < floor) this.fail(`ReadIndex: ${ctx} answered with ${index}, but ${floor} was committed before it was asked`)
+    this.stats.readStates++
   }
 
   /** Applies a Ready's snapshot and committed entries to the member's state machine. */

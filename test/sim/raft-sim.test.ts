@@ -19,9 +19,9 @@ const seeds = one !== undefined ? [one] : Array.from({ length: envInt("SIM_SEEDS
 
 it(`raft simulation over ${seeds.length} seed(s)`, { timeout: 600_000 }, () => {
   const started = performance.now()
-  const total: SimStats = { leaders: 0, maxTerm: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0, confChanges: 0, delivered: 0 }
+  const total: SimStats = { leaders: 0, maxTerm: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0, confChanges: 0, delivered: 0, readStates: 0 }
   for (const seed of seeds) {
-    const stats = new Cluster({ seed, voters: seed % 2 === 0 ? 5 : 3, ticks: 400, quietTicks: 200 }).run()
+    const stats = new Cluster({ seed, voters: seed % 2 === 0 ? 5 : 3, ticks: 1500, quietTicks: 300 }).run()
     for (const k of Object.keys(total) as Array<keyof SimStats>) {
       total[k] = k === "maxTerm" ? Math.max(total[k], stats[k]) : total[k] + stats[k]
     }
@@ -30,7 +30,7 @@ it(`raft simulation over ${seeds.length} seed(s)`, { timeout: 600_000 }, () => {
   console.log(
     `raft-sim: ${seeds.length} seeds in ${seconds} s; leaders ${total.leaders}, max term ${total.maxTerm}, ` +
       `committed ${total.committed}, crashes ${total.crashes}, partitions ${total.partitions}, ` +
-      `snapshots sent ${total.snapshotsSent}, conf changes ${total.confChanges}, messages delivered ${total.delivered}`
+      `snapshots sent ${total.snapshotsSent}, conf changes ${total.confChanges}, reads answered ${total.readStates}, messages delivered ${total.delivered}`
   )
   expect(total.committed).toBeGreaterThan(0)
 })

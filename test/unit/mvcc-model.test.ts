@@ -4,11 +4,12 @@
  * a deliberately naive model that keeps a full copy of the key space for every revision.
  *
  * The model knows nothing of generations, tombstones or indexes; it encodes etcd's rules as
- * directly as possible (see the card in the shared ETCD-FACTS notes and store.ts), so a
- * disagreement points at the store. After every run the whole history still readable is
+ * directly as possible (as documented in store.ts, range.ts and txn.ts), so a disagreement
+ * points at the store. After every run the whole history still readable is
  * compared, and a store restored from the backend must equal the live one.
  *
- * Runs: MVCC_PROP_RUNS (default 5000, about 4 s) sequences of up to 40 operations.
+ * Runs: MVCC_PROP_RUNS (default 5000, about 4 s) sequences of up to 40 operations;
+ * MVCC_PROP_SEED replays the seed a failure printed.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -539,7 +540,9 @@ const run = (steps: Step[]) => {
 describe("KvStore against a naive model", () => {
   it(`agrees on ${RUNS} random histories`, () => {
     fc.assert(fc.property(fc.array(stepArb, { minLength: 1, maxLength: 40, size: "max" }), (steps) => run(steps)), {
-      numRuns: RUNS
+      numRuns: RUNS,
+      // A failure prints its seed; MVCC_PROP_SEED replays it.
+      ...(process.env.MVCC_PROP_SEED === undefined ? {} : { seed: Number(process.env.MVCC_PROP_SEED) })
     })
-  })
+  }, Math.max(30_000, RUNS * 5))
 })

@@ -590,6 +590,12 @@ describe("apply index and restore", () => {
     expect("ok" in t.store().apply(t.backend, Index(10), { put: { key: b("a"), value: b("2") } })).toBe(true)
     expect(t.store().apply(t.backend, Index(9), { put: { key: b("a"), value: b("3") } })).toEqual({ skipped: true })
     expect(t.reopen().consistentIndex()).toBe(10)
+    // Entries without a KV effect move the index too.
+    expect(t.store().advanceConsistentIndex(t.backend, Index(12))).toBe(true)
+    expect(t.store().advanceConsistentIndex(t.backend, Index(12))).toBe(false)
+    expect(t.store().apply(t.backend, Index(11), { put: { key: b("a"), value: b("4") } })).toEqual({ skipped: true })
+    expect(t.reopen().consistentIndex()).toBe(12)
+    expect(t.get("a").kvs).toEqual(["a=2@2/3/v2"])
   })
 
   it("restore rebuilds the same store, with tombstones and generations", () => {

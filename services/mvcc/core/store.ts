@@ -50,8 +50,11 @@ export interface KvStoreOptions {
   readonly leaseExists?: (id: LeaseId) => boolean
 }
 
-/** A successful {@link KvStore.range}: the response and the store revision it was read at. */
-export type RangeResult = { readonly ok: RangeResponse; readonly revision: Revision } | { readonly err: EtcdErrorData }
+/**
+ * The outcome of {@link KvStore.range}: the response and the store revision it was read at
+ * (the response header revision), or an expected error.
+ */
+export type RangeOutcome = { readonly ok: RangeResponse; readonly revision: Revision } | { readonly err: EtcdErrorData }
 
 /**
  * The outcome of {@link KvStore.apply}:
@@ -153,7 +156,7 @@ export class KvStore {
    * the request first ({@link validateRange}). Errors: FutureRevision when req.revision is
    * above the current revision, Compacted when below the compact revision.
    */
-  range(tx: BackendReadTx, req: RangeRequest): RangeResult {
+  range(tx: BackendReadTx, req: RangeRequest): RangeOutcome {
     const r = executeRange(this.state, tx, req, this.currentRev)
     return "err" in r ? r : { ok: r, revision: Revision(this.currentRev) }
   }
@@ -178,6 +181,19 @@ export class KvStore {
     return result
   }
 
+  /**
+   * Records that raft entry `index` was applied without touching the key space (an entry for
+   * another service, a duplicate proposal): writes consistentIndex = index in `tx` and keeps
+   * the in-memory copy in step, as etcd moves its consistent index for every entry. Returns
+   * false, writing nothing, when index <= consistentIndex.
+   */
+  advanceConsistentIndex(tx: BackendWriteTx, index: Index): boolean {
+    if (index <= this.consistentIdx) return false
+    unsafeUpdateConsistentIndex(tx, index)
+    this.consistentIdx = index
+    return true
+  }
+
   private applyRequest(tx: BackendWriteTx, req: WriteRequest): ApplyResult {
     if ("compaction" in req) return this.compact(tx, req.compaction)
     const tw = new StoreTxnWrite(this.state, tx, this.currentRev)
@@ -199,10 +215,11 @@ export class KvStore {
   }
 
   /**
-   * Compacts at `req.revision` (etcd updateCompactRev + scheduleCompaction): the index drops,
-   * per key, every revision <= rev except the newest, and keys whose only revision left is
-   * an older tombstone; the backend drops the same records. Errors: Compacted when rev <= the
-   * compact revision, FutureRevision when rev > the current revision.
+   * Compacts at `req.revision` (etcd updateCompactRev + scheduleCompaction): the index and the
+   * backend drop every revision <= rev except, for each key alive at rev, its version at rev;
+   * tombstones <= rev go too, and keys with nothing left leave the index (etcd 3.4/3.5, see
+   * key-index.ts). Errors: Compacted when rev <= the compact revision, FutureRevision when
+   * rev > the current revision. Reads at rev itself stay possible.
    */
   private compact(tx: BackendWriteTx, req: CompactionRequest): ApplyResult {
     const rev = req.revision

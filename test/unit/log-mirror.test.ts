@@ -1,0 +1,31 @@
+/** The wal service's view of its log: raft's overwrite rule and paging for `wal.load`. */
+import { describe, expect, it } from "vitest"
+import type { Index, MemberId, Term } from "../../shared/ids.ts"
+import type { Entry } from "../../shared/raft-types.ts"
+import { LogMirror } from "../../services/wal/log-mirror.ts"
+
+const e = (index: number, term: number, size = 1): Entry => ({ index: index as Index, term: term as Term, type: "Normal", data: new Uint8Array(size) })
+const hs = { term: 1 as Term, vote: 0n as MemberId, commit: 0 as Index }
+
+describe("LogMirror", () => {
+  it("appends, overwrites a conflicting suffix, and refuses holes", () => {
+    const m = new LogMirror(hs, [e(1, 1), e(2, 1), e(3, 1)], new Uint8Array())
+    m.save(undefined, [e(2, 2), e(3, 2), e(4, 2)])
+    expect(m.page(1, 1 << 20).entries.map((x) => [x.index, x.term])).toEqual([[1, 1], [2, 2], [3, 2], [4, 2]])
+    m.save(undefined, [e(1, 3)])
+    expect(m.page(1, 1 << 20).entries.map((x) => [x.index, x.term])).toEqual([[1, 3]])
+    expect(() => m.save(undefined, [e(5, 3)])).toThrow(/hole/)
+  })
+
+  it("pages by bytes, always making progress", () => {
+    const m = new LogMirror(hs, [e(1, 1, 100), e(2, 1, 100), e(3, 1, 100)], new Uint8Array())
+    const p1 = m.page(1, 150)
+    expect(p1.entries.map((x) => x.index)).toEqual([1])
+    expect(p1.more).toBe(true)
+    const p2 = m.page(2, 10)
+    expect(p2.entries.map((x) => x.index)).toEqual([2])
+    const p3 = m.page(3, 1 << 20)
+    expect(p3.entries.map((x) => x.index)).toEqual([3])
+    expect(p3.more).toBe(false)
+  })
+})
