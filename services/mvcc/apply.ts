@@ -26,7 +26,7 @@ import { unpackValue } from "../../shared/frame.ts"
 import { Index } from "../../shared/ids.ts"
 import type { Entry } from "../../shared/raft-types.ts"
 import { Proposal } from "../../shared/schema.ts"
-import { decodeUint64, encodeUint64, unsafeUpdateConsistentIndex } from "./core/backend.ts"
+import { decodeUint64, encodeUint64 } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
@@ -164,7 +164,8 @@ export class Applier {
         if (sent !== undefined) toSend.push(sent)
         this.applied = entry.index
       }
-      unsafeUpdateConsistentIndex(tx, this.applied)
+      // No-op, ConfChange and duplicate entries move the consistent index too.
+      this.store.advanceConsistentIndex(tx, Index(this.applied))
       if (term !== this.term) tx.put("meta", metaTermKey, encodeUint64(term))
     })
     this.term = term

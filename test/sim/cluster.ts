@@ -29,7 +29,7 @@
  *   that extends everything ever applied;
  * - linearizable reads: a ReadIndex answer covers everything committed before the request.
  */
-import { Index, MemberId, Term } from "../../shared/ids.ts"
+import { Index, MemberId } from "../../shared/ids.ts"
 import type { ConfState, Entry, HardState } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "../../services/raft/core/conf-change.ts"
 import { type Config, RawNode } from "../../services/raft/core/raw-node.ts"

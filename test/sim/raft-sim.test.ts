@@ -28,7 +28,7 @@ it(`raft simulation over ${seeds.length} seed(s)`, { timeout: 600_000 }, () => {
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1)
   console.log(
-    `raft-sim: ${seeds.length} seeds in ${seconds} s; leaders ${total.leaders}, max term ${total.maxTerm}, ` +
+    `raft-sim: ${seeds.length} seed(s) in ${seconds} s; leaders ${total.leaders}, max term ${total.maxTerm}, ` +
       `committed ${total.committed}, crashes ${total.crashes}, partitions ${total.partitions}, ` +
       `snapshots sent ${total.snapshotsSent}, conf changes ${total.confChanges}, reads answered ${total.readStates}, messages delivered ${total.delivered}`
   )

@@ -137,6 +137,24 @@ describe("RawNode, single member", () => {
     expect(again.status().hardState.term).toBe(3)
   })
 
+  it("restarts with applied > 0: the applied conf changes are replayed into the configuration", () => {
+    const storage = new MemoryStorage()
+    RawNode.bootstrap(storage, [MemberId(1n)])
+    const node = new RawNode(config(1n), storage)
+    handle(node, storage, node.ready())
+    node.campaign()
+    handle(node, storage, node.ready())
+    node.proposeConfChange({ type: "AddLearnerNode", nodeId: MemberId(2n), context: new Uint8Array(0) })
+    handle(node, storage, node.ready())
+    expect(storage.initialState().hardState.commit).toBe(3)
+
+    const again = new RawNode(config(1n, 3), storage)
+    expect(again.status().confState).toEqual({ voters: [1n], learners: [2n] })
+    expect(again.hasReady()).toBe(false)
+    again.campaign()
+    expect(again.status().softState.raftState).toBe("StateLeader")
+  })
+
   it("single-member conf change: add a learner, which receives appends", () => {
     const storage = new MemoryStorage()
     RawNode.bootstrap(storage, [MemberId(1n)])

@@ -39,14 +39,17 @@ export class Inflights {
     if (this.count === 0) this.start = 0
   }
 
+  /** True when no further message may be sent (capacity reached). */
   full(): boolean {
     return this.count === this.capacity
   }
 
+  /** Number of messages in flight. */
   size(): number {
     return this.count
   }
 
+  /** Forgets every message in flight (on a change of progress state). */
   reset(): void {
     this.start = 0
     this.count = 0

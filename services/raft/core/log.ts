@@ -120,6 +120,7 @@ export class RaftLog {
     return !this.hasPendingSnapshot() && this.committed > this.applied
   }
 
+  /** True while a snapshot from the leader waits to be persisted and installed. */
   hasPendingSnapshot(): boolean {
     return this.unstable.snapshot !== undefined
   }
@@ -129,10 +130,12 @@ export class RaftLog {
     return this.unstable.snapshot ?? this.storage.snapshot()
   }
 
+  /** The first index still held (after the latest snapshot, pending or stored). */
   firstIndex(): Index {
     return this.unstable.maybeFirstIndex() ?? this.storage.firstIndex()
   }
 
+  /** The index of the last entry (or of the snapshot, when no entry follows it). */
   lastIndex(): Index {
     return this.unstable.maybeLastIndex() ?? this.storage.lastIndex()
   }
@@ -155,14 +158,17 @@ export class RaftLog {
     this.applied = i
   }
 
+  /** Marks entries up to (i, t) persisted (see Unstable.stableTo). */
   stableTo(i: Index, t: Term): void {
     this.unstable.stableTo(i, t)
   }
 
+  /** Marks the pending snapshot at i persisted. */
   stableSnapTo(i: Index): void {
     this.unstable.stableSnapTo(i)
   }
 
+  /** The term of the last entry; throws if storage cannot tell (a broken invariant). */
   lastTerm(): Term {
     const t = this.term(this.lastIndex())
     if (isStorageError(t)) throw new Error(`unexpected error when getting the last term (${t})`)
@@ -207,6 +213,7 @@ export class RaftLog {
     return term > lastTerm || (term === lastTerm && lastIndex >= this.lastIndex())
   }
 
+  /** True when entry i is known and has `term`. */
   matchTerm(i: Index, term: Term): boolean {
     const t = this.term(i)
     return !isStorageError(t) && t === term

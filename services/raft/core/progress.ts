@@ -107,6 +107,7 @@ export class Progress {
     return index > this.sentCommit && this.sentCommit < this.next - 1
   }
 
+  /** Records the commit index just sent to the follower. */
   sentCommitTo(commit: Index): void {
     this.sentCommit = commit
   }

@@ -19,7 +19,10 @@
  * - one majority configuration at a time (no joint consensus, ConfChangeV2 or auto-leave);
  * - only ReadOnlySafe reads; no MsgForgetLeader, no proposal forwarding switch;
  * - a conf change that cannot be applied leaves the configuration unchanged instead of panicking;
- * - pending ReadIndex requests are also released when a configuration change commits entries.
+ * - pending ReadIndex requests are also released when a configuration change commits entries;
+ * - a restart with `applied` > 0 replays the conf changes up to it into the configuration.
+ * Kept from etcd although it may surprise: a learner answers a vote request (it may have been
+ * promoted without knowing yet); its vote only counts for a candidate that sees it as a voter.
  */
 import type { Index, MemberId, Term } from "../../../shared/ids.ts"
 import { idToHex } from "../../../shared/ids.ts"
@@ -120,7 +123,10 @@ export class Raft {
     const { hardState, confState } = storage.initialState()
     this.switchToConfig(restoreConfState(confState, this.raftLog.lastIndex(), this.trk.maxInflight))
     if (!(hardState.term === 0 && hardState.vote === 0n && hardState.commit === 0)) this.loadState(hardState)
-    if (c.applied > 0) this.raftLog.appliedTo(c.applied)
+    if (c.applied > 0) {
+      this.raftLog.appliedTo(c.applied)
+      this.restoreAppliedConfChanges(storage)
+    }
     this.becomeFollower(this.term, None)
     this.logger.info(
       `newRaft ${hex(this.id)} [peers: [${this.trk.voterIds().map(hex).join(",")}], term: ${this.term}, ` +
@@ -129,14 +135,35 @@ export class Raft {
     )
   }
 
+  /** True when a leader is known in the current term. */
+  /**
+   * Replays the conf changes between the storage's snapshot and the applied index the shell
+   * restarted with: they will not be handed out again, yet the configuration must include
+   * them. (etcd restarts from the snapshot index and re-delivers them instead; natcd lets the
+   * shell skip entries its state machine already holds.) Changes are absolute (make X a voter,
+   * a learner, or absent), so replaying them in order yields the configuration they produced.
+   */
+  private restoreAppliedConfChanges(storage: Storage): void {
+    const snap = storage.snapshot()
+    const snapshotIndex = isStorageError(snap) ? 0 : snap.metadata.index
+    const lo = Math.max(this.raftLog.firstIndex(), snapshotIndex + 1) as Index
+    if (lo > this.raftLog.applied) return
+    const ents = this.raftLog.slice(lo, (this.raftLog.applied + 1) as Index, Number.POSITIVE_INFINITY)
+    if (ents === "Compacted") throw new Error(`applied entries [${lo}, ${this.raftLog.applied}] are compacted`)
+    for (const e of ents) if (e.type === "ConfChange") this.applyConfChange(decodeConfChange(e.data))
+  }
+
+  /** True when a leader is known in the current term. */
   hasLeader(): boolean {
     return this.lead !== None
   }
 
+  /** The current role and known leader. */
   softState(): SoftState {
     return { lead: this.lead, raftState: this.state }
   }
 
+  /** The state to persist: term, vote and commit index. */
   hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.raftLog.committed }
   }
@@ -335,6 +362,7 @@ export class Raft {
     }
   }
 
+  /** Becomes a follower at `term`, of `lead` (or None when no leader is known yet). */
   becomeFollower(term: Term, lead: MemberId): void {
     this.stepFn = stepFollower
     this.reset(term)
@@ -344,6 +372,7 @@ export class Raft {
     this.logger.info(`${hex(this.id)} became follower at term ${this.term}`)
   }
 
+  /** Starts a real election: raises the term and votes for itself (§5.2). */
   becomeCandidate(): void {
     if (this.state === "StateLeader") throw new Error("invalid transition [leader -> candidate]")
     this.stepFn = stepCandidate
@@ -601,11 +630,13 @@ export class Raft {
     })
   }
 
+  /** Follower side of MsgHeartbeat: learn the commit index and echo the ReadIndex context. */
   handleHeartbeat(m: Message): void {
     this.raftLog.commitTo(m.commit)
     this.send({ type: "MsgHeartbeatResp", to: m.from, context: m.context })
   }
 
+  /** Follower side of MsgSnap: restore, then acknowledge the new last index (or the commit index if ignored). */
   handleSnapshot(m: Message): void {
     const s = m.snapshot!
     const { index, term } = s.metadata
@@ -719,10 +750,12 @@ export class Raft {
     this.randomizedElectionTimeout = this.electionTimeout + this.randomInt(this.electionTimeout)
   }
 
+  /** Tells the transferee to campaign at once (leader transfer). */
   sendTimeoutNow(to: MemberId): void {
     this.send({ type: "MsgTimeoutNow", to })
   }
 
+  /** Forgets any leader transfer in progress; proposals are accepted again. */
   abortLeaderTransfer(): void {
     this.leadTransferee = None
   }
@@ -768,6 +801,7 @@ export class Raft {
     this.uncommittedSizeBytes = Math.max(0, this.uncommittedSizeBytes - payloadSizeBytes(ents))
   }
 
+  /** Starts the heartbeat rounds of deferred reads, once an entry of this term is committed. */
   releasePendingReadIndexMessages(): void {
     if (this.pendingReadIndexMessages.length === 0) return
     if (!this.committedEntryInCurrentTerm()) return
@@ -784,6 +818,7 @@ export class Raft {
     this.bcastHeartbeat()
   }
 
+  /** Holds a read until this leader has committed an entry of its term. */
   deferReadIndex(m: Message): void {
     this.pendingReadIndexMessages.push(m)
   }

@@ -59,7 +59,11 @@ export interface Config {
   preVote: boolean
   /** Leader steps down when it did not hear from a quorum within an election timeout (§6.2). */
   checkQuorum: boolean
-  /** The last index the state machine applied, when restarting; 0 for none. */
+  /**
+   * The last index the state machine applied, when restarting; 0 for none. Entries up to it are
+   * not handed out again, and the conf changes among them are replayed into the configuration
+   * when the member starts. Must not exceed the stored commit index.
+   */
   applied: Index
   /** Injected seeded source of integers in [0, maxExclusive), for the election timeout. */
   randomInt: (maxExclusive: number) => number

@@ -57,14 +57,17 @@ export class ProgressTracker {
     return voteResult(this.voterIds(), votes) === "VoteWon"
   }
 
+  /** Voter ids, sorted. */
   voterIds(): MemberId[] {
     return [...this.voters].sort(byId)
   }
 
+  /** Learner ids, sorted. */
   learnerIds(): MemberId[] {
     return [...this.learners].sort(byId)
   }
 
+  /** Clears the votes of the previous election. */
   resetVotes(): void {
     this.votes = new Map()
   }
