@@ -70,8 +70,7 @@ export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("Malfor
   reason: Schema.String
 }) {}
 
-/** Every expected error that may cross a process boundary. */
-export const EtcdError = Schema.Union([
+const errorClasses = [
   Compacted,
   FutureRevision,
   LeaseNotFound,
@@ -86,7 +85,10 @@ export const EtcdError = Schema.Union([
   Stopped,
   InvalidRequest,
   MalformedFrame
-])
+] as const
+
+/** Every expected error that may cross a process boundary. */
+export const EtcdError = Schema.Union(errorClasses)
 export type EtcdError = typeof EtcdError.Type
 
 /**
@@ -109,29 +111,17 @@ export type EtcdErrorData =
   | { readonly _tag: "InvalidRequest"; readonly message: string }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
-const constructors: { readonly [T in EtcdError["_tag"]]: new(fields: any) => EtcdError } = {
-  Compacted,
-  FutureRevision,
-  LeaseNotFound,
-  KeyNotProvided,
-  KeyNotFound,
-  RequestTooLarge,
-  TooManyOps,
-  DuplicateKey,
-  NoSpace,
-  NoLeader,
-  RequestTimeout,
-  Stopped,
-  InvalidRequest,
-  MalformedFrame
-}
+/** Each class by its tag (a class's `identifier` is its tag). */
+const constructors: ReadonlyMap<string, new(fields: any) => EtcdError> = new Map(
+  errorClasses.map((c) => [c.identifier, c as new(fields: any) => EtcdError])
+)
 
 /**
  * Builds the tagged error class instance for plain error data (from a core or a frame).
  * Unknown tags become a {@link MalformedFrame} naming the tag rather than throwing.
  */
 export const toEtcdError = (data: { readonly _tag: string }): EtcdError => {
-  const make = (constructors as Record<string, (new(fields: any) => EtcdError) | undefined>)[data._tag]
+  const make = constructors.get(data._tag)
   if (make === undefined) return new MalformedFrame({ reason: `unknown error tag ${JSON.stringify(data._tag)}` })
   const { _tag, ...fields } = data as Record<string, unknown>
   return new make(fields)

@@ -133,6 +133,9 @@ const ErrorData: Schema.Codec<EtcdErrorData, unknown> = Schema.Struct({ _tag: Sc
   Schema.check(Schema.makeFilter((e: { _tag: string }) => e._tag.length > 0))
 ) as any
 
+/** A reply that is either `{ ok: A }` or `{ err: EtcdErrorData }`. */
+const okOrErr = <S extends Schema.Top>(ok: S) => Schema.Union([Schema.Struct({ ok }), Schema.Struct({ err: ErrorData })])
+
 // ---------------------------------------------------------------------------------------------
 // Frame bodies, one per kind. The reply to kind K is kind `${K}.reply`.
 
@@ -156,17 +159,11 @@ export type Proposal = typeof Proposal.Type
 
 /** raft.propose: the encoded proposal (the raft service never decodes it). */
 export const ProposeBody = Schema.Struct({ data: Bytes })
-export const ProposeReply = Schema.Union([
-  Schema.Struct({ ok: Schema.Struct({ leader: U64 }) }),
-  Schema.Struct({ err: ErrorData })
-])
+export const ProposeReply = okOrErr(Schema.Struct({ leader: U64 }))
 
 /** raft.readindex: no body fields; the reply is the index to wait for. */
 export const ReadIndexBody = Schema.Struct({})
-export const ReadIndexReply = Schema.Union([
-  Schema.Struct({ ok: Schema.Struct({ index: Int }) }),
-  Schema.Struct({ err: ErrorData })
-])
+export const ReadIndexReply = okOrErr(Schema.Struct({ index: Int }))
 
 /** raft.status reply (Maintenance.Status's raft part). */
 export const RaftStatus = Schema.Struct({
@@ -197,10 +194,7 @@ export const WalAppendBody = Schema.Struct({
   hardState: opt(HardStateSchema),
   entries: Schema.Array(EntrySchema)
 })
-export const WalAppendReply = Schema.Union([
-  Schema.Struct({ ok: Schema.Struct({ lastIndex: Int }) }),
-  Schema.Struct({ err: ErrorData })
-])
+export const WalAppendReply = okOrErr(Schema.Struct({ lastIndex: Int }))
 
 /** wal.load: page `page` of the WAL's contents (entries in index order). */
 export const WalLoadBody = Schema.Struct({ fromIndex: Int, maxBytes: Int })
@@ -217,10 +211,7 @@ export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), com
 
 /** mvcc.range: a Range served once the member applied at least `minAppliedIndex`. */
 export const RangeBody = Schema.Struct({ request: RangeRequest, minAppliedIndex: Int })
-export const RangeReply = Schema.Union([
-  Schema.Struct({ ok: Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }) }),
-  Schema.Struct({ err: ErrorData })
-])
+export const RangeReply = okOrErr(Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }))
 
 /** mvcc.status reply. */
 export const MvccStatus = Schema.Struct({

@@ -40,6 +40,16 @@ const open = (file: string, log: Entry[] = []) => {
   return { backend, store, applier, sent }
 }
 
+/** Runs `f` with a fresh LMDB file path, removing its directory afterwards. */
+const withLmdbFile = async (f: (file: string) => Promise<void>) => {
+  const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
+  try {
+    await f(join(dir, "kv.mdb"))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 const value = (store: KvStore, backend: LmdbBackend, key: string) => {
   const r = store.range(backend.read, { key: enc(key) })
   if ("err" in r) throw new Error(r.err._tag)
@@ -48,9 +58,7 @@ const value = (store: KvStore, backend: LmdbBackend, key: string) => {
 
 describe("apply path on LMDB", () => {
   it("applies a retried proposal once, re-sends its result, and keeps that across a reopen", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
-    try {
-      const file = join(dir, "kv.mdb")
+    await withLmdbFile(async (file) => {
       let s = open(file)
       await s.applier.applyBatch({ entries: [noop(1), proposal(2, 7n, put("a", "1")), proposal(3, 7n, put("a", "1"))], commitIndex: 3, term: 2 })
       expect(s.applier.appliedIndex()).toBe(3)
@@ -70,45 +78,36 @@ describe("apply path on LMDB", () => {
       expect(value(s.store, s.backend, "a")).toEqual([{ value: "2", version: 2, mod: 3 }])
       expect(s.applier.currentTerm()).toBe(3)
       await s.backend.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it("repairs a gap from the raft log before applying a later batch", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
-    try {
+    await withLmdbFile(async (file) => {
       const log = [noop(1), proposal(2, 1n, put("k", "a")), proposal(3, 2n, put("k", "b")), proposal(4, 3n, put("k", "c"))]
-      const s = open(join(dir, "kv.mdb"), log)
+      const s = open(file, log)
       // Frames for 1..3 were lost: the batch holding 4 arrives first.
       await s.applier.applyBatch({ entries: [log[3]!], commitIndex: 4, term: 2 })
       expect(s.applier.appliedIndex()).toBe(4)
       expect(value(s.store, s.backend, "k")).toEqual([{ value: "c", version: 3, mod: 4 }])
       expect(s.applier.counters.gapsRepaired).toBeGreaterThan(0)
       await s.backend.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it("counts an undecodable entry, skips it on every member alike, and moves on", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
-    try {
-      const s = open(join(dir, "kv.mdb"))
+    await withLmdbFile(async (file) => {
+      const s = open(file)
       const garbage: Entry = { term: 2 as Term, index: 1 as Index, type: "Normal", data: new Uint8Array([0xc1, 0xff, 0x00]) }
       await s.applier.applyBatch({ entries: [garbage, proposal(2, 9n, put("x", "y"))], commitIndex: 2, term: 2 })
       expect(s.applier.counters.undecodable).toBe(1)
       expect(value(s.store, s.backend, "x")).toEqual([{ value: "y", version: 1, mod: 2 }])
       await s.backend.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it("answers readers once their index is applied", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
-    try {
-      const s = open(join(dir, "kv.mdb"))
+    await withLmdbFile(async (file) => {
+      const s = open(file)
       expect(s.applier.waitApplied(0)).toBeUndefined()
       const waiting = s.applier.waitApplied(2)
       let done = false
@@ -120,8 +119,6 @@ describe("apply path on LMDB", () => {
       await waiting
       expect(done).toBe(true)
       await s.backend.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
