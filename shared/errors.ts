@@ -65,6 +65,39 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
   message: Schema.String
 }) {}
 
+/** A member id that is already in the cluster (etcd membership.ErrIDExists). */
+export class MemberExists extends Schema.TaggedError<MemberExists>()("MemberExists", { memberId: Schema.BigInt }) {}
+
+/** A peer URL that another member already has (etcd membership.ErrPeerURLexists). */
+export class PeerUrlExists extends Schema.TaggedError<PeerUrlExists>()("PeerUrlExists", { url: Schema.String }) {}
+
+/** Member URLs that do not parse (etcd rpctypes.ErrGRPCMemberBadURLs). */
+export class MemberBadUrls extends Schema.TaggedError<MemberBadUrls>()("MemberBadUrls", { url: Schema.String }) {}
+
+/** A member id that is not in the cluster (etcd membership.ErrIDNotFound). */
+export class MemberNotFound extends Schema.TaggedError<MemberNotFound>()("MemberNotFound", { memberId: Schema.BigInt }) {}
+
+/** Promote of a member that is not a learner (etcd membership.ErrMemberNotLearner). */
+export class MemberNotLearner extends Schema.TaggedError<MemberNotLearner>()("MemberNotLearner", { memberId: Schema.BigInt }) {}
+
+/** Promote of a learner that has not caught up with the leader (etcd ErrLearnerNotReady). */
+export class LearnerNotReady extends Schema.TaggedError<LearnerNotReady>()("LearnerNotReady", { memberId: Schema.BigInt }) {}
+
+/** Adding a learner when the cluster has the maximum already (etcd membership.ErrTooManyLearners). */
+export class TooManyLearners extends Schema.TaggedError<TooManyLearners>()("TooManyLearners", {}) {}
+
+/** A change that would leave too few started members for a quorum (etcd ErrNotEnoughStartedMembers). */
+export class NotEnoughStartedMembers extends Schema.TaggedError<NotEnoughStartedMembers>()("NotEnoughStartedMembers", {}) {}
+
+/** A request only the leader serves reached a follower (etcd ErrNotLeader). */
+export class NotLeader extends Schema.TaggedError<NotLeader>()("NotLeader", {}) {}
+
+/** The leader changed while the request waited (etcd ErrLeaderChanged). */
+export class LeaderChanged extends Schema.TaggedError<LeaderChanged>()("LeaderChanged", {}) {}
+
+/** MoveLeader to a member that cannot lead (etcd ErrBadLeaderTransferee). */
+export class BadLeaderTransferee extends Schema.TaggedError<BadLeaderTransferee>()("BadLeaderTransferee", { memberId: Schema.BigInt }) {}
+
 /** A frame that could not be decoded or has an unknown kind or version. */
 export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
   reason: Schema.String
@@ -84,6 +117,17 @@ const errorClasses = [
   RequestTimeout,
   Stopped,
   InvalidRequest,
+  MemberExists,
+  PeerUrlExists,
+  MemberBadUrls,
+  MemberNotFound,
+  MemberNotLearner,
+  LearnerNotReady,
+  TooManyLearners,
+  NotEnoughStartedMembers,
+  NotLeader,
+  LeaderChanged,
+  BadLeaderTransferee,
   MalformedFrame
 ] as const
 
@@ -109,6 +153,17 @@ export type EtcdErrorData =
   | { readonly _tag: "RequestTimeout" }
   | { readonly _tag: "Stopped" }
   | { readonly _tag: "InvalidRequest"; readonly message: string }
+  | { readonly _tag: "MemberExists"; readonly memberId: bigint }
+  | { readonly _tag: "PeerUrlExists"; readonly url: string }
+  | { readonly _tag: "MemberBadUrls"; readonly url: string }
+  | { readonly _tag: "MemberNotFound"; readonly memberId: bigint }
+  | { readonly _tag: "MemberNotLearner"; readonly memberId: bigint }
+  | { readonly _tag: "LearnerNotReady"; readonly memberId: bigint }
+  | { readonly _tag: "TooManyLearners" }
+  | { readonly _tag: "NotEnoughStartedMembers" }
+  | { readonly _tag: "NotLeader" }
+  | { readonly _tag: "LeaderChanged" }
+  | { readonly _tag: "BadLeaderTransferee"; readonly memberId: bigint }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
 /** Each class by its tag (a class's `identifier` is its tag). */

@@ -230,6 +230,64 @@ export const ApplyResult = Schema.Union([
 ])
 export type ApplyResult = typeof ApplyResult.Type
 
+// ---------------------------------------------------------------------------------------------
+// Raft between members, and membership.
+
+/** One raft message (services/raft/core/types.ts Message) as it travels between members. */
+export const RaftMessage = Schema.Struct({
+  type: Schema.Literals([
+    "MsgHup", "MsgBeat", "MsgProp", "MsgApp", "MsgAppResp", "MsgVote", "MsgVoteResp", "MsgSnap",
+    "MsgHeartbeat", "MsgHeartbeatResp", "MsgUnreachable", "MsgSnapStatus", "MsgCheckQuorum",
+    "MsgTransferLeader", "MsgTimeoutNow", "MsgReadIndex", "MsgReadIndexResp", "MsgPreVote", "MsgPreVoteResp"
+  ]),
+  to: U64,
+  from: U64,
+  term: Int,
+  logTerm: Int,
+  index: Int,
+  entries: Schema.Array(EntrySchema),
+  commit: Int,
+  snapshot: opt(Schema.Struct({
+    metadata: Schema.Struct({
+      index: Int,
+      term: Int,
+      confState: Schema.Struct({ voters: Schema.Array(U64), learners: Schema.Array(U64) })
+    }),
+    data: Bytes
+  })),
+  reject: Schema.Boolean,
+  rejectHint: Int,
+  context: Bytes
+})
+
+/** raft.msg: the messages one Ready addresses to one member, from member `from`. */
+export const RaftMessagesBody = Schema.Struct({ from: U64, messages: Schema.Array(RaftMessage) })
+
+/** A member as MemberList shows it (etcd etcdserverpb.Member). */
+export const MemberInfo = Schema.Struct({
+  id: U64,
+  name: Schema.String,
+  peerUrls: Schema.Array(Schema.String),
+  clientUrls: Schema.Array(Schema.String),
+  isLearner: Schema.Boolean
+})
+export type MemberInfo = typeof MemberInfo.Type
+
+/** raft.members reply: the membership as this member applied it, and the leader it knows. */
+export const MembersReply = Schema.Struct({ members: Schema.Array(MemberInfo), leader: U64, term: Int })
+
+/** raft.confchange: one membership change, served by the leader. */
+export const ConfChangeBody = Schema.Struct({
+  action: Schema.Literals(["add", "addLearner", "remove", "promote", "update"]),
+  memberId: U64,
+  peerUrls: Schema.Array(Schema.String)
+})
+export const ConfChangeReply = okOrErr(Schema.Struct({ member: opt(MemberInfo), members: Schema.Array(MemberInfo), term: Int }))
+
+/** raft.transfer: move leadership to `target`, served by the leader. */
+export const TransferBody = Schema.Struct({ target: U64 })
+export const TransferReply = okOrErr(Schema.Struct({ term: Int }))
+
 /** Frame kinds and their current versions; a receiver rejects other versions. */
 export const FrameKinds = {
   propose: 1,
@@ -250,6 +308,17 @@ export const FrameKinds = {
   "mvcc.status": 1,
   "mvcc.status.reply": 1,
   "apply.result": 1,
+  "raft.msg": 1,
+  "raft.members": 1,
+  "raft.members.reply": 1,
+  confchange: 1,
+  "confchange.reply": 1,
+  transfer: 1,
+  "transfer.reply": 1,
+  "mvcc.alarms": 1,
+  "mvcc.alarms.reply": 1,
+  hashkv: 1,
+  "hashkv.reply": 1,
   error: 1
 } as const
 export type FrameKind = keyof typeof FrameKinds

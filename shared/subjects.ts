@@ -12,11 +12,17 @@
  * | raft | readindex | request/reply | reply: the index a linearizable read must wait for |
  * | raft | status | request/reply | reply: raft status (term, leader, commit, applied) |
  * | raft | entries | request/reply | committed entries from an index, for apply gap repair |
+ * | raft | msg | publish | raft messages from a peer member's raft service |
+ * | raft | members | request/reply | the membership: ids, names, URLs, learners |
+ * | raft | confchange | request/reply | add/remove/promote a member; served by the leader |
+ * | raft | transfer | request/reply | leader transfer (MoveLeader); served by the leader |
  * | wal | append | request/reply | hard state + entries; reply after fdatasync |
  * | wal | load | request/reply | everything the WAL holds, in pages |
  * | mvcc | apply | publish | committed entries, in index order, from raft |
  * | mvcc | range | request/reply | a Range request at or after an applied index |
  * | mvcc | status | request/reply | applied index, revision, db size |
+ * | mvcc | alarms | request/reply | the active alarms (Maintenance.Alarm GET) |
+ * | mvcc | hashkv | request/reply | hash of the key space up to a revision (Maintenance.HashKV) |
  * | gateway | result.<instance> | publish | apply results for that gateway instance's proposals |
  */
 
@@ -25,9 +31,9 @@ export type ServiceName = "gateway" | "raft" | "wal" | "mvcc"
 
 /** Endpoints of each service. */
 export interface Endpoints {
-  readonly raft: "propose" | "readindex" | "status" | "entries"
+  readonly raft: "propose" | "readindex" | "status" | "entries" | "msg" | "members" | "confchange" | "transfer"
   readonly wal: "append" | "load"
-  readonly mvcc: "apply" | "range" | "status"
+  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv"
   readonly gateway: "result"
 }
 

@@ -27,6 +27,17 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
   RequestTimeout: () => ({ code: status.UNAVAILABLE, details: "etcdserver: request timed out" }),
   Stopped: () => ({ code: status.UNAVAILABLE, details: "etcdserver: server stopped" }),
   InvalidRequest: (e) => ({ code: status.INVALID_ARGUMENT, details: e.message }),
+  MemberExists: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: member ID already exist" }),
+  PeerUrlExists: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: Peer URLs already exists" }),
+  MemberBadUrls: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: given member URLs are invalid" }),
+  MemberNotFound: () => ({ code: status.NOT_FOUND, details: "etcdserver: member not found" }),
+  MemberNotLearner: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: can only promote a learner member" }),
+  LearnerNotReady: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: can only promote a learner member which is in sync with leader" }),
+  TooManyLearners: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: too many learner members in cluster" }),
+  NotEnoughStartedMembers: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: re-configuration failed due to not enough started members" }),
+  NotLeader: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: not leader" }),
+  LeaderChanged: () => ({ code: status.UNAVAILABLE, details: "etcdserver: leader changed" }),
+  BadLeaderTransferee: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: bad leader transferee" }),
   MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
 }
 
