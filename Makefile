@@ -3,7 +3,7 @@
 #   make run      install what is missing, then run a local cluster in the foreground
 #   make test     install what is missing, then run the whole test suite
 #
-# Variables: DATA_DIR (default ./data), MEMBERS (default 1), NATS_URL (use an existing
+# Variables: DATA_DIR (default ./data), MEMBERS (default 3), NATS_URL (use an existing
 # nats-server instead of starting one).
 
 SHELL := /bin/bash
@@ -24,7 +24,7 @@ export PATH := $(NODE_BIN_DIR):$(PATH)
 endif
 
 DATA_DIR ?= ./data
-MEMBERS ?= 1
+MEMBERS ?= 3
 export DATA_DIR MEMBERS
 
 .PHONY: run test typecheck deps system-deps clean-data help

@@ -174,7 +174,9 @@ export const RaftStatus = Schema.Struct({
   commitIndex: Int,
   appliedIndex: Int,
   raftState: Schema.String,
-  isLearner: Schema.Boolean
+  isLearner: Schema.Boolean,
+  /** Peer message counters (services/raft/peers.ts PeerCounters). */
+  peers: Schema.Record(Schema.String, Schema.Number)
 })
 export type RaftStatus = typeof RaftStatus.Type
 
@@ -260,8 +262,11 @@ export const RaftMessage = Schema.Struct({
   context: Bytes
 })
 
-/** raft.msg: the messages one Ready addresses to one member, from member `from`. */
-export const RaftMessagesBody = Schema.Struct({ from: U64, messages: Schema.Array(RaftMessage) })
+/**
+ * raft.msg: the messages one Ready addresses to one member, from member `from` named
+ * `fromName` (the receiver checks that the id derives from the name).
+ */
+export const RaftMessagesBody = Schema.Struct({ from: U64, fromName: Schema.String, messages: Schema.Array(RaftMessage) })
 
 /** A member as MemberList shows it (etcd etcdserverpb.Member). */
 export const MemberInfo = Schema.Struct({

@@ -81,6 +81,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
   }
 
   return {
+    identity: ctx.identity,
     Range: (w: Wire) => {
       const request = Convert.rangeRequestFromWire(w)
       return inSpan("KV.Range", { key: keyAttr(request.key) }, async (tp) => {

@@ -9,6 +9,7 @@ import { Effect, Layer, Schema } from "effect"
 import { RaftStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
 import { Proposer } from "./proposer.ts"
 import { startGrpcServer } from "./server.ts"
@@ -68,13 +69,21 @@ const GatewayLive = Layer.effectDiscard(
         return identity
       }
     })
+    const cluster = makeClusterHandlers({
+      rpc,
+      cluster: flags.cluster,
+      member: flags.member,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      identity: handlers.identity
+    })
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
     const address = `${url.hostname}:${url.port || "2379"}`
     yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         startGrpcServer(address, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
-          Maintenance: { Status: handlers.Status }
+          Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
+          Maintenance: { Status: handlers.Status, MoveLeader: cluster.MoveLeader }
         }, flags.maxRequestBytes)
       ).pipe(Effect.orDie),
       (server) => Effect.promise(() => new Promise<void>((r) => server.tryShutdown(() => r())))

@@ -18,7 +18,7 @@
  * amortises one fsync over many proposals.
  */
 import type { Index, MemberId } from "../../shared/ids.ts"
-import type { Entry, HardState } from "../../shared/raft-types.ts"
+import type { ConfChange, Entry, HardState } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "./core/conf-change.ts"
 import type { RawNode } from "./core/raw-node.ts"
 import type { MemoryStorage } from "./core/storage.ts"
@@ -89,6 +89,19 @@ export class RaftDriver {
     if (err === undefined && this.batchTrace === "") this.batchTrace = traceparent
     this.kick()
     return err
+  }
+
+  /** Proposes one membership change; "ProposalDropped" when there is no leader to take it. */
+  proposeConfChange(cc: ConfChange): ProposalError | undefined {
+    const err = this.node.proposeConfChange(cc)
+    this.kick()
+    return err
+  }
+
+  /** Asks the core to hand leadership to `target` (leader only; ignored elsewhere). */
+  transferLeader(target: MemberId): void {
+    this.node.transferLeader(target)
+    this.kick()
   }
 
   /** Steps a message from a peer; returns the core's refusal, if any. */

@@ -1,72 +1,114 @@
 /**
  * The raft process: one member's consensus, around the pure core in ./core.
  *
- *   node services/raft/main.ts --member=m1 [--initial-cluster=m1] [--heartbeat-interval=100]
- *     [--election-timeout=1000] (+ the common flags)
+ *   node services/raft/main.ts --member=m1 [--initial-cluster=m1,m2,m3]
+ *     [--initial-cluster-state=new|existing] [--advertise-client-urls=http://127.0.0.1:2379]
+ *     [--heartbeat-interval=100] [--election-timeout=1000] (+ the common flags)
  *
- * On start it loads its log from the member's wal service (`wal.load`, page by page); an empty
- * log means a new member, bootstrapped with the `--initial-cluster` members as etcd does. It asks
- * the mvcc service for its applied index so committed entries already applied are not handed
- * over again. Then it serves:
- * - `raft.propose`: entry data from the gateway; replies once the core accepted it (NoLeader
- *   when there is no leader to take it);
- * - `raft.readindex`: the index a linearizable read must wait for;
- * - `raft.status`, `raft.entries` (committed entries for the mvcc service's gap repair).
- * Committed entries go to the mvcc service on `mvcc.apply`, in index order.
+ * On start it loads its log from the member's wal service (`wal.load`, page by page). An empty
+ * log with `--initial-cluster-state=new` bootstraps the `--initial-cluster` members (the same
+ * entries on every member, as etcd); with `existing` the member starts empty and the leader
+ * brings it up to date after `etcdctl member add`. It asks the mvcc service how far it applied,
+ * so committed entries already applied are not handed over again. Once a member of a cluster
+ * with a leader, it publishes its name and client URLs through raft (etcd's publish).
+ *
+ * Endpoints (shared/subjects.ts): raft.propose, raft.readindex, raft.status, raft.entries (for
+ * mvcc gap repair), raft.msg (peers), raft.members, and the leader-only raft.confchange and
+ * raft.transfer. Committed entries go to the mvcc service on `mvcc.apply` in index order;
+ * ConfChange and member-attribute entries reach it as no-ops, since only raft acts on them.
  */
 import { Option } from "commander"
 import { Effect, Layer, Schema } from "effect"
-import { randomInt } from "node:crypto"
-import { NoLeader, toErrorData } from "../../shared/errors.ts"
-import { Index } from "../../shared/ids.ts"
-import { clusterIdFor, memberIdFor } from "../../shared/membership.ts"
-import type { Entry } from "../../shared/raft-types.ts"
+import { randomBytes, randomInt } from "node:crypto"
 import {
+  BadLeaderTransferee,
+  MemberBadUrls,
+  MemberExists,
+  MemberNotFound,
+  MemberNotLearner,
+  LearnerNotReady,
+  NoLeader,
+  NotLeader,
+  PeerUrlExists,
+  RequestTimeout,
+  TooManyLearners,
+  toErrorData
+} from "../../shared/errors.ts"
+import type { EtcdError } from "../../shared/errors.ts"
+import { Index, MemberId, Term } from "../../shared/ids.ts"
+import { clusterIdFor, memberIdFor } from "../../shared/membership.ts"
+import type { ConfChangeType, Entry } from "../../shared/raft-types.ts"
+import {
+  ConfChangeBody,
   EntriesBody,
   MvccStatus,
   ProposeBody,
+  RaftMessagesBody,
   RaftStatus,
   ReadIndexBody,
+  TransferBody,
   WalAppendReply,
   WalLoadReply
 } from "../../shared/schema.ts"
+import type { MemberInfo } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
+import { encodeConfChange } from "./core/conf-change.ts"
 import { RawNode } from "./core/raw-node.ts"
 import { MemoryStorage } from "./core/storage.ts"
 import { RaftDriver } from "./driver.ts"
+import { encodeAttributes, encodeConfChangeContext, isInternalEntry, Membership, nameFromPeerUrl, peerUrlFor } from "./membership.ts"
+import { Peers } from "./peers.ts"
 
 interface RaftFlags {
-  readonly initialCluster: string
+  readonly initialCluster?: string
+  readonly initialClusterState: "new" | "existing"
+  readonly advertiseClientUrls: string
   readonly heartbeatInterval: number
   readonly electionTimeout: number
 }
 
 const flags = parseFlags<RaftFlags>("raft", process.argv, (c) =>
   c
-    .addOption(new Option("--initial-cluster <names>", "comma-separated member names of a new cluster").default("m1"))
+    .addOption(new Option("--initial-cluster <names>", "comma-separated member names of a new cluster (default: this member alone)"))
+    .addOption(new Option("--initial-cluster-state <state>", "new: bootstrap; existing: join a running cluster").choices(["new", "existing"]).default("new"))
+    .addOption(new Option("--advertise-client-urls <urls>", "client URLs this member publishes").default(""))
     .addOption(new Option("--heartbeat-interval <ms>", "raft heartbeat interval (etcd default 100)").argParser(positiveInt).default(100))
     .addOption(new Option("--election-timeout <ms>", "raft election timeout (etcd default 1000)").argParser(positiveInt).default(1000))
 )
 
 /** Largest batch of committed entries in one mvcc.apply frame (entry data bytes). */
 const maxApplyFrameBytes = 1024 * 1024
+/** etcd's maximum number of learners (membership.maxLearners). */
+const maxLearners = 1
+/** A learner is ready for promotion when its match index is this share of the leader's (etcd). */
+const learnerReadyPercent = 0.9
 
 const RaftLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc, instance } = yield* Nats
     const at = { cluster: flags.cluster, member: flags.member }
-    const names = flags.initialCluster.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+    const initialNames = (flags.initialCluster ?? flags.member).split(",").map((s) => s.trim()).filter((s) => s.length > 0)
     const memberId = memberIdFor(flags.cluster, flags.member)
-    const peers = names.map((n) => memberIdFor(flags.cluster, n))
-    const clusterId = clusterIdFor(peers)
+    const clusterId = clusterIdFor(initialNames.map((n) => memberIdFor(flags.cluster, n)))
+    // Client URLs are published as host:port. etcdctl's --cluster commands dial a listed URL
+    // as the gRPC target `passthrough:///<url>`, which makes `http://host:port` the HTTP/2
+    // :authority; Node's HTTP/2 server (nghttp2) rejects such an authority as a protocol error
+    // where Go's accepts it. host:port is what every etcd client dials alike.
+    const clientUrls = flags.advertiseClientUrls.split(",").filter((u) => u.length > 0).map((u) => u.replace(/^https?:\/\//, ""))
     const walAppend = subject({ ...at, service: "wal", endpoint: "append" })
     const walLoad = subject({ ...at, service: "wal", endpoint: "load" })
     const mvccApply = subject({ ...at, service: "mvcc", endpoint: "apply" })
+    const requestTimeoutMs = 5000 + 2 * flags.electionTimeout
 
     // Appends to the wal service are numbered from 1 for this process run (see WalAppendBody).
     let seq = 0
+    const persist = async (hardState: Parameters<MemoryStorage["setHardState"]>[0] | undefined, entries: ReadonlyArray<Entry>, traceparent: string) => {
+      const body = { writer: instance, seq: ++seq, ...(hardState === undefined ? {} : { hardState }), entries }
+      const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent }))
+      okOrError(frame, WalAppendReply)
+    }
 
     // 1. Load the log from the wal service (retrying until it answers).
     const storage = new MemoryStorage()
@@ -82,18 +124,24 @@ const RaftLive = Layer.effectDiscard(
       }
     })
     const fresh = loaded.entries.length === 0 && loaded.hardState.term === 0
-    if (fresh) {
-      // Bootstrap writes the initial configuration entries into storage; make them durable
-      // before anything depends on them.
-      RawNode.bootstrap(storage, peers)
-      const entries = storage.entries(Index(1), Index(storage.lastIndex() + 1), Number.MAX_SAFE_INTEGER)
-      const hardState = storage.initialState().hardState
-      yield* Effect.promise(() =>
-        callForever(() =>
-          rpc.call(walAppend, "wal.append", { writer: instance, seq: ++seq, hardState, entries: typeof entries === "string" ? [] : entries }, { timeoutMs: 5000 })
-        ).then((frame) => okOrError(frame, WalAppendReply))
-      )
-    } else {
+    if (fresh && flags.initialClusterState === "new") {
+      // Bootstrap as etcd's RawNode.Bootstrap does, with each member's peer URL in the
+      // ConfChange context: identical entries on every initial member. Durable before use.
+      const entries: Entry[] = initialNames.map((name, i) => ({
+        term: Term(1),
+        index: Index(i + 1),
+        type: "ConfChange",
+        data: encodeConfChange({
+          type: "AddNode",
+          nodeId: memberIdFor(flags.cluster, name),
+          context: encodeConfChangeContext({ peerUrls: [peerUrlFor(name)], requestId: "" })
+        })
+      }))
+      const hardState = { term: Term(1), vote: MemberId(0n), commit: Index(entries.length) }
+      yield* Effect.promise(() => persist(hardState, entries, ""))
+      storage.append(entries)
+      storage.setHardState(hardState)
+    } else if (!fresh) {
       storage.append(loaded.entries)
       storage.setHardState(loaded.hardState)
     }
@@ -107,50 +155,76 @@ const RaftLive = Layer.effectDiscard(
     )
     const commit = storage.initialState().hardState.commit
     // Raft re-delivers every committed entry after its snapshot (none yet), so ConfChange
-    // entries reach the core again and rebuild the configuration, as etcd's restart does; the
-    // mvcc service is only handed entries above what it already applied.
-    const applied = 0
+    // entries reach the core and the membership table again, as etcd's restart does; the mvcc
+    // service is only handed entries above what it already applied.
     const skipApplyUpTo = Math.min(mvccApplied, commit)
-    const heartbeatTick = 1
-    const electionTick = Math.max(2, Math.round(flags.electionTimeout / flags.heartbeatInterval))
     const node = new RawNode({
       id: memberId,
-      electionTick,
-      heartbeatTick,
+      electionTick: Math.max(2, Math.round(flags.electionTimeout / flags.heartbeatInterval)),
+      heartbeatTick: 1,
       maxSizePerMsg: 1024 * 1024,
       maxInflightMsgs: 512,
       preVote: true,
       checkQuorum: true,
-      applied: Index(applied),
+      applied: Index(0),
       randomInt: (n) => randomInt(n)
     }, storage)
 
-    // 3. The Ready loop, persisting through the wal service.
-    let term = loaded.hardState.term as number
-    const driver = new RaftDriver(node, storage, {
-      persist: async (hardState, entries, traceparent) => {
-        if (hardState !== undefined) term = hardState.term
-        const body = { writer: instance, seq: ++seq, ...(hardState === undefined ? {} : { hardState }), entries }
-        const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent }))
-        okOrError(frame, WalAppendReply)
+    // 3. Membership, peers, and the Ready loop.
+    const membership = new Membership(flags.cluster)
+    const confWaiters = new Map<string, (members: MemberInfo[]) => void>()
+    const transferWaiters: Array<{ target: MemberId; resolve: (ok: boolean) => void }> = []
+    let removed = false
+    const peers: Peers = new Peers(flags.cluster, { id: memberId, name: flags.member }, {
+      publish: (name, body) => rpc.publish(subject({ cluster: flags.cluster, member: name, service: "raft", endpoint: "msg" }), "raft.msg", body),
+      nameOf: (id) => {
+        const name = membership.get(id)?.name
+        if (name !== undefined && name !== "") return name
+        const url = membership.get(id)?.peerUrls[0]
+        return url === undefined ? undefined : nameFromPeerUrl(url)
       },
-      send: () => {
-        // Single-member clusters send nothing; peer transport arrives with multi-member raft.
-      },
-      apply: (all, commitIndex) => {
-        const entries = all[all.length - 1]!.index <= skipApplyUpTo ? [] : all.filter((e) => e.index > skipApplyUpTo)
-        if (entries.length === 0) return
-        let start = 0
-        let bytes = 0
-        for (let i = 0; i < entries.length; i++) {
-          bytes += entries[i]!.data.length
-          if (bytes > maxApplyFrameBytes && i > start) {
-            rpc.publish(mvccApply, "apply", { entries: entries.slice(start, i), commitIndex, term })
-            start = i
-            bytes = entries[i]!.data.length
+      isRemoved: (id) => membership.isRemoved(id),
+      step: (m) => driver.step(m),
+      term: () => node.status().hardState.term
+    })
+    const toMvcc = (e: Entry): Entry => (e.type === "ConfChange" || isInternalEntry(e) ? { ...e, type: "Normal", data: new Uint8Array(0) } : e)
+    const publishApply = (entries: ReadonlyArray<Entry>, commitIndex: number) => {
+      const term = node.status().hardState.term
+      let start = 0
+      let bytes = 0
+      for (let i = 0; i < entries.length; i++) {
+        bytes += entries[i]!.data.length
+        if (bytes > maxApplyFrameBytes && i > start) {
+          rpc.publish(mvccApply, "apply", { entries: entries.slice(start, i), commitIndex, term })
+          start = i
+          bytes = entries[i]!.data.length
+        }
+      }
+      rpc.publish(mvccApply, "apply", { entries: entries.slice(start), commitIndex, term })
+    }
+    const driver: RaftDriver = new RaftDriver(node, storage, {
+      persist,
+      send: (messages) => peers.send(messages),
+      apply: (committed, commitIndex) => {
+        for (const e of committed) {
+          const change = membership.apply(e)
+          if (change?.kind === "conf") {
+            confWaiters.get(change.requestId)?.(membership.list())
+            confWaiters.delete(change.requestId)
+            if (change.change.type === "RemoveNode" && change.change.nodeId === memberId) removed = true
           }
         }
-        rpc.publish(mvccApply, "apply", { entries: entries.slice(start), commitIndex, term })
+        const entries = committed.filter((e) => e.index > skipApplyUpTo).map(toMvcc)
+        if (entries.length > 0) publishApply(entries, commitIndex)
+      },
+      onSoftState: (soft) => {
+        for (let i = transferWaiters.length - 1; i >= 0; i--) {
+          const w = transferWaiters[i]!
+          if (soft.lead === w.target) {
+            w.resolve(true)
+            transferWaiters.splice(i, 1)
+          }
+        }
       }
     }, (e) => {
       console.error(JSON.stringify({ level: "FATAL", service: "raft", member: flags.member, message: "raft loop failed", error: String((e as Error)?.stack ?? e) }))
@@ -159,15 +233,39 @@ const RaftLive = Layer.effectDiscard(
 
     // 4. Endpoints.
     const opts = endpointOptions("raft")
+    const fail = (error: EtcdError) => ({ err: toErrorData(error) })
+    const leaderOnly = (): EtcdError | undefined => {
+      const s = node.status()
+      if (s.softState.raftState === "StateLeader") return undefined
+      return s.softState.lead === 0n ? new NoLeader() : new NotLeader()
+    }
+    const proposeConfChange = (type: ConfChangeType, nodeId: MemberId, peerUrls: ReadonlyArray<string>) =>
+      new Promise<MemberInfo[] | EtcdError>((resolve) => {
+        const requestId = randomBytes(8).toString("hex")
+        const timer = setTimeout(() => {
+          confWaiters.delete(requestId)
+          resolve(new RequestTimeout())
+        }, requestTimeoutMs)
+        confWaiters.set(requestId, (members) => {
+          clearTimeout(timer)
+          resolve(members)
+        })
+        const err = driver.proposeConfChange({ type, nodeId, context: encodeConfChangeContext({ peerUrls, requestId }) })
+        if (err !== undefined) {
+          clearTimeout(timer)
+          confWaiters.delete(requestId)
+          resolve(new NoLeader())
+        }
+      })
     const endpoints = [
       serve(nc, subject({ ...at, service: "raft", endpoint: "propose" }), "propose", ProposeBody, (req) => {
-        const err = driver.propose(req.body.data, req.traceparent)
-        if (err !== undefined) req.reply("propose.reply", { err: toErrorData(new NoLeader()) })
+        const err = removed ? "removed" : driver.propose(req.body.data, req.traceparent)
+        if (err !== undefined) req.reply("propose.reply", fail(new NoLeader()))
         else req.reply("propose.reply", { ok: { leader: driver.leader() } })
       }, opts),
       serve(nc, subject({ ...at, service: "raft", endpoint: "readindex" }), "readindex", ReadIndexBody, (req) => {
         driver.readIndex().then((index) => {
-          if (index === "NoLeader") req.reply("readindex.reply", { err: toErrorData(new NoLeader()) })
+          if (index === "NoLeader") req.reply("readindex.reply", fail(new NoLeader()))
           else req.reply("readindex.reply", { ok: { index } })
         })
       }, opts),
@@ -181,7 +279,8 @@ const RaftLive = Layer.effectDiscard(
           commitIndex: s.commit,
           appliedIndex: driver.applied(),
           raftState: s.softState.raftState,
-          isLearner: s.confState.learners.includes(memberId)
+          isLearner: s.confState.learners.includes(memberId),
+          peers: { ...peers.counters }
         }
         req.reply("raft.status.reply", status)
       }, opts),
@@ -190,25 +289,92 @@ const RaftLive = Layer.effectDiscard(
         const hi = Math.min(commitIndex, driver.applied(), storage.lastIndex()) + 1
         const from = Math.max(req.body.from, storage.firstIndex())
         const entries = from >= hi ? [] : storage.entries(Index(from), Index(hi), req.body.maxBytes)
-        req.reply("entries.reply", { entries: typeof entries === "string" ? [] : entries, commitIndex })
+        req.reply("entries.reply", { entries: typeof entries === "string" ? [] : entries.map(toMvcc), commitIndex })
+      }, opts),
+      serve(nc, subject({ ...at, service: "raft", endpoint: "msg" }), "raft.msg", RaftMessagesBody, (req) => {
+        if (!removed) peers.receive(req.body)
+      }, opts),
+      serve(nc, subject({ ...at, service: "raft", endpoint: "members" }), "raft.members", Schema.Struct({}), (req) => {
+        const s = node.status()
+        req.reply("raft.members.reply", { members: membership.list(), leader: s.softState.lead, term: s.hardState.term })
+      }, opts),
+      serve(nc, subject({ ...at, service: "raft", endpoint: "confchange" }), "confchange", ConfChangeBody, (req) => {
+        const reply = (r: MemberInfo[] | EtcdError, member?: MemberInfo) =>
+          Array.isArray(r)
+            ? req.reply("confchange.reply", { ok: { ...(member === undefined ? {} : { member }), members: r, term: node.status().hardState.term } })
+            : req.reply("confchange.reply", fail(r))
+        const notLeader = leaderOnly()
+        if (notLeader !== undefined) return reply(notLeader)
+        const { action, peerUrls } = req.body
+        if (action === "add" || action === "addLearner") {
+          const name = peerUrls.length === 1 ? nameFromPeerUrl(peerUrls[0]!) : undefined
+          if (name === undefined) return reply(new MemberBadUrls({ url: peerUrls.join(",") }))
+          const id = membership.idFor(name)
+          if (membership.get(id) !== undefined || membership.isRemoved(id)) return reply(new MemberExists({ memberId: id }))
+          if (membership.byPeerUrl(peerUrls[0]!) !== undefined) return reply(new PeerUrlExists({ url: peerUrls[0]! }))
+          if (action === "addLearner" && membership.list().filter((m) => m.isLearner).length >= maxLearners) return reply(new TooManyLearners())
+          const member: MemberInfo = { id, name: "", peerUrls: [...peerUrls], clientUrls: [], isLearner: action === "addLearner" }
+          proposeConfChange(action === "add" ? "AddNode" : "AddLearnerNode", id, peerUrls).then((r) => reply(r, member))
+          return
+        }
+        const id = req.body.memberId as MemberId
+        const target = membership.get(id)
+        if (target === undefined) return reply(new MemberNotFound({ memberId: id }))
+        if (action === "remove") {
+          proposeConfChange("RemoveNode", id, []).then((r) => reply(r))
+        } else if (action === "update") {
+          proposeConfChange("UpdateNode", id, peerUrls).then((r) => reply(r))
+        } else {
+          if (!target.isLearner) return reply(new MemberNotLearner({ memberId: id }))
+          const progress = node.status().progress
+          const learnerMatch = progress.get(id)?.match ?? 0
+          const leaderMatch = progress.get(memberId)?.match ?? 0
+          if (learnerMatch < leaderMatch * learnerReadyPercent) return reply(new LearnerNotReady({ memberId: id }))
+          proposeConfChange("AddNode", id, target.peerUrls).then((r) => reply(r))
+        }
+      }, opts),
+      serve(nc, subject({ ...at, service: "raft", endpoint: "transfer" }), "transfer", TransferBody, (req) => {
+        const notLeader = leaderOnly()
+        if (notLeader !== undefined) return req.reply("transfer.reply", fail(notLeader))
+        const target = req.body.target as MemberId
+        const s = node.status()
+        if (target === memberId) return req.reply("transfer.reply", { ok: { term: s.hardState.term } })
+        if (!s.confState.voters.includes(target)) return req.reply("transfer.reply", fail(new BadLeaderTransferee({ memberId: target })))
+        new Promise<boolean>((resolve) => {
+          transferWaiters.push({ target, resolve })
+          setTimeout(() => resolve(false), requestTimeoutMs)
+          driver.transferLeader(target)
+        }).then((ok) =>
+          ok
+            ? req.reply("transfer.reply", { ok: { term: node.status().hardState.term } })
+            : req.reply("transfer.reply", fail(new RequestTimeout()))
+        )
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
 
     // 5. Ticks. A member that is the only voter campaigns at once rather than waiting out an
-    // election timeout (etcd fast-forwards its election ticks for the same reason).
-    const soleVoterCampaign = () => {
+    // election timeout (etcd fast-forwards its election ticks for the same reason). Once per
+    // second, a member whose published attributes are stale publishes them (etcd's publish).
+    let lastPublishMs = 0
+    const everyTick = () => {
+      if (removed) return
       const s = node.status()
       const voters = s.confState.voters
       if (voters.length === 1 && voters[0] === memberId && s.softState.raftState === "StateFollower") driver.campaign()
-    }
-    const timer = setInterval(() => {
-      soleVoterCampaign()
+      const me = membership.get(memberId)
+      const now = Date.now()
+      if (me !== undefined && s.softState.lead !== 0n && now - lastPublishMs > 1000 &&
+        (me.name !== flags.member || me.clientUrls.join(",") !== clientUrls.join(","))) {
+        lastPublishMs = now
+        driver.propose(encodeAttributes({ id: memberId, name: flags.member, clientUrls }))
+      }
       driver.tick()
-    }, flags.heartbeatInterval)
+    }
+    const timer = setInterval(everyTick, flags.heartbeatInterval)
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
     yield* Effect.logInfo("raft started").pipe(
-      Effect.annotateLogs({ memberId: memberId.toString(16), fresh, lastIndex: storage.lastIndex(), commit, applied, term })
+      Effect.annotateLogs({ memberId: memberId.toString(16), fresh, state: flags.initialClusterState, lastIndex: storage.lastIndex(), commit, skipApplyUpTo })
     )
   })
 )

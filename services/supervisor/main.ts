@@ -50,7 +50,7 @@ const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
 
 /** Client ports of members 1..3 as etcd's local cluster (Procfile) uses; later members continue. */
-export const clientPort = (memberIndex: number): number =>
+const clientPort = (memberIndex: number): number =>
   opts.portOffset + (memberIndex === 0 ? 2379 : memberIndex === 1 ? 22379 : memberIndex === 2 ? 32379 : 2379 + 10000 * memberIndex)
 
 interface ProcessSpec {
@@ -143,10 +143,11 @@ const program = Effect.gen(function*() {
   const members = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
   for (const [i, member] of members.entries()) {
     mkdirSync(join(dataDir, member), { recursive: true })
-    for (const service of ["wal", "mvcc", "raft"]) {
-      fibers.push(yield* Effect.forkChild(supervise(serviceSpec(service, member, natsUrl, service === "raft" ? [`--initial-cluster=${members.join(",")}`] : []))))
-    }
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", member, natsUrl, [`--listen-client-urls=http://127.0.0.1:${clientPort(i)}`]))))
+    const clientUrl = `http://127.0.0.1:${clientPort(i)}`
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", member, natsUrl))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", member, natsUrl))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", member, natsUrl, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", member, natsUrl, [`--listen-client-urls=${clientUrl}`]))))
   }
   yield* Effect.logInfo("natcd running").pipe(
     Effect.annotateLogs({ members: members.join(","), dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `http://127.0.0.1:${clientPort(i)}`).join(",") })

@@ -3,7 +3,7 @@
  * service as separate OS processes, in their own process group so a test can kill -9 all of
  * them at once), starts the reference etcd, and runs etcdctl against either.
  */
-import { execFile, spawn } from "node:child_process"
+import { execFile, execFileSync, spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createConnection } from "node:net"
@@ -184,5 +184,70 @@ export const startEtcd = async (options: { dataDir: string; clientPort: number; 
       await Promise.race([exited, sleep(10_000)])
       child.kill("SIGKILL")
     }
+  }
+}
+
+/** Pids of member `member`'s service processes in the cluster started by `natcd`. */
+export const memberPids = (natcd: Natcd, member: string): number[] => {
+  const out = execFileSync("ps", ["-eo", "pid=,pgid=,args="], { encoding: "utf8" })
+  return out
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length > 2 && Number(cols[1]) === natcd.supervisor.pid && cols.slice(2).includes(`--member=${member}`))
+    .map((cols) => Number(cols[0]))
+}
+
+/** Sends `signal` to member `member`'s processes whose command line includes `service` (all of them by default). */
+export const signalMember = (natcd: Natcd, member: string, signal: NodeJS.Signals, service = "/services/"): number[] => {
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" })
+  const pids = new Set(memberPids(natcd, member))
+  const hit: number[] = []
+  for (const line of out.split("\n")) {
+    const m = /^\s*(\d+)\s+(.*)$/.exec(line)
+    if (m === null || !pids.has(Number(m[1])) || !m[2]!.includes(service)) continue
+    process.kill(Number(m[1]), signal)
+    hit.push(Number(m[1]))
+  }
+  return hit
+}
+
+/** One member's Maintenance.Status as etcdctl prints it (-w json). */
+export interface EndpointStatus {
+  readonly endpoint: string
+  readonly memberId: string
+  readonly leader: string
+  readonly raftTerm: number
+  readonly raftIndex: number
+  readonly raftAppliedIndex: number
+}
+
+/** Status of `endpoint`, or undefined when it does not answer within `timeoutMs`. */
+export const endpointStatus = async (endpoint: string, timeoutMs = 2000): Promise<EndpointStatus | undefined> => {
+  const r = await etcdctl(endpoint, ["endpoint", "status", "-w", "json", `--command-timeout=${timeoutMs}ms`])
+  if (r.code !== 0) return undefined
+  const [s] = JSON.parse(r.stdout) as Array<{ Status: { header: { member_id: number | string }; leader: number | string; raftTerm: number; raftIndex: number; raftAppliedIndex: number } }>
+  if (s === undefined) return undefined
+  // JSON numbers beyond 2^53 lose precision; compare ids as printed.
+  return {
+    endpoint,
+    memberId: String(s.Status.header.member_id),
+    leader: String(s.Status.leader),
+    raftTerm: s.Status.raftTerm,
+    raftIndex: s.Status.raftIndex,
+    raftAppliedIndex: s.Status.raftAppliedIndex
+  }
+}
+
+/** The index (into natcd.endpoints) of the member that leads, as its own status says. */
+export const findLeader = async (natcd: Natcd, timeoutMs = 15_000, exclude: ReadonlyArray<number> = []): Promise<number> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    for (const [i, endpoint] of natcd.endpoints.entries()) {
+      if (exclude.includes(i)) continue
+      const s = await endpointStatus(endpoint, 500)
+      if (s !== undefined && s.leader === s.memberId && s.leader !== "0") return i
+    }
+    if (Date.now() > deadline) throw new Error("no leader found")
+    await sleep(50)
   }
 }
