@@ -16,6 +16,7 @@ import { subject } from "../../shared/subjects.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError } from "../runtime/rpc.ts"
 import { Schema } from "effect"
+import { nameFromPeerUrl } from "../raft/membership.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
 
@@ -60,7 +61,7 @@ export const makeClusterHandlers = (ctx: ClusterContext) => {
     while (Date.now() < deadline) {
       const view = await members()
       const leader = view.members.find((m) => m.id === view.leader)
-      const leaderName = leader === undefined ? undefined : leader.name !== "" ? leader.name : leader.peerUrls[0]?.replace(/^nats:\/\//, "")
+      const leaderName = leader === undefined ? undefined : leader.name !== "" ? leader.name : nameFromPeerUrl(leader.peerUrls[0] ?? "")
       if (leaderName !== undefined) {
         try {
           const frame = await ctx.rpc.call(raftSubject(leaderName, "confchange"), "confchange", body, { timeoutMs: Math.max(1, deadline - Date.now()) })

@@ -13,7 +13,9 @@
  *   empty name and no client URLs ("unstarted").
  *
  * Peer URLs: members reach each other over NATS by member name, so a natcd member's peer URL is
- * `nats://<member-name>` and `etcdctl member add NAME --peer-urls=nats://NAME` adds member NAME.
+ * `http://<member-name>:2380` and `etcdctl member add NAME --peer-urls=http://NAME:2380` adds
+ * member NAME. etcdctl accepts only http(s)/unix peer URLs of the form host:port, hence the
+ * scheme and etcd's peer port; only the host addresses the member, the port is ignored.
  */
 import { decodeConfChange } from "./core/conf-change.ts"
 import type { MemberId } from "../../shared/ids.ts"
@@ -72,14 +74,14 @@ const decodeConfChangeContext = (data: Uint8Array): ConfChangeContext => {
 }
 
 /** The peer URL of member `name`. */
-export const peerUrlFor = (name: string): string => `nats://${name}`
+export const peerUrlFor = (name: string): string => `http://${name}:2380`
 
 /**
- * The member name a peer URL names, or undefined when it is not `nats://<name>` with a valid
- * member name token.
+ * The member name a peer URL names: the host of `http(s)://<name>[:port][/]` when it is a valid
+ * member name token; undefined otherwise (an IP address, a domain name, another scheme).
  */
 export const nameFromPeerUrl = (url: string): string | undefined => {
-  const m = /^nats:\/\/([A-Za-z0-9_-]{1,64})\/?$/.exec(url)
+  const m = /^https?:\/\/([A-Za-z0-9_-]{1,64})(:\d+)?\/?$/.exec(url)
   return m?.[1]
 }
 
