@@ -97,10 +97,17 @@ export type RequestOp =
   | { readonly requestDeleteRange: DeleteRangeRequest }
   | { readonly requestTxn: TxnRequest }
 
+/**
+ * One response of a txn branch. `revision` is the revision etcd puts in the op's own response
+ * header (etcd server/etcdserver/apply.go): for a range, the txn's read revision at that
+ * point; for a put, the txn's write revision; for a delete, the write revision when the txn
+ * has changed something so far, else the read revision. A nested txn's header carries no
+ * revision (etcd leaves it empty), so `revision` is absent there.
+ */
 export type ResponseOp =
-  | { readonly responseRange: RangeResponse }
-  | { readonly responsePut: PutResponse }
-  | { readonly responseDeleteRange: DeleteRangeResponse }
+  | { readonly responseRange: RangeResponse; readonly revision?: number }
+  | { readonly responsePut: PutResponse; readonly revision?: number }
+  | { readonly responseDeleteRange: DeleteRangeResponse; readonly revision?: number }
   | { readonly responseTxn: TxnResponse }
 
 export interface TxnRequest {
@@ -119,15 +126,43 @@ export interface CompactionRequest {
   readonly physical?: boolean
 }
 
+/** etcd's AlarmType: NONE (in a GET: every type), NOSPACE (quota exceeded), CORRUPT. */
+export type AlarmType = "NONE" | "NOSPACE" | "CORRUPT"
+
+/** etcd's AlarmRequest.AlarmAction. */
+export type AlarmAction = "GET" | "ACTIVATE" | "DEACTIVATE"
+
+/** An active alarm: which member raised which alarm (etcd AlarmMember). */
+export interface AlarmMember {
+  readonly memberId: bigint
+  readonly alarm: AlarmType
+}
+
+/**
+ * etcd's AlarmRequest, replicated through raft like a write so that every member's alarm
+ * store changes at the same raft index (etcd applies GET through raft too).
+ */
+export interface AlarmRequest {
+  readonly action: AlarmAction
+  readonly memberId: bigint
+  readonly alarm: AlarmType
+}
+
+/** etcd's AlarmResponse (without header: etcd 3.4 sends none). */
+export interface AlarmResponse {
+  readonly alarms: ReadonlyArray<AlarmMember>
+}
+
 /**
  * A request that changes the store, as it travels inside a raft entry (etcd's
- * InternalRaftRequest, reduced to the KV part for now).
+ * InternalRaftRequest, reduced to the KV and alarm parts for now).
  */
 export type WriteRequest =
   | { readonly put: PutRequest }
   | { readonly deleteRange: DeleteRangeRequest }
   | { readonly txn: TxnRequest }
   | { readonly compaction: CompactionRequest }
+  | { readonly alarm: AlarmRequest }
 
 /** The answer to a {@link WriteRequest}, with the store revision after it was applied. */
 export type WriteResponse =
@@ -135,3 +170,4 @@ export type WriteResponse =
   | { readonly deleteRange: DeleteRangeResponse }
   | { readonly txn: TxnResponse }
   | { readonly compaction: Record<string, never> }
+  | { readonly alarm: AlarmResponse }

@@ -109,7 +109,14 @@ export const WriteRequest: Schema.Codec<Kv.WriteRequest, unknown> = Schema.Union
   Schema.Struct({ put: PutRequest }),
   Schema.Struct({ deleteRange: DeleteRangeRequest }),
   Schema.Struct({ txn: TxnRequest }),
-  Schema.Struct({ compaction: Schema.Struct({ revision: Int, physical: opt(Schema.Boolean) }) })
+  Schema.Struct({ compaction: Schema.Struct({ revision: Int, physical: opt(Schema.Boolean) }) }),
+  Schema.Struct({
+    alarm: Schema.Struct({
+      action: Schema.Literals(["GET", "ACTIVATE", "DEACTIVATE"]),
+      memberId: U64,
+      alarm: Schema.Literals(["NONE", "NOSPACE", "CORRUPT"])
+    })
+  })
 ]) as any
 
 // ---------------------------------------------------------------------------------------------

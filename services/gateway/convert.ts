@@ -149,34 +149,45 @@ export const kvToWire = (kv: Kv.KeyValue): Wire => ({
 /** Internal RangeResponse -> wire (header added by the caller's header argument). */
 export const rangeResponseToWire = (r: Kv.RangeResponse, header: Header): Wire => ({
   header: headerToWire(header),
-  kvs: r.kvs.map(kvToWire),
-  more: r.more,
-  count: r.count
+  ...rangeResponseBody(r)
 })
+
+const rangeResponseBody = (r: Kv.RangeResponse): Wire => ({ kvs: r.kvs.map(kvToWire), more: r.more, count: r.count })
 
 export const putResponseToWire = (r: Kv.PutResponse, header: Header): Wire => ({
   header: headerToWire(header),
-  ...(r.prevKv === undefined ? {} : { prev_kv: kvToWire(r.prevKv) })
+  ...putResponseBody(r)
 })
+
+const putResponseBody = (r: Kv.PutResponse): Wire => (r.prevKv === undefined ? {} : { prev_kv: kvToWire(r.prevKv) })
 
 export const deleteRangeResponseToWire = (r: Kv.DeleteRangeResponse, header: Header): Wire => ({
   header: headerToWire(header),
-  deleted: r.deleted,
-  prev_kvs: r.prevKvs.map(kvToWire)
+  ...deleteRangeResponseBody(r)
 })
 
-const responseOpToWire = (op: Kv.ResponseOp, header: Header): Wire => {
-  if ("responseRange" in op) return { response_range: rangeResponseToWire(op.responseRange, header) }
-  if ("responsePut" in op) return { response_put: putResponseToWire(op.responsePut, header) }
+const deleteRangeResponseBody = (r: Kv.DeleteRangeResponse): Wire => ({ deleted: r.deleted, prev_kvs: r.prevKvs.map(kvToWire) })
+
+/**
+ * A txn op's response -> wire. etcd fills only the revision of a nested op's header (see
+ * shared/kv.ts ResponseOp) and leaves a nested txn's header empty; the cluster, member and
+ * term go in the top-level header only (etcd v3rpc header.fill).
+ */
+const responseOpToWire = (op: Kv.ResponseOp): Wire => {
+  const nested = (): Wire => ({ revision: "revision" in op && op.revision !== undefined ? op.revision : 0 })
+  if ("responseRange" in op) return { response_range: { ...rangeResponseBody(op.responseRange), header: nested() } }
+  if ("responsePut" in op) return { response_put: { ...putResponseBody(op.responsePut), header: nested() } }
   if ("responseDeleteRange" in op) {
-    return { response_delete_range: deleteRangeResponseToWire(op.responseDeleteRange, header) }
+    return { response_delete_range: { ...deleteRangeResponseBody(op.responseDeleteRange), header: nested() } }
   }
-  return { response_txn: txnResponseToWire(op.responseTxn, header) }
+  return { response_txn: txnResponseBody(op.responseTxn, {}) }
 }
 
-/** Internal TxnResponse -> wire; nested responses carry the same header, as etcd's. */
-export const txnResponseToWire = (r: Kv.TxnResponse, header: Header): Wire => ({
-  header: headerToWire(header),
+const txnResponseBody = (r: Kv.TxnResponse, header: Wire): Wire => ({
+  header,
   succeeded: r.succeeded,
-  responses: r.responses.map((op) => responseOpToWire(op, header))
+  responses: r.responses.map(responseOpToWire)
 })
+
+/** Internal TxnResponse -> wire, with `header` at the top level only (as etcd). */
+export const txnResponseToWire = (r: Kv.TxnResponse, header: Header): Wire => txnResponseBody(r, headerToWire(header))

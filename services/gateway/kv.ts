@@ -32,6 +32,8 @@ export interface KvContext {
   readonly requestTimeoutMs: number
   /** The member's identity, learned from its raft service. */
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+  /** The backend quota check of Put and Txn (./maintenance.ts); rejects with NoSpace. */
+  readonly checkQuota?: (request: Kv.WriteRequest, traceparent: string) => Promise<void>
 }
 
 const traceparentOf = Effect.map(Effect.currentSpan, (span) => `00-${span.traceId}-${span.spanId}-01`).pipe(
@@ -59,6 +61,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
   const write = async (request: Kv.WriteRequest, traceparent: string): Promise<WriteOutcome> => {
     const invalid = validateWrite(request, maxTxnOps)
     if (invalid !== undefined) throw invalid
+    if (ctx.checkQuota !== undefined) await ctx.checkQuota(request, traceparent)
     return ctx.proposer.propose(request, traceparent)
   }
 

@@ -11,6 +11,7 @@ import { subject } from "../../shared/subjects.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
+import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
 import { Proposer } from "./proposer.ts"
 import { startGrpcServer } from "./server.ts"
 
@@ -18,6 +19,7 @@ interface GatewayFlags {
   readonly listenClientUrls: string
   readonly requestTimeoutMs: number
   readonly maxRequestBytes: number
+  readonly quotaBackendBytes: number
 }
 
 const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
@@ -25,6 +27,10 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     .addOption(new Option("--listen-client-urls <url>", "client URL to serve gRPC on").env("NATCD_LISTEN_CLIENT_URLS").default("http://127.0.0.1:2379"))
     .addOption(new Option("--request-timeout-ms <ms>", "write/read timeout (etcd: 5 s + 2 x election timeout)").argParser(positiveInt).default(7000))
     .addOption(new Option("--max-request-bytes <n>", "largest request accepted, as etcd").argParser(positiveInt).default(1572864))
+    .addOption(
+      new Option("--quota-backend-bytes <n>", "backend quota (0: etcd's 2 GiB default, negative: none)")
+        .env("NATCD_QUOTA_BACKEND_BYTES").argParser((v) => Number.parseInt(v, 10)).default(0)
+    )
 )
 
 const GatewayLive = Layer.effectDiscard(
@@ -51,7 +57,18 @@ const GatewayLive = Layer.effectDiscard(
       const s = Schema.decodeUnknownSync(RaftStatus)(frame.body)
       return { clusterId: s.clusterId, memberId: s.memberId }
     }
+    // The quota check needs the member id, learned lazily through the KV handlers' cache.
+    let memberIdentity: () => Promise<{ memberId: bigint }> = () => Promise.reject(new Error("not ready"))
+    const maintenance = makeMaintenanceHandlers({
+      rpc,
+      proposer,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      subjects: { mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" }) },
+      quotaBytes: quotaBytes(flags.quotaBackendBytes),
+      identity: () => memberIdentity()
+    })
     const handlers = makeKvHandlers({
+      checkQuota: maintenance.checkQuota,
       rpc,
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,
@@ -69,6 +86,7 @@ const GatewayLive = Layer.effectDiscard(
         return identity
       }
     })
+    memberIdentity = handlers.identity
     const cluster = makeClusterHandlers({
       rpc,
       cluster: flags.cluster,
@@ -83,7 +101,7 @@ const GatewayLive = Layer.effectDiscard(
         startGrpcServer(address, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
           Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
-          Maintenance: { Status: handlers.Status, MoveLeader: cluster.MoveLeader }
+          Maintenance: { Status: handlers.Status, MoveLeader: cluster.MoveLeader, Alarm: maintenance.Alarm }
         }, flags.maxRequestBytes)
       ).pipe(Effect.orDie),
       (server) => Effect.promise(() => new Promise<void>((r) => server.tryShutdown(() => r())))

@@ -1,7 +1,22 @@
 /**
  * The mvcc service's apply path: committed raft entries, strictly in index order, into the
- * store, one LMDB transaction per batch (etcd server/etcdserver/apply.go and the FIFO of
- * pkg/schedule; the queue and its single consuming fiber live in ./main.ts).
+ * store (etcd server/etcdserver/apply.go and the FIFO of pkg/schedule; the queue and its
+ * single consuming fiber live in ./main.ts).
+ *
+ * Batching (etcd server/storage/backend/backend.go run loop and batchTx.Unlock): applied
+ * entries go into the backend's write buffer (backend-lmdb.ts); the buffer is committed as
+ * one durable LMDB transaction once it holds {@link ApplierOptions.batchLimit} writes, or
+ * {@link ApplierOptions.batchIntervalMs} after the first uncommitted write, whichever comes
+ * first (etcd: 10000 operations, 100 ms). Reads see the buffered state at once.
+ *
+ * Invariant (durability of acknowledged writes): a result is published as soon as its entry
+ * is applied to the buffer, before the LMDB commit. That is safe because the entry is already
+ * durable in the WAL of a quorum (raft committed it), and the consistent index is committed in
+ * the same LMDB transaction as the writes it covers: after a crash, the store reopens at the
+ * last committed consistent index with exactly the writes up to it, and the raft service hands
+ * the entries above it over again (raft.entries / mvcc.apply). Re-applying them is
+ * deterministic, so each acknowledged write ends up present once, at the revision that was
+ * acknowledged, never twice (the dedup records of those entries were in the lost buffer too).
  *
  * Per entry:
  * - Normal entry with a proposal: decode it, skip it if its request id was applied before
@@ -34,6 +49,12 @@ import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 /** How long past its deadline a request id is remembered (covers clock skew between gateways). */
 export const dedupRetentionMs = 60_000
 
+/** etcd's default backend batch limit (--backend-batch-limit), in writes. */
+export const defaultBatchLimit = 10_000
+
+/** etcd's default backend batch interval (--backend-batch-interval), in ms. */
+export const defaultBatchIntervalMs = 100
+
 /** Results kept in memory for re-sending to retried proposals. */
 const resultCacheSize = 4096
 
@@ -59,6 +80,20 @@ export interface ApplierIo {
   readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
 }
+
+/** Batching settings of an {@link Applier}. */
+export interface ApplierOptions {
+  /** Commit once this many writes are buffered (etcd --backend-batch-limit, 10000). */
+  readonly batchLimit: number
+  /** Commit at most this many ms after the first buffered write (etcd --backend-batch-interval, 100 ms). */
+  readonly batchIntervalMs: number
+}
+
+/**
+ * The reply subject of proposals made by the mvcc process itself (the auto compactor): their
+ * results are handed to {@link Applier.awaitLocalResult} instead of being published.
+ */
+export const localReplyTo = "local"
 
 const decodeProposal = Schema.decodeUnknownExit(Proposal)
 
@@ -91,12 +126,16 @@ export class Applier {
   private readonly store: KvStore
   private readonly member: string
   private readonly io: ApplierIo
+  private readonly options: ApplierOptions
+  private commitTimer: ReturnType<typeof setTimeout> | undefined
+  private readonly localWaiters = new Map<bigint, (body: ResultBody) => void>()
 
-  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo) {
+  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>) {
     this.backend = backend
     this.store = store
     this.member = member
     this.io = io
+    this.options = { batchLimit: options?.batchLimit ?? defaultBatchLimit, batchIntervalMs: options?.batchIntervalMs ?? defaultBatchIntervalMs }
     this.applied = store.consistentIndex()
     const t = backend.read.get("meta", metaTermKey)
     this.term = t === undefined ? 0 : decodeUint64(t)
@@ -120,6 +159,51 @@ export class Applier {
       this.waiters.push({ index, resolve })
       this.waiters.sort((a, b) => a.index - b.index)
     })
+  }
+
+  /**
+   * A promise of the result of the local proposal `requestId` (reply subject
+   * {@link localReplyTo}), resolved when this member applies it. The caller stops waiting at
+   * its own deadline with {@link forgetLocalResult}.
+   */
+  awaitLocalResult(requestId: bigint): Promise<ResultBody> {
+    return new Promise((resolve) => this.localWaiters.set(requestId, resolve))
+  }
+
+  /** Drops the waiter of a local proposal. */
+  forgetLocalResult(requestId: bigint): void {
+    this.localWaiters.delete(requestId)
+  }
+
+  /**
+   * Commits the write buffer now (durably) and cancels the pending interval commit. Called by
+   * the batch policy, at shutdown, and by tests.
+   */
+  commit(): void {
+    if (this.commitTimer !== undefined) {
+      clearTimeout(this.commitTimer)
+      this.commitTimer = undefined
+    }
+    this.backend.commit()
+  }
+
+  /** etcd's batch policy: commit at the write limit, else within the batch interval. */
+  private scheduleCommit(): void {
+    const pending = this.backend.pendingWrites()
+    if (pending === 0) return
+    if (pending >= this.options.batchLimit) return this.commit()
+    if (this.commitTimer !== undefined) return
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined
+      try {
+        this.backend.commit()
+      } catch (e) {
+        // The buffer is kept; the next write or interval retries the commit.
+        this.io.log("warn", "backend commit failed", { error: String(e) })
+        this.scheduleCommit()
+      }
+    }, this.options.batchIntervalMs)
+    this.commitTimer.unref?.()
   }
 
   /** True when a reader waits for an index not applied yet (so a catch-up may be due). */
@@ -155,7 +239,7 @@ export class Applier {
 
   private applyEntries(entries: ReadonlyArray<Entry>, term: number): void {
     const toSend: Array<Outgoing> = []
-    this.backend.writeSync((tx) => {
+    this.backend.write((tx) => {
       for (const entry of entries) {
         if (entry.index !== this.applied + 1) {
           throw new Error(`apply out of order: applied ${this.applied}, next ${entry.index}`)
@@ -170,8 +254,18 @@ export class Applier {
     })
     this.term = term
     this.counters.entries += entries.length
+    this.scheduleCommit()
     while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
-    for (const { subject, body, traceparent } of toSend) this.io.publish(subject, body, traceparent)
+    // Published before the commit: see the durability invariant in the module comment.
+    for (const { subject, body, traceparent } of toSend) {
+      if (subject === localReplyTo) {
+        const resolve = this.localWaiters.get(body.requestId)
+        this.localWaiters.delete(body.requestId)
+        resolve?.(body)
+      } else {
+        this.io.publish(subject, body, traceparent)
+      }
+    }
   }
 
   private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): Outgoing | undefined {

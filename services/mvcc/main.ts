@@ -1,7 +1,19 @@
 /**
  * The mvcc process: a member's key-value state machine on LMDB.
  *
- *   node services/mvcc/main.ts --member=m1 [--apply-queue=1024] (+ the common flags)
+ *   node services/mvcc/main.ts --member=m1 [--apply-queue=1024] [--backend-batch-limit=10000]
+ *     [--backend-batch-interval=100ms] [--auto-compaction-mode=periodic|revision]
+ *     [--auto-compaction-retention=0] (+ the common flags)
+ *
+ * Every flag can also be set through its environment variable (NATCD_BACKEND_BATCH_LIMIT,
+ * NATCD_BACKEND_BATCH_INTERVAL, NATCD_AUTO_COMPACTION_MODE, NATCD_AUTO_COMPACTION_RETENTION,
+ * ...), which is how `make run` (the supervisor passes its environment on) configures them.
+ *
+ * Writes are batched into LMDB transactions of up to --backend-batch-limit writes or
+ * --backend-batch-interval (etcd's defaults: 10000, 100 ms); reads see the batch before it is
+ * committed (./apply.ts, ./backend-lmdb.ts). The auto compactor (./compactor.ts) runs here
+ * when --auto-compaction-retention is not 0, proposing compactions through raft while this
+ * member leads.
  *
  * Committed entries arrive on `mvcc.apply` and go into a bounded FIFO queue; exactly one fiber
  * takes from it and applies batches in raft index order (./apply.ts), as etcd's FIFO scheduler
@@ -20,14 +32,58 @@ import type { MvccStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { serve } from "../runtime/rpc.ts"
-import { Applier } from "./apply.ts"
+import { Applier, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
+import { runCompactor } from "./compactor.ts"
+import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
 import type { ApplyBatch } from "./apply.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
 import { KvStore } from "./core/store.ts"
 
-const flags = parseFlags<{ applyQueue: number }>("mvcc", process.argv, (c) =>
-  c.addOption(new Option("--apply-queue <frames>", "bound of the apply queue, in frames").argParser(positiveInt).default(1024))
+interface MvccFlags {
+  readonly applyQueue: number
+  readonly backendBatchLimit: number
+  readonly backendBatchInterval: number
+  readonly autoCompactionMode: string
+  readonly autoCompactionRetention: string
+  readonly autoCompactionCheckIntervalMs: number
+}
+
+const durationMs = (value: string): number => {
+  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
+  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
+  return ms
+}
+
+const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
+  c
+    .addOption(new Option("--apply-queue <frames>", "bound of the apply queue, in frames").argParser(positiveInt).default(1024))
+    .addOption(
+      new Option("--backend-batch-limit <writes>", "commit the backend after this many writes (etcd: 10000)")
+        .env("NATCD_BACKEND_BATCH_LIMIT").argParser(positiveInt).default(defaultBatchLimit)
+    )
+    .addOption(
+      new Option("--backend-batch-interval <duration>", "commit the backend at most this long after a write (Go duration or ms)")
+        .env("NATCD_BACKEND_BATCH_INTERVAL").argParser(durationMs).default(defaultBatchIntervalMs)
+    )
+    .addOption(
+      new Option("--auto-compaction-mode <mode>", "periodic or revision (etcd)")
+        .env("NATCD_AUTO_COMPACTION_MODE").choices(["periodic", "revision"]).default("periodic")
+    )
+    .addOption(
+      new Option("--auto-compaction-retention <retention>", "periodic: hours or a Go duration; revision: revisions; 0 = off")
+        .env("NATCD_AUTO_COMPACTION_RETENTION").default("0")
+    )
+    .addOption(
+      new Option("--auto-compaction-check-interval-ms <ms>", "revision mode's check interval (etcd: 5 min; a test knob)")
+        .env("NATCD_AUTO_COMPACTION_CHECK_INTERVAL_MS").argParser(positiveInt).default(revisionCheckIntervalMs).hideHelp()
+    )
 )
+
+const autoCompaction = parseCompactionRetention(flags.autoCompactionMode, flags.autoCompactionRetention)
+if (autoCompaction !== undefined && "error" in autoCompaction) {
+  console.error(`natcd mvcc: ${autoCompaction.error}`)
+  process.exit(2)
+}
 
 /** How long a read may wait for its index before the service fetches missing entries itself. */
 const lagCheckMs = 100
@@ -52,7 +108,9 @@ const MvccLive = Layer.effectDiscard(
       },
       log: (level, message, fields) =>
         Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
-    })
+    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval })
+    // Runs before the backend closes: what is buffered is committed at shutdown.
+    yield* Effect.addFinalizer(() => Effect.sync(() => applier.commit()))
     yield* Effect.logInfo("mvcc open").pipe(
       Effect.annotateLogs({ revision: store.currentRevision(), appliedIndex: applier.appliedIndex(), compactRevision: store.compactRevision() })
     )
@@ -62,7 +120,7 @@ const MvccLive = Layer.effectDiscard(
     // Frames dropped because the queue was full (repaired from raft); logged at shutdown.
     let droppedFrames = 0
     yield* Effect.addFinalizer(() =>
-      Effect.logInfo("mvcc stopping").pipe(Effect.annotateLogs({ ...applier.counters, droppedFrames }))
+      Effect.logInfo("mvcc stopping").pipe(Effect.annotateLogs({ ...applier.counters, droppedFrames, commits: backend.commits }))
     )
     yield* Queue.take(queue).pipe(
       Effect.flatMap((item) =>
@@ -114,6 +172,21 @@ const MvccLive = Layer.effectDiscard(
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
+
+    if (autoCompaction !== undefined) {
+      yield* Effect.logInfo("auto compaction enabled").pipe(Effect.annotateLogs({ ...autoCompaction }))
+      yield* runCompactor({
+        rpc,
+        applier,
+        store,
+        member: flags.member,
+        subjects: {
+          raftStatus: subject({ ...at, service: "raft", endpoint: "status" }),
+          raftPropose: subject({ ...at, service: "raft", endpoint: "propose" })
+        },
+        revisionCheckIntervalMs: flags.autoCompactionCheckIntervalMs
+      }, autoCompaction).pipe(Effect.forkScoped)
+    }
 
   })
 )

@@ -353,6 +353,7 @@ const showWriteResponse = (r: WriteResponse): unknown => {
   if ("compaction" in r) return "compacted"
   if ("put" in r) return showResponseOp({ responsePut: r.put })
   if ("deleteRange" in r) return showResponseOp({ responseDeleteRange: r.deleteRange })
+  if ("alarm" in r) return "alarm"
   return showResponseOp({ responseTxn: r.txn })
 }
 const showEvent = (e: MvccEvent): string =>

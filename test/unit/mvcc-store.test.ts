@@ -371,10 +371,12 @@ describe("txn", () => {
     }))
     expect(r.revision).toBe(3)
     const resps = "txn" in r.ok ? r.ok.txn.responses : []
-    expect(resps[0]).toEqual({ responsePut: {} })
+    expect(resps[0]).toEqual({ responsePut: {}, revision: 3 })
     expect("responseRange" in resps[1]! && resps[1].responseRange.kvs.map(show)).toEqual(["t1=1@3/3/v1"])
     expect("responseRange" in resps[3]! && resps[3].responseRange.kvs.map(show)).toEqual(["t1=1@3/3/v1", "t2=2@3/3/v1"])
-    expect(resps[4]).toEqual({ responseDeleteRange: { deleted: 0, prevKvs: [] } })
+    // Each op's own header revision, as etcd fills it.
+    expect(resps.map((x) => ("revision" in x ? x.revision : undefined))).toEqual([3, 3, 3, 3, 3, 3])
+    expect(resps[4]).toEqual({ responseDeleteRange: { deleted: 0, prevKvs: [] }, revision: 3 })
     expect("responseRange" in resps[5]! && resps[5].responseRange.count).toBe(0)
     expect(r.events.map((e) => show(e.kv))).toEqual(["t1=1@3/3/v1", "t2=2@3/3/v1"])
   })

@@ -14,11 +14,26 @@
  * - The consistent index is stored by the store itself in every apply transaction.
  * - A txn that etcd would crash on is failed and undone instead (see txn.ts).
  *
+ * Alarms (etcd server/etcdserver/apply.go): alarm requests are applied by the
+ * {@link AlarmStore}; while a NOSPACE alarm is active the store behaves as etcd's
+ * applierV3Capped: a put, and a txn with a put among the top-level ops of either branch, fail
+ * with NoSpace and change nothing; deletes, read-only txns, compactions and alarm requests are
+ * applied as usual.
+ *
  * Follows etcd server/storage/mvcc/kvstore.go, kvstore_txn.go, kvstore_compaction.go and
  * server/etcdserver/txn.
  */
 import type { EtcdErrorData } from "../../../shared/errors.ts"
-import type { CompactionRequest, RangeRequest, RangeResponse, WriteRequest, WriteResponse } from "../../../shared/kv.ts"
+import type {
+  AlarmMember,
+  AlarmType,
+  CompactionRequest,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  WriteRequest,
+  WriteResponse
+} from "../../../shared/kv.ts"
 import { Index, type LeaseId, Revision } from "../../../shared/ids.ts"
 import {
   type BackendReadTx,
@@ -28,6 +43,7 @@ import {
   unsafeSetCompactRev,
   unsafeUpdateConsistentIndex
 } from "./backend.ts"
+import { AlarmStore } from "./alarms.ts"
 import { KeyIndex } from "./key-index.ts"
 import { toKeyString } from "./key-bytes.ts"
 import { decodeKeyValue } from "./kv-codec.ts"
@@ -82,6 +98,7 @@ export class KvStore {
   private currentRev = 1
   private consistentIdx = 0
   private readonly leaseExists: LeaseExists
+  private alarms = new AlarmStore()
 
   private constructor(options: KvStoreOptions | undefined) {
     this.state = { index: new TreeIndex(), compactRev: -1 }
@@ -133,6 +150,7 @@ export class KvStore {
     // Every record of the newest revisions may be compacted away; the revision never goes back.
     s.currentRev = Math.max(currentRev, s.state.compactRev, scheduled ?? 0)
     s.consistentIdx = unsafeReadConsistentIndex(tx)
+    s.alarms = AlarmStore.restore(tx)
     return s
   }
 
@@ -194,8 +212,20 @@ export class KvStore {
     return true
   }
 
+  /** The active alarms of type `alarm` (every alarm for NONE). */
+  activeAlarms(alarm: AlarmType = "NONE"): ReadonlyArray<AlarmMember> {
+    return this.alarms.get(alarm)
+  }
+
   private applyRequest(tx: BackendWriteTx, req: WriteRequest): ApplyResult {
     if ("compaction" in req) return this.compact(tx, req.compaction)
+    if ("alarm" in req) {
+      return { ok: { alarm: this.alarms.apply(tx, req.alarm) }, revision: Revision(this.currentRev), events: [] }
+    }
+    // etcd applierV3Capped: while NOSPACE is active, writes that could grow the store fail.
+    if (this.alarms.has("NOSPACE") && ("put" in req || ("txn" in req && txnHasPut(req.txn)))) {
+      return { err: { _tag: "NoSpace" } }
+    }
     const tw = new StoreTxnWrite(this.state, tx, this.currentRev)
     let ok: WriteResponse
     if ("put" in req) {
@@ -279,6 +309,14 @@ export const unsafeReadEvents = (tx: BackendReadTx, startRev: number, endRev: nu
   }
   return events
 }
+
+/**
+ * Whether a txn has a put among the top-level ops of either branch: etcd's capped applier
+ * rejects a txn whose quota cost is above zero, and costTxn counts only top-level puts
+ * (etcd server/etcdserver/quota.go), so a put inside a nested txn does not count.
+ */
+export const txnHasPut = (t: TxnRequest): boolean =>
+  t.success.some((op) => "requestPut" in op) || t.failure.some((op) => "requestPut" in op)
 
 /** The smallest byte string above `b`: b followed by a zero byte. */
 const successor = (b: Uint8Array): Uint8Array => {

@@ -218,16 +218,21 @@ const executeOp = (
   path: ReadonlyArray<boolean>
 ): { resp: ResponseOp; txns?: number } | Failure => {
   if ("requestRange" in op) {
+    const revision = tw.rev()
     const r = tw.range(op.requestRange)
     // checkTxn has ruled out revision errors; one here is a broken invariant.
     if (isFailure(r)) throw new Error(`applyTxn: failed Range: ${r.err._tag}`)
-    return { resp: { responseRange: r } }
+    return { resp: { responseRange: r, revision } }
   }
   if ("requestPut" in op) {
     const r = executePut(tw, op.requestPut)
-    return isFailure(r) ? r : { resp: { responsePut: r } }
+    return isFailure(r) ? r : { resp: { responsePut: r, revision: tw.beginRev + 1 } }
   }
-  if ("requestDeleteRange" in op) return { resp: { responseDeleteRange: executeDeleteRange(tw, op.requestDeleteRange) } }
+  if ("requestDeleteRange" in op) {
+    const r = executeDeleteRange(tw, op.requestDeleteRange)
+    // etcd storeTxnWrite.DeleteRange: the write revision once anything changed, else the read one.
+    return { resp: { responseDeleteRange: r, revision: tw.changes.length > 0 ? tw.beginRev + 1 : tw.beginRev } }
+  }
   const r = executeTxn(tw, op.requestTxn, path.slice(1))
   return isFailure(r) ? r : { resp: { responseTxn: r.resp }, txns: r.txns }
 }

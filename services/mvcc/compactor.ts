@@ -1,0 +1,121 @@
+/**
+ * The auto compactor of a member (etcd server/etcdserver/api/v3compactor), run by the mvcc
+ * service because the mvcc service knows the store revision.
+ *
+ * One fiber per mvcc process loops at the interval ./core/compactor.ts names. At each check it
+ * asks the member's raft service (`raft.status`) whether this member leads; only the leader
+ * compacts, as etcd pauses the compactor on followers. A compaction is proposed through the
+ * member's raft service (`raft.propose`) as a Proposal with reply subject
+ * {@link localReplyTo}, so its result comes back from this process's own applier
+ * (Applier.awaitLocalResult). Like the gateway's proposer it is proposed again with the same
+ * request id until its deadline when no result arrives (NATS core may lose frames); the
+ * applier applies one request id once.
+ */
+import { Effect, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+import { packValue } from "../../shared/frame.ts"
+import type { WriteRequest } from "../../shared/kv.ts"
+import { ProposeReply, RaftStatus } from "../../shared/schema.ts"
+import { okOrError } from "../runtime/rpc.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import type { Applier, ResultBody } from "./apply.ts"
+import { localReplyTo } from "./apply.ts"
+import type { KvStore } from "./core/store.ts"
+import { type AutoCompaction, type CompactionOutcome, PeriodicCompactor, RevisionCompactor } from "./core/compactor.ts"
+
+/** What the compactor needs from its process. */
+export interface CompactorContext {
+  readonly rpc: RpcClient
+  readonly applier: Applier
+  readonly store: KvStore
+  readonly member: string
+  readonly subjects: { readonly raftStatus: string; readonly raftPropose: string }
+  /** Check interval of revision mode in ms (etcd: 5 minutes; shorter only for tests). */
+  readonly revisionCheckIntervalMs: number
+}
+
+/** How long one proposal may take before it counts as failed (the gateway's request timeout). */
+const proposeTimeoutMs = 7000
+
+/**
+ * Proposes `request` through the member's raft service and waits for this member to apply it.
+ * Resolves with the result, or undefined when none arrived before the deadline.
+ */
+export const proposeLocal = async (
+  ctx: Pick<CompactorContext, "rpc" | "applier" | "member" | "subjects">,
+  request: WriteRequest
+): Promise<ResultBody | undefined> => {
+  const requestId = BigInt("0x" + randomBytes(8).toString("hex"))
+  const deadlineMs = Date.now() + proposeTimeoutMs
+  const data = packValue({ requestId, origin: ctx.member, replyTo: localReplyTo, deadlineMs, traceparent: "", request })
+  const result = ctx.applier.awaitLocalResult(requestId)
+  try {
+    while (Date.now() < deadlineMs) {
+      try {
+        const frame = await ctx.rpc.call(ctx.subjects.raftPropose, "propose", { data }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) })
+        okOrError(frame, ProposeReply)
+      } catch {
+        await new Promise((r) => setTimeout(r, 100))
+        continue
+      }
+      const wait = Math.max(0, Math.min(3000, deadlineMs - Date.now()))
+      const body = await Promise.race([result, new Promise<undefined>((r) => setTimeout(() => r(undefined), wait))])
+      if (body !== undefined) return body
+    }
+    return undefined
+  } finally {
+    ctx.applier.forgetLocalResult(requestId)
+  }
+}
+
+/** Whether this member is the raft leader now (false when raft does not answer). */
+const isLeader = async (ctx: CompactorContext): Promise<boolean> => {
+  try {
+    const frame = await ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: 2000 })
+    const s = Schema.decodeUnknownSync(RaftStatus)(frame.body)
+    return s.leader !== 0n && s.leader === s.memberId
+  } catch {
+    return false
+  }
+}
+
+const compactAt = async (ctx: CompactorContext, revision: number): Promise<CompactionOutcome> => {
+  const r = await proposeLocal(ctx, { compaction: { revision, physical: false } })
+  if (r === undefined) return "failed"
+  if ("ok" in r) return "ok"
+  return r.err._tag === "Compacted" ? "compacted" : "failed"
+}
+
+/**
+ * The compactor loop for `config`, as an Effect that runs until interrupted. Logs each
+ * compaction it starts and how it ended, as etcd does.
+ */
+export const runCompactor = (ctx: CompactorContext, config: AutoCompaction) =>
+  Effect.gen(function*() {
+    const log = (message: string, fields: Record<string, unknown>) => Effect.logInfo(message).pipe(Effect.annotateLogs(fields))
+    if (config.mode === "revision") {
+      const core = new RevisionCompactor(config.retention)
+      for (;;) {
+        yield* Effect.sleep(ctx.revisionCheckIntervalMs)
+        const leader = yield* Effect.promise(() => isLeader(ctx))
+        const rev = core.due(ctx.store.currentRevision(), leader)
+        if (rev === undefined) continue
+        yield* log("starting auto revision compaction", { revision: rev, retention: config.retention })
+        const outcome = yield* Effect.promise(() => compactAt(ctx, rev))
+        core.done(rev, outcome)
+        yield* log(outcome === "failed" ? "failed auto revision compaction" : "completed auto revision compaction", { revision: rev, outcome })
+      }
+    }
+    const core = new PeriodicCompactor(config.periodMs, Date.now())
+    for (;;) {
+      core.record(ctx.store.currentRevision())
+      yield* Effect.sleep(core.checkIntervalMs())
+      const leader = yield* Effect.promise(() => isLeader(ctx))
+      const rev = core.due(Date.now(), leader)
+      if (rev === undefined) continue
+      yield* log("starting auto periodic compaction", { revision: rev, periodMs: config.periodMs })
+      const outcome = yield* Effect.promise(() => compactAt(ctx, rev))
+      core.done(Date.now(), outcome)
+      yield* log(outcome === "failed" ? "failed auto periodic compaction" : "completed auto periodic compaction", { revision: rev, outcome })
+    }
+  })
