@@ -61,6 +61,11 @@ system-deps:
 run: deps system-deps
 	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR)
 
+# The raft simulation runs SIM_SEEDS seeded schedules (2000 here; the test file's own default is
+# smaller for quick local runs).
+SIM_SEEDS ?= 2000
+export SIM_SEEDS
+
 test: deps system-deps typecheck
 	node node_modules/vitest/vitest.mjs run
 
