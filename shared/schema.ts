@@ -11,7 +11,7 @@ import { Schema, SchemaGetter } from "effect"
 import type { EtcdErrorData } from "./errors.ts"
 import type { Index, LeaseId, MemberId, Revision, Term } from "./ids.ts"
 import type * as Kv from "./kv.ts"
-import type { Entry, HardState } from "./raft-types.ts"
+import type { Entry, HardState, SnapshotMetadata } from "./raft-types.ts"
 
 const NumberOrBigInt = Schema.Union([Schema.Number, Schema.BigInt])
 
@@ -129,6 +129,16 @@ const EntrySchema: Schema.Codec<Entry, unknown> = Schema.Struct({
   data: Bytes
 }) as any
 
+/** A raft snapshot: metadata (index, term, configuration) and opaque data. */
+const SnapshotSchema: Schema.Codec<{ readonly metadata: SnapshotMetadata; readonly data: Uint8Array }, unknown> = Schema.Struct({
+  metadata: Schema.Struct({
+    index: Int,
+    term: Int,
+    confState: Schema.Struct({ voters: Schema.Array(U64), learners: Schema.Array(U64) })
+  }),
+  data: Bytes
+}) as any
+
 const HardStateSchema: Schema.Codec<HardState, unknown> = Schema.Struct({
   term: Int,
   vote: U64,
@@ -209,11 +219,44 @@ export const WalAppendReply = okOrErr(Schema.Struct({ lastIndex: Int }))
 export const WalLoadBody = Schema.Struct({ fromIndex: Int, maxBytes: Int })
 export const WalLoadReply = Schema.Struct({
   metadata: Bytes,
+  /** The newest raft snapshot the WAL starts from (its entries follow it). */
+  snapshot: opt(SnapshotSchema),
   hardState: HardStateSchema,
   entries: Schema.Array(EntrySchema),
   /** True when entries after the last one returned remain. */
   more: Schema.Boolean
 })
+
+/**
+ * wal.snapshot: save a raft snapshot (file in the member's snap dir, marker in the WAL, sync),
+ * then release WAL segments and snapshot files it makes unnecessary.
+ */
+export const WalSnapshotBody = Schema.Struct({ snapshot: SnapshotSchema })
+export const WalSnapshotReply = okOrErr(Schema.Struct({ releasedSegments: Int }))
+
+/** What the mvcc service reports of a snapshot file of its state (mvcc.snapshot reply, mvcc.install body). */
+export const MvccSnapshotInfo = Schema.Struct({
+  /** The consistent (raft applied) index inside the copy. */
+  index: Int,
+  /** File name within the member's mvcc snapshot directory. */
+  file: Schema.String,
+  sizeBytes: Int,
+  /** Hex SHA-256 of the file. */
+  sha256: Schema.String
+})
+export type MvccSnapshotInfo = typeof MvccSnapshotInfo.Type
+
+/** mvcc.snapshot: copy the state now (at least at `minIndex`). */
+export const MvccSnapshotBody = Schema.Struct({ minIndex: Int })
+export const MvccSnapshotReply = okOrErr(MvccSnapshotInfo)
+
+/** mvcc.install: fetch the snapshot file `snapshot` from member `fromMember`'s mvcc service and install it. */
+export const MvccInstallBody = Schema.Struct({ fromMember: Schema.String, snapshot: MvccSnapshotInfo })
+export const MvccInstallReply = okOrErr(Schema.Struct({ appliedIndex: Int }))
+
+/** mvcc.chunk: `length` bytes of snapshot file `file` from `offset`. */
+export const MvccChunkBody = Schema.Struct({ file: Schema.String, offset: Int, length: Int })
+export const MvccChunkReply = okOrErr(Schema.Struct({ data: Bytes }))
 
 /** mvcc.apply: committed entries in index order (first.index = previous frame's last + 1). */
 export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), commitIndex: Int, term: Int })
@@ -256,14 +299,7 @@ export const RaftMessage = Schema.Struct({
   index: Int,
   entries: Schema.Array(EntrySchema),
   commit: Int,
-  snapshot: opt(Schema.Struct({
-    metadata: Schema.Struct({
-      index: Int,
-      term: Int,
-      confState: Schema.Struct({ voters: Schema.Array(U64), learners: Schema.Array(U64) })
-    }),
-    data: Bytes
-  })),
+  snapshot: opt(SnapshotSchema),
   reject: Schema.Boolean,
   rejectHint: Int,
   context: Bytes
@@ -321,6 +357,14 @@ export const FrameKinds = {
   "mvcc.status.reply": 1,
   "apply.result": 1,
   "raft.msg": 1,
+  "wal.snapshot": 1,
+  "wal.snapshot.reply": 1,
+  "mvcc.snapshot": 1,
+  "mvcc.snapshot.reply": 1,
+  "mvcc.install": 1,
+  "mvcc.install.reply": 1,
+  "mvcc.chunk": 1,
+  "mvcc.chunk.reply": 1,
   "raft.members": 1,
   "raft.members.reply": 1,
   confchange: 1,

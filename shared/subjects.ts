@@ -18,11 +18,15 @@
  * | raft | transfer | request/reply | leader transfer (MoveLeader); served by the leader |
  * | wal | append | request/reply | hard state + entries; reply after fdatasync |
  * | wal | load | request/reply | everything the WAL holds, in pages |
+ * | wal | snapshot | request/reply | save a raft snapshot, then release what it covers |
  * | mvcc | apply | publish | committed entries, in index order, from raft |
  * | mvcc | range | request/reply | a Range request at or after an applied index |
  * | mvcc | status | request/reply | applied index, revision, db size |
  * | mvcc | alarms | request/reply | the active alarms (Maintenance.Alarm GET) |
  * | mvcc | hashkv | request/reply | hash of the key space up to a revision (Maintenance.HashKV) |
+ * | mvcc | snapshot | request/reply | copy the state into a snapshot file |
+ * | mvcc | chunk | request/reply | a piece of a snapshot file, for a member installing it |
+ * | mvcc | install | request/reply | fetch a snapshot file from another member and install it |
  * | gateway | result.<instance> | publish | apply results for that gateway instance's proposals |
  */
 
@@ -32,8 +36,8 @@ export type ServiceName = "gateway" | "raft" | "wal" | "mvcc"
 /** Endpoints of each service. */
 export interface Endpoints {
   readonly raft: "propose" | "readindex" | "status" | "entries" | "msg" | "members" | "confchange" | "transfer"
-  readonly wal: "append" | "load"
-  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv"
+  readonly wal: "append" | "load" | "snapshot"
+  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv" | "snapshot" | "chunk" | "install"
   readonly gateway: "result"
 }
 

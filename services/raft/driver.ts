@@ -22,7 +22,7 @@ import type { ConfChange, Entry, HardState } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "./core/conf-change.ts"
 import type { RawNode } from "./core/raw-node.ts"
 import type { MemoryStorage } from "./core/storage.ts"
-import type { Message, ProposalError, SoftState } from "./core/types.ts"
+import type { Message, ProposalError, Snapshot, SoftState } from "./core/types.ts"
 
 /** What the driver needs from the outside world. */
 export interface DriverIo {
@@ -35,6 +35,11 @@ export interface DriverIo {
   readonly send: (messages: ReadonlyArray<Message>) => void
   /** Hands committed entries, in index order, to the state machine. */
   readonly apply: (entries: ReadonlyArray<Entry>, commitIndex: Index) => void
+  /**
+   * Persists a snapshot received from the leader (its state machine part is installed already,
+   * see services/raft/main.ts) and restores from it; resolves once durable.
+   */
+  readonly persistSnapshot: (snapshot: Snapshot) => Promise<void>
   /** Told of leader/role changes. */
   readonly onSoftState?: (state: SoftState) => void
 }
@@ -159,6 +164,11 @@ export class RaftDriver {
           this.lastSoftState = rd.softState
           this.io.onSoftState?.(rd.softState)
           if (rd.softState.lead === 0n) this.failRounds()
+        }
+        if (rd.snapshot !== undefined) {
+          await this.io.persistSnapshot(rd.snapshot)
+          this.storage.applySnapshot(rd.snapshot)
+          this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.metadata.index)
         }
         if (rd.hardState !== undefined || rd.entries.length > 0) {
           const trace = this.batchTrace

@@ -41,6 +41,8 @@ import type { ConfChangeType, Entry } from "../../shared/raft-types.ts"
 import {
   ConfChangeBody,
   EntriesBody,
+  MvccInstallReply,
+  MvccSnapshotReply,
   MvccStatus,
   ProposeBody,
   RaftMessagesBody,
@@ -48,7 +50,8 @@ import {
   ReadIndexBody,
   TransferBody,
   WalAppendReply,
-  WalLoadReply
+  WalLoadReply,
+  WalSnapshotReply
 } from "../../shared/schema.ts"
 import type { MemberInfo } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
@@ -58,10 +61,22 @@ import { encodeConfChange } from "./core/conf-change.ts"
 import { RawNode } from "./core/raw-node.ts"
 import { MemoryStorage } from "./core/storage.ts"
 import { RaftDriver } from "./driver.ts"
-import { encodeAttributes, encodeConfChangeContext, isInternalEntry, Membership, nameFromPeerUrl, peerUrlFor } from "./membership.ts"
+import {
+  decodeSnapshotData,
+  encodeAttributes,
+  encodeConfChangeContext,
+  encodeSnapshotData,
+  isInternalEntry,
+  Membership,
+  nameFromPeerUrl,
+  peerUrlFor
+} from "./membership.ts"
+import type { Message } from "./core/types.ts"
 import { Peers } from "./peers.ts"
 
 interface RaftFlags {
+  readonly snapshotCount: number
+  readonly snapshotCatchupEntries: number
   readonly initialCluster?: string
   readonly initialClusterState: "new" | "existing"
   readonly advertiseClientUrls: string
@@ -76,6 +91,8 @@ const flags = parseFlags<RaftFlags>("raft", process.argv, (c) =>
     .addOption(new Option("--advertise-client-urls <urls>", "client URLs this member publishes").default(""))
     .addOption(new Option("--heartbeat-interval <ms>", "raft heartbeat interval (etcd default 100)").argParser(positiveInt).default(100))
     .addOption(new Option("--election-timeout <ms>", "raft election timeout (etcd default 1000)").argParser(positiveInt).default(1000))
+    .addOption(new Option("--snapshot-count <n>", "applied entries between snapshots (etcd --snapshot-count)").argParser(positiveInt).default(100000))
+    .addOption(new Option("--snapshot-catchup-entries <n>", "entries kept before a snapshot for slow followers (etcd SnapshotCatchUpEntries)").argParser(positiveInt).default(5000))
 )
 
 /** Largest batch of committed entries in one mvcc.apply frame (entry data bytes). */
@@ -100,6 +117,9 @@ const RaftLive = Layer.effectDiscard(
     const walAppend = subject({ ...at, service: "wal", endpoint: "append" })
     const walLoad = subject({ ...at, service: "wal", endpoint: "load" })
     const mvccApply = subject({ ...at, service: "mvcc", endpoint: "apply" })
+    const mvccSnapshot = subject({ ...at, service: "mvcc", endpoint: "snapshot" })
+    const mvccInstall = subject({ ...at, service: "mvcc", endpoint: "install" })
+    const walSnapshot = subject({ ...at, service: "wal", endpoint: "snapshot" })
     const requestTimeoutMs = 5000 + 2 * flags.electionTimeout
 
     // Appends to the wal service are numbered from 1 for this process run (see WalAppendBody).
@@ -119,11 +139,11 @@ const RaftLive = Layer.effectDiscard(
         const frame = await callForever(() => rpc.call(walLoad, "wal.load", { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
         const page = Schema.decodeUnknownSync(WalLoadReply)(frame.body)
         for (const e of page.entries) entries.push(e)
-        if (!page.more || page.entries.length === 0) return { hardState: page.hardState, entries }
+        if (!page.more || page.entries.length === 0) return { hardState: page.hardState, entries, snapshot: page.snapshot }
         from = page.entries[page.entries.length - 1]!.index + 1
       }
     })
-    const fresh = loaded.entries.length === 0 && loaded.hardState.term === 0
+    const fresh = loaded.entries.length === 0 && loaded.hardState.term === 0 && loaded.snapshot === undefined
     if (fresh && flags.initialClusterState === "new") {
       // Bootstrap as etcd's RawNode.Bootstrap does, with each member's peer URL in the
       // ConfChange context: identical entries on every initial member. Durable before use.
@@ -142,9 +162,12 @@ const RaftLive = Layer.effectDiscard(
       storage.append(entries)
       storage.setHardState(hardState)
     } else if (!fresh) {
+      if (loaded.snapshot !== undefined) storage.applySnapshot(loaded.snapshot)
       storage.append(loaded.entries)
       storage.setHardState(loaded.hardState)
     }
+    const startSnapshot = loaded.snapshot
+    const startSnapshotData = startSnapshot === undefined ? undefined : decodeSnapshotData(startSnapshot.data)
 
     // 2. Ask mvcc how far it applied (best effort: it may not be up yet).
     const mvccApplied = yield* Effect.promise(() =>
@@ -166,12 +189,18 @@ const RaftLive = Layer.effectDiscard(
       maxInflightMsgs: 512,
       preVote: true,
       checkQuorum: true,
-      applied: Index(0),
+      applied: Index(startSnapshot?.metadata.index ?? 0),
       randomInt: (n) => randomInt(n)
     }, storage)
 
-    // 3. Membership, peers, and the Ready loop.
+    // 3. Membership, peers, snapshots, and the Ready loop.
     const membership = new Membership(flags.cluster)
+    if (startSnapshotData !== undefined) membership.restore(startSnapshotData.members)
+    /** The membership after each change at or above the last snapshot, to snapshot it as of any index. */
+    let history: Array<{ index: number; members: MemberInfo[] }> = [{ index: startSnapshot?.metadata.index ?? 0, members: membership.list() }]
+    const membershipAt = (index: number) => [...history].reverse().find((h) => h.index <= index)?.members ?? []
+    let lastSnapshotIndex = startSnapshot?.metadata.index ?? 0
+    let snapshotting = false
     const confWaiters = new Map<string, (members: MemberInfo[]) => void>()
     const transferWaiters: Array<{ target: MemberId; resolve: (ok: boolean) => void }> = []
     let removed = false
@@ -184,7 +213,7 @@ const RaftLive = Layer.effectDiscard(
         return url === undefined ? undefined : nameFromPeerUrl(url)
       },
       isRemoved: (id) => membership.isRemoved(id),
-      step: (m) => driver.step(m),
+      step: (m) => (m.type === "MsgSnap" ? installThenStep(m) : driver.step(m)),
       term: () => node.status().hardState.term
     })
     const toMvcc = (e: Entry): Entry => (e.type === "ConfChange" || isInternalEntry(e) ? { ...e, type: "Normal", data: new Uint8Array(0) } : e)
@@ -204,11 +233,16 @@ const RaftLive = Layer.effectDiscard(
     }
     const driver: RaftDriver = new RaftDriver(node, storage, {
       persist,
-      send: (messages) => peers.send(messages),
+      send: (messages) => {
+        for (const m of messages) if (m.type === "MsgSnap") watchSnapshotSend(m.to)
+        peers.send(messages)
+      },
       apply: (committed, commitIndex) => {
         for (const e of committed) {
           const change = membership.apply(e)
-          if (change?.kind === "conf") {
+          if (change === undefined) continue
+          history.push({ index: e.index, members: membership.list() })
+          if (change.kind === "conf") {
             confWaiters.get(change.requestId)?.(membership.list())
             confWaiters.delete(change.requestId)
             if (change.change.type === "RemoveNode" && change.change.nodeId === memberId) removed = true
@@ -216,6 +250,15 @@ const RaftLive = Layer.effectDiscard(
         }
         const entries = committed.filter((e) => e.index > skipApplyUpTo).map(toMvcc)
         if (entries.length > 0) publishApply(entries, commitIndex)
+        if (driver.applied() - lastSnapshotIndex >= flags.snapshotCount) void takeSnapshot()
+      },
+      persistSnapshot: async (snapshot) => {
+        const frame = await callForever(() => rpc.call(walSnapshot, "wal.snapshot", { snapshot }, { timeoutMs: 30_000 }))
+        okOrError(frame, WalSnapshotReply)
+        const data = decodeSnapshotData(snapshot.data)
+        if (data !== undefined) membership.restore(data.members)
+        history = [{ index: snapshot.metadata.index, members: membership.list() }]
+        lastSnapshotIndex = snapshot.metadata.index
       },
       onSoftState: (soft) => {
         for (let i = transferWaiters.length - 1; i >= 0; i--) {
@@ -230,6 +273,76 @@ const RaftLive = Layer.effectDiscard(
       console.error(JSON.stringify({ level: "FATAL", service: "raft", member: flags.member, message: "raft loop failed", error: String((e as Error)?.stack ?? e) }))
       process.exit(1)
     })
+
+    /**
+     * Takes a snapshot (etcd's triggerSnapshot): the mvcc service copies its state at its applied
+     * index I; the raft snapshot at I (membership as of I, and the mvcc file) is saved through
+     * the wal service (file, WAL marker, sync, release); then the in-memory log keeps only the
+     * last --snapshot-catchup-entries entries before I for slow followers.
+     */
+    const takeSnapshot = async () => {
+      if (snapshotting) return
+      snapshotting = true
+      try {
+        const frame = await rpc.call(mvccSnapshot, "mvcc.snapshot", { minIndex: 0 }, { timeoutMs: 120_000 })
+        const info = okOrError(frame, MvccSnapshotReply)
+        const index = Math.min(info.index, driver.applied())
+        if (index <= lastSnapshotIndex || info.index > driver.applied()) return
+        const term = storage.term(Index(index))
+        if (typeof term === "string") return
+        const members = membershipAt(index)
+        const probe = new Membership(flags.cluster)
+        probe.restore(members)
+        const confState = probe.confState()
+        const data = encodeSnapshotData({ members, mvcc: info, source: flags.member })
+        const snapshot = { metadata: { index: Index(index), term, confState }, data }
+        const saved = await rpc.call(walSnapshot, "wal.snapshot", { snapshot }, { timeoutMs: 30_000 })
+        okOrError(saved, WalSnapshotReply)
+        storage.createSnapshot(Index(index), confState, data)
+        const compactIndex = index - flags.snapshotCatchupEntries
+        if (compactIndex > storage.firstIndex()) storage.compact(Index(compactIndex))
+        lastSnapshotIndex = index
+        history = [...history.filter((h) => h.index > index), { index, members }].sort((a, b) => a.index - b.index)
+        Effect.runFork(Effect.logInfo("snapshot taken").pipe(Effect.annotateLogs({ index, term, mvccFile: info.file, sizeBytes: info.sizeBytes, firstIndex: storage.firstIndex() })))
+      } catch (e) {
+        Effect.runFork(Effect.logWarning("snapshot failed; will retry").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) })))
+      } finally {
+        snapshotting = false
+      }
+    }
+
+    /**
+     * A follower given a snapshot by the leader first installs the leader's mvcc state file in
+     * its own mvcc service (fetched in chunks over NATS, checksum verified), then steps the
+     * MsgSnap into raft, which restores from it. Meanwhile heartbeats keep flowing, so the
+     * transfer does not trigger elections. One install at a time; a MsgSnap arriving during an
+     * install is dropped (the leader retries).
+     */
+    let installing = false
+    const installThenStep = (m: Message): string | undefined => {
+      const data = m.snapshot === undefined ? undefined : decodeSnapshotData(m.snapshot.data)
+      if (data === undefined || installing) return undefined
+      if (m.snapshot!.metadata.index <= storage.lastIndex() && storage.term(m.snapshot!.metadata.index) === m.snapshot!.metadata.term) {
+        return driver.step(m)
+      }
+      installing = true
+      rpc.call(mvccInstall, "mvcc.install", { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: 600_000, retryAfterMs: 600_000 })
+        .then((frame) => {
+          okOrError(frame, MvccInstallReply)
+          driver.step(m)
+          Effect.runFork(Effect.logInfo("installed snapshot from leader").pipe(Effect.annotateLogs({ index: m.snapshot!.metadata.index, source: data.source })))
+        })
+        .catch((e) => Effect.runFork(Effect.logWarning("snapshot install failed").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) }))))
+        .finally(() => (installing = false))
+      return undefined
+    }
+
+    /** After sending a snapshot, report failure if the follower has not left snapshot state in time, so the leader retries. */
+    const watchSnapshotSend = (to: MemberId) => {
+      setTimeout(() => {
+        if (node.status().progress.get(to)?.state === "StateSnapshot") node.reportSnapshot(to, "Failure")
+      }, 60_000)
+    }
 
     // 4. Endpoints.
     const opts = endpointOptions("raft")

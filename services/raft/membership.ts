@@ -168,8 +168,52 @@ export class Membership {
     return this.list().find((m) => m.peerUrls.includes(url))
   }
 
+  /**
+   * Replaces the table with `members` (from a snapshot); `removed` ids stay removed. The
+   * snapshot does not list removed ids, so a member restored from one forgets those removed
+   * before it: raft still refuses their messages, since they are not in the configuration.
+   */
+  restore(members: ReadonlyArray<MemberInfo>): void {
+    this.members.clear()
+    for (const m of members) {
+      this.members.set(m.id as MemberId, { name: m.name, peerUrls: [...m.peerUrls], clientUrls: [...m.clientUrls], isLearner: m.isLearner })
+    }
+  }
+
+  /** The configuration the table describes: voters and learners, as raft's ConfState. */
+  confState(): { voters: MemberId[]; learners: MemberId[] } {
+    const list = this.list()
+    return { voters: list.filter((m) => !m.isLearner).map((m) => m.id as MemberId), learners: list.filter((m) => m.isLearner).map((m) => m.id as MemberId) }
+  }
+
   /** The id a member named `name` has in this cluster. */
   idFor(name: string): MemberId {
     return memberIdFor(this.cluster, name)
+  }
+}
+
+/** What natcd puts in a raft snapshot's data: the membership then, and the mvcc state file. */
+export interface SnapshotData {
+  readonly members: ReadonlyArray<MemberInfo>
+  readonly mvcc: { readonly index: number; readonly file: string; readonly sizeBytes: number; readonly sha256: string }
+  /** The member whose mvcc service holds `mvcc.file`. */
+  readonly source: string
+}
+
+/** Encodes {@link SnapshotData}. */
+export const encodeSnapshotData = (d: SnapshotData): Uint8Array => packValue(d)
+
+/** Decodes {@link encodeSnapshotData} output; undefined for anything else. */
+export const decodeSnapshotData = (data: Uint8Array): SnapshotData | undefined => {
+  try {
+    const v = unpackValue(data) as SnapshotData
+    if (!Array.isArray(v.members) || typeof v.mvcc?.file !== "string" || typeof v.source !== "string") return undefined
+    return {
+      ...v,
+      members: v.members.map((m) => ({ ...m, id: BigInt(m.id) })),
+      mvcc: { ...v.mvcc, index: Number(v.mvcc.index), sizeBytes: Number(v.mvcc.sizeBytes) }
+    }
+  } catch {
+    return undefined
   }
 }

@@ -33,6 +33,7 @@ export class LogMirror {
     if (entries.length === 0) return
     const first = entries[0]!.index
     if (this.entries.length === 0) {
+      // After a snapshot the log may be empty; raft appends from the snapshot index + 1 on.
       this.entries = [...entries]
       return
     }
@@ -43,6 +44,14 @@ export class LogMirror {
       this.entries.length = first - base
       for (const e of entries) this.entries.push(e)
     }
+  }
+
+  /** Drops entries with index <= `index` (covered by a snapshot); later appends continue from there. */
+  compactTo(index: number): void {
+    if (this.entries.length === 0) return
+    const base = this.entries[0]!.index
+    if (index < base) return
+    this.entries = this.entries.slice(index - base + 1)
   }
 
   /**

@@ -1,27 +1,36 @@
 /**
  * The wal process: a member's write-ahead log, served over NATS to its raft service.
  *
- *   node services/wal/main.ts --member=m1 [--wal-segment-bytes=67108864] (+ the common flags)
+ *   node services/wal/main.ts --member=m1 [--wal-segment-bytes=67108864] [--max-snapshots=5]
+ *     (+ the common flags)
  *
  * Endpoints (shared/subjects.ts): `wal.append` persists a Ready's hard state and entries and
  * replies only after fdatasync (concurrent appends share one sync: group commit in ./files.ts);
- * `wal.load` returns the log's contents page by page so raft can restart from it. The log lives
- * in <data-dir>/<member>/wal.
+ * `wal.snapshot` saves a raft snapshot in etcd's order (snapshot file, then its marker in the
+ * WAL, sync, then release the WAL segments and old snapshot files it makes unnecessary);
+ * `wal.load` returns the newest snapshot and the log after it, page by page, so raft can restart
+ * from them. The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
  */
 import { Option } from "commander"
 import { Effect, Layer } from "effect"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, Stopped } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
-import { WalAppendBody, WalLoadBody } from "../../shared/schema.ts"
+import { Index } from "../../shared/ids.ts"
+import { WalAppendBody, WalLoadBody, WalSnapshotBody } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { serve } from "../runtime/rpc.ts"
 import { Wal } from "./files.ts"
 import { LogMirror } from "./log-mirror.ts"
+import { loadSnap, purgeSnaps, saveSnap } from "./snap-files.ts"
+import type { SnapFile } from "./snap-files.ts"
 
-const flags = parseFlags<{ walSegmentBytes: number }>("wal", process.argv, (c) =>
-  c.addOption(new Option("--wal-segment-bytes <n>", "WAL segment file size").argParser(positiveInt).default(64 * 1024 * 1024))
+const flags = parseFlags<{ walSegmentBytes: number; maxSnapshots: number }>("wal", process.argv, (c) =>
+  c
+    .addOption(new Option("--wal-segment-bytes <n>", "WAL segment file size").argParser(positiveInt).default(64 * 1024 * 1024))
+    .addOption(new Option("--max-snapshots <n>", "raft snapshot files to keep (etcd --max-snapshots)").argParser(positiveInt).default(5))
 )
 
 const WalLive = Layer.effectDiscard(
@@ -37,6 +46,12 @@ const WalLive = Layer.effectDiscard(
     if (contents.repaired !== undefined) {
       yield* Effect.logWarning("repaired a torn WAL tail").pipe(Effect.annotateLogs({ ...contents.repaired }))
     }
+    const snapDir = join(memberDir(flags), "snap")
+    mkdirSync(snapDir, { recursive: true })
+    // The snapshot the WAL starts from, if any: its file must be there and intact.
+    let snapshot: SnapFile | undefined = contents.snapshot === undefined
+      ? undefined
+      : yield* Effect.promise(() => loadSnap(snapDir, contents.snapshot!.term, contents.snapshot!.index))
     const mirror = new LogMirror(contents.hardState, contents.entries, contents.metadata)
     yield* Effect.logInfo("WAL open").pipe(
       Effect.annotateLogs({ dir, entries: contents.entries.length, lastIndex: mirror.lastIndex(), term: contents.hardState.term })
@@ -72,9 +87,30 @@ const WalLive = Layer.effectDiscard(
       )
     }, opts)
     const load = serve(nc, subject({ ...at, endpoint: "load" }), "wal.load", WalLoadBody, (req) => {
-      req.reply("wal.load.reply", mirror.page(req.body.fromIndex, req.body.maxBytes))
+      req.reply("wal.load.reply", { ...mirror.page(req.body.fromIndex, req.body.maxBytes), ...(snapshot === undefined ? {} : { snapshot }) })
     }, opts)
-    yield* Effect.addFinalizer(() => Effect.sync(() => { append.stop(); load.stop() }))
+    // Snapshots are saved one at a time, in arrival order, after the appends before them.
+    let snapshotChain: Promise<unknown> = Promise.resolve()
+    const saveSnapshot = serve(nc, subject({ ...at, endpoint: "snapshot" }), "wal.snapshot", WalSnapshotBody, (req) => {
+      const snap = req.body.snapshot
+      snapshotChain = snapshotChain.then(async () => {
+        if (snapshot !== undefined && snap.metadata.index <= snapshot.metadata.index) {
+          return req.reply("wal.snapshot.reply", { ok: { releasedSegments: 0 } })
+        }
+        await latestSave
+        await saveSnap(snapDir, snap)
+        await wal.saveSnapshot(snap.metadata)
+        snapshot = snap
+        mirror.compactTo(snap.metadata.index)
+        const released = await wal.releaseTo(Index(snap.metadata.index))
+        await purgeSnaps(snapDir, flags.maxSnapshots)
+        req.reply("wal.snapshot.reply", { ok: { releasedSegments: released.length } })
+      }).catch((e) => {
+        console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message: "saving a snapshot failed", error: String(e) }))
+        process.exit(1)
+      })
+    }, opts)
+    yield* Effect.addFinalizer(() => Effect.sync(() => { append.stop(); load.stop(); saveSnapshot.stop() }))
   })
 )
 
