@@ -85,6 +85,8 @@ const fillAndCheck = async (endpoint: string) => {
       txnWithPut: shown(await etcdctl(endpoint, ["txn"], "\nput x y\n\n\n")),
       txnWithPutInFailure: shown(await etcdctl(endpoint, ["txn"], 'value("nope") = "1"\n\nget x\n\nput x y\n\n')),
       readOnlyTxn: shown(await etcdctl(endpoint, ["txn"], "\nget fill-0 --keys-only\n\n\n")),
+      statusErrors: ((JSON.parse((await etcdctl(endpoint, ["endpoint", "status", "-w", "json"])).stdout)[0].Status.errors ?? []) as string[])
+        .map((e) => e.replace(/memberID:\d+/, "memberID:<id>")),
       deleteOne: shown(await etcdctl(endpoint, ["del", "fill-0"])),
       stillRejected: shown(await etcdctl(endpoint, ["put", "x", "y"]))
     }
@@ -106,6 +108,7 @@ describe("backend quota and NOSPACE alarm, compared with etcd", () => {
       expect(ours.compared).toEqual(ref.compared)
       expect(ours.compared.failedPut.err).toBe("Error: etcdserver: mvcc: database space exceeded")
       expect(ours.compared.alarmList.out).toBe("memberID:<id> alarm:NOSPACE \n")
+      expect(ours.compared.statusErrors).toEqual(["memberID:<id> alarm:NOSPACE "])
       // Both fit a similar number of 6000-byte values into 200000 bytes.
       expect(ours.fitted).toBeGreaterThan(10)
       expect(ref.fitted).toBeGreaterThan(10)
