@@ -380,3 +380,15 @@ export const FrameKinds = {
 export type FrameKind = keyof typeof FrameKinds
 
 export type { Index, LeaseId, MemberId, Revision, Term }
+
+// ---------------------------------------------------------------------------------------------
+// mvcc alarms.
+
+/**
+ * mvcc.alarms: the member's active alarms as its store holds them (a local read, for
+ * Maintenance.Status `errors`; Maintenance.Alarm goes through raft). Body: no fields.
+ */
+export const MvccAlarmsBody = Schema.Struct({})
+export const MvccAlarmsReply = Schema.Struct({
+  alarms: Schema.Array(Schema.Struct({ memberId: U64, alarm: Schema.Literals(["NONE", "NOSPACE", "CORRUPT"]) }))
+})

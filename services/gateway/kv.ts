@@ -32,6 +32,8 @@ export interface KvContext {
   readonly requestTimeoutMs: number
   /** The member's identity, learned from its raft service. */
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+  /** The active alarms as Maintenance.Status `errors` lists them (./maintenance.ts). */
+  readonly statusErrors?: (traceparent: string) => Promise<ReadonlyArray<string>>
   /** The backend quota check of Put and Txn (./maintenance.ts); rejects with NoSpace. */
   readonly checkQuota?: (request: Kv.WriteRequest, traceparent: string) => Promise<void>
 }
@@ -123,9 +125,10 @@ export const makeKvHandlers = (ctx: KvContext) => {
       }),
     Status: (_w: Wire) =>
       inSpan("Maintenance.Status", {}, async (tp) => {
-        const [raftFrame, mvccFrame] = await Promise.all([
+        const [raftFrame, mvccFrame, errors] = await Promise.all([
           ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
-          ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp })
+          ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
+          ctx.statusErrors?.(tp) ?? Promise.resolve([])
         ])
         const raft = decodeOrThrow(RaftStatus, raftFrame.body)
         const mvcc = decodeOrThrow(MvccStatus, mvccFrame.body)
@@ -142,7 +145,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
           raftIndex: raft.commitIndex,
           raftTerm: raft.term,
           raftAppliedIndex: mvcc.appliedIndex,
-          errors: [],
+          errors,
           dbSizeInUse: mvcc.dbSizeInUseBytes,
           isLearner: raft.isLearner
         }

@@ -63,12 +63,16 @@ const GatewayLive = Layer.effectDiscard(
       rpc,
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,
-      subjects: { mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" }) },
+      subjects: {
+        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" }),
+        mvccAlarms: subject({ ...at, service: "mvcc", endpoint: "alarms" })
+      },
       quotaBytes: quotaBytes(flags.quotaBackendBytes),
       identity: () => memberIdentity()
     })
     const handlers = makeKvHandlers({
       checkQuota: maintenance.checkQuota,
+      statusErrors: maintenance.statusErrors,
       rpc,
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,

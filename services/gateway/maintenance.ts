@@ -20,13 +20,14 @@
  *   etcd's backend Size() (bolt's high-water mark, which only defragmentation lowers).
  *   Maintenance.Defragment is not served yet, so a compaction alone frees quota: compact,
  *   then `etcdctl alarm disarm`, restores writes.
- * - The size is read from the mvcc service at most {@link sizeCacheMs} old; etcd's own Size()
+ * - The size is read from the mvcc service at most {@link sizeCacheMs} old (and always fresh
+ *   before refusing a write); etcd's own Size()
  *   moves only at backend commits (every 100 ms), so both may let a burst of writes pass a
  *   little over the quota. etcd's second, apply-time check (quotaApplierV3) is not done.
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { MvccStatus } from "../../shared/schema.ts"
+import { MvccAlarmsReply, MvccStatus } from "../../shared/schema.ts"
 import { Schema } from "effect"
 import type { RpcClient } from "../runtime/rpc.ts"
 import type { Wire } from "./convert.ts"
@@ -65,7 +66,7 @@ export const quotaCost = (request: Kv.WriteRequest): number => {
 export interface MaintenanceContext {
   readonly rpc: RpcClient
   readonly proposer: Proposer
-  readonly subjects: { readonly mvccStatus: string }
+  readonly subjects: { readonly mvccStatus: string; readonly mvccAlarms: string }
   readonly requestTimeoutMs: number
   /** The quota in bytes ({@link quotaBytes}); undefined: no quota. */
   readonly quotaBytes: number | undefined
@@ -92,9 +93,9 @@ export const alarmResponseToWire = (r: Kv.AlarmResponse): Wire => ({
 export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
   let cached: { atMs: number; inUseBytes: number } | undefined
 
-  const inUseBytes = async (traceparent: string): Promise<number> => {
+  const inUseBytes = async (traceparent: string, fresh: boolean): Promise<number> => {
     const now = Date.now()
-    if (cached !== undefined && now - cached.atMs < sizeCacheMs) return cached.inUseBytes
+    if (!fresh && cached !== undefined && now - cached.atMs < sizeCacheMs) return cached.inUseBytes
     const frame = await ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
     const s = Schema.decodeUnknownSync(MvccStatus)(frame.body)
     cached = { atMs: now, inUseBytes: s.dbSizeInUseBytes }
@@ -110,7 +111,9 @@ export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
     if (ctx.quotaBytes === undefined) return
     const cost = quotaCost(request)
     if (cost === 0) return
-    if ((await inUseBytes(traceparent)) + cost < ctx.quotaBytes) return
+    if ((await inUseBytes(traceparent, false)) + cost < ctx.quotaBytes) return
+    // A cached size may predate a compaction: only a fresh one may refuse a write.
+    if ((await inUseBytes(traceparent, true)) + cost < ctx.quotaBytes) return
     try {
       const { memberId } = await ctx.identity()
       await ctx.proposer.propose({ alarm: { action: "ACTIVATE", memberId, alarm: "NOSPACE" } }, traceparent)
@@ -120,8 +123,19 @@ export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
     throw { _tag: "NoSpace" } satisfies EtcdErrorData
   }
 
+  /**
+   * The member's active alarms in etcd's Maintenance.Status `errors` form (the AlarmMember's
+   * text form, "memberID:<id> alarm:<type> ", as etcd's maintenanceServer.Status).
+   */
+  const statusErrors = async (traceparent: string): Promise<ReadonlyArray<string>> => {
+    const frame = await ctx.rpc.call(ctx.subjects.mvccAlarms, "mvcc.alarms", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
+    const r = Schema.decodeUnknownSync(MvccAlarmsReply)(frame.body)
+    return r.alarms.map((m) => `memberID:${m.memberId} alarm:${m.alarm} `)
+  }
+
   return {
     checkQuota,
+    statusErrors,
     /** Maintenance.Alarm: GET, ACTIVATE, DEACTIVATE through raft. */
     Alarm: async (w: Wire): Promise<Wire> => {
       const r = await ctx.proposer.propose({ alarm: alarmRequestFromWire(w) }, "")

@@ -128,6 +128,8 @@ export class Applier {
   private readonly io: ApplierIo
   private readonly options: ApplierOptions
   private commitTimer: ReturnType<typeof setTimeout> | undefined
+  /** Set when the entries being applied held a compaction: the batch is committed at once. */
+  private compacted = false
   private readonly localWaiters = new Map<bigint, (body: ResultBody) => void>()
 
   constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>) {
@@ -254,7 +256,13 @@ export class Applier {
     })
     this.term = term
     this.counters.entries += entries.length
-    this.scheduleCommit()
+    // etcd commits at once after recording a compaction (kvstore.go updateCompactRev ForceCommit).
+    if (this.compacted) {
+      this.compacted = false
+      this.commit()
+    } else {
+      this.scheduleCommit()
+    }
     while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
     // Published before the commit: see the durability invariant in the module comment.
     for (const { subject, body, traceparent } of toSend) {
@@ -296,6 +304,7 @@ export class Applier {
       tx.dedupPut(id, encodeUint64(deadlineMs))
       this.rememberId(id, deadlineMs)
       const r = this.store.apply(tx, Index(entry.index), p.request)
+      if ("compaction" in p.request && "ok" in r) this.compacted = true
       if (!mine || "skipped" in r) return undefined
       const body: ResultBody = "err" in r
         ? { requestId: p.requestId, err: r.err }

@@ -20,14 +20,14 @@
  * does. A full queue drops the frame (counted): the gap is repaired from the raft service, so
  * the bound costs a re-fetch, never a lost entry. `mvcc.range` serves reads once the applied
  * index reaches the request's `minAppliedIndex` (the ReadIndex of a linearizable read);
- * `mvcc.status` reports applied index, revision and db size.
+ * `mvcc.status` reports applied index, revision and db size; `mvcc.alarms` the active alarms.
  */
 import { Option } from "commander"
 import { Effect, Layer, Queue, Schema } from "effect"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
-import { ApplyBody, EntriesReply, RangeBody } from "../../shared/schema.ts"
+import { ApplyBody, EntriesReply, MvccAlarmsBody, RangeBody } from "../../shared/schema.ts"
 import type { MvccStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
@@ -167,6 +167,9 @@ const MvccLive = Layer.effectDiscard(
           dbSizeInUseBytes: size.inUseBytes
         }
         req.reply("mvcc.status.reply", status)
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "alarms" }), "mvcc.alarms", MvccAlarmsBody, (req) => {
+        req.reply("mvcc.alarms.reply", { alarms: store.activeAlarms() })
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
