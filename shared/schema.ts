@@ -258,6 +258,10 @@ export const MvccInstallReply = okOrErr(Schema.Struct({ appliedIndex: Int }))
 export const MvccChunkBody = Schema.Struct({ file: Schema.String, offset: Int, length: Int })
 export const MvccChunkReply = okOrErr(Schema.Struct({ data: Bytes }))
 
+/** mvcc.hashkv: hash of the key space up to `revision` (0: the current revision). */
+export const HashKvBody = Schema.Struct({ revision: Int })
+export const HashKvReply = okOrErr(Schema.Struct({ hash: Int, compactRevision: Int, hashRevision: Int, revision: Int }))
+
 /** mvcc.apply: committed entries in index order (first.index = previous frame's last + 1). */
 export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), commitIndex: Int, term: Int })
 

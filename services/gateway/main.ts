@@ -9,6 +9,7 @@ import { Effect, Layer, Schema } from "effect"
 import { RaftStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
 import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
@@ -98,6 +99,20 @@ const GatewayLive = Layer.effectDiscard(
       requestTimeoutMs: flags.requestTimeoutMs,
       identity: handlers.identity
     })
+    const backendMaintenance = makeBackendMaintenanceHandlers({
+      rpc,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      identity: handlers.identity,
+      raftTerm: async () => {
+        const frame = await rpc.call(raftStatusSubject, "raft.status", {}, { timeoutMs: flags.requestTimeoutMs })
+        return Schema.decodeUnknownSync(RaftStatus)(frame.body).term
+      },
+      subjects: {
+        hashKv: subject({ ...at, service: "mvcc", endpoint: "hashkv" }),
+        snapshot: subject({ ...at, service: "mvcc", endpoint: "snapshot" }),
+        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" })
+      }
+    })
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
     const address = `${url.hostname}:${url.port || "2379"}`
     yield* Effect.acquireRelease(
@@ -105,7 +120,13 @@ const GatewayLive = Layer.effectDiscard(
         startGrpcServer(address, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
           Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
-          Maintenance: { Status: handlers.Status, MoveLeader: cluster.MoveLeader, Alarm: maintenance.Alarm }
+          Maintenance: {
+            Status: handlers.Status,
+            MoveLeader: cluster.MoveLeader,
+            Alarm: maintenance.Alarm,
+            HashKV: backendMaintenance.HashKV,
+            Snapshot: backendMaintenance.Snapshot
+          }
         }, flags.maxRequestBytes)
       ).pipe(Effect.orDie),
       (server) => Effect.promise(() => new Promise<void>((r) => server.tryShutdown(() => r())))

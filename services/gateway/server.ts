@@ -35,6 +35,34 @@ export const loadEtcdServices = () => {
 /** A unary handler: wire request in, promise of wire response out (rejections are errors). */
 export type UnaryHandler = (request: Wire) => Promise<Wire>
 
+/**
+ * A server-streaming handler: writes responses with `write` (which resolves once the stream
+ * accepted more, for backpressure) and resolves when done; a rejection ends the stream with
+ * that error.
+ */
+export interface ServerStreamHandler {
+  readonly kind: "serverStream"
+  readonly handle: (request: Wire, write: (response: Wire) => Promise<void>) => Promise<void>
+}
+
+/** Marks `handle` as a server-streaming method. */
+export const serverStream = (handle: ServerStreamHandler["handle"]): ServerStreamHandler => ({ kind: "serverStream", handle })
+
+const streaming = (handler: ServerStreamHandler): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+  const write = (response: Wire) =>
+    new Promise<void>((resolve) => {
+      if (call.write(response)) resolve()
+      else call.once("drain", () => resolve())
+    })
+  handler.handle(call.request, write).then(
+    () => call.end(),
+    (error) => {
+      const e = toGrpcError(error)
+      call.destroy(Object.assign(new Error(e.details), { code: e.code, details: e.details }))
+    }
+  )
+}
+
 const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   handler(call.request).then(
     (response) => callback(null, response),
@@ -52,7 +80,7 @@ const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call
  */
 export const startGrpcServer = async (
   address: string,
-  services: Record<string, Record<string, UnaryHandler>>,
+  services: Record<string, Record<string, UnaryHandler | ServerStreamHandler>>,
   maxRequestBytes: number
 ): Promise<grpc.Server> => {
   const definitions = loadEtcdServices()
@@ -64,7 +92,9 @@ export const startGrpcServer = async (
     const def = definitions[name]
     if (def === undefined) throw new Error(`no service ${name} in etcdserverpb`)
     const impl: grpc.UntypedServiceImplementation = {}
-    for (const [method, handler] of Object.entries(methods)) impl[method] = unary(handler)
+    for (const [method, handler] of Object.entries(methods)) {
+      impl[method] = typeof handler === "function" ? unary(handler) : streaming(handler)
+    }
     server.addService(def.service, impl)
   }
   await new Promise<void>((resolve, reject) =>

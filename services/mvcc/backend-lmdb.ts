@@ -249,6 +249,11 @@ export class LmdbBackend {
   }
 
   /** Commits what is buffered, then closes the environment. */
+  /** Copies the committed environment to file `path` (LMDB's consistent copy); commit first to include buffered writes. */
+  backup(path: string): Promise<void> {
+    return this.env.backup(path, false)
+  }
+
   close(): Promise<void> {
     this.commit()
     return this.env.close()

@@ -27,20 +27,33 @@ import { Effect, Layer, Queue, Schema } from "effect"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
-import { ApplyBody, EntriesReply, MvccAlarmsBody, RangeBody } from "../../shared/schema.ts"
+import {
+  ApplyBody,
+  EntriesReply,
+  HashKvBody,
+  MvccAlarmsBody,
+  MvccChunkBody,
+  MvccChunkReply,
+  MvccInstallBody,
+  MvccSnapshotBody,
+  RangeBody
+} from "../../shared/schema.ts"
 import type { MvccStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
-import { serve } from "../runtime/rpc.ts"
+import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { okOrError, serve } from "../runtime/rpc.ts"
 import { Applier, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
 import { runCompactor } from "./compactor.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
 import type { ApplyBatch } from "./apply.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
+import { hashKv } from "./hash.ts"
+import { installPending, SnapshotFiles } from "./snapshot.ts"
 import { KvStore } from "./core/store.ts"
 
 interface MvccFlags {
   readonly applyQueue: number
+  readonly maxSnapshots: number
   readonly backendBatchLimit: number
   readonly backendBatchInterval: number
   readonly autoCompactionMode: string
@@ -57,6 +70,7 @@ const durationMs = (value: string): number => {
 const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
   c
     .addOption(new Option("--apply-queue <frames>", "bound of the apply queue, in frames").argParser(positiveInt).default(1024))
+    .addOption(new Option("--max-snapshots <n>", "snapshot files of the state to keep").env("NATCD_MAX_SNAPSHOTS").argParser(positiveInt).default(5))
     .addOption(
       new Option("--backend-batch-limit <writes>", "commit the backend after this many writes (etcd: 10000)")
         .env("NATCD_BACKEND_BATCH_LIMIT").argParser(positiveInt).default(defaultBatchLimit)
@@ -94,8 +108,12 @@ const MvccLive = Layer.effectDiscard(
     const at = { cluster: flags.cluster, member: flags.member }
     const dir = join(memberDir(flags), "mvcc")
     mkdirSync(dir, { recursive: true })
+    const dbPath = join(dir, "kv.mdb")
+    // A snapshot fetched from the leader before the last exit becomes the state now.
+    if (installPending(dbPath)) yield* Effect.logInfo("installed a snapshot received from the leader")
+    const snapshots = new SnapshotFiles(dir, dbPath)
     const backend = yield* Effect.acquireRelease(
-      Effect.sync(() => LmdbBackend.open(join(dir, "kv.mdb"))),
+      Effect.sync(() => LmdbBackend.open(dbPath)),
       (b) => Effect.promise(() => b.close())
     )
     const store = KvStore.restore(backend.read)
@@ -107,7 +125,7 @@ const MvccLive = Layer.effectDiscard(
         return Schema.decodeUnknownSync(EntriesReply)(frame.body)
       },
       log: (level, message, fields) =>
-        Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
+        runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
     }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval })
     // Runs before the backend closes: what is buffered is committed at shutdown.
     yield* Effect.addFinalizer(() => Effect.sync(() => applier.commit()))
@@ -133,8 +151,11 @@ const MvccLive = Layer.effectDiscard(
     )
 
     const opts = endpointOptions("mvcc")
+    let restarting = false
     const endpoints = [
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "apply" }), "apply", ApplyBody, (req) => {
+        // After fetching a snapshot this process only waits to restart on it.
+        if (restarting) return
         if (!Queue.offerUnsafe(queue, req.body)) droppedFrames++
       }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "range" }), "range", RangeBody, (req) => {
@@ -170,6 +191,43 @@ const MvccLive = Layer.effectDiscard(
       }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "alarms" }), "mvcc.alarms", MvccAlarmsBody, (req) => {
         req.reply("mvcc.alarms.reply", { alarms: store.activeAlarms() })
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "hashkv" }), "hashkv", HashKvBody, (req) => {
+        const current = store.currentRevision()
+        const revision = req.body.revision <= 0 ? current : req.body.revision
+        const compactRevision = store.compactRevision()
+        if (revision > current) return req.reply("hashkv.reply", { err: { _tag: "FutureRevision", requestedRevision: revision, currentRevision: current } })
+        if (revision < compactRevision) return req.reply("hashkv.reply", { err: { _tag: "Compacted", requestedRevision: revision, compactRevision } })
+        req.reply("hashkv.reply", { ok: { hash: hashKv(backend.read, revision), compactRevision, hashRevision: revision, revision: current } })
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "snapshot" }), "mvcc.snapshot", MvccSnapshotBody, (req) => {
+        snapshots.create(() => applier.commit(), () => applier.appliedIndex(), (path) => backend.backup(path), flags.maxSnapshots).then(
+          (info) => req.reply("mvcc.snapshot.reply", { ok: info }),
+          (e) => req.reply("mvcc.snapshot.reply", { err: toErrorData(new MalformedFrame({ reason: `snapshot failed: ${String(e)}` })) })
+        )
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "chunk" }), "mvcc.chunk", MvccChunkBody, (req) => {
+        snapshots.readChunk(req.body.file, req.body.offset, req.body.length).then(
+          (data) => req.reply("mvcc.chunk.reply", { ok: { data } }),
+          (e) => req.reply("mvcc.chunk.reply", { err: toErrorData(new MalformedFrame({ reason: `chunk failed: ${String(e)}` })) })
+        )
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "install" }), "mvcc.install", MvccInstallBody, (req) => {
+        const { fromMember, snapshot } = req.body
+        const source = subject({ cluster: flags.cluster, member: fromMember, service: "mvcc", endpoint: "chunk" })
+        snapshots.fetch(snapshot, async (offset, length) => {
+          const frame = await rpc.call(source, "mvcc.chunk", { file: snapshot.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })
+          return okOrError(frame, MvccChunkReply).data
+        }).then(
+          () => {
+            // The fetched state is in place for the next start: answer, then restart on it.
+            restarting = true
+            req.reply("mvcc.install.reply", { ok: { appliedIndex: snapshot.index } })
+            runDetached(Effect.logInfo("snapshot fetched; restarting on it").pipe(Effect.annotateLogs({ index: snapshot.index, sizeBytes: snapshot.sizeBytes, fromMember })))
+            setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
+          },
+          (e) => req.reply("mvcc.install.reply", { err: toErrorData(new MalformedFrame({ reason: `install failed: ${String(e)}` })) })
+        )
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))

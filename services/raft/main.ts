@@ -55,7 +55,7 @@ import {
 } from "../../shared/schema.ts"
 import type { MemberInfo } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
 import { encodeConfChange } from "./core/conf-change.ts"
 import { RawNode } from "./core/raw-node.ts"
@@ -91,8 +91,8 @@ const flags = parseFlags<RaftFlags>("raft", process.argv, (c) =>
     .addOption(new Option("--advertise-client-urls <urls>", "client URLs this member publishes").default(""))
     .addOption(new Option("--heartbeat-interval <ms>", "raft heartbeat interval (etcd default 100)").argParser(positiveInt).default(100))
     .addOption(new Option("--election-timeout <ms>", "raft election timeout (etcd default 1000)").argParser(positiveInt).default(1000))
-    .addOption(new Option("--snapshot-count <n>", "applied entries between snapshots (etcd --snapshot-count)").argParser(positiveInt).default(100000))
-    .addOption(new Option("--snapshot-catchup-entries <n>", "entries kept before a snapshot for slow followers (etcd SnapshotCatchUpEntries)").argParser(positiveInt).default(5000))
+    .addOption(new Option("--snapshot-count <n>", "applied entries between snapshots (etcd --snapshot-count)").env("NATCD_SNAPSHOT_COUNT").argParser(positiveInt).default(100000))
+    .addOption(new Option("--snapshot-catchup-entries <n>", "entries kept before a snapshot for slow followers (etcd SnapshotCatchUpEntries)").env("NATCD_SNAPSHOT_CATCHUP_ENTRIES").argParser(positiveInt).default(5000))
 )
 
 /** Largest batch of committed entries in one mvcc.apply frame (entry data bytes). */
@@ -303,9 +303,9 @@ const RaftLive = Layer.effectDiscard(
         if (compactIndex > storage.firstIndex()) storage.compact(Index(compactIndex))
         lastSnapshotIndex = index
         history = [...history.filter((h) => h.index > index), { index, members }].sort((a, b) => a.index - b.index)
-        Effect.runFork(Effect.logInfo("snapshot taken").pipe(Effect.annotateLogs({ index, term, mvccFile: info.file, sizeBytes: info.sizeBytes, firstIndex: storage.firstIndex() })))
+        runDetached(Effect.logInfo("snapshot taken").pipe(Effect.annotateLogs({ index, term, mvccFile: info.file, sizeBytes: info.sizeBytes, firstIndex: storage.firstIndex() })))
       } catch (e) {
-        Effect.runFork(Effect.logWarning("snapshot failed; will retry").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) })))
+        runDetached(Effect.logWarning("snapshot failed; will retry").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) })))
       } finally {
         snapshotting = false
       }
@@ -329,10 +329,11 @@ const RaftLive = Layer.effectDiscard(
       rpc.call(mvccInstall, "mvcc.install", { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: 600_000, retryAfterMs: 600_000 })
         .then((frame) => {
           okOrError(frame, MvccInstallReply)
+          peers.counters.snapshotsInstalled++
           driver.step(m)
-          Effect.runFork(Effect.logInfo("installed snapshot from leader").pipe(Effect.annotateLogs({ index: m.snapshot!.metadata.index, source: data.source })))
+          runDetached(Effect.logInfo("installed snapshot from leader").pipe(Effect.annotateLogs({ index: m.snapshot!.metadata.index, source: data.source })))
         })
-        .catch((e) => Effect.runFork(Effect.logWarning("snapshot install failed").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) }))))
+        .catch((e) => runDetached(Effect.logWarning("snapshot install failed").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) }))))
         .finally(() => (installing = false))
       return undefined
     }

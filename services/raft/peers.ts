@@ -29,6 +29,8 @@ export interface PeerCounters {
   droppedRemovedSender: number
   refusedByRaft: number
   staleTerm: number
+  /** Leader snapshots installed (this member was too far behind the leader's log). */
+  snapshotsInstalled: number
 }
 
 /** The transport's view of the world. */
@@ -54,7 +56,8 @@ export class Peers {
     droppedUnknownSender: 0,
     droppedRemovedSender: 0,
     refusedByRaft: 0,
-    staleTerm: 0
+    staleTerm: 0,
+    snapshotsInstalled: 0
   }
   /** Names learned from verified incoming frames. */
   private readonly learned = new Map<MemberId, string>()

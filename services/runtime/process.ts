@@ -120,12 +120,29 @@ export class Nats extends Context.Service<Nats, {
 export const loggingLayer = (level: LogLevel.LogLevel) =>
   Layer.mergeAll(Logger.layer([Logger.consoleJson]), Layer.succeed(References.MinimumLogLevel, level))
 
+/** The process's log context, set by {@link launch}. */
+let detachedContext: { service: string; member: string; level: LogLevel.LogLevel } = { service: "natcd", member: "", level: "Info" }
+
+/**
+ * Runs an effect outside the main program (from a NATS or timer callback) with the process's
+ * JSON logger and its service and member annotations. Returns at once.
+ */
+export const runDetached = <A, E>(effect: Effect.Effect<A, E>): void => {
+  Effect.runFork(
+    effect.pipe(
+      Effect.annotateLogs({ service: detachedContext.service, member: detachedContext.member }),
+      Effect.provide(loggingLayer(detachedContext.level))
+    )
+  )
+}
+
 /**
  * Runs `layer` as the process's main program (`Layer.launch` under the Node runtime, which
  * interrupts it, releasing every resource, on SIGINT/SIGTERM), with logging and the NATS
  * connection provided.
  */
 export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>): void => {
+  detachedContext = { service, member: flags.member, level: flags.logLevel }
   const program = Layer.launch(layer).pipe(
     Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${flags.member}`)),
     Effect.annotateLogs({ service, member: flags.member }),
@@ -142,12 +159,12 @@ export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Laye
 export const endpointOptions = (endpoint: string): ServeOptions => {
   let lastLogMs = 0
   return {
-    onDefect: (e) => Effect.runFork(Effect.logError("endpoint handler failed", e).pipe(Effect.annotateLogs({ endpoint }))),
+    onDefect: (e) => runDetached(Effect.logError("endpoint handler failed", e).pipe(Effect.annotateLogs({ endpoint }))),
     onMalformed: (reason, count) => {
       const now = Date.now()
       if (now - lastLogMs < 1000) return
       lastLogMs = now
-      Effect.runFork(Effect.logWarning("dropped malformed frame").pipe(Effect.annotateLogs({ endpoint, reason, malformedTotal: count })))
+      runDetached(Effect.logWarning("dropped malformed frame").pipe(Effect.annotateLogs({ endpoint, reason, malformedTotal: count })))
     }
   }
 }

@@ -29,8 +29,8 @@ import type { SnapFile } from "./snap-files.ts"
 
 const flags = parseFlags<{ walSegmentBytes: number; maxSnapshots: number }>("wal", process.argv, (c) =>
   c
-    .addOption(new Option("--wal-segment-bytes <n>", "WAL segment file size").argParser(positiveInt).default(64 * 1024 * 1024))
-    .addOption(new Option("--max-snapshots <n>", "raft snapshot files to keep (etcd --max-snapshots)").argParser(positiveInt).default(5))
+    .addOption(new Option("--wal-segment-bytes <n>", "WAL segment file size").env("NATCD_WAL_SEGMENT_BYTES").argParser(positiveInt).default(64 * 1024 * 1024))
+    .addOption(new Option("--max-snapshots <n>", "raft snapshot files to keep (etcd --max-snapshots)").env("NATCD_MAX_SNAPSHOTS").argParser(positiveInt).default(5))
 )
 
 const WalLive = Layer.effectDiscard(

@@ -90,7 +90,7 @@ export const natcdPorts = (portOffset: number, members = 1) => ({
  * Starts `node services/supervisor/main.ts` with the given data dir and port offset, and waits
  * until every member answers a linearizable `etcdctl get`.
  */
-export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number }): Promise<Natcd> => {
+export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number; env?: Record<string, string> }): Promise<Natcd> => {
   const members = options.members ?? 1
   const ports = natcdPorts(options.portOffset, members)
   let output = ""
@@ -100,7 +100,7 @@ export const startNatcd = async (options: { dataDir: string; portOffset: number;
     `--data-dir=${options.dataDir}`,
     `--port-offset=${options.portOffset}`,
     "--log-level=Warn"
-  ], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: withoutNatsUrl() })
+  ], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...withoutNatsUrl(), ...options.env } })
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-200_000)
   }

@@ -1,0 +1,58 @@
+/**
+ * Maintenance calls about a member's backend, served by the gateway: HashKV (compare members'
+ * key spaces) and Snapshot (stream the backend, for `etcdctl snapshot save`), as etcd's
+ * server/etcdserver/api/v3rpc/maintenance.go.
+ *
+ * Snapshot: the member's mvcc service copies its state into a snapshot file (mvcc.snapshot) and
+ * the gateway streams that file in chunks (mvcc.chunk), then, as etcd does, a last message with
+ * the SHA-256 of everything sent, which `natcd snapshot restore` checks. `remaining_bytes`
+ * counts down to 0 as etcd's.
+ */
+import { createHash } from "node:crypto"
+import { HashKvReply, MvccChunkReply, MvccSnapshotReply } from "../../shared/schema.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import { okOrError } from "../runtime/rpc.ts"
+import * as Convert from "./convert.ts"
+import type { Wire } from "./convert.ts"
+import { serverStream } from "./server.ts"
+
+/** What the handlers need. */
+export interface BackendMaintenanceContext {
+  readonly rpc: RpcClient
+  readonly subjects: { readonly hashKv: string; readonly snapshot: string; readonly chunk: string }
+  readonly requestTimeoutMs: number
+  readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+  readonly raftTerm: () => Promise<number>
+}
+
+const chunkBytes = 1024 * 1024
+
+/** Makes Maintenance.HashKV and Maintenance.Snapshot. */
+export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) => {
+  const header = async (revision: number): Promise<Wire> => {
+    const id = await ctx.identity()
+    return Convert.headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: await ctx.raftTerm() })
+  }
+  return {
+    HashKV: async (w: Wire) => {
+      const frame = await ctx.rpc.call(ctx.subjects.hashKv, "hashkv", { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs })
+      const r = okOrError(frame, HashKvReply)
+      return { header: await header(r.revision), hash: r.hash, compact_revision: r.compactRevision, hash_revision: r.hashRevision }
+    },
+    Snapshot: serverStream(async (_w, write) => {
+      const frame = await ctx.rpc.call(ctx.subjects.snapshot, "mvcc.snapshot", { minIndex: 0 }, { timeoutMs: 120_000 })
+      const info = okOrError(frame, MvccSnapshotReply)
+      const hash = createHash("sha256")
+      const h = await header(0)
+      for (let offset = 0; offset < info.sizeBytes; offset += chunkBytes) {
+        const length = Math.min(chunkBytes, info.sizeBytes - offset)
+        const piece = await ctx.rpc.call(ctx.subjects.chunk, "mvcc.chunk", { file: info.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })
+        const data = okOrError(piece, MvccChunkReply).data
+        if (data.length !== length) throw { _tag: "MalformedFrame", reason: `short snapshot chunk at ${offset}` }
+        hash.update(data)
+        await write({ header: h, remaining_bytes: String(info.sizeBytes - offset - length + 32), blob: data })
+      }
+      await write({ header: h, remaining_bytes: "0", blob: hash.digest() })
+    })
+  }
+}
