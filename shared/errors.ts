@@ -98,6 +98,19 @@ export class LeaderChanged extends Schema.TaggedError<LeaderChanged>()("LeaderCh
 /** MoveLeader to a member that cannot lead (etcd ErrBadLeaderTransferee). */
 export class BadLeaderTransferee extends Schema.TaggedError<BadLeaderTransferee>()("BadLeaderTransferee", { memberId: Schema.BigInt }) {}
 
+/** A grant of a lease id that exists (etcd lease.ErrLeaseExists). */
+export class LeaseExists extends Schema.TaggedError<LeaseExists>()("LeaseExists", { leaseId: Schema.BigInt }) {}
+
+/** A grant with a TTL beyond etcd's MaxLeaseTTL, 9e9 s (etcd lease.ErrLeaseTTLTooLarge). */
+export class LeaseTtlTooLarge extends Schema.TaggedError<LeaseTtlTooLarge>()("LeaseTtlTooLarge", { ttl: Schema.Number }) {}
+
+/**
+ * An error etcd's lock and election servers return as a plain Go error (gRPC code Unknown with
+ * the error's text): "election: no leader", "election: not leader", "mutex: session is
+ * expired", `"leader" field must be provided` (etcd client/v3/concurrency, v3election).
+ */
+export class ConcurrencyError extends Schema.TaggedError<ConcurrencyError>()("ConcurrencyError", { message: Schema.String }) {}
+
 /** A frame that could not be decoded or has an unknown kind or version. */
 export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
   reason: Schema.String
@@ -128,6 +141,9 @@ const errorClasses = [
   NotLeader,
   LeaderChanged,
   BadLeaderTransferee,
+  LeaseExists,
+  LeaseTtlTooLarge,
+  ConcurrencyError,
   MalformedFrame
 ] as const
 
@@ -164,6 +180,9 @@ export type EtcdErrorData =
   | { readonly _tag: "NotLeader" }
   | { readonly _tag: "LeaderChanged" }
   | { readonly _tag: "BadLeaderTransferee"; readonly memberId: bigint }
+  | { readonly _tag: "LeaseExists"; readonly leaseId: bigint }
+  | { readonly _tag: "LeaseTtlTooLarge"; readonly ttl: number }
+  | { readonly _tag: "ConcurrencyError"; readonly message: string }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
 /** Each class by its tag (a class's `identifier` is its tag). */

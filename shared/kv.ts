@@ -171,3 +171,46 @@ export type WriteResponse =
   | { readonly txn: TxnResponse }
   | { readonly compaction: Record<string, never> }
   | { readonly alarm: AlarmResponse }
+
+// ---------------------------------------------------------------------------------------------
+// Leases (etcd's LeaseGrant / LeaseRevoke / LeaseCheckpoint internal raft requests). They travel
+// in proposals like the KV writes above and are applied by every member's mvcc service to its
+// lease table (services/mvcc/lease-table.ts), in the same LMDB transaction as the key changes.
+
+/**
+ * etcd's LeaseGrantRequest as proposed: `id` chosen by the client or the gateway (never 0),
+ * `ttl` in seconds as asked, `minTtl` the member's minimum TTL in seconds (etcd raises a
+ * smaller TTL to ceil(1.5 × election timeout) at apply time).
+ */
+export interface LeaseGrantRequest {
+  readonly id: LeaseId
+  readonly ttl: number
+  readonly minTtl: number
+}
+
+/** etcd's LeaseRevokeRequest: revoke the lease and delete every key attached, in one revision. */
+export interface LeaseRevokeRequest {
+  readonly id: LeaseId
+}
+
+/** etcd's LeaseCheckpoint: the remaining TTL (seconds) of a lease, as the leader's lessor saw it. */
+export interface LeaseCheckpoint {
+  readonly id: LeaseId
+  readonly remainingTtl: number
+}
+
+/** A lease request inside a proposal (etcd InternalRaftRequest's lease fields). */
+export type LeaseWriteRequest =
+  | { readonly leaseGrant: LeaseGrantRequest }
+  | { readonly leaseRevoke: LeaseRevokeRequest }
+  | { readonly leaseCheckpoint: { readonly checkpoints: ReadonlyArray<LeaseCheckpoint> } }
+
+/** The answer to a {@link LeaseWriteRequest}: the granted lease with its final TTL (seconds). */
+export type LeaseWriteResponse =
+  | { readonly leaseGrant: { readonly id: LeaseId; readonly ttl: number } }
+  | { readonly leaseRevoke: Record<string, never> }
+  | { readonly leaseCheckpoint: Record<string, never> }
+
+/** True when a proposal's request is a {@link LeaseWriteRequest}. */
+export const isLeaseWriteRequest = (r: WriteRequest | LeaseWriteRequest): r is LeaseWriteRequest =>
+  "leaseGrant" in r || "leaseRevoke" in r || "leaseCheckpoint" in r

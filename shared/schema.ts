@@ -105,7 +105,7 @@ const TxnRequest: Schema.Codec<Kv.TxnRequest, TxnRequestEncoded> = Schema.Struct
 }) as any
 
 /** A write request as it travels inside a proposal. */
-export const WriteRequest: Schema.Codec<Kv.WriteRequest, unknown> = Schema.Union([
+export const WriteRequest: Schema.Codec<Kv.WriteRequest | Kv.LeaseWriteRequest, unknown> = Schema.Union([
   Schema.Struct({ put: PutRequest }),
   Schema.Struct({ deleteRange: DeleteRangeRequest }),
   Schema.Struct({ txn: TxnRequest }),
@@ -116,7 +116,11 @@ export const WriteRequest: Schema.Codec<Kv.WriteRequest, unknown> = Schema.Union
       memberId: U64,
       alarm: Schema.Literals(["NONE", "NOSPACE", "CORRUPT"])
     })
-  })
+  }),
+  // Leases (shared/kv.ts LeaseWriteRequest).
+  Schema.Struct({ leaseGrant: Schema.Struct({ id: U64, ttl: Int, minTtl: Int }) }),
+  Schema.Struct({ leaseRevoke: Schema.Struct({ id: U64 }) }),
+  Schema.Struct({ leaseCheckpoint: Schema.Struct({ checkpoints: Schema.Array(Schema.Struct({ id: U64, remainingTtl: Int })) }) })
 ]) as any
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +381,14 @@ export const FrameKinds = {
   "transfer.reply": 1,
   "mvcc.alarms": 1,
   "mvcc.alarms.reply": 1,
+  "mvcc.leases": 1,
+  "mvcc.leases.reply": 1,
+  "mvcc.lease": 1,
+  "mvcc.lease.reply": 1,
+  "lease.keepalive": 1,
+  "lease.keepalive.reply": 1,
+  "lease.timetolive": 1,
+  "lease.timetolive.reply": 1,
   hashkv: 1,
   "hashkv.reply": 1,
   error: 1
@@ -396,3 +408,51 @@ export const MvccAlarmsBody = Schema.Struct({})
 export const MvccAlarmsReply = Schema.Struct({
   alarms: Schema.Array(Schema.Struct({ memberId: U64, alarm: Schema.Literals(["NONE", "NOSPACE", "CORRUPT"]) }))
 })
+
+// ---------------------------------------------------------------------------------------------
+// Leases: the mvcc service's lease table (services/mvcc/lease-table.ts) and the lease service
+// (services/lease).
+
+/** A lease of the applied table: TTL and checkpointed remaining TTL in seconds, raft index of its grant. */
+export const LeaseRecordSchema = Schema.Struct({ id: U64, ttl: Int, remainingTtl: Int, grantIndex: Int })
+
+/**
+ * mvcc.leases: the lease table's changes after raft index `sinceIndex` (0: the whole table),
+ * served once the member applied `minAppliedIndex`. Reply: `appliedIndex` the changes are
+ * complete up to; `full` when `leases` is the whole table; `removed` the leases revoked since.
+ */
+export const MvccLeasesBody = Schema.Struct({ sinceIndex: Int, minAppliedIndex: Int })
+export const MvccLeasesReply = Schema.Struct({
+  appliedIndex: Int,
+  full: Schema.Boolean,
+  leases: Schema.Array(LeaseRecordSchema),
+  removed: Schema.Array(U64)
+})
+
+/**
+ * mvcc.lease: one lease (and with `keys` its attached keys, sorted) once the member applied
+ * `minAppliedIndex`. `lease` absent: no such lease. `revision`/`term`: for response headers.
+ */
+export const MvccLeaseBody = Schema.Struct({ id: U64, keys: Schema.Boolean, minAppliedIndex: Int })
+export const MvccLeaseReply = Schema.Struct({
+  lease: opt(LeaseRecordSchema),
+  keys: Schema.Array(Bytes),
+  revision: Int,
+  term: Int
+})
+
+/**
+ * lease.keepalive: renew lease `id` (etcd LeaseRenew), served by the leader's lease service; a
+ * follower's forwards it (`forwarded` is set on the forwarded copy, which is never forwarded
+ * again). Reply: the lease's TTL in seconds. Errors: LeaseNotFound, NoLeader, NotLeader.
+ */
+export const LeaseKeepAliveBody = Schema.Struct({ id: U64, forwarded: Schema.Boolean })
+export const LeaseKeepAliveReply = okOrErr(Schema.Struct({ ttl: Int }))
+
+/**
+ * lease.timetolive: granted TTL and remaining TTL (seconds, truncated as etcd's) of lease `id`,
+ * with its attached keys when `keys`; served by the leader's lease service (forwarded like
+ * keep-alives). Error: LeaseNotFound (the gateway answers TTL -1, as etcd).
+ */
+export const LeaseTimeToLiveBody = Schema.Struct({ id: U64, keys: Schema.Boolean, forwarded: Schema.Boolean })
+export const LeaseTimeToLiveReply = okOrErr(Schema.Struct({ grantedTtl: Int, ttl: Int, keys: Schema.Array(Bytes) }))

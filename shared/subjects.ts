@@ -72,3 +72,34 @@ export const subject = <S extends ServiceName>(
   if (parts.instance !== undefined) throw new Error(`${parts.service}.${parts.endpoint} takes no instance token`)
   return base
 }
+
+/** Endpoints of a member's lease service (services/lease). */
+export type LeaseEndpoint = "keepalive" | "timetolive" | "result"
+
+/**
+ * Builds a lease service subject: `natcd.<cluster>.<member>.lease.<endpoint>`, and for `result`
+ * (apply results of the lease service's own proposals, one subject per process)
+ * `natcd.<cluster>.<member>.lease.result.<instance>`. Endpoints: keepalive and timetolive
+ * (request/reply, served by the leader's lease service, forwarded by the others), result
+ * (publish). Throws on an invalid token.
+ */
+export const leaseSubject = (parts: { readonly cluster: string; readonly member: string; readonly endpoint: LeaseEndpoint; readonly instance?: string }): string => {
+  const base = `natcd.${checkToken("cluster name", parts.cluster)}.${checkToken("member name", parts.member)}.lease.${parts.endpoint}`
+  if (parts.endpoint === "result") {
+    if (parts.instance === undefined) throw new Error("lease.result needs an instance token")
+    return `${base}.${checkToken("lease instance", parts.instance)}`
+  }
+  if (parts.instance !== undefined) throw new Error(`lease.${parts.endpoint} takes no instance token`)
+  return base
+}
+
+/** The mvcc service's lease table endpoints (services/mvcc/lease-endpoints.ts). */
+export type MvccLeaseEndpoint = "leases" | "lease"
+
+/**
+ * Builds `natcd.<cluster>.<member>.mvcc.<endpoint>` for the lease table endpoints, both
+ * request/reply: `leases` (the table's changes since a raft index, for the lease service and
+ * LeaseLeases), `lease` (one lease with its keys, for LeaseTimeToLive). Throws on an invalid token.
+ */
+export const mvccLeaseSubject = (parts: { readonly cluster: string; readonly member: string; readonly endpoint: MvccLeaseEndpoint }): string =>
+  `natcd.${checkToken("cluster name", parts.cluster)}.${checkToken("member name", parts.member)}.mvcc.${parts.endpoint}`

@@ -38,6 +38,9 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
   NotLeader: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: not leader" }),
   LeaderChanged: () => ({ code: status.UNAVAILABLE, details: "etcdserver: leader changed" }),
   BadLeaderTransferee: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: bad leader transferee" }),
+  LeaseExists: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: lease already exists" }),
+  LeaseTtlTooLarge: () => ({ code: status.OUT_OF_RANGE, details: "etcdserver: too large lease TTL" }),
+  ConcurrencyError: (e) => ({ code: status.UNKNOWN, details: e.message }),
   MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
 }
 

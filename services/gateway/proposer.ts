@@ -17,7 +17,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
-import type { WriteRequest } from "../../shared/kv.ts"
+import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
 import { ApplyResult, ProposeReply } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
@@ -81,7 +81,7 @@ export class Proposer {
    * with error data: RequestTooLarge (before proposing), any error the apply returned (e.g.
    * Compacted, KeyNotFound), NoLeader or RequestTimeout at the deadline.
    */
-  async propose(request: WriteRequest, traceparent: string): Promise<WriteOutcome> {
+  async propose(request: WriteRequest | LeaseWriteRequest, traceparent: string): Promise<WriteOutcome> {
     const requestId = this.idPrefix | (this.counter++ & 0xffffffffn)
     const deadlineMs = this.now() + this.options.requestTimeoutMs
     const data = packValue({

@@ -44,6 +44,8 @@ import { Proposal } from "../../shared/schema.ts"
 import { decodeUint64, encodeUint64 } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
+import { applyWithLeases } from "./lease-apply.ts"
+import { LeaseTable } from "./lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 
 /** How long past its deadline a request id is remembered (covers clock skew between gateways). */
@@ -131,8 +133,11 @@ export class Applier {
   /** Set when the entries being applied held a compaction: the batch is committed at once. */
   private compacted = false
   private readonly localWaiters = new Map<bigint, (body: ResultBody) => void>()
+  /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
+  private readonly leases: LeaseTable
 
-  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>) {
+  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>, leases?: LeaseTable) {
+    this.leases = leases ?? LeaseTable.restore(backend.read, store.consistentIndex())
     this.backend = backend
     this.store = store
     this.member = member
@@ -303,7 +308,7 @@ export class Applier {
       const deadlineMs = Math.max(0, p.deadlineMs)
       tx.dedupPut(id, encodeUint64(deadlineMs))
       this.rememberId(id, deadlineMs)
-      const r = this.store.apply(tx, Index(entry.index), p.request)
+      const r = applyWithLeases(this.store, this.leases, tx, Index(entry.index), p.request)
       if ("compaction" in p.request && "ok" in r) this.compacted = true
       if (!mine || "skipped" in r) return undefined
       const body: ResultBody = "err" in r

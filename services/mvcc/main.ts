@@ -50,6 +50,10 @@ import { LmdbBackend } from "./backend-lmdb.ts"
 import { hashKv } from "./hash.ts"
 import { installPending, SnapshotFiles } from "./snapshot.ts"
 import { KvStore } from "./core/store.ts"
+import { unsafeReadConsistentIndex } from "./core/backend.ts"
+import { serveLeaseEndpoints } from "./lease-endpoints.ts"
+import { LeaseTable } from "./lease-table.ts"
+import { mvccLeaseSubject } from "../../shared/subjects.ts"
 
 interface MvccFlags {
   readonly applyQueue: number
@@ -116,7 +120,9 @@ const MvccLive = Layer.effectDiscard(
       Effect.sync(() => LmdbBackend.open(dbPath)),
       (b) => Effect.promise(() => b.close())
     )
-    const store = KvStore.restore(backend.read)
+    // The lease table is restored first: the store asks it whether a put's lease exists.
+    const leases = LeaseTable.restore(backend.read, unsafeReadConsistentIndex(backend.read))
+    const store = KvStore.restore(backend.read, { leaseExists: (id) => leases.has(id) })
     const raftEntries = subject({ ...at, service: "raft", endpoint: "entries" })
     const applier = new Applier(backend, store, flags.member, {
       publish: (to, body, traceparent) => rpc.publish(to, "apply.result", body, traceparent),
@@ -126,7 +132,7 @@ const MvccLive = Layer.effectDiscard(
       },
       log: (level, message, fields) =>
         runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
-    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval })
+    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval }, leases)
     // Runs before the backend closes: what is buffered is committed at shutdown.
     yield* Effect.addFinalizer(() => Effect.sync(() => applier.commit()))
     yield* Effect.logInfo("mvcc open").pipe(
@@ -231,6 +237,19 @@ const MvccLive = Layer.effectDiscard(
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
+    const leaseEndpoints = serveLeaseEndpoints({
+      nc,
+      subjects: {
+        leases: mvccLeaseSubject({ ...at, endpoint: "leases" }),
+        lease: mvccLeaseSubject({ ...at, endpoint: "lease" })
+      },
+      leases,
+      applier,
+      store,
+      catchUp: () => Queue.offerUnsafe(queue, "catch-up"),
+      options: opts
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => leaseEndpoints.forEach((e) => e.stop())))
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
 

@@ -2,7 +2,7 @@
  * `natcd run`: a local natcd cluster in the foreground.
  *
  * Starts its own nats-server (unless --nats/NATS_URL names one) and, per member, the wal, raft,
- * mvcc and gateway services as separate OS processes, each with `--member=<name>` on its
+ * mvcc, lease and gateway services as separate OS processes, each with `--member=<name>` on its
  * command line. A service that exits is restarted with backoff (100 ms doubling to 5 s, reset
  * after 30 s of uptime). SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and
  * then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
@@ -146,6 +146,7 @@ const program = Effect.gen(function*() {
     const clientUrl = `http://127.0.0.1:${clientPort(i)}`
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", member, natsUrl))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", member, natsUrl))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", member, natsUrl))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", member, natsUrl, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", member, natsUrl, [`--listen-client-urls=${clientUrl}`]))))
   }

@@ -1,0 +1,68 @@
+/**
+ * The mvcc service's lease table endpoints (subjects from shared/subjects.ts mvccLeaseSubject):
+ *
+ * - `mvcc.leases`: the table's changes after a raft index, or the whole table; the leader's
+ *   lease service polls it to track the leases it must expire, the gateway reads it for
+ *   LeaseLeases;
+ * - `mvcc.lease`: one lease with its attached keys, for LeaseTimeToLive.
+ *
+ * Both wait until the member applied the request's `minAppliedIndex` (a ReadIndex or the
+ * leader's commit index), as linearizable ranges do, and then answer from memory.
+ */
+import type { NatsConnection } from "@nats-io/transport-node"
+import { MvccLeaseBody, MvccLeasesBody } from "../../shared/schema.ts"
+import type { MvccLeaseReply, MvccLeasesReply } from "../../shared/schema.ts"
+import type { ServeOptions } from "../runtime/rpc.ts"
+import { serve } from "../runtime/rpc.ts"
+import type { Applier } from "./apply.ts"
+import type { KvStore } from "./core/store.ts"
+import type { LeaseTable } from "./lease-table.ts"
+
+/** What the endpoints need. */
+export interface LeaseEndpointsContext {
+  readonly nc: NatsConnection
+  readonly subjects: { readonly leases: string; readonly lease: string }
+  readonly leases: LeaseTable
+  readonly applier: Applier
+  readonly store: KvStore
+  /** Asks the apply fiber to fetch entries it may have missed (called when a request waits too long). */
+  readonly catchUp: () => void
+  readonly options: ServeOptions
+}
+
+/** How long a request may wait for its index before the service fetches missing entries. */
+const lagCheckMs = 100
+
+/** Starts both endpoints; returns their stop functions. */
+export const serveLeaseEndpoints = (ctx: LeaseEndpointsContext): Array<{ readonly stop: () => void }> => {
+  const whenApplied = (index: number, f: () => void) => {
+    const wait = ctx.applier.waitApplied(index)
+    if (wait === undefined) return f()
+    wait.then(f)
+    setTimeout(() => {
+      if (ctx.applier.appliedIndex() < index) ctx.catchUp()
+    }, lagCheckMs)
+  }
+  return [
+    serve(ctx.nc, ctx.subjects.leases, "mvcc.leases", MvccLeasesBody, (req) => {
+      whenApplied(req.body.minAppliedIndex, () => {
+        const appliedIndex = ctx.applier.appliedIndex()
+        const changes = ctx.leases.changesSince(req.body.sinceIndex)
+        const reply: typeof MvccLeasesReply.Encoded = { appliedIndex, ...changes }
+        req.reply("mvcc.leases.reply", reply)
+      })
+    }, ctx.options),
+    serve(ctx.nc, ctx.subjects.lease, "mvcc.lease", MvccLeaseBody, (req) => {
+      whenApplied(req.body.minAppliedIndex, () => {
+        const lease = ctx.leases.get(req.body.id)
+        const reply: typeof MvccLeaseReply.Encoded = {
+          ...(lease === undefined ? {} : { lease }),
+          keys: req.body.keys && lease !== undefined ? ctx.leases.keys(req.body.id) : [],
+          revision: ctx.store.currentRevision(),
+          term: ctx.applier.currentTerm()
+        }
+        req.reply("mvcc.lease.reply", reply)
+      })
+    }, ctx.options)
+  ]
+}
