@@ -28,6 +28,14 @@
  * | mvcc | chunk | request/reply | a piece of a snapshot file, for a member installing it |
  * | mvcc | install | request/reply | fetch a snapshot file from another member and install it |
  * | gateway | result.<instance> | publish | apply results for that gateway instance's proposals |
+ * | mvcc | events | publish | the committed events of each applied batch, in revision order, plus idle heartbeats |
+ * | mvcc | history | request/reply | events between two revisions, read from the backend (watch catch-up) |
+ * | gateway | watch.<instance> | publish | watch responses from the watch replicas to that gateway instance |
+ *
+ * The watch service's replicas belong to no member; their subjects are built by
+ * {@link watchSubject}: `natcd.<cluster>.watch.<endpoint>` for the queue group that spreads new
+ * watch sessions over the replicas, `natcd.<cluster>.watch.<replica>.<endpoint>` for a session's
+ * requests to the replica that holds it.
  */
 
 /** The services of a member. */
@@ -37,8 +45,8 @@ export type ServiceName = "gateway" | "raft" | "wal" | "mvcc"
 export interface Endpoints {
   readonly raft: "propose" | "readindex" | "status" | "entries" | "msg" | "members" | "confchange" | "transfer"
   readonly wal: "append" | "load" | "snapshot"
-  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv" | "snapshot" | "chunk" | "install"
-  readonly gateway: "result"
+  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv" | "snapshot" | "chunk" | "install" | "events" | "history"
+  readonly gateway: "result" | "watch"
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
@@ -66,12 +74,35 @@ export const subject = <S extends ServiceName>(
 ): string => {
   const base = `natcd.${checkToken("cluster name", parts.cluster)}.${checkToken("member name", parts.member)}.${parts.service}.${parts.endpoint}`
   if (parts.service === "gateway") {
-    if (parts.instance === undefined) throw new Error("gateway.result needs an instance token")
+    if (parts.instance === undefined) throw new Error(`gateway.${parts.endpoint} needs an instance token`)
     return `${base}.${checkToken("gateway instance", parts.instance)}`
   }
   if (parts.instance !== undefined) throw new Error(`${parts.service}.${parts.endpoint} takes no instance token`)
   return base
 }
+
+/** Endpoints of the watch service (services/watch). */
+export type WatchEndpoint = "open" | "create" | "cancel" | "progress" | "ack" | "ping" | "close"
+
+/**
+ * Builds a watch service subject: `natcd.<cluster>.watch.open` (no replica: the queue group
+ * every replica joins), else `natcd.<cluster>.watch.<replica>.<endpoint>`. Throws on an invalid
+ * token.
+ */
+export const watchSubject = (parts: { readonly cluster: string; readonly endpoint: WatchEndpoint; readonly replica?: string }): string => {
+  const base = `natcd.${checkToken("cluster name", parts.cluster)}.watch`
+  if (parts.replica === undefined) {
+    if (parts.endpoint !== "open") throw new Error(`watch.${parts.endpoint} needs a replica token`)
+    return `${base}.open`
+  }
+  return `${base}.${checkToken("watch replica", parts.replica)}.${parts.endpoint}`
+}
+
+/**
+ * The subject matching every member's `mvcc.events` of `cluster` (a watch replica follows all
+ * of them and keeps the first copy of each revision).
+ */
+export const allMembersEventsSubject = (cluster: string): string => `natcd.${checkToken("cluster name", cluster)}.*.mvcc.events`
 
 /** Endpoints of a member's lease service (services/lease). */
 export type LeaseEndpoint = "keepalive" | "timetolive" | "result"

@@ -14,7 +14,8 @@ import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
 import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
 import { Proposer } from "./proposer.ts"
-import { startGrpcServer } from "./server.ts"
+import { bidiStream, startGrpcServer } from "./server.ts"
+import { makeWatchHandler } from "./watch.ts"
 
 interface GatewayFlags {
   readonly listenClientUrls: string
@@ -113,6 +114,17 @@ const GatewayLive = Layer.effectDiscard(
         chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" })
       }
     })
+    const watch = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        makeWatchHandler({
+          nc, rpc, cluster: flags.cluster, instance, maxRequestBytes: flags.maxRequestBytes, identity: handlers.identity,
+          responseSubject: subject({ ...at, service: "gateway", endpoint: "watch", instance }),
+          log: (level, message, fields) =>
+            Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
+        })
+      ),
+      (w) => Effect.sync(() => w.close())
+    )
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
     const address = `${url.hostname}:${url.port || "2379"}`
     yield* Effect.acquireRelease(
@@ -126,7 +138,8 @@ const GatewayLive = Layer.effectDiscard(
             Alarm: maintenance.Alarm,
             HashKV: backendMaintenance.HashKV,
             Snapshot: backendMaintenance.Snapshot
-          }
+          },
+          Watch: { Watch: bidiStream(watch.Watch) }
         }, flags.maxRequestBytes)
       ).pipe(Effect.orDie),
       (server) => Effect.promise(() => new Promise<void>((r) => server.tryShutdown(() => r())))

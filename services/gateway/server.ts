@@ -63,6 +63,20 @@ const streaming = (handler: ServerStreamHandler): grpc.handleServerStreamingCall
   )
 }
 
+/**
+ * A bidirectional-streaming handler (etcd's Watch): it owns the call, a Node duplex stream of
+ * wire objects; it reads requests from its 'data' events, writes responses with `write`
+ * (whose return value and 'drain' event are the client's backpressure), and learns of the end
+ * from 'cancelled', 'error' or 'close'.
+ */
+export interface BidiStreamHandler {
+  readonly kind: "bidi"
+  readonly handle: (call: grpc.ServerDuplexStream<Wire, Wire>) => void
+}
+
+/** Marks `handle` as a bidirectional-streaming method. */
+export const bidiStream = (handle: BidiStreamHandler["handle"]): BidiStreamHandler => ({ kind: "bidi", handle })
+
 const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   handler(call.request).then(
     (response) => callback(null, response),
@@ -80,7 +94,7 @@ const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call
  */
 export const startGrpcServer = async (
   address: string,
-  services: Record<string, Record<string, UnaryHandler | ServerStreamHandler>>,
+  services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler>>,
   maxRequestBytes: number
 ): Promise<grpc.Server> => {
   const definitions = loadEtcdServices()
@@ -93,7 +107,7 @@ export const startGrpcServer = async (
     if (def === undefined) throw new Error(`no service ${name} in etcdserverpb`)
     const impl: grpc.UntypedServiceImplementation = {}
     for (const [method, handler] of Object.entries(methods)) {
-      impl[method] = typeof handler === "function" ? unary(handler) : streaming(handler)
+      impl[method] = typeof handler === "function" ? unary(handler) : handler.kind === "bidi" ? handler.handle : streaming(handler)
     }
     server.addService(def.service, impl)
   }

@@ -43,6 +43,7 @@ import type { Entry } from "../../shared/raft-types.ts"
 import { Proposal } from "../../shared/schema.ts"
 import { decodeUint64, encodeUint64 } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
+import type { MvccEvent } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
 import { applyWithLeases } from "./lease-apply.ts"
 import { LeaseTable } from "./lease-table.ts"
@@ -81,6 +82,10 @@ export interface ApplierIo {
   /** Committed entries from `from` on (the raft service's log), for gap repair. */
   readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
+  /** Told of every applied write that changed the store: its revision and events (watch, ./events.ts). */
+  readonly onEvents?: (revision: number, events: ReadonlyArray<MvccEvent>) => void
+  /** Told after each applied batch (before results go out), to publish that batch's events. */
+  readonly onBatchApplied?: (term: number) => void
 }
 
 /** Batching settings of an {@link Applier}. */
@@ -261,6 +266,7 @@ export class Applier {
     })
     this.term = term
     this.counters.entries += entries.length
+    this.io.onBatchApplied?.(term)
     // etcd commits at once after recording a compaction (kvstore.go updateCompactRev ForceCommit).
     if (this.compacted) {
       this.compacted = false
@@ -309,6 +315,7 @@ export class Applier {
       tx.dedupPut(id, encodeUint64(deadlineMs))
       this.rememberId(id, deadlineMs)
       const r = applyWithLeases(this.store, this.leases, tx, Index(entry.index), p.request)
+      if ("ok" in r && r.events.length > 0) this.io.onEvents?.(r.revision, r.events)
       if ("compaction" in p.request && "ok" in r) this.compacted = true
       if (!mine || "skipped" in r) return undefined
       const body: ResultBody = "err" in r

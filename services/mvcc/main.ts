@@ -54,6 +54,8 @@ import { unsafeReadConsistentIndex } from "./core/backend.ts"
 import { serveLeaseEndpoints } from "./lease-endpoints.ts"
 import { LeaseTable } from "./lease-table.ts"
 import { mvccLeaseSubject } from "../../shared/subjects.ts"
+import { defaultEventFrameBytes, EventStream, readHistory } from "./events.ts"
+import { HistoryBody } from "../../shared/schema.ts"
 
 interface MvccFlags {
   readonly applyQueue: number
@@ -106,6 +108,9 @@ if (autoCompaction !== undefined && "error" in autoCompaction) {
 /** How long a read may wait for its index before the service fetches missing entries itself. */
 const lagCheckMs = 100
 
+/** The event stream's idle heartbeat period, in ms (how soon a watch replica notices a lost last frame). */
+const eventHeartbeatMs = 500
+
 const MvccLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc } = yield* Nats
@@ -124,8 +129,15 @@ const MvccLive = Layer.effectDiscard(
     const leases = LeaseTable.restore(backend.read, unsafeReadConsistentIndex(backend.read))
     const store = KvStore.restore(backend.read, { leaseExists: (id) => leases.has(id) })
     const raftEntries = subject({ ...at, service: "raft", endpoint: "entries" })
+    // Watch (./events.ts): the committed event stream every watch replica follows.
+    const eventsSubject = subject({ ...at, service: "mvcc", endpoint: "events" })
+    const eventStream = new EventStream(store, (frame) => rpc.publish(eventsSubject, "mvcc.events", frame), {
+      member: flags.member, heartbeatMs: eventHeartbeatMs, frameBytes: defaultEventFrameBytes
+    })
     const applier = new Applier(backend, store, flags.member, {
       publish: (to, body, traceparent) => rpc.publish(to, "apply.result", body, traceparent),
+      onEvents: (revision, events) => eventStream.applied(revision, events),
+      onBatchApplied: (term) => eventStream.flush(term, Date.now()),
       fetchEntries: async (from) => {
         const frame = await rpc.call(raftEntries, "entries", { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
         return Schema.decodeUnknownSync(EntriesReply)(frame.body)
@@ -250,6 +262,15 @@ const MvccLive = Layer.effectDiscard(
       options: opts
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => leaseEndpoints.forEach((e) => e.stop())))
+    // Watch history reads (./events.ts) and the idle heartbeat of the event stream.
+    const history = serve(nc, subject({ ...at, service: "mvcc", endpoint: "history" }), "mvcc.history", HistoryBody, (req) => {
+      req.reply("mvcc.history.reply", readHistory(store, backend.read, req.body, applier.currentTerm()))
+    }, opts)
+    const heartbeat = setInterval(() => eventStream.heartbeat(applier.currentTerm(), Date.now()), eventHeartbeatMs)
+    yield* Effect.addFinalizer(() => Effect.sync(() => {
+      clearInterval(heartbeat)
+      history.stop()
+    }))
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
 

@@ -6,10 +6,11 @@
  * command line. A service that exits is restarted with backoff (100 ms doubling to 5 s, reset
  * after 30 s of uptime). SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and
  * then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
- * and one folder per member.
+ * and one folder per member. --watch-replicas (NATCD_WATCH_REPLICAS) watch service replicas run
+ * for the whole cluster, on the command line as `services/watch/main.ts --replica=w<i>`.
  *
  *   node services/supervisor/main.ts [--members=1] [--data-dir=./data] [--nats=URL]
- *     [--nats-port=4222] [--port-offset=0] [--cluster=natcd]
+ *     [--nats-port=4222] [--port-offset=0] [--cluster=natcd] [--watch-replicas=1]
  *
  * --port-offset shifts every port (nats-server's and the members' client ports) so that several
  * clusters can run side by side, e.g. next to a real etcd on 2379.
@@ -34,11 +35,13 @@ const command = new Command("natcd run")
   .addOption(new Option("--nats-port <port>", "port of the nats-server started here").argParser(positiveInt).default(4222))
   .addOption(new Option("--port-offset <n>", "added to every port").argParser((v) => Number.parseInt(v, 10)).default(0))
   .addOption(new Option("--cluster <name>", "cluster name").env("NATCD_CLUSTER").default("natcd"))
+  .addOption(new Option("--watch-replicas <n>", "watch service replicas for the cluster (services/watch)").env("NATCD_WATCH_REPLICAS").argParser(positiveInt).default(1))
   .addOption(new Option("--log-level <level>", "log level").env("NATCD_LOG_LEVEL").choices(["Debug", "Info", "Warn", "Error"]).default("Info"))
   .parse(process.argv)
 
 const opts = command.opts<{
   members: number
+  watchReplicas: number
   dataDir: string
   nats?: string
   natsPort: number
@@ -149,6 +152,14 @@ const program = Effect.gen(function*() {
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", member, natsUrl))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", member, natsUrl, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", member, natsUrl, [`--listen-client-urls=${clientUrl}`]))))
+  }
+  // Watch replicas belong to no member: no --member on their command line, named w1, w2, ...
+  for (let i = 1; i <= opts.watchReplicas; i++) {
+    fibers.push(yield* Effect.forkChild(supervise({
+      name: `watch/w${i}`,
+      command: node,
+      args: [join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
+    })))
   }
   yield* Effect.logInfo("natcd running").pipe(
     Effect.annotateLogs({ members: members.join(","), dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `http://127.0.0.1:${clientPort(i)}`).join(",") })

@@ -1,0 +1,486 @@
+/**
+ * etcd's Watch service on the gateway: one bidirectional gRPC stream per client stream, each
+ * relayed to a watch session on some replica of the watch service (services/watch).
+ *
+ * The gateway does what etcd's v3rpc watch server does at the stream's edge
+ * (server/etcdserver/api/v3rpc/watch.go recvLoop/sendLoop): it validates create requests
+ * (empty key, negative start revision, empty range, duplicate watch id), assigns watch ids
+ * (client-chosen, or the stream's next free id from 0), turns filters into flags, fragments
+ * large responses of watches that asked for it (sendFragments), and fills the response header.
+ * Everything about events is the replica's.
+ *
+ * Sessions and failover. A stream opens a session through the queue group `watch.open`, which
+ * NATS hands to one replica. The replica's responses come back in messages numbered 1, 2, ...;
+ * the gateway writes them to the client in order and acknowledges each message once the
+ * client's stream took it (gRPC write buffer below its high-water mark), which is the
+ * replica's flow control. For every watch the gateway remembers the next revision its client
+ * has not seen (after the last event, or after a progress notification's revision). When the
+ * session breaks — the replica stops answering pings, does not know the session, or a message
+ * number is skipped (a lost NATS message) — the gateway opens a new session, on whichever
+ * replica the queue group picks, and re-creates each watch from that revision with the same id;
+ * the client sees nothing but a pause: no event lost, none repeated.
+ */
+import type * as grpc from "@grpc/grpc-js"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Schema } from "effect"
+import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
+import type { Frame } from "../../shared/frame.ts"
+import { WatchCtlReply, WatchOpenReply, WatchPingReply, WatchResponsesBody } from "../../shared/schema.ts"
+import type { WatchEvent, WatchResponseBody } from "../../shared/schema.ts"
+import { watchSubject } from "../../shared/subjects.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import { okOrError } from "../runtime/rpc.ts"
+import { headerToWire, wireInt } from "./convert.ts"
+import type { Wire } from "./convert.ts"
+
+/** etcd's cancel reason for a negative start revision (rpctypes.ErrCompacted). */
+export const compactedReason = "etcdserver: mvcc: required revision has been compacted"
+/** etcd mvcc.ErrEmptyWatcherRange. */
+export const emptyRangeReason = "mvcc: watcher range is empty"
+/** etcd mvcc.ErrWatcherDuplicateID. */
+export const duplicateIdReason = "mvcc: duplicate watch ID provided on the WatchStream"
+
+/** What the Watch handler needs from the gateway. */
+export interface WatchContext {
+  readonly nc: NatsConnection
+  readonly rpc: RpcClient
+  readonly cluster: string
+  /** This gateway process's subject for watch responses (gateway.watch.<instance>). */
+  readonly responseSubject: string
+  /** A session id prefix unique to this gateway process. */
+  readonly instance: string
+  /** Largest request etcd accepts; also the fragment size (etcd sws.maxRequestBytes). */
+  readonly maxRequestBytes: number
+  readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+  readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
+  /** Ping period, in ms (default 1000); a replica silent for 3 periods is presumed dead. */
+  readonly pingMs?: number
+}
+
+/** One watch of a stream, as the gateway tracks it for resumption. */
+interface WatchState {
+  readonly id: number
+  readonly key: Uint8Array
+  readonly rangeEnd: Uint8Array | undefined
+  readonly startRevision: number
+  readonly prevKv: boolean
+  readonly noPut: boolean
+  readonly noDelete: boolean
+  readonly progressNotify: boolean
+  readonly fragment: boolean
+  /** True once the client got the created response. */
+  announced: boolean
+  /** The first revision the client has not seen for this watch (valid once announced). */
+  nextRev: number
+  canceling: boolean
+}
+
+interface Session {
+  readonly id: string
+  replica: string | undefined
+  /** Next message number expected from the replica. */
+  expectedSeq: number
+  acked: number
+  readonly stream: {
+    receive(s: Session, body: typeof WatchResponsesBody.Type): void
+    failover(s: Session, reason: string): void
+    close(): void
+  }
+}
+
+const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
+  return a.length - b.length
+}
+
+const kvToWire = (kv: WatchEvent["kv"]): Wire => ({
+  key: kv.key,
+  create_revision: kv.createRevision,
+  mod_revision: kv.modRevision,
+  version: kv.version,
+  value: kv.value,
+  lease: kv.lease.toString()
+})
+
+const eventToWire = (e: WatchEvent): Wire =>
+  e.prevKv === undefined ? { type: e.type, kv: kvToWire(e.kv) } : { type: e.type, kv: kvToWire(e.kv), prev_kv: kvToWire(e.prevKv) }
+
+const eventWireBytes = (e: WatchEvent): number =>
+  24 + e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : 24 + e.prevKv.key.length + e.prevKv.value.length)
+
+const decodeResponses = Schema.decodeUnknownExit(WatchResponsesBody)
+
+/**
+ * Makes the Watch service handler. `Watch` serves one gRPC stream; `close` stops pings and
+ * closes every session (at gateway shutdown); `stats` counts for tests and logs.
+ */
+export const makeWatchHandler = (ctx: WatchContext) => {
+  const sessions = new Map<string, Session>()
+  let nextSession = 1
+  const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
+
+  const sub = ctx.nc.subscribe(ctx.responseSubject, {
+    callback: (err, msg) => {
+      if (err) return
+      const frame = decodeFrame(msg.data)
+      if (isFrameDecodeError(frame) || frame.kind !== "watch.responses") {
+        stats.malformed++
+        return
+      }
+      const body = decodeResponses(frame.body)
+      if (body._tag === "Failure") {
+        stats.malformed++
+        return
+      }
+      const s = sessions.get(body.value.session)
+      if (s === undefined) return
+      s.stream.receive(s, body.value)
+    }
+  })
+
+  const pingMs = ctx.pingMs ?? 1000
+  const pinging = new Set<string>()
+  const pingTimer = setInterval(() => {
+    const byReplica = new Map<string, Session[]>()
+    for (const s of sessions.values()) {
+      if (s.replica === undefined) continue
+      let list = byReplica.get(s.replica)
+      if (list === undefined) byReplica.set(s.replica, (list = []))
+      list.push(s)
+    }
+    for (const [replica, list] of byReplica) {
+      if (pinging.has(replica)) continue
+      pinging.add(replica)
+      ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica, endpoint: "ping" }), "watch.ping", {
+        gateway: ctx.responseSubject,
+        sessions: list.map((s) => ({ session: s.id, acked: s.acked }))
+      }, { timeoutMs: 3 * pingMs, retryAfterMs: pingMs }).then(
+        (frame) => {
+          pinging.delete(replica)
+          const unknown = new Set(Schema.decodeUnknownSync(WatchPingReply)(frame.body).unknown)
+          for (const s of list) if (unknown.has(s.id) && sessions.get(s.id) === s) s.stream.failover(s, "session unknown to its replica")
+        },
+        () => {
+          pinging.delete(replica)
+          for (const s of list) if (sessions.get(s.id) === s) s.stream.failover(s, "replica not answering")
+        }
+      )
+    }
+  }, pingMs)
+
+  /**
+   * One client stream. Requests to the replica are serialized (`chain`) so that the replica
+   * sees them in the client's order.
+   */
+  class WatchStream {
+    private readonly call: grpc.ServerDuplexStream<Wire, Wire>
+    private readonly watches = new Map<number, WatchState>()
+    private nextWatchId = 0
+    private session: Session | undefined
+    private chain: Promise<void> = Promise.resolve()
+    private opening: Promise<Session | undefined> | undefined
+    private closed = false
+    private progressPending = false
+    /** Messages written but not acknowledged, waiting for the client's stream to drain. */
+    private waitingDrain: Array<{ session: Session; seq: number }> = []
+
+    constructor(call: grpc.ServerDuplexStream<Wire, Wire>) {
+      this.call = call
+      call.on("data", (req: Wire) => this.onRequest(req))
+      call.on("drain", () => this.onDrain())
+      const end = () => this.close()
+      call.on("cancelled", end)
+      call.on("error", end)
+      call.on("close", end)
+      call.on("finish", end)
+    }
+
+    private enqueue(op: () => Promise<void>): void {
+      this.chain = this.chain.then(op).catch((e) => {
+        ctx.log("warn", "watch request failed", { error: String((e as { _tag?: string })._tag ?? e) })
+      })
+    }
+
+    private async header(revision: number, term: number): Promise<Wire> {
+      const id = await ctx.identity()
+      return headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: term })
+    }
+
+    private write(response: Wire): boolean {
+      if (this.closed) return true
+      return this.call.write(response)
+    }
+
+    private onRequest(req: Wire): void {
+      if (this.closed) return
+      if (req.create_request != null) this.onCreate(req.create_request)
+      else if (req.cancel_request != null) this.onCancel(wireInt(req.cancel_request.watch_id))
+      else if (req.progress_request != null) this.onProgress()
+    }
+
+    private rejectCreate(reason: string): void {
+      this.enqueue(async () => {
+        this.write({ header: await this.header(0, 0), watch_id: -1, created: true, canceled: true, cancel_reason: reason })
+      })
+    }
+
+    private onCreate(c: Wire): void {
+      const key: Uint8Array = c.key instanceof Uint8Array && c.key.length > 0 ? c.key : new Uint8Array([0])
+      const start = wireInt(c.start_revision)
+      if (start < 0) return this.rejectCreate(compactedReason)
+      const endRaw: Uint8Array = c.range_end instanceof Uint8Array ? c.range_end : new Uint8Array()
+      // etcd: empty range_end is the single key; "\0" is every key >= key.
+      const rangeEnd = endRaw.length === 0 ? undefined : endRaw.length === 1 && endRaw[0] === 0 ? new Uint8Array() : endRaw
+      if (rangeEnd !== undefined && rangeEnd.length > 0 && compareBytes(key, rangeEnd) >= 0) return this.rejectCreate(emptyRangeReason)
+      let id = wireInt(c.watch_id)
+      if (id === 0) {
+        while (this.watches.has(this.nextWatchId)) this.nextWatchId++
+        id = this.nextWatchId++
+      } else if (this.watches.has(id)) return this.rejectCreate(duplicateIdReason)
+      const filters: string[] = Array.isArray(c.filters) ? c.filters : []
+      const w: WatchState = {
+        id,
+        key,
+        rangeEnd,
+        startRevision: start,
+        prevKv: c.prev_kv === true,
+        noPut: filters.includes("NOPUT"),
+        noDelete: filters.includes("NODELETE"),
+        progressNotify: c.progress_notify === true,
+        fragment: c.fragment === true,
+        announced: false,
+        nextRev: start,
+        canceling: false
+      }
+      this.watches.set(id, w)
+      this.enqueue(() => this.sendCreate(w))
+    }
+
+    private async sendCreate(w: WatchState): Promise<void> {
+      const s = await this.ensureSession()
+      if (s === undefined || this.session !== s) return
+      await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica!, endpoint: "create" }), "watch.create", {
+        session: s.id,
+        watchId: w.id,
+        key: w.key,
+        ...(w.rangeEnd === undefined ? {} : { rangeEnd: w.rangeEnd }),
+        startRevision: w.announced ? w.nextRev : w.startRevision,
+        prevKv: w.prevKv,
+        noPut: w.noPut,
+        noDelete: w.noDelete,
+        progressNotify: w.progressNotify
+      }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "create not answered"))
+    }
+
+    private checkKnown(s: Session, frame: Frame): void {
+      const known = okOrError(frame, WatchCtlReply).known
+      if (!known && this.session === s) this.failover(s, "session unknown to its replica")
+    }
+
+    private onCancel(id: number): void {
+      const w = this.watches.get(id)
+      if (w === undefined || w.canceling) return
+      w.canceling = true
+      this.enqueue(async () => {
+        const s = this.session
+        if (s === undefined || s.replica === undefined) return
+        await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "cancel" }), "watch.cancel", {
+          session: s.id,
+          watchId: id
+        }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "cancel not answered"))
+      })
+    }
+
+    private onProgress(): void {
+      if (this.progressPending) return
+      this.progressPending = true
+      this.enqueue(() => this.sendProgress())
+    }
+
+    private async sendProgress(): Promise<void> {
+      const s = await this.ensureSession()
+      if (s === undefined || this.session !== s) return
+      await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica!, endpoint: "progress" }), "watch.progress", {
+        session: s.id
+      }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "progress not answered"))
+    }
+
+    /** The current session, opening one (retrying every second while the stream lives). */
+    private ensureSession(): Promise<Session | undefined> {
+      if (this.session !== undefined && this.session.replica !== undefined) return Promise.resolve(this.session)
+      this.opening ??= this.open().finally(() => {
+        this.opening = undefined
+      })
+      return this.opening
+    }
+
+    private async open(): Promise<Session | undefined> {
+      while (!this.closed) {
+        const s: Session = { id: `${ctx.instance}-${nextSession++}`, replica: undefined, expectedSeq: 1, acked: 0, stream: this }
+        this.session = s
+        sessions.set(s.id, s)
+        try {
+          const frame = await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, endpoint: "open" }), "watch.open", {
+            session: s.id,
+            gateway: ctx.responseSubject
+          }, { timeoutMs: 3000 })
+          s.replica = okOrError(frame, WatchOpenReply).replica
+          stats.sessions++
+          if (this.closed) this.closeSession(s)
+          return s
+        } catch {
+          sessions.delete(s.id)
+          this.session = undefined
+          await new Promise((r) => setTimeout(r, 1000))
+        }
+      }
+      return undefined
+    }
+
+    private closeSession(s: Session): void {
+      sessions.delete(s.id)
+      if (s.replica !== undefined) {
+        ctx.rpc.publish(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "close" }), "watch.close", { session: s.id })
+      }
+    }
+
+    /**
+     * Moves the stream to a new session: every watch is re-created from the first revision its
+     * client has not seen (watches not yet announced from their original start); watches being
+     * canceled are answered here; a pending progress request is asked again.
+     */
+    failover(s: Session, reason: string): void {
+      if (this.session !== s || this.closed) return
+      stats.failovers++
+      ctx.log("info", "moving watch stream to another session", { session: s.id, replica: s.replica, reason })
+      this.closeSession(s)
+      this.session = undefined
+      this.waitingDrain = []
+      for (const w of [...this.watches.values()]) {
+        if (w.canceling) {
+          this.watches.delete(w.id)
+          this.enqueue(async () => {
+            this.write({ header: await this.header(0, 0), watch_id: w.id, canceled: true })
+          })
+        }
+      }
+      for (const w of this.watches.values()) this.enqueue(() => this.sendCreate(w))
+      if (this.progressPending) this.enqueue(() => this.sendProgress())
+    }
+
+    /** A numbered message of session `s`: written in order, acknowledged once taken. */
+    receive(s: Session, body: typeof WatchResponsesBody.Type): void {
+      if (this.session !== s || this.closed) return
+      if (body.seq < s.expectedSeq) return
+      if (body.seq > s.expectedSeq) {
+        stats.seqGaps++
+        return this.failover(s, `message ${s.expectedSeq} lost`)
+      }
+      s.expectedSeq++
+      void this.deliver(s, body)
+    }
+
+    private async deliver(s: Session, body: typeof WatchResponsesBody.Type): Promise<void> {
+      const id = await ctx.identity()
+      let room = true
+      for (const r of body.responses) {
+        const wire = this.toWire(r, body.term, id)
+        for (const out of wire) room = this.write(out)
+      }
+      if (room) this.ack(s, body.seq)
+      else this.waitingDrain.push({ session: s, seq: body.seq })
+    }
+
+    private onDrain(): void {
+      const waiting = this.waitingDrain
+      this.waitingDrain = []
+      for (const { session, seq } of waiting) this.ack(session, seq)
+    }
+
+    private ack(s: Session, seq: number): void {
+      if (this.session !== s || s.replica === undefined) return
+      s.acked = Math.max(s.acked, seq)
+      ctx.rpc.publish(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "ack" }), "watch.ack", { session: s.id, seq })
+    }
+
+    /** Tracks the watch's progress and renders the response (several when fragmented). */
+    private toWire(r: WatchResponseBody, term: number, id: { clusterId: bigint; memberId: bigint }): Wire[] {
+      const header = headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision: r.revision, raftTerm: term })
+      if (r.watchId === -1) {
+        // A progress response for the whole stream: every watch has seen everything up to it.
+        this.progressPending = false
+        for (const w of this.watches.values()) if (w.announced) w.nextRev = Math.max(w.nextRev, r.revision + 1)
+        return [{ header, watch_id: -1, events: [] }]
+      }
+      const w = this.watches.get(r.watchId)
+      if (w === undefined) return []
+      if (r.created === true) {
+        if (w.announced) return []
+        w.announced = true
+        w.nextRev = w.startRevision > 0 ? w.startRevision : r.revision + 1
+        return [{ header, watch_id: w.id, created: true }]
+      }
+      if (r.canceled === true) {
+        this.watches.delete(w.id)
+        return [{
+          header,
+          watch_id: w.id,
+          canceled: true,
+          compact_revision: r.compactRevision ?? 0,
+          cancel_reason: r.cancelReason ?? "",
+          events: []
+        }]
+      }
+      if (r.events.length === 0) {
+        w.nextRev = Math.max(w.nextRev, r.revision + 1)
+        return [{ header, watch_id: w.id, events: [] }]
+      }
+      w.nextRev = r.events[r.events.length - 1]!.kv.modRevision + 1
+      const events = r.events.map(eventToWire)
+      if (!w.fragment || events.length < 2) return [{ header, watch_id: w.id, events }]
+      // etcd sendFragments: cut before the event that takes a fragment to the limit.
+      let total = 64
+      for (const e of r.events) total += eventWireBytes(e)
+      if (total < ctx.maxRequestBytes) return [{ header, watch_id: w.id, events }]
+      const out: Wire[] = []
+      let cur: Wire[] = []
+      let bytes = 64
+      for (let i = 0; i < events.length; i++) {
+        const b = eventWireBytes(r.events[i]!)
+        if (cur.length > 0 && bytes + b >= ctx.maxRequestBytes) {
+          out.push({ header, watch_id: w.id, events: cur, fragment: true })
+          cur = []
+          bytes = 64
+        }
+        cur.push(events[i]!)
+        bytes += b
+      }
+      out.push({ header, watch_id: w.id, events: cur, fragment: false })
+      return out
+    }
+
+    /** The client's stream ended: drop the session. */
+    close(): void {
+      if (this.closed) return
+      this.closed = true
+      if (this.session !== undefined) this.closeSession(this.session)
+      this.session = undefined
+    }
+  }
+
+  return {
+    /** Serves one Watch stream (grpc bidi handler). */
+    Watch: (call: grpc.ServerDuplexStream<Wire, Wire>): void => {
+      stats.streams++
+      new WatchStream(call)
+    },
+    /** Stops pinging and closes every session. */
+    close: (): void => {
+      clearInterval(pingTimer)
+      for (const s of [...sessions.values()]) s.stream.close()
+      sub.unsubscribe()
+    },
+    stats
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The watch process: one replica of the watch service, which fans the cluster's committed
+ * events out to watch streams. Replicas belong to no member and share nothing: run one or many.
+ *
+ *   node services/watch/main.ts --replica=w1 [--progress-notify-interval=10m]
+ *     [--window-bytes=4194304] [--session-timeout-ms=15000] (+ --cluster, --nats, --log-level)
+ *
+ * What it does (the pure part is ./core/hub.ts):
+ * - follows `natcd.<cluster>.*.mvcc.events`, the committed event stream every member's mvcc
+ *   service publishes, keeping the first copy of each revision; a revision it missed (a lost
+ *   frame, or a heartbeat announcing a head beyond its own) is read from the `mvcc.history`
+ *   endpoint of the member with the highest head it has heard of;
+ * - joins the queue group of `natcd.<cluster>.watch.open` once it knows the stream's head, so
+ *   that NATS spreads new watch sessions over the replicas; a replica started later takes new
+ *   sessions from then on;
+ * - serves each session's create / cancel / progress / ack / ping / close on
+ *   `natcd.<cluster>.watch.<replica>.<endpoint>` and publishes its responses, in numbered
+ *   messages, to the session's gateway;
+ * - runs the hub's catch-up rounds every 100 ms and after each input (etcd watchResyncPeriod),
+ *   the periodic progress notification (etcd --experimental-watch-progress-notify-interval,
+ *   default 10 min), and drops sessions whose gateway went silent for --session-timeout-ms.
+ *
+ * `--member` is accepted (every service takes the common flags) but unused: a replica is not
+ * part of a member.
+ */
+import { Option } from "commander"
+import { Effect, Layer, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+import { unpackValue } from "../../shared/frame.ts"
+import {
+  HistoryReply,
+  MvccEventsBody,
+  PackedRevisions,
+  WatchAckBody,
+  WatchCancelBody,
+  WatchCloseBody,
+  WatchCreateBody,
+  WatchOpenBody,
+  WatchPingBody,
+  WatchProgressBody
+} from "../../shared/schema.ts"
+import { allMembersEventsSubject, checkToken, subject, watchSubject } from "../../shared/subjects.ts"
+import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
+import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { okOrError, serve } from "../runtime/rpc.ts"
+import { WatchHub } from "./core/hub.ts"
+import type { FetchRequest, FetchResult } from "./core/hub.ts"
+import type { RevisionEvents } from "./core/watcher-group.ts"
+
+interface WatchFlags {
+  readonly replica: string
+  readonly progressNotifyInterval: number
+  readonly windowBytes: number
+  readonly sessionTimeoutMs: number
+}
+
+const durationMs = (value: string): number => {
+  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
+  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
+  return ms
+}
+
+const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
+  c
+    .addOption(new Option("--replica <name>", "replica name (default: random)").env("NATCD_WATCH_REPLICA").default(""))
+    .addOption(
+      new Option("--progress-notify-interval <duration>", "periodic progress notification interval (Go duration or ms; etcd: 10m)")
+        .env("NATCD_WATCH_PROGRESS_NOTIFY_INTERVAL").argParser(durationMs).default(10 * 60 * 1000)
+    )
+    .addOption(
+      new Option("--window-bytes <n>", "unacknowledged response bytes per watch stream before its watchers become victims")
+        .env("NATCD_WATCH_WINDOW_BYTES").argParser(positiveInt).default(4 * 1024 * 1024)
+    )
+    .addOption(
+      new Option("--session-timeout-ms <ms>", "drop a watch stream whose gateway was silent this long")
+        .env("NATCD_WATCH_SESSION_TIMEOUT_MS").argParser(positiveInt).default(15_000)
+    )
+)
+const replica = checkToken("watch replica", flags.replica === "" ? `w${randomBytes(4).toString("hex")}` : flags.replica)
+
+/** How often catch-up rounds run without other input (etcd watchResyncPeriod). */
+const resyncMs = 100
+/** A history read that got no answer within this is retried (on another member if known). */
+const historyTimeoutMs = 3000
+
+const decodeRevisions = Schema.decodeUnknownSync(PackedRevisions)
+
+const WatchLive = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const { nc, rpc } = yield* Nats
+    const cluster = flags.cluster
+    const hub = new WatchHub({ windowBytes: flags.windowBytes })
+    const log = (level: "info" | "warn", message: string, fields: Record<string, unknown>) =>
+      Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(
+        Effect.annotateLogs({ service: "watch", replica, ...fields })
+      ))
+
+    /** Members heard of on the event stream: their head and failed history reads. */
+    const members = new Map<string, { head: number; failures: number }>()
+    const pickMember = (): string | undefined => {
+      let best: string | undefined
+      let bestScore = -Infinity
+      for (const [name, m] of members) {
+        const score = m.head - m.failures * 1e6
+        if (score > bestScore) {
+          best = name
+          bestScore = score
+        }
+      }
+      return best
+    }
+
+    let scheduled = false
+    let stopped = false
+    const schedule = () => {
+      if (scheduled || stopped) return
+      scheduled = true
+      setImmediate(flush)
+    }
+    const flush = () => {
+      scheduled = false
+      if (stopped) return
+      const more = hub.sync()
+      for (const f of hub.fetches()) void runFetch(f)
+      for (const m of hub.takeOutgoing()) {
+        rpc.publish(m.gateway, "watch.responses", {
+          session: m.session,
+          replica,
+          seq: m.seq,
+          term: m.term,
+          responses: m.responses
+        })
+      }
+      if (more) schedule()
+      if (hub.initialized() && openEndpoint === undefined) startOpenEndpoint()
+    }
+
+    const runFetch = async (f: FetchRequest) => {
+      const member = pickMember()
+      let result: FetchResult = { failed: true }
+      if (member !== undefined) {
+        try {
+          const frame = await rpc.call(subject({ cluster, member, service: "mvcc", endpoint: "history" }), "mvcc.history", {
+            fromRev: f.fromRev,
+            toRev: f.toRev,
+            maxBytes: f.maxBytes,
+            prevKv: f.prevKv
+          }, { timeoutMs: historyTimeoutMs })
+          const ok = okOrError(frame, HistoryReply)
+          result = { revs: decodeRevisions(unpackValue(ok.revs)) as ReadonlyArray<RevisionEvents>, toRev: ok.toRev, head: ok.head, compactRev: ok.compactRev, term: ok.term }
+          members.get(member)!.failures = 0
+        } catch (e) {
+          const err = e as { _tag?: string; compactRevision?: number }
+          if (err._tag === "Compacted" && typeof err.compactRevision === "number") result = { compacted: err.compactRevision }
+          else {
+            const m = members.get(member)
+            if (m !== undefined) m.failures++
+            log("warn", "history read failed", { member, fromRev: f.fromRev, toRev: f.toRev, error: String(err._tag ?? e) })
+          }
+        }
+      }
+      hub.fetched(f, result)
+      schedule()
+    }
+
+    const opts = endpointOptions("watch")
+    const endpoints: Array<{ stop: () => void }> = []
+    // The committed stream from every member.
+    endpoints.push(serve(nc, allMembersEventsSubject(cluster), "mvcc.events", MvccEventsBody, (req) => {
+      const b = req.body
+      const m = members.get(b.member)
+      if (m === undefined) members.set(b.member, { head: b.head, failures: 0 })
+      else m.head = Math.max(m.head, b.head)
+      if (!hub.wants(b.head)) return
+      let revs: ReadonlyArray<RevisionEvents> = []
+      if (b.revs.length > 1) revs = decodeRevisions(unpackValue(b.revs)) as ReadonlyArray<RevisionEvents>
+      // A frame whose revisions were too big to carry arrives empty: the gap read fetches them.
+      hub.live({ fromRev: revs.length > 0 ? b.fromRev : b.head + 1, head: b.head, compactRev: b.compactRev, term: b.term, revs })
+      schedule()
+    }, opts))
+
+    const at = (endpoint: "create" | "cancel" | "progress" | "ack" | "ping" | "close") => watchSubject({ cluster, replica, endpoint })
+    endpoints.push(serve(nc, at("create"), "watch.create", WatchCreateBody, (req) => {
+      const { session, ...create } = req.body
+      const known = hub.create(session, create)
+      req.reply("watch.create.reply", { ok: { known } })
+      schedule()
+    }, opts))
+    endpoints.push(serve(nc, at("cancel"), "watch.cancel", WatchCancelBody, (req) => {
+      req.reply("watch.cancel.reply", { ok: { known: hub.cancel(req.body.session, req.body.watchId) } })
+      schedule()
+    }, opts))
+    endpoints.push(serve(nc, at("progress"), "watch.progress", WatchProgressBody, (req) => {
+      req.reply("watch.progress.reply", { ok: { known: hub.progress(req.body.session) } })
+      schedule()
+    }, opts))
+    endpoints.push(serve(nc, at("ack"), "watch.ack", WatchAckBody, (req) => {
+      hub.ack(req.body.session, req.body.seq, Date.now())
+      schedule()
+    }, opts))
+    endpoints.push(serve(nc, at("ping"), "watch.ping", WatchPingBody, (req) => {
+      req.reply("watch.ping.reply", { unknown: hub.ping(req.body.sessions, Date.now()) })
+      schedule()
+    }, opts))
+    endpoints.push(serve(nc, at("close"), "watch.close", WatchCloseBody, (req) => {
+      hub.closeSession(req.body.session)
+    }, opts))
+
+    // New sessions are taken only once the stream's head is known.
+    let openEndpoint: { stop: () => void } | undefined
+    const startOpenEndpoint = () => {
+      openEndpoint = serve(nc, watchSubject({ cluster, endpoint: "open" }), "watch.open", WatchOpenBody, (req) => {
+        hub.openSession(req.body.session, req.body.gateway, Date.now())
+        req.reply("watch.open.reply", { ok: { replica, head: hub.headRevision() } })
+      }, { ...opts, queue: "watch" })
+      endpoints.push(openEndpoint)
+      log("info", "taking watch sessions", { head: hub.headRevision() })
+    }
+
+    const timers = [
+      setInterval(schedule, resyncMs),
+      setInterval(() => {
+        hub.progressTick()
+        schedule()
+      }, flags.progressNotifyInterval),
+      setInterval(() => {
+        const gone = hub.expire(Date.now(), flags.sessionTimeoutMs)
+        if (gone.length > 0) log("info", "dropped silent watch sessions", { sessions: gone.length })
+      }, 1000)
+    ]
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopped = true
+        timers.forEach(clearInterval)
+        endpoints.forEach((e) => e.stop())
+        log("info", "watch replica stopping", { ...hub.stats() })
+      })
+    )
+    yield* Effect.logInfo("watch replica started").pipe(Effect.annotateLogs({ replica, progressNotifyIntervalMs: flags.progressNotifyInterval }))
+  })
+)
+
+launch("watch", flags, WatchLive)
