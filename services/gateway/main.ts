@@ -2,19 +2,29 @@
  * The gateway process: etcd's v3 gRPC API for one member.
  *
  *   node services/gateway/main.ts --member=m1 [--listen-client-urls=http://127.0.0.1:2379]
- *     [--request-timeout-ms=7000] [--max-request-bytes=1572864] (+ the common flags)
+ *     [--request-timeout-ms=7000] [--max-request-bytes=1572864] [--election-timeout=1000]
+ *     (+ the common flags)
+ *
+ * Serves KV, Watch, Lease (./lease.ts), Cluster, Maintenance, and etcd's v3lock Lock
+ * (./lock.ts) and v3election Election (./election.ts) services. --election-timeout sets the
+ * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
 import { Option } from "commander"
 import { Effect, Layer, Schema } from "effect"
 import { RaftStatus } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+import { leaseSubject, mvccLeaseSubject, subject } from "../../shared/subjects.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
 import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
 import { Proposer } from "./proposer.ts"
-import { bidiStream, startGrpcServer } from "./server.ts"
+import { makeElectionHandlers } from "./election.ts"
+import { makeInternalKv } from "./internal-kv.ts"
+import { makeLeaseHandlers } from "./lease.ts"
+import { makeLockHandlers } from "./lock.ts"
+import { minLeaseTtlSec } from "../lease/core/lessor.ts"
+import { abortable, bidiStream, startGrpcServer } from "./server.ts"
 import { makeWatchHandler } from "./watch.ts"
 
 interface GatewayFlags {
@@ -22,6 +32,7 @@ interface GatewayFlags {
   readonly requestTimeoutMs: number
   readonly maxRequestBytes: number
   readonly quotaBackendBytes: number
+  readonly electionTimeout: number
 }
 
 const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
@@ -33,6 +44,7 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
       new Option("--quota-backend-bytes <n>", "backend quota (0: etcd's 2 GiB default, negative: none)")
         .env("NATCD_QUOTA_BACKEND_BYTES").argParser((v) => Number.parseInt(v, 10)).default(0)
     )
+    .addOption(new Option("--election-timeout <ms>", "raft election timeout; sets the minimum lease TTL, ceil(1.5 x it)").env("NATCD_ELECTION_TIMEOUT").argParser(positiveInt).default(1000))
 )
 
 const GatewayLive = Layer.effectDiscard(
@@ -125,12 +137,52 @@ const GatewayLive = Layer.effectDiscard(
       ),
       (w) => Effect.sync(() => w.close())
     )
+    const lease = makeLeaseHandlers({
+      rpc,
+      proposer,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      electionTimeoutMs: flags.electionTimeout,
+      subjects: {
+        keepAlive: leaseSubject({ ...at, endpoint: "keepalive" }),
+        timeToLive: leaseSubject({ ...at, endpoint: "timetolive" }),
+        leases: mvccLeaseSubject({ ...at, endpoint: "leases" }),
+        readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }),
+        raftStatus: raftStatusSubject,
+        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
+      },
+      identity: handlers.identity
+    })
+    const internalKv = makeInternalKv({
+      rpc,
+      proposer,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      subjects: { readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }), range: subject({ ...at, service: "mvcc", endpoint: "range" }) },
+      identity: handlers.identity,
+      checkQuota: maintenance.checkQuota
+    })
+    const lock = makeLockHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
+    const election = makeElectionHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
     const address = `${url.hostname}:${url.port || "2379"}`
     yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         startGrpcServer(address, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
+          Lease: {
+            LeaseGrant: lease.LeaseGrant,
+            LeaseRevoke: lease.LeaseRevoke,
+            LeaseKeepAlive: bidiStream(lease.LeaseKeepAlive),
+            LeaseTimeToLive: lease.LeaseTimeToLive,
+            LeaseLeases: lease.LeaseLeases
+          },
+          Lock: { Lock: abortable(lock.Lock), Unlock: lock.Unlock },
+          Election: {
+            Campaign: abortable(election.Campaign),
+            Proclaim: election.Proclaim,
+            Leader: election.Leader,
+            Observe: abortable(election.Observe),
+            Resign: election.Resign
+          },
           Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
           Maintenance: {
             Status: handlers.Status,

@@ -25,11 +25,15 @@ const loaderOptions: protoLoader.Options = {
   includeDirs: [protoDir]
 }
 
-/** Loads etcd's service definitions (package etcdserverpb). */
+/**
+ * Loads etcd's service definitions: package etcdserverpb (KV, Watch, Lease, Cluster,
+ * Maintenance), plus the Lock service of package v3lockpb and the Election service of package
+ * v3electionpb under the names `Lock` and `Election`.
+ */
 export const loadEtcdServices = () => {
-  const definition = protoLoader.loadSync(["etcdserverpb/rpc.proto"], loaderOptions)
+  const definition = protoLoader.loadSync(["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"], loaderOptions)
   const pkg = grpc.loadPackageDefinition(definition) as any
-  return pkg.etcdserverpb as Record<string, { service: grpc.ServiceDefinition }>
+  return { ...pkg.etcdserverpb, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election } as Record<string, { service: grpc.ServiceDefinition }>
 }
 
 /** A unary handler: wire request in, promise of wire response out (rejections are errors). */
@@ -77,6 +81,47 @@ export interface BidiStreamHandler {
 /** Marks `handle` as a bidirectional-streaming method. */
 export const bidiStream = (handle: BidiStreamHandler["handle"]): BidiStreamHandler => ({ kind: "bidi", handle })
 
+/**
+ * A unary or server-streaming handler that learns when the client goes away: `signal` aborts
+ * when the call is cancelled (client gone, deadline passed) or has ended. For methods that wait
+ * (v3lock Lock, v3election Campaign and Observe), which etcd abandons with the call's context.
+ * `write` is undefined for a unary method, whose result is the promise's value.
+ */
+export interface AbortableHandler {
+  readonly kind: "abortable"
+  readonly handle: (request: Wire, signal: AbortSignal, write?: (response: Wire) => Promise<void>) => Promise<Wire | void>
+}
+
+/** Marks `handle` as an {@link AbortableHandler}. */
+export const abortable = (handle: AbortableHandler["handle"]): AbortableHandler => ({ kind: "abortable", handle })
+
+const abortableCall = (handler: AbortableHandler, streamed: boolean) =>
+  (call: grpc.ServerUnaryCall<Wire, Wire> | grpc.ServerWritableStream<Wire, Wire>, callback?: grpc.sendUnaryData<Wire>) => {
+    const controller = new AbortController()
+    call.on("cancelled", () => controller.abort())
+    call.on("close", () => controller.abort())
+    const fail = (error: unknown) => {
+      const e = toGrpcError(error)
+      if (callback !== undefined) callback({ code: e.code, details: e.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
+      else (call as grpc.ServerWritableStream<Wire, Wire>).destroy(Object.assign(new Error(e.details), { code: e.code, details: e.details }))
+    }
+    if (!streamed) {
+      handler.handle(call.request, controller.signal).then((response) => callback!(null, response as Wire), fail)
+      return
+    }
+    const stream = call as grpc.ServerWritableStream<Wire, Wire>
+    const write = (response: Wire) =>
+      new Promise<void>((resolve) => {
+        if (controller.signal.aborted) return resolve()
+        if (stream.write(response)) resolve()
+        else {
+          stream.once("drain", () => resolve())
+          controller.signal.addEventListener("abort", () => resolve(), { once: true })
+        }
+      })
+    handler.handle(call.request, controller.signal, write).then(() => stream.end(), fail)
+  }
+
 const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   handler(call.request).then(
     (response) => callback(null, response),
@@ -94,7 +139,7 @@ const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call
  */
 export const startGrpcServer = async (
   address: string,
-  services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler>>,
+  services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
   maxRequestBytes: number
 ): Promise<grpc.Server> => {
   const definitions = loadEtcdServices()
@@ -107,6 +152,11 @@ export const startGrpcServer = async (
     if (def === undefined) throw new Error(`no service ${name} in etcdserverpb`)
     const impl: grpc.UntypedServiceImplementation = {}
     for (const [method, handler] of Object.entries(methods)) {
+      if (typeof handler !== "function" && handler.kind === "abortable") {
+        const streamed = (def.service as Record<string, { responseStream?: boolean }>)[method]?.responseStream === true
+        impl[method] = abortableCall(handler, streamed) as grpc.UntypedHandleCall
+        continue
+      }
       impl[method] = typeof handler === "function" ? unary(handler) : handler.kind === "bidi" ? handler.handle : streaming(handler)
     }
     server.addService(def.service, impl)

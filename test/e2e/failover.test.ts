@@ -41,7 +41,7 @@ describe("3-member failover", () => {
       const leader = await findLeader(natcd)
       const leaderName = `m${leader + 1}`
       const killedAt = Date.now()
-      expect(signalMember(natcd, leaderName, "SIGKILL").length).toBe(4)
+      expect(signalMember(natcd, leaderName, "SIGKILL").length).toBe(5) // wal, mvcc, lease, raft, gateway
       const newLeader = await findLeader(natcd, 10_000, [leader])
       const electedAfterMs = Date.now() - killedAt
       console.log(`failover: killed ${leaderName}; m${newLeader + 1} leads after ${electedAfterMs} ms`)
