@@ -110,7 +110,8 @@ const GatewayLive = Layer.effectDiscard(
       subjects: {
         hashKv: subject({ ...at, service: "mvcc", endpoint: "hashkv" }),
         snapshot: subject({ ...at, service: "mvcc", endpoint: "snapshot" }),
-        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" })
+        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" }),
+        defragment: subject({ ...at, service: "mvcc", endpoint: "defragment" })
       }
     })
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
@@ -125,6 +126,7 @@ const GatewayLive = Layer.effectDiscard(
             MoveLeader: cluster.MoveLeader,
             Alarm: maintenance.Alarm,
             HashKV: backendMaintenance.HashKV,
+            Defragment: backendMaintenance.Defragment,
             Snapshot: backendMaintenance.Snapshot
           }
         }, flags.maxRequestBytes)
