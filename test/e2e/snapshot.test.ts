@@ -33,7 +33,7 @@ const raftStatusOf = async (natcd: Natcd, member: string) => {
 const env = {
   NATCD_SNAPSHOT_COUNT: "100",
   NATCD_SNAPSHOT_CATCHUP_ENTRIES: "20",
-  NATCD_WAL_SEGMENT_BYTES: String(64 * 1024),
+  NATCD_WAL_SEGMENT_BYTES: String(1024 * 1024),
   NATCD_MAX_SNAPSHOTS: "3"
 }
 
@@ -54,13 +54,16 @@ describe("snapshots", () => {
       expect(signalMember(natcd, lagName, "SIGSTOP")).toHaveLength(4)
       const client = kvClient(natcd.endpoints[leader]!)
       const writes = 1000
+      // 8 KiB values: the snapshot the lagging member installs is several MiB, many chunks.
+      const pad = "p".repeat(8 * 1024)
       try {
         for (let i = 0; i < writes; i += 20) {
-          await Promise.all(Array.from({ length: 20 }, (_, k) => client.put(`snap-${i + k}`, `v${i + k}`)))
+          await Promise.all(Array.from({ length: 20 }, (_, k) => client.put(`snap-${i + k}`, `v${i + k}${pad}`)))
         }
       } finally {
         client.close()
       }
+      const termBefore = (await raftStatusOf(natcd, `m${leader + 1}`)).term
       const walFiles = readdirSync(join(data.dir, `m${leader + 1}`, "wal")).filter((f) => f.endsWith(".wal"))
       const snapFiles = readdirSync(join(data.dir, `m${leader + 1}`, "snap")).filter((f) => f.endsWith(".snap"))
       console.log(`after ${writes} writes: leader WAL segments ${walFiles.length}, raft snapshot files ${snapFiles.length}`)
@@ -86,7 +89,11 @@ describe("snapshots", () => {
       console.log(`${lagName} raft peer counters: ${JSON.stringify(status.peers)}`)
       expect(status.peers.snapshotsInstalled).toBeGreaterThanOrEqual(1)
       const r = await etcdctl(natcd.endpoints[lagging]!, ["get", "snap-999", "--consistency=s", "--print-value-only"])
-      expect(r.stdout.trim()).toBe("v999")
+      expect(r.stdout.trim()).toBe(`v999${pad}`)
+      // The transfer did not disturb the leader: no election happened meanwhile.
+      const after = await raftStatusOf(natcd, `m${leader + 1}`)
+      expect(after.term).toBe(termBefore)
+      expect(await findLeader(natcd)).toBe(leader)
     } finally {
       await natcd.stop()
       data.remove()
