@@ -10,25 +10,7 @@ import { readdirSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { kvClient } from "./grpc-client.ts"
-import { etcdctl, findLeader, natcdPorts, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
-import type { Natcd } from "./harness.ts"
-import { connect } from "@nats-io/transport-node"
-import { Schema } from "effect"
-import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import { RaftStatus } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
-
-const raftStatusOf = async (natcd: Natcd, member: string) => {
-  const nc = await connect({ servers: `127.0.0.1:${natcdPorts(900).nats}` })
-  try {
-    const msg = await nc.request(subject({ cluster: "natcd", member, service: "raft", endpoint: "status" }), encodeFrame({ kind: "raft.status", version: 1, traceparent: "", id: 1, body: {} }), { timeout: 5000 })
-    const f = decodeFrame(msg.data)
-    if (isFrameDecodeError(f)) throw new Error(f.reason)
-    return Schema.decodeUnknownSync(RaftStatus)(f.body)
-  } finally {
-    await nc.close()
-  }
-}
+import { etcdctl, findLeader, raftStatus, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 
 const env = {
   NATCD_SNAPSHOT_COUNT: "100",
@@ -63,7 +45,7 @@ describe("snapshots", () => {
       } finally {
         client.close()
       }
-      const termBefore = (await raftStatusOf(natcd, `m${leader + 1}`)).term
+      const termBefore = (await raftStatus(900, `m${leader + 1}`)).term
       const walFiles = readdirSync(join(data.dir, `m${leader + 1}`, "wal")).filter((f) => f.endsWith(".wal"))
       const snapFiles = readdirSync(join(data.dir, `m${leader + 1}`, "snap")).filter((f) => f.endsWith(".snap"))
       console.log(`after ${writes} writes: leader WAL segments ${walFiles.length}, raft snapshot files ${snapFiles.length}`)
@@ -85,13 +67,13 @@ describe("snapshots", () => {
         await sleep(300)
       }
       console.log(`${lagName} converged after ${Date.now() - started} ms: ${converged[0]}`)
-      const status = await raftStatusOf(natcd, lagName)
+      const status = await raftStatus(900, lagName)
       console.log(`${lagName} raft peer counters: ${JSON.stringify(status.peers)}`)
       expect(status.peers.snapshotsInstalled).toBeGreaterThanOrEqual(1)
       const r = await etcdctl(natcd.endpoints[lagging]!, ["get", "snap-999", "--consistency=s", "--print-value-only"])
       expect(r.stdout.trim()).toBe(`v999${pad}`)
       // The transfer did not disturb the leader: no election happened meanwhile.
-      const after = await raftStatusOf(natcd, `m${leader + 1}`)
+      const after = await raftStatus(900, `m${leader + 1}`)
       expect(after.term).toBe(termBefore)
       expect(await findLeader(natcd)).toBe(leader)
     } finally {
