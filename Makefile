@@ -2,6 +2,7 @@
 #
 #   make run      install what is missing, then run a local cluster in the foreground
 #   make test     install what is missing, then run the whole test suite
+#   make bench    benchmark natcd against the real etcd in the same run
 #
 # Variables: DATA_DIR (default ./data), MEMBERS (default 3), NATS_URL (use an existing
 # nats-server instead of starting one).
@@ -27,10 +28,10 @@ DATA_DIR ?= ./data
 MEMBERS ?= 3
 export DATA_DIR MEMBERS
 
-.PHONY: run test typecheck deps system-deps clean-data help
+.PHONY: run test bench typecheck deps system-deps clean-data help
 
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n "2,10p" Makefile
 
 $(PINNED_NODE_BIN)/node:
 	@echo "natcd: system node is $(SYSTEM_NODE_MAJOR).x; installing Node $(NODE_VERSION) under $(TOOLS)/"
@@ -68,6 +69,10 @@ export SIM_SEEDS
 
 test: deps system-deps typecheck
 	node node_modules/vitest/vitest.mjs run
+
+# Benchmark natcd against the real etcd (started by the tool) in one run; BENCH_ARGS passes flags.
+bench: deps system-deps
+	node bench/main.ts $(BENCH_ARGS)
 
 typecheck: deps
 	node node_modules/typescript/bin/tsc -p tsconfig.json

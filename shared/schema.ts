@@ -262,6 +262,9 @@ export const MvccInstallReply = okOrErr(Schema.Struct({ appliedIndex: Int }))
 export const MvccChunkBody = Schema.Struct({ file: Schema.String, offset: Int, length: Int })
 export const MvccChunkReply = okOrErr(Schema.Struct({ data: Bytes }))
 
+/** mvcc.defragment: reply once the compacted copy is ready; the service then restarts on it. */
+export const DefragmentReply = okOrErr(Schema.Struct({ sizeBytes: Int }))
+
 /** mvcc.hashkv: hash of the key space up to `revision` (0: the current revision). */
 export const HashKvBody = Schema.Struct({ revision: Int })
 export const HashKvReply = okOrErr(Schema.Struct({ hash: Int, compactRevision: Int, hashRevision: Int, revision: Int }))
@@ -496,6 +499,8 @@ export const FrameKinds = {
   "mvcc.install.reply": 1,
   "mvcc.chunk": 1,
   "mvcc.chunk.reply": 1,
+  "mvcc.defragment": 1,
+  "mvcc.defragment.reply": 1,
   "raft.members": 1,
   "raft.members.reply": 1,
   confchange: 1,

@@ -27,6 +27,7 @@
  * | mvcc | snapshot | request/reply | copy the state into a snapshot file |
  * | mvcc | chunk | request/reply | a piece of a snapshot file, for a member installing it |
  * | mvcc | install | request/reply | fetch a snapshot file from another member and install it |
+ * | mvcc | defragment | request/reply | rewrite the backend compacted (Maintenance.Defragment) |
  * | gateway | result.<instance> | publish | apply results for that gateway instance's proposals |
  * | mvcc | events | publish | the committed events of each applied batch, in revision order, plus idle heartbeats |
  * | mvcc | history | request/reply | events between two revisions, read from the backend (watch catch-up) |
@@ -45,7 +46,7 @@ export type ServiceName = "gateway" | "raft" | "wal" | "mvcc"
 export interface Endpoints {
   readonly raft: "propose" | "readindex" | "status" | "entries" | "msg" | "members" | "confchange" | "transfer"
   readonly wal: "append" | "load" | "snapshot"
-  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv" | "snapshot" | "chunk" | "install" | "events" | "history"
+  readonly mvcc: "apply" | "range" | "status" | "alarms" | "hashkv" | "snapshot" | "chunk" | "install" | "defragment" | "events" | "history"
   readonly gateway: "result" | "watch"
 }
 

@@ -1,6 +1,6 @@
 /**
  * Maintenance calls about a member's backend, served by the gateway: HashKV (compare members'
- * key spaces) and Snapshot (stream the backend, for `etcdctl snapshot save`), as etcd's
+ * key spaces), Snapshot (stream the backend, for `etcdctl snapshot save`) and Defragment, as etcd's
  * server/etcdserver/api/v3rpc/maintenance.go.
  *
  * Snapshot: the member's mvcc service copies its state into a snapshot file (mvcc.snapshot) and
@@ -9,7 +9,7 @@
  * counts down to 0 as etcd's.
  */
 import { createHash } from "node:crypto"
-import { HashKvReply, MvccChunkReply, MvccSnapshotReply } from "../../shared/schema.ts"
+import { DefragmentReply, HashKvReply, MvccChunkReply, MvccSnapshotReply } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
@@ -19,7 +19,7 @@ import { serverStream } from "./server.ts"
 /** What the handlers need. */
 export interface BackendMaintenanceContext {
   readonly rpc: RpcClient
-  readonly subjects: { readonly hashKv: string; readonly snapshot: string; readonly chunk: string }
+  readonly subjects: { readonly hashKv: string; readonly snapshot: string; readonly chunk: string; readonly defragment: string }
   readonly requestTimeoutMs: number
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
   readonly raftTerm: () => Promise<number>
@@ -27,7 +27,7 @@ export interface BackendMaintenanceContext {
 
 const chunkBytes = 1024 * 1024
 
-/** Makes Maintenance.HashKV and Maintenance.Snapshot. */
+/** Makes Maintenance.HashKV, Maintenance.Snapshot and Maintenance.Defragment. */
 export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) => {
   const header = async (revision: number): Promise<Wire> => {
     const id = await ctx.identity()
@@ -38,6 +38,11 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
       const frame = await ctx.rpc.call(ctx.subjects.hashKv, "hashkv", { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs })
       const r = okOrError(frame, HashKvReply)
       return { header: await header(r.revision), hash: r.hash, compact_revision: r.compactRevision, hash_revision: r.hashRevision }
+    },
+    Defragment: async (_w: Wire) => {
+      const frame = await ctx.rpc.call(ctx.subjects.defragment, "mvcc.defragment", {}, { timeoutMs: 300_000, retryAfterMs: 300_000 })
+      okOrError(frame, DefragmentReply)
+      return { header: await header(0) }
     },
     Snapshot: serverStream(async (_w, write) => {
       const frame = await ctx.rpc.call(ctx.subjects.snapshot, "mvcc.snapshot", { minIndex: 0 }, { timeoutMs: 120_000 })

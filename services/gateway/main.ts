@@ -123,7 +123,8 @@ const GatewayLive = Layer.effectDiscard(
       subjects: {
         hashKv: subject({ ...at, service: "mvcc", endpoint: "hashkv" }),
         snapshot: subject({ ...at, service: "mvcc", endpoint: "snapshot" }),
-        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" })
+        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" }),
+        defragment: subject({ ...at, service: "mvcc", endpoint: "defragment" })
       }
     })
     const watch = yield* Effect.acquireRelease(
@@ -189,6 +190,7 @@ const GatewayLive = Layer.effectDiscard(
             MoveLeader: cluster.MoveLeader,
             Alarm: maintenance.Alarm,
             HashKV: backendMaintenance.HashKV,
+            Defragment: backendMaintenance.Defragment,
             Snapshot: backendMaintenance.Snapshot
           },
           Watch: { Watch: bidiStream(watch.Watch) }

@@ -249,9 +249,12 @@ export class LmdbBackend {
   }
 
   /** Commits what is buffered, then closes the environment. */
-  /** Copies the committed environment to file `path` (LMDB's consistent copy); commit first to include buffered writes. */
-  backup(path: string): Promise<void> {
-    return this.env.backup(path, false)
+  /**
+   * Copies the committed environment to file `path` (LMDB's consistent copy; `compact` leaves
+   * out free pages, which is what defragmenting needs). Commit first to include buffered writes.
+   */
+  backup(path: string, compact = false): Promise<void> {
+    return this.env.backup(path, compact)
   }
 
   close(): Promise<void> {

@@ -24,7 +24,7 @@
  */
 import { Option } from "commander"
 import { Effect, Layer, Queue, Schema } from "effect"
-import { mkdirSync } from "node:fs"
+import { mkdirSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
 import {
@@ -228,6 +228,25 @@ const MvccLive = Layer.effectDiscard(
         snapshots.readChunk(req.body.file, req.body.offset, req.body.length).then(
           (data) => req.reply("mvcc.chunk.reply", { ok: { data } }),
           (e) => req.reply("mvcc.chunk.reply", { err: toErrorData(new MalformedFrame({ reason: `chunk failed: ${String(e)}` })) })
+        )
+      }, opts),
+      serve(nc, subject({ ...at, service: "mvcc", endpoint: "defragment" }), "mvcc.defragment", Schema.Struct({}), (req) => {
+        // etcd rewrites the bbolt file; natcd writes a compacted LMDB copy (everything committed
+        // first) and restarts on it, as after installing a snapshot. Entries applied meanwhile
+        // are applied again from raft after the restart.
+        if (restarting) return req.reply("mvcc.defragment.reply", { err: toErrorData(new MalformedFrame({ reason: "restarting" })) })
+        applier.commit()
+        restarting = true
+        backend.backup(`${dbPath}.install`, true).then(
+          () => {
+            req.reply("mvcc.defragment.reply", { ok: { sizeBytes: statSync(`${dbPath}.install`).size } })
+            runDetached(Effect.logInfo("defragmented; restarting on the compacted copy"))
+            setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
+          },
+          (e) => {
+            restarting = false
+            req.reply("mvcc.defragment.reply", { err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
+          }
         )
       }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "install" }), "mvcc.install", MvccInstallBody, (req) => {

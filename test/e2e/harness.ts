@@ -10,6 +10,11 @@ import { createConnection } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { connect } from "@nats-io/transport-node"
+import { Schema } from "effect"
+import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
+import { RaftStatus } from "../../shared/schema.ts"
+import { subject } from "../../shared/subjects.ts"
 
 const root = fileURLToPath(new URL("../../", import.meta.url))
 
@@ -249,5 +254,25 @@ export const findLeader = async (natcd: Natcd, timeoutMs = 15_000, exclude: Read
     }
     if (Date.now() > deadline) throw new Error("no leader found")
     await sleep(50)
+  }
+}
+
+/**
+ * Raft status of `member` read straight from its raft service over NATS (counters etcd's API
+ * does not expose), for a cluster started with `portOffset`.
+ */
+export const raftStatus = async (portOffset: number, member: string) => {
+  const nc = await connect({ servers: `127.0.0.1:${natcdPorts(portOffset).nats}` })
+  try {
+    const msg = await nc.request(
+      subject({ cluster: "natcd", member, service: "raft", endpoint: "status" }),
+      encodeFrame({ kind: "raft.status", version: 1, traceparent: "", id: 1, body: {} }),
+      { timeout: 5000 }
+    )
+    const f = decodeFrame(msg.data)
+    if (isFrameDecodeError(f)) throw new Error(f.reason)
+    return Schema.decodeUnknownSync(RaftStatus)(f.body)
+  } finally {
+    await nc.close()
   }
 }

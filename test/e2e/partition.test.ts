@@ -7,12 +7,10 @@
  * sender, of a stale term, and undecodable.
  */
 import { connect } from "@nats-io/transport-node"
-import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import { RaftStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
-import { etcdctl, findLeader, natcdPorts, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, findLeader, natcdPorts, raftStatus, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 
 const portOffset = 600
 
@@ -59,13 +57,13 @@ describe("leader in a minority", () => {
       await findLeader(natcd)
       const at = { cluster: "natcd", member: "m1" }
       const msgSubject = subject({ ...at, service: "raft", endpoint: "msg" })
-      const m1 = (await raftStatus(nc, subject({ ...at, service: "raft", endpoint: "status" }))).memberId
+      const m1 = (await raftStatus(portOffset + 10, "m1")).memberId
       const base = { to: m1, term: 1, logTerm: 1, index: 1, entries: [], commit: 1, reject: false, rejectHint: 0, context: new Uint8Array() }
       const frame = (body: unknown) => encodeFrame({ kind: "raft.msg", version: 1, traceparent: "", id: 0, body })
       // A sender whose id does not derive from its name.
       nc.publish(msgSubject, frame({ from: 12345n, fromName: "m2", messages: [{ ...base, type: "MsgHeartbeat", from: 12345n }] }))
       // A real member's id and name, but a term long past (stale).
-      const m2 = (await raftStatus(nc, subject({ ...at, member: "m2", service: "raft", endpoint: "status" }))).memberId
+      const m2 = (await raftStatus(portOffset + 10, "m2")).memberId
       nc.publish(msgSubject, frame({ from: m2, fromName: "m2", messages: [{ ...base, type: "MsgApp", from: m2 }] }))
       // Undecodable bodies.
       const inbox = "_INBOX.raft-bad"
@@ -75,7 +73,7 @@ describe("leader in a minority", () => {
       nc.publish(msgSubject, frame({ from: m2, fromName: "m2", messages: [{ type: "MsgBogus" }] }), { reply: inbox })
       await nc.flush()
       await sleep(500)
-      const status = await raftStatus(nc, subject({ ...at, service: "raft", endpoint: "status" }))
+      const status = await raftStatus(portOffset + 10, "m1")
       console.log(`raft peer counters on m1: ${JSON.stringify(status.peers)}`)
       expect(status.peers.droppedUnknownSender).toBeGreaterThanOrEqual(1)
       expect(status.peers.staleTerm).toBeGreaterThanOrEqual(1)
@@ -90,10 +88,3 @@ describe("leader in a minority", () => {
     }
   }, 120_000)
 })
-
-const raftStatus = async (nc: Awaited<ReturnType<typeof connect>>, subj: string) => {
-  const msg = await nc.request(subj, encodeFrame({ kind: "raft.status", version: 1, traceparent: "", id: 1, body: {} }), { timeout: 5000 })
-  const f = decodeFrame(msg.data)
-  if (isFrameDecodeError(f)) throw new Error(f.reason)
-  return Schema.decodeUnknownSync(RaftStatus)(f.body)
-}

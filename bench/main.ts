@@ -1,0 +1,252 @@
+/**
+ * `natcd bench` / `make bench`: etcd-style benchmark of natcd side by side with the real etcd,
+ * both measured in the same run with the same client code.
+ *
+ *   node bench/main.ts [workload...] [--members=3] [--clients=64] [--conns=8] [--total=N]
+ *     [--duration=seconds] [--serializable] [--watchers=1000] [--watch-streams=10]
+ *     [--watch-puts=1000] [--key-space=100000] [--value-size=256] [--endpoints=host:port,...]
+ *     [--no-etcd] [--out=bench/results]
+ *
+ * Without workloads, it runs the default matrix (the targets of the benchmark issue). Without
+ * --endpoints it starts natcd (through its supervisor) and, when `etcd` is on PATH, a real etcd
+ * cluster with the same member count on other ports; workloads run interleaved: natcd, then
+ * etcd, per workload. Per run it prints ops/s, latency p50/p90/p99/max, errors, and server CPU
+ * milliseconds per operation summed over every server process (natcd: every service and
+ * nats-server; etcd: its members), then a table of natcd/etcd ratios with the targets, and peak
+ * RSS per member. One JSON line per run goes to stdout and everything to
+ * bench/results/<time>.json with machine info and the git commit.
+ */
+import { Command, Option } from "commander"
+import { execFileSync } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus, totalmem } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { ConnectionPool } from "./client.ts"
+import type { Cluster } from "./clusters.ts"
+import { startEtcd, startNatcd } from "./clusters.ts"
+import { memory, totalCpuMs } from "./proc.ts"
+import type { Measurement, WorkloadOptions } from "./workloads.ts"
+import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
+
+const root = fileURLToPath(new URL("../", import.meta.url))
+
+const cli = new Command("natcd bench")
+  .argument("[workloads...]", "put, put-1, range, range-serializable, range-prefix, txn-put, watch, lease (default: all)")
+  .addOption(new Option("--members <n>", "members per cluster").default("3"))
+  .addOption(new Option("--clients <n>", "concurrent clients (per workload default when absent)"))
+  .addOption(new Option("--conns <n>", "gRPC connections").default("8"))
+  .addOption(new Option("--total <n>", "operations per run (per workload default when absent)"))
+  .addOption(new Option("--serializable", "range workload: serializable reads"))
+  .addOption(new Option("--watchers <n>", "watch: watchers").default("1000"))
+  .addOption(new Option("--watch-streams <n>", "watch: streams the watchers are spread over").default("10"))
+  .addOption(new Option("--watch-puts <n>", "watch: puts").default("1000"))
+  .addOption(new Option("--key-space <n>", "put: key space").default("100000"))
+  .addOption(new Option("--value-size <bytes>", "value size").default("256"))
+  .addOption(new Option("--endpoints <list>", "measure this running cluster instead of starting natcd"))
+  .addOption(new Option("--no-etcd", "do not start the reference etcd"))
+  .addOption(new Option("--out <dir>", "results directory").default(join(root, "bench", "results")))
+  .parse(process.argv)
+
+const opts = cli.opts<{
+  members: string; clients?: string; conns: string; total?: string; serializable?: boolean; watchers: string; watchStreams: string
+  watchPuts: string; keySpace: string; valueSize: string; endpoints?: string; etcd: boolean; out: string
+}>()
+
+/** A run of the matrix: name, workload, per-workload defaults. */
+interface Plan {
+  readonly name: string
+  readonly clients: number
+  readonly total: number
+  readonly target: { readonly throughput?: number; readonly cpu?: number; readonly latency?: { readonly p: "p50" | "p99"; readonly ratio: number } }
+}
+
+const plans: ReadonlyArray<Plan> = [
+  { name: "put", clients: 64, total: 20_000, target: { throughput: 0.5, cpu: 2.0, latency: { p: "p99", ratio: 2 } } },
+  { name: "put-1", clients: 1, total: 2_000, target: { throughput: 0.5, latency: { p: "p50", ratio: 2 } } },
+  { name: "range", clients: 64, total: 20_000, target: { throughput: 0.5, cpu: 2.0 } },
+  { name: "range-serializable", clients: 64, total: 20_000, target: { throughput: 0.8, cpu: 1.5 } },
+  { name: "range-prefix", clients: 16, total: 5_000, target: {} },
+  { name: "txn-put", clients: 64, total: 10_000, target: { throughput: 0.5, cpu: 2.0 } },
+  { name: "watch", clients: 4, total: 0, target: { throughput: 0.5, cpu: 2.0, latency: { p: "p99", ratio: 2 } } },
+  { name: "lease", clients: 16, total: 5_000, target: { throughput: 0.5, cpu: 2.0 } }
+]
+
+const chosen = cli.args.length === 0 ? plans : plans.filter((p) => cli.args.includes(p.name))
+
+/** One measured run. */
+interface Result {
+  readonly workload: string
+  readonly system: "natcd" | "etcd"
+  readonly clients: number
+  readonly ops: number
+  readonly errors: number
+  readonly firstError?: string
+  readonly opsPerSec: number
+  readonly latencyMs: { p50: number; p90: number; p99: number; max: number }
+  readonly serverCpuMsPerOp: number
+}
+
+const percentile = (sorted: Float64Array, p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!)
+const round = (n: number, digits = 3) => Number(n.toFixed(digits))
+
+const progress = (text: string) => process.stderr.write(`\r\x1b[K${text}`)
+
+const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
+  const clients = Number(opts.clients ?? plan.clients)
+  const total = Number(opts.total ?? plan.total)
+  const o: WorkloadOptions = { clients, total, keySpace: Number(opts.keySpace), keyBytes: 8, valueBytes: Number(opts.valueSize) }
+  const pool = new ConnectionPool(cluster.endpoints, Math.min(Number(opts.conns), Math.max(1, clients)))
+  const say = (n: number) => progress(`${plan.name} on ${cluster.name}: ${n} done`)
+  try {
+    // Setup outside the measured window.
+    if (plan.name.startsWith("range") && plan.name !== "range-prefix") await preload(pool, o, 10_000)
+    if (plan.name === "range-prefix") await preload(pool, o, 100, "/prefix/")
+    const pids = cluster.pids()
+    const cpuBefore = totalCpuMs(pids)
+    let m: Measurement
+    switch (plan.name) {
+      case "put":
+      case "put-1":
+        m = await putWorkload(pool, o, say)
+        break
+      case "range":
+        m = await rangeWorkload(pool, o, opts.serializable === true, 10_000, say)
+        break
+      case "range-serializable":
+        m = await rangeWorkload(pool, o, true, 10_000, say)
+        break
+      case "range-prefix":
+        m = await rangePrefixWorkload(pool, o, "/prefix/", say)
+        break
+      case "txn-put":
+        m = await txnPutWorkload(pool, o, say)
+        break
+      case "watch":
+        m = await watchWorkload(pool, {
+          watchers: Number(opts.watchers),
+          streams: Number(opts.watchStreams),
+          puts: Number(opts.watchPuts),
+          putClients: clients,
+          valueBytes: o.valueBytes
+        }, `/watch-${Date.now()}/`, (n) => progress(`watch on ${cluster.name}: ${n} events`))
+        break
+      default:
+        m = await leaseWorkload(pool, o, say)
+    }
+    const cpu = totalCpuMs(pids) - cpuBefore
+    const sorted = Float64Array.from(m.latenciesMs).sort()
+    progress("")
+    return {
+      workload: plan.name,
+      system: cluster.name,
+      clients,
+      ops: m.ops,
+      errors: m.errors,
+      ...(m.firstError === undefined ? {} : { firstError: m.firstError }),
+      opsPerSec: round(m.ops / (m.elapsedMs / 1000), 1),
+      latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted[sorted.length - 1] ?? 0) },
+      serverCpuMsPerOp: round(cpu / Math.max(1, m.ops), 4)
+    }
+  } finally {
+    pool.close()
+  }
+}
+
+const rssByMember = (cluster: Cluster) =>
+  cluster.memberPids().map(({ member, pids }) => ({
+    member,
+    rssBytes: pids.reduce((s, p) => s + memory(p).rssBytes, 0),
+    peakRssBytes: pids.reduce((s, p) => s + memory(p).peakRssBytes, 0)
+  }))
+
+const main = async () => {
+  const members = Number(opts.members)
+  const clusters: Cluster[] = []
+  try {
+    progress("starting natcd…")
+    clusters.push(opts.endpoints !== undefined
+      ? { name: "natcd", endpoints: opts.endpoints.split(","), pids: () => [], memberPids: () => [], stop: async () => {} }
+      : await startNatcd(members, 10_000))
+    let haveEtcd = false
+    if (opts.etcd) {
+      try {
+        execFileSync("etcd", ["--version"], { stdio: "ignore" })
+        haveEtcd = true
+      } catch {
+        process.stderr.write("etcd is not on PATH: measuring natcd alone\n")
+      }
+    }
+    if (haveEtcd) {
+      progress("starting etcd…")
+      clusters.push(await startEtcd(members))
+    }
+    progress("")
+    const results: Result[] = []
+    for (const plan of chosen) {
+      for (const cluster of clusters) {
+        const r = await runOne(cluster, plan)
+        results.push(r)
+        console.log(JSON.stringify(r))
+      }
+    }
+    const memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
+    printTable(results, memory)
+    const commit = (() => {
+      try {
+        return execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
+      } catch {
+        return "unknown"
+      }
+    })()
+    mkdirSync(opts.out, { recursive: true })
+    const file = join(opts.out, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`)
+    writeFileSync(file, JSON.stringify({
+      commit,
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version },
+      options: opts,
+      results,
+      memory
+    }, null, 2))
+    console.log(`results saved to ${file}`)
+  } finally {
+    for (const c of clusters) await c.stop()
+  }
+}
+
+const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>) => {
+  const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e"]]
+  for (const plan of chosen) {
+    const n = results.find((r) => r.workload === plan.name && r.system === "natcd")
+    const e = results.find((r) => r.workload === plan.name && r.system === "etcd")
+    if (n === undefined) continue
+    const ratio = (a: number, b: number | undefined) => (b === undefined || b === 0 ? "-" : (a / b).toFixed(2))
+    const p = plan.target.latency?.p ?? "p99"
+    const mark = (value: string, target: number | undefined, higherIsBetter: boolean) =>
+      target === undefined || value === "-" ? "" : (higherIsBetter ? Number(value) >= target : Number(value) <= target) ? `${higherIsBetter ? "≥" : "≤"}${target} ok` : `${higherIsBetter ? "≥" : "≤"}${target} MISS`
+    const tput = ratio(n.opsPerSec, e?.opsPerSec)
+    const cpu = ratio(n.serverCpuMsPerOp, e?.serverCpuMsPerOp)
+    const lat = ratio(n.latencyMs[p], e?.latencyMs[p])
+    rows.push([
+      plan.name,
+      String(n.opsPerSec),
+      String(e?.opsPerSec ?? "-"),
+      tput,
+      mark(tput, plan.target.throughput, true),
+      `${n.serverCpuMsPerOp}/${e?.serverCpuMsPerOp ?? "-"}`,
+      cpu,
+      mark(cpu, plan.target.cpu, false),
+      `${p} ${n.latencyMs[p]}/${e?.latencyMs[p] ?? "-"}`,
+      lat,
+      mark(lat, plan.target.latency?.ratio, false),
+      `${n.errors}/${e?.errors ?? "-"}`
+    ])
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  "))
+  for (const { system, members } of memoryByCluster) {
+    console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB (peak ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB)`).join(", ")}`)
+  }
+}
+
+await main()

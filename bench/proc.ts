@@ -1,0 +1,60 @@
+/**
+ * Server-side cost from /proc: CPU time (user + system) and resident memory of a set of
+ * processes, so the benchmark can report CPU milliseconds per operation summed over every
+ * server process (natcd: all its service processes and nats-server; etcd: its members) and
+ * peak RSS per member. Linux only.
+ */
+import { readdirSync, readFileSync } from "node:fs"
+
+/** Clock ticks per second of /proc/<pid>/stat times (sysconf(_SC_CLK_TCK); 100 on Linux). */
+const ticksPerSecond = 100
+
+/** CPU time used so far by `pid`, in ms; 0 when the process is gone. */
+export const cpuMs = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / ticksPerSecond
+  } catch {
+    return 0
+  }
+}
+
+/** Total CPU ms of `pids`. */
+export const totalCpuMs = (pids: ReadonlyArray<number>): number => pids.reduce((sum, pid) => sum + cpuMs(pid), 0)
+
+/** Resident and peak resident memory of `pid` in bytes (VmRSS, VmHWM); zeros when gone. */
+export const memory = (pid: number): { rssBytes: number; peakRssBytes: number } => {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024
+    return { rssBytes: kb("VmRSS"), peakRssBytes: kb("VmHWM") }
+  } catch {
+    return { rssBytes: 0, peakRssBytes: 0 }
+  }
+}
+
+/** Pids whose process group is `pgid`. */
+export const groupPids = (pgid: number): number[] => {
+  const out: number[] = []
+  for (const entry of readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number)) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (Number(rest[2]) === pgid) out.push(entry)
+    } catch {
+      // The process exited meanwhile.
+    }
+  }
+  return out
+}
+
+/** The command line of `pid`, space-separated; "" when gone. */
+export const cmdline = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")
+  } catch {
+    return ""
+  }
+}
