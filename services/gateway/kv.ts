@@ -47,7 +47,7 @@ const inSpan = <A>(name: string, attributes: Record<string, unknown>, body: (tra
   Effect.runPromise(
     traceparentOf.pipe(
       Effect.flatMap((tp) => Effect.tryPromise({ try: () => body(tp), catch: (e) => e })),
-      Effect.withSpan(name, { attributes, captureStackTrace: false })
+      Effect.withSpan(name, { attributes }, { captureStackTrace: false })
     )
   )
 

@@ -204,7 +204,7 @@ export const withHopSpan = <A>(name: string, traceparent: string, f: (traceparen
     Effect.currentSpan.pipe(
       Effect.map((span) => f(formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: parent.sampled }))),
       // No stack trace per span: capturing one costs more than the hop itself on hot paths.
-      Effect.withSpan(name, { parent: Tracer.externalSpan(parent), captureStackTrace: false })
+      Effect.withSpan(name, { parent: Tracer.externalSpan(parent) }, { captureStackTrace: false })
     )
   )
 }
