@@ -35,6 +35,7 @@ describe("kill -9 of every process during a put loop", () => {
         const kvs = (JSON.parse(r.stdout).kvs ?? []) as Array<{ key: string; value: string }>
         const found = new Map(kvs.map((kv) => [Buffer.from(kv.key, "base64").toString(), Buffer.from(kv.value, "base64").toString()]))
         const lost = [...acknowledged].filter(([k, v]) => found.get(k) !== v)
+        console.log(`durability (etcdctl): ${acknowledged.size} puts acknowledged before kill -9 of every process, ${lost.length} lost`)
         expect(lost, `lost ${lost.length} of ${acknowledged.size} acknowledged puts`).toEqual([])
       } finally {
         await natcd.stop()
@@ -76,6 +77,7 @@ describe("kill -9 of every process during a put loop", () => {
         const r = await client.range({ key: Buffer.from("grpc-"), range_end: Buffer.from("grpc."), serializable: false })
         const found = new Map(r.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]))
         const lost = [...acknowledged].filter(([k, v]) => found.get(k) !== v)
+        console.log(`durability (gRPC): ${acknowledged.size} puts acknowledged over two kill -9 rounds, ${lost.length} lost`)
         expect(lost, `lost ${lost.length} of ${acknowledged.size} acknowledged puts`).toEqual([])
         expect(Number(r.count)).toBeGreaterThanOrEqual(acknowledged.size)
       } finally {
