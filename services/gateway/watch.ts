@@ -4,7 +4,7 @@
  *
  * The gateway does what etcd's v3rpc watch server does at the stream's edge
  * (server/etcdserver/api/v3rpc/watch.go recvLoop/sendLoop): it validates create requests
- * (empty key, negative start revision, empty range, duplicate watch id), assigns watch ids
+ * (empty key, empty range, duplicate watch id), assigns watch ids
  * (client-chosen, or the stream's next free id from 0), turns filters into flags, fragments
  * large responses of watches that asked for it (sendFragments), and fills the response header.
  * Everything about events is the replica's.
@@ -33,8 +33,6 @@ import { okOrError } from "../runtime/rpc.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import type { Wire } from "./convert.ts"
 
-/** etcd's cancel reason for a negative start revision (rpctypes.ErrCompacted). */
-export const compactedReason = "etcdserver: mvcc: required revision has been compacted"
 /** etcd mvcc.ErrEmptyWatcherRange. */
 export const emptyRangeReason = "mvcc: watcher range is empty"
 /** etcd mvcc.ErrWatcherDuplicateID. */
@@ -227,8 +225,9 @@ export const makeWatchHandler = (ctx: WatchContext) => {
 
     private onCreate(c: Wire): void {
       const key: Uint8Array = c.key instanceof Uint8Array && c.key.length > 0 ? c.key : new Uint8Array([0])
+      // A negative start revision is a watch below any compaction: etcd 3.4 and 3.5 create it and
+      // then cancel it as compacted (watchable_store.go chooseAll); so does natcd.
       const start = wireInt(c.start_revision)
-      if (start < 0) return this.rejectCreate(compactedReason)
       const endRaw: Uint8Array = c.range_end instanceof Uint8Array ? c.range_end : new Uint8Array()
       // etcd: empty range_end is the single key; "\0" is every key >= key.
       const rangeEnd = endRaw.length === 0 ? undefined : endRaw.length === 1 && endRaw[0] === 0 ? new Uint8Array() : endRaw
@@ -418,7 +417,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       if (r.created === true) {
         if (w.announced) return []
         w.announced = true
-        w.nextRev = w.startRevision > 0 ? w.startRevision : r.revision + 1
+        w.nextRev = w.startRevision !== 0 ? w.startRevision : r.revision + 1
         return [{ header, watch_id: w.id, created: true }]
       }
       if (r.canceled === true) {

@@ -67,6 +67,7 @@ export class EventStream {
   private readonly publish: (frame: EventsFrame) => void
   private readonly store: KvStore
   private lastSentMs = 0
+  private lastCompactRev = -2
   private pendingRevs: RevisionBatch[] = []
   readonly counters = { frames: 0, revisions: 0, heartbeats: 0, oversized: 0 }
 
@@ -90,10 +91,16 @@ export class EventStream {
    * bigger than a NATS message can carry goes out empty (the replicas read it from history).
    */
   flush(term: number, nowMs: number): void {
-    if (this.pendingRevs.length === 0) return
+    const compactRev = this.store.compactRevision()
+    if (this.pendingRevs.length === 0) {
+      // A compaction changes no revision: tell the replicas at once, so that no watch is served
+      // from their memory below the new compact revision.
+      if (compactRev !== this.lastCompactRev) this.heartbeat(term, nowMs, true)
+      return
+    }
+    this.lastCompactRev = compactRev
     const revs = this.pendingRevs
     this.pendingRevs = []
-    const compactRev = this.store.compactRevision()
     let start = 0
     while (start < revs.length) {
       let end = start
@@ -121,11 +128,12 @@ export class EventStream {
     this.lastSentMs = nowMs
   }
 
-  /** Sends a heartbeat when nothing went out for heartbeatMs (call it on a timer). */
-  heartbeat(term: number, nowMs: number): void {
-    if (nowMs - this.lastSentMs < this.options.heartbeatMs) return
+  /** Sends a heartbeat when nothing went out for heartbeatMs (call it on a timer), or now when `force`. */
+  heartbeat(term: number, nowMs: number, force = false): void {
+    if (!force && nowMs - this.lastSentMs < this.options.heartbeatMs) return
     const head = this.store.currentRevision()
-    this.publish({ member: this.options.member, term, head, compactRev: this.store.compactRevision(), fromRev: head + 1, revs: packValue([]) })
+    this.lastCompactRev = this.store.compactRevision()
+    this.publish({ member: this.options.member, term, head, compactRev: this.lastCompactRev, fromRev: head + 1, revs: packValue([]) })
     this.counters.heartbeats++
     this.lastSentMs = nowMs
   }

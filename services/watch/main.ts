@@ -171,9 +171,9 @@ const WatchLive = Layer.effectDiscard(
       const m = members.get(b.member)
       if (m === undefined) members.set(b.member, { head: b.head, failures: 0 })
       else m.head = Math.max(m.head, b.head)
-      if (!hub.wants(b.head)) return
+      // Copies of revisions the hub has are not decoded, but their compact revision still counts.
       let revs: ReadonlyArray<RevisionEvents> = []
-      if (b.revs.length > 1) revs = decodeRevisions(unpackValue(b.revs)) as ReadonlyArray<RevisionEvents>
+      if (hub.wants(b.head) && b.revs.length > 1) revs = decodeRevisions(unpackValue(b.revs)) as ReadonlyArray<RevisionEvents>
       // A frame whose revisions were too big to carry arrives empty: the gap read fetches them.
       hub.live({ fromRev: revs.length > 0 ? b.fromRev : b.head + 1, head: b.head, compactRev: b.compactRev, term: b.term, revs })
       schedule()

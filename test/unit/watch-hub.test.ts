@@ -303,6 +303,26 @@ describe("watch hub: history, gaps, compaction", () => {
   })
 })
 
+describe("watch hub: compaction seen on the stream", () => {
+  it("nothing at or below a compaction the stream announced is served from memory", () => {
+    const h = new Harness()
+    h.write([{ key: "k", value: "1" }]) // 2
+    h.write([{ key: "k" }]) // 3: delete, gone from the backend once compacted at 3
+    h.write([{ key: "k", value: "2" }]) // 4
+    h.history.compactRev = 3
+    h.history.revs.splice(h.history.revs.findIndex((r) => r.rev === 3), 1)
+    h.heartbeat()
+    h.open("s")
+    h.create("s", { watchId: 1, key: "k", startRevision: 3 })
+    h.create("s", { watchId: 2, key: "k", startRevision: 2 })
+    h.create("s", { watchId: 3, key: "k", startRevision: -1 })
+    h.settle(4)
+    expect(h.events("s", 1)).toEqual(["PUT k=2@4"])
+    expect(h.responses("s", 2).at(-1)).toMatchObject({ canceled: true, compactRevision: 3 })
+    expect(h.responses("s", 3).at(-1)).toMatchObject({ canceled: true, compactRevision: 3 })
+  })
+})
+
 describe("watch hub: progress", () => {
   it("a progress request waits until every watcher of the session is synced", () => {
     const h = new Harness({ ringRevs: 1 })

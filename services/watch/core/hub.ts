@@ -243,11 +243,11 @@ export class WatchHub {
    */
   live(frame: LiveFrame): void {
     this.term = Math.max(this.term, frame.term)
-    this.compactRev = Math.max(this.compactRev, frame.compactRev)
     if (this.head === undefined) {
       this.head = frame.fromRev - 1
       this.ringStart = this.head + 1
     }
+    this.learnCompactRev(frame.compactRev)
     this.knownHead = Math.max(this.knownHead, frame.head)
     if (frame.head <= this.head || frame.revs.length === 0) return
     if (frame.fromRev > this.head + 1) {
@@ -263,6 +263,21 @@ export class WatchHub {
     }
     this.advance(frame.revs, frame.head)
     this.drainPending()
+  }
+
+  /**
+   * A compaction at `rev`: from now on nothing at or below it is served from the ring, so a
+   * watch from there reads the compacted backend exactly as etcd's syncWatchers does (deletes
+   * at or below the compact revision are gone), or is canceled when it starts below it.
+   */
+  private learnCompactRev(rev: number): void {
+    if (rev <= this.compactRev) return
+    this.compactRev = rev
+    while (this.ring.length > 0 && this.ring[0]!.rev <= rev) {
+      this.ring.shift()
+      this.ringBytes -= this.ringSizes.shift()!
+    }
+    if (this.head !== undefined) this.ringStart = Math.max(this.ringStart, Math.min(rev + 1, this.head + 1))
   }
 
   /** Fans out revisions head+1..through (those in `revs` above head) to the synced watchers. */
@@ -305,6 +320,7 @@ export class WatchHub {
   }
 
   private pushRing(r: RevisionEvents): void {
+    if (r.rev <= this.compactRev) return
     let bytes = 16
     for (const e of r.events) bytes += eventBytes(e)
     this.ring.push(r)
@@ -710,7 +726,7 @@ export class WatchHub {
       if ("failed" in result) return
       if ("compacted" in result) return this.liveCompacted(result.compacted)
       this.term = Math.max(this.term, result.term)
-      this.compactRev = Math.max(this.compactRev, result.compactRev)
+      this.learnCompactRev(result.compactRev)
       this.knownHead = Math.max(this.knownHead, result.head)
       if (request.fromRev <= this.head! + 1 && result.toRev > this.head!) this.advance(result.revs, result.toRev)
       this.drainPending()
@@ -721,10 +737,10 @@ export class WatchHub {
     this.syncFetch = undefined
     if ("failed" in result) return
     if ("compacted" in result) {
-      this.compactRev = Math.max(this.compactRev, result.compacted)
+      this.learnCompactRev(result.compacted)
       return
     }
-    this.compactRev = Math.max(this.compactRev, result.compactRev)
+    this.learnCompactRev(result.compactRev)
     for (const w of watchers) {
       if (w.state !== "unsynced" || w.minRev < request.fromRev || w.minRev > result.toRev) continue
       this.catchUp(w, result.revs, result.toRev)
@@ -734,7 +750,7 @@ export class WatchHub {
 
   /** The live stream's next revision was compacted away before the hub could read it. */
   private liveCompacted(compactRev: number): void {
-    this.compactRev = Math.max(this.compactRev, compactRev)
+    this.learnCompactRev(compactRev)
     const head = this.head!
     for (const w of [...this.synced.watchers()]) {
       this.synced.delete(w)
