@@ -133,7 +133,16 @@ const WatchLive = Layer.effectDiscard(
       }
       if (more) schedule()
       if (hub.initialized() && openEndpoint === undefined) startOpenEndpoint()
+      // Slow clients, at most one line per 10 s (etcd counts them in its slow_watcher gauge).
+      const { victims, victimMoves } = hub.stats()
+      if (victimMoves > loggedVictimMoves && Date.now() - lastVictimLogMs > 10_000) {
+        lastVictimLogMs = Date.now()
+        loggedVictimMoves = victimMoves
+        log("warn", "slow watch streams: watchers moved aside until their clients read", { victims, victimMoves })
+      }
     }
+    let loggedVictimMoves = 0
+    let lastVictimLogMs = 0
 
     const runFetch = async (f: FetchRequest) => {
       const member = pickMember()
