@@ -535,6 +535,9 @@ export const FrameKinds = {
   "watch.ping": 1,
   "watch.ping.reply": 1,
   "watch.responses": 1,
+  health: 1,
+  "health.reply": 1,
+  "trace.keep": 1,
   error: 1
 } as const
 export type FrameKind = keyof typeof FrameKinds
@@ -600,3 +603,21 @@ export const LeaseKeepAliveReply = okOrErr(Schema.Struct({ ttl: Int }))
  */
 export const LeaseTimeToLiveBody = Schema.Struct({ id: U64, keys: Schema.Boolean, forwarded: Schema.Boolean })
 export const LeaseTimeToLiveReply = okOrErr(Schema.Struct({ grantedTtl: Int, ttl: Int, keys: Schema.Array(Bytes) }))
+
+// ---------------------------------------------------------------------------------------------
+// Observability (services/runtime/observability.ts).
+
+/**
+ * health: a service process's health over NATS (`natcd.<cluster>.<member>.<service>.health`),
+ * asked by its member's gateway for `etcdctl endpoint health`. Body: `ready` to run the
+ * readiness checks as well as the liveness ones. Reply: `healthy`, and the failed checks'
+ * reasons.
+ */
+export const HealthBody = Schema.Struct({ ready: Schema.Boolean })
+export const HealthReply = Schema.Struct({ healthy: Schema.Boolean, reasons: Schema.Array(Schema.String) })
+
+/**
+ * trace.keep (publish, `natcd.<cluster>.trace.keep`): keep every span of trace `traceId` that a
+ * process holds unsampled (tail sampling of a slow request; services/runtime/tracing.ts).
+ */
+export const TraceKeepBody = Schema.Struct({ traceId: Schema.String })

@@ -135,3 +135,14 @@ export type MvccLeaseEndpoint = "leases" | "lease"
  */
 export const mvccLeaseSubject = (parts: { readonly cluster: string; readonly member: string; readonly endpoint: MvccLeaseEndpoint }): string =>
   `natcd.${checkToken("cluster name", parts.cluster)}.${checkToken("member name", parts.member)}.mvcc.${parts.endpoint}`
+
+/**
+ * The health endpoint of one service process (request/reply, every service has one):
+ * `natcd.<cluster>.<member>.<service>.health`, where `member` is the watch replica's name for a
+ * watch replica. Throws on an invalid token.
+ */
+export const healthSubject = (parts: { readonly cluster: string; readonly member: string; readonly service: string }): string =>
+  `natcd.${checkToken("cluster name", parts.cluster)}.${checkToken("member name", parts.member)}.${checkToken("service name", parts.service)}.health`
+
+/** The subject of trace keep notices of `cluster` (publish; every process listens). */
+export const traceKeepSubject = (cluster: string): string => `natcd.${checkToken("cluster name", cluster)}.trace.keep`

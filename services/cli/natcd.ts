@@ -5,15 +5,21 @@
  *   natcd snapshot restore <file> [--data-dir=./data] [--members=3 | --initial-cluster=m1,m2,m3]
  *                                 [--skip-hash-check]
  *
+ *   natcd trace [<trace-id>] [--slowest N] [--key K] [--since 10m] [--data-dir=./data] [--json]
+ *
+ * `trace` prints a request's path from the embedded trace store (./trace.ts).
+ *
  * `snapshot restore` turns a file written by `etcdctl snapshot save` into the data of a new
  * cluster, as `etcdutl snapshot restore` does for etcd; then `natcd run` (or `make run`) with the
  * same --data-dir and members starts it.
  */
 import { Command, Option } from "commander"
 import { spawn } from "node:child_process"
-import { resolve } from "node:path"
+import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { restoreSnapshot } from "../mvcc/restore.ts"
+import { readSpans } from "../runtime/trace-store.ts"
+import { causalOrder, formatRequests, formatWaterfall, parseSince, selectRequests } from "./trace.ts"
 
 const program = new Command("natcd").description("natcd operator commands")
 
@@ -51,6 +57,46 @@ snapshot
       console.error(`Error: ${(e as Error).message}`)
       process.exit(1)
     }
+  })
+
+program
+  .command("trace")
+  .description("show traced requests from the trace store: one trace as a waterfall, the slowest, or those on a key")
+  .argument("[trace-id]", "the trace to show (32 hex digits, from the natcd-trace-id response metadata or a listing)")
+  .option("--slowest <n>", "list the N slowest requests")
+  .option("--key <key>", "list the requests on this key")
+  .option("--since <duration>", "only requests of the last duration (e.g. 30s, 1m, 2h)", "")
+  .option("--limit <n>", "how many requests a listing shows", "20")
+  .option("--json", "print spans (for a trace) or requests as JSON lines", false)
+  .addOption(new Option("--data-dir <dir>", "data root of the cluster (its traces/ folder is read)").env("DATA_DIR").default("./data"))
+  .action(async (traceId: string | undefined, opts: { slowest?: string; key?: string; since: string; limit: string; json: boolean; dataDir: string }) => {
+    const spans = await readSpans(join(resolve(opts.dataDir), "traces"))
+    const print = (lines: ReadonlyArray<string>) => console.log(lines.join("\n"))
+    if (traceId !== undefined) {
+      if (!/^[0-9a-f]{32}$/.test(traceId)) {
+        console.error(`Error: not a trace id: ${traceId}`)
+        process.exit(1)
+      }
+      if (opts.json) return print(causalOrder(spans.filter((s) => s.t === traceId)).map(({ span }) => JSON.stringify(span)))
+      const lines = formatWaterfall(traceId, spans)
+      print(lines)
+      if (lines.length === 1) process.exit(1)
+      return
+    }
+    const sinceMs = opts.since === "" ? undefined : parseSince(opts.since)
+    if (opts.since !== "" && sinceMs === undefined) {
+      console.error(`Error: not a duration: ${opts.since}`)
+      process.exit(1)
+    }
+    const limit = opts.slowest !== undefined ? Number(opts.slowest) : Number(opts.limit)
+    const selected = selectRequests(spans, {
+      ...(sinceMs === undefined ? {} : { sinceMs }),
+      ...(opts.key === undefined ? {} : { key: opts.key }),
+      slowest: opts.slowest !== undefined,
+      limit: Number.isSafeInteger(limit) && limit > 0 ? limit : 20,
+      nowMs: Date.now()
+    })
+    print(opts.json ? selected.map((s) => JSON.stringify(s)) : formatRequests(selected))
   })
 
 await program.parseAsync(process.argv)

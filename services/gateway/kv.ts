@@ -7,7 +7,9 @@
  * service serves the read once it has applied that index (etcd server/etcdserver/v3_server.go
  * linearizableReadLoop). Serializable ranges go straight to the local mvcc service.
  */
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
+import { requestContext } from "../runtime/tracing.ts"
+import { isHealthProbe } from "./health.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { MvccStatus, RaftStatus, RangeReply, ReadIndexReply } from "../../shared/schema.ts"
@@ -36,20 +38,24 @@ export interface KvContext {
   readonly statusErrors?: (traceparent: string) => Promise<ReadonlyArray<string>>
   /** The backend quota check of Put and Txn (./maintenance.ts); rejects with NoSpace. */
   readonly checkQuota?: (request: Kv.WriteRequest, traceparent: string) => Promise<void>
+  /** What is wrong with the member's services (./health.ts); etcdctl's health probe fails while non-empty. */
+  readonly memberProblems?: () => ReadonlyArray<string>
 }
 
-const traceparentOf = Effect.map(Effect.currentSpan, (span) => `00-${span.traceId}-${span.spanId}-01`).pipe(
-  Effect.orElseSucceed(() => "")
-)
-
-/** Runs a handler body in a span named after the gRPC method and returns its promise. */
-const inSpan = <A>(name: string, attributes: Record<string, unknown>, body: (traceparent: string) => Promise<A>) =>
-  Effect.runPromise(
-    traceparentOf.pipe(
-      Effect.flatMap((tp) => Effect.tryPromise({ try: () => body(tp), catch: (e) => e })),
-      Effect.withSpan(name, { attributes }, { captureStackTrace: false })
-    )
-  )
+/**
+ * Runs a handler body in the request's root span (opened by ./server.ts, named after the gRPC
+ * method), annotating it with `attributes` (the key) and, once answered, the response
+ * header's revision; passes the body the traceparent its frames carry ("" when untraced).
+ */
+const inSpan = async <A>(_name: string, attributes: Record<string, string | number | boolean>, body: (traceparent: string) => Promise<A>): Promise<A> => {
+  const ctx = requestContext.getStore()
+  if (ctx?.span === undefined) return body("")
+  Object.assign(ctx.span.attributes, attributes)
+  const response = await body(ctx.traceparent)
+  const revision = (response as { header?: { revision?: unknown } })?.header?.revision
+  if (revision !== undefined) ctx.span.attributes.revision = Number(revision)
+  return response
+}
 
 const keyAttr = (key: Uint8Array) => Buffer.from(key).toString("latin1").slice(0, 128)
 
@@ -71,6 +77,9 @@ export const makeKvHandlers = (ctx: KvContext) => {
     const invalid = validateRange(request)
     if (invalid !== undefined) throw invalid
     let minAppliedIndex = 0
+    if (ctx.memberProblems !== undefined && request.serializable !== true && isHealthProbe(request.key, request.rangeEnd) && ctx.memberProblems().length > 0) {
+      throw { _tag: "RequestTimeout" } satisfies EtcdErrorData
+    }
     if (request.serializable !== true) {
       const frame = await ctx.rpc.call(ctx.subjects.readIndex, "readindex", {}, {
         timeoutMs: ctx.requestTimeoutMs,

@@ -26,6 +26,11 @@ import { makeLockHandlers } from "./lock.ts"
 import { minLeaseTtlSec } from "../lease/core/lessor.ts"
 import { abortable, bidiStream, startGrpcServer } from "./server.ts"
 import { makeWatchHandler } from "./watch.ts"
+import { checkMemberReady, MemberHealth } from "./health.ts"
+import { addReadinessCheck } from "../runtime/health.ts"
+import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { onSlowRoot } from "../runtime/tracing.ts"
+import { traceKeepSubject } from "../../shared/subjects.ts"
 
 interface GatewayFlags {
   readonly listenClientUrls: string
@@ -84,7 +89,21 @@ const GatewayLive = Layer.effectDiscard(
       quotaBytes: quotaBytes(flags.quotaBackendBytes),
       identity: () => memberIdentity()
     })
+    // Observability: the member's health (./health.ts), proposal metrics, slow-trace keep notices.
+    const memberHealth = yield* Effect.acquireRelease(Effect.sync(() => new MemberHealth(rpc, at)), (h) => Effect.sync(() => h.stop()))
+    addReadinessCheck("member", () =>
+      checkMemberReady(rpc, {
+        raftStatus: raftStatusSubject,
+        readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }),
+        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
+      }, memberHealth)
+    )
+    gaugeFrom("etcd_server_proposals_pending", "The current number of pending proposals to commit.", () => proposer.pendingCount())
+    counterFrom("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", () => proposer.counters.failed)
+    onSlowRoot((traceId) => rpc.publish(traceKeepSubject(flags.cluster), "trace.keep", { traceId }))
+    yield* Effect.addFinalizer(() => Effect.sync(() => onSlowRoot(undefined)))
     const handlers = makeKvHandlers({
+      memberProblems: () => memberHealth.problems(),
       checkQuota: maintenance.checkQuota,
       statusErrors: maintenance.statusErrors,
       rpc,

@@ -21,6 +21,7 @@ import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
 import { ApplyResult, ProposeReply } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
+import { currentTraceparent } from "../runtime/tracing.ts"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
 export interface WriteOutcome {
@@ -59,6 +60,8 @@ export class Proposer {
   private readonly rpc: RpcClient
   private readonly options: ProposerOptions
   private readonly now: () => number
+  /** Proposals that ended without an outcome (etcd_server_proposals_failed_total): NoLeader or RequestTimeout. */
+  readonly counters = { failed: 0 }
 
   constructor(nc: NatsConnection, rpc: RpcClient, options: ProposerOptions, now: () => number = Date.now) {
     this.rpc = rpc
@@ -81,7 +84,9 @@ export class Proposer {
    * with error data: RequestTooLarge (before proposing), any error the apply returned (e.g.
    * Compacted, KeyNotFound), NoLeader or RequestTimeout at the deadline.
    */
-  async propose(request: WriteRequest | LeaseWriteRequest, traceparent: string): Promise<WriteOutcome> {
+  async propose(request: WriteRequest | LeaseWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
+    // Callers without a traceparent (lease, lock, election handlers) are traced by their request context.
+    const traceparent = traceparentGiven || currentTraceparent()
     const requestId = this.idPrefix | (this.counter++ & 0xffffffffn)
     const deadlineMs = this.now() + this.options.requestTimeoutMs
     const data = packValue({
@@ -126,10 +131,16 @@ export class Proposer {
         }
       }
       if (settled) return await result
+      this.counters.failed++
       throw lastError
     } finally {
       this.waiters.delete(requestId)
     }
+  }
+
+  /** Proposals in flight: proposed and waiting for their apply result (etcd_server_proposals_pending). */
+  pendingCount(): number {
+    return this.waiters.size
   }
 
   /** Fails all waiting proposals with Stopped and stops listening for results. */

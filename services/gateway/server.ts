@@ -12,6 +12,88 @@ import * as protoLoader from "@grpc/proto-loader"
 import { fileURLToPath } from "node:url"
 import { toGrpcError } from "./errors.ts"
 import type { Wire } from "./convert.ts"
+import { counter, histogram, latencyBuckets } from "../runtime/metrics.ts"
+import { endSpan, requestContext, spanTraceparent, startRootSpan } from "../runtime/tracing.ts"
+import type { ActiveSpan } from "../runtime/tracing.ts"
+
+/** The response metadata key carrying a request's trace id (initial metadata, sent first). */
+export const traceIdMetadataKey = "natcd-trace-id"
+
+/** Fully qualified gRPC service names, as go-grpc-prometheus labels them. */
+const qualifiedService: Record<string, string> = { Lock: "v3lockpb.Lock", Election: "v3electionpb.Election" }
+const grpcServiceName = (name: string): string => qualifiedService[name] ?? `etcdserverpb.${name}`
+
+const grpcCodeNames = new Map<number, string>(
+  Object.entries(grpc.status).filter(([, v]) => typeof v === "number").map(([k, v]) => [v as number, k])
+)
+
+/** go-grpc-prometheus's server metrics, with its names and labels. */
+const grpcStarted = () =>
+  counter<"grpc_type" | "grpc_service" | "grpc_method">({
+    name: "grpc_server_started_total",
+    help: "Total number of RPCs started on the server.",
+    labelNames: ["grpc_type", "grpc_service", "grpc_method"]
+  })
+const grpcHandled = () =>
+  counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">({
+    name: "grpc_server_handled_total",
+    help: "Total number of RPCs completed on the server, regardless of success or failure.",
+    labelNames: ["grpc_type", "grpc_service", "grpc_method", "grpc_code"]
+  })
+const grpcHandling = () =>
+  histogram<"grpc_type" | "grpc_service" | "grpc_method">({
+    name: "grpc_server_handling_seconds",
+    help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    labelNames: ["grpc_type", "grpc_service", "grpc_method"],
+    buckets: latencyBuckets
+  })
+
+/**
+ * One gRPC call's observability: its root span (the request's trace, sampled or not by
+ * ../runtime/tracing.ts), the trace id sent to the client as initial metadata
+ * ({@link traceIdMetadataKey}), and the go-grpc-prometheus counters. `run` runs the handler
+ * inside the request context, so every frame it sends carries the trace.
+ */
+interface CallObservation {
+  readonly span: ActiveSpan | undefined
+  run<A>(f: () => A): A
+  finish(error?: unknown): void
+}
+
+const observeCall = (
+  call: { sendMetadata(md: grpc.Metadata): void },
+  service: string,
+  method: string,
+  type: "unary" | "server_stream"
+): CallObservation => {
+  const grpcService = grpcServiceName(service)
+  grpcStarted().labels(type, grpcService, method).inc()
+  const startedAt = performance.now()
+  const span = startRootSpan(`${service}.${method}`, { "rpc.service": grpcService, "rpc.method": method })
+  if (span !== undefined) {
+    const md = new grpc.Metadata()
+    md.set(traceIdMetadataKey, span.traceId)
+    try {
+      call.sendMetadata(md)
+    } catch {
+      // The call ended already.
+    }
+  }
+  const context = span === undefined ? undefined : { span, traceparent: spanTraceparent(span) }
+  let done = false
+  return {
+    span,
+    run: (f) => (context === undefined ? f() : requestContext.run(context, f)),
+    finish: (error) => {
+      if (done) return
+      done = true
+      const code = error === undefined ? "OK" : grpcCodeNames.get(toGrpcError(error).code) ?? "Unknown"
+      grpcHandled().labels(type, grpcService, method, code).inc()
+      grpcHandling().labels(type, grpcService, method).observe((performance.now() - startedAt) / 1000)
+      endSpan(span, { "rpc.grpc.status_code": code }, error === undefined ? undefined : toGrpcError(error).details)
+    }
+  }
+}
 
 const protoDir = fileURLToPath(new URL("./proto/", import.meta.url))
 
@@ -52,15 +134,20 @@ export interface ServerStreamHandler {
 /** Marks `handle` as a server-streaming method. */
 export const serverStream = (handle: ServerStreamHandler["handle"]): ServerStreamHandler => ({ kind: "serverStream", handle })
 
-const streaming = (handler: ServerStreamHandler): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+const streaming = (handler: ServerStreamHandler, service: string, method: string): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+  const observed = observeCall(call, service, method, "server_stream")
   const write = (response: Wire) =>
     new Promise<void>((resolve) => {
       if (call.write(response)) resolve()
       else call.once("drain", () => resolve())
     })
-  handler.handle(call.request, write).then(
-    () => call.end(),
+  observed.run(() => handler.handle(call.request, write)).then(
+    () => {
+      observed.finish()
+      call.end()
+    },
     (error) => {
+      observed.finish(error)
       const e = toGrpcError(error)
       call.destroy(Object.assign(new Error(e.details), { code: e.code, details: e.details }))
     }
@@ -95,18 +182,23 @@ export interface AbortableHandler {
 /** Marks `handle` as an {@link AbortableHandler}. */
 export const abortable = (handle: AbortableHandler["handle"]): AbortableHandler => ({ kind: "abortable", handle })
 
-const abortableCall = (handler: AbortableHandler, streamed: boolean) =>
+const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string) =>
   (call: grpc.ServerUnaryCall<Wire, Wire> | grpc.ServerWritableStream<Wire, Wire>, callback?: grpc.sendUnaryData<Wire>) => {
+    const observed = observeCall(call, service, method, streamed ? "server_stream" : "unary")
     const controller = new AbortController()
     call.on("cancelled", () => controller.abort())
     call.on("close", () => controller.abort())
     const fail = (error: unknown) => {
+      observed.finish(error)
       const e = toGrpcError(error)
       if (callback !== undefined) callback({ code: e.code, details: e.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
       else (call as grpc.ServerWritableStream<Wire, Wire>).destroy(Object.assign(new Error(e.details), { code: e.code, details: e.details }))
     }
     if (!streamed) {
-      handler.handle(call.request, controller.signal).then((response) => callback!(null, response as Wire), fail)
+      observed.run(() => handler.handle(call.request, controller.signal)).then((response) => {
+        observed.finish()
+        callback!(null, response as Wire)
+      }, fail)
       return
     }
     const stream = call as grpc.ServerWritableStream<Wire, Wire>
@@ -119,17 +211,41 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean) =>
           controller.signal.addEventListener("abort", () => resolve(), { once: true })
         }
       })
-    handler.handle(call.request, controller.signal, write).then(() => stream.end(), fail)
+    observed.run(() => handler.handle(call.request, controller.signal, write)).then(() => {
+      observed.finish()
+      stream.end()
+    }, fail)
   }
 
-const unary = (handler: UnaryHandler): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
-  handler(call.request).then(
-    (response) => callback(null, response),
+const unary = (handler: UnaryHandler, service: string, method: string): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
+  const observed = observeCall(call, service, method, "unary")
+  observed.run(() => handler(call.request)).then(
+    (response) => {
+      observed.finish()
+      callback(null, response)
+    },
     (error) => {
+      observed.finish(error)
       const e = toGrpcError(error)
       callback({ code: e.code, details: e.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
     }
   )
+}
+
+/** A bidi handler counted in grpc_server_started_total / handled_total (no trace: a stream is many requests). */
+const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+  const grpcService = grpcServiceName(service)
+  grpcStarted().labels("bidi_stream", grpcService, method).inc()
+  let counted = false
+  const done = (code: string) => {
+    if (counted) return
+    counted = true
+    grpcHandled().labels("bidi_stream", grpcService, method, code).inc()
+  }
+  call.once("finish", () => done("OK"))
+  call.once("cancelled", () => done("Canceled"))
+  call.once("error", () => done("Unknown"))
+  handle(call)
 }
 
 /**
@@ -154,10 +270,14 @@ export const startGrpcServer = async (
     for (const [method, handler] of Object.entries(methods)) {
       if (typeof handler !== "function" && handler.kind === "abortable") {
         const streamed = (def.service as Record<string, { responseStream?: boolean }>)[method]?.responseStream === true
-        impl[method] = abortableCall(handler, streamed) as grpc.UntypedHandleCall
+        impl[method] = abortableCall(handler, streamed, name, method) as grpc.UntypedHandleCall
         continue
       }
-      impl[method] = typeof handler === "function" ? unary(handler) : handler.kind === "bidi" ? handler.handle : streaming(handler)
+      impl[method] = typeof handler === "function"
+        ? unary(handler, name, method)
+        : handler.kind === "bidi"
+        ? countedBidi(handler.handle, name, method)
+        : streaming(handler, name, method)
     }
     server.addService(def.service, impl)
   }

@@ -23,6 +23,7 @@
 import type * as grpc from "@grpc/grpc-js"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Schema } from "effect"
+import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { Frame } from "../../shared/frame.ts"
 import { WatchCtlReply, WatchOpenReply, WatchPingReply, WatchResponsesBody } from "../../shared/schema.ts"
@@ -133,7 +134,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       }
       const s = sessions.get(body.value.session)
       if (s === undefined) return
+      // Delivery to the client's stream, in the trace of the write whose events these are.
+      const span = frame.traceparent === "" ? undefined : startSpan("watch.deliver", frame.traceparent, { responses: body.value.responses.length })
       s.stream.receive(s, body.value)
+      endSpan(span)
     }
   })
 

@@ -22,6 +22,7 @@ import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { defaultCheckpointIntervalMs, defaultLeaseRevokeRate } from "./core/lessor.ts"
 import { LeaseShell } from "./shell.ts"
+import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 
 interface LeaseFlags {
   readonly electionTimeout: number
@@ -77,6 +78,13 @@ const LeaseLive = Layer.effectDiscard(
       }),
       (s) => Effect.sync(() => s.stop())
     )
+    // Metrics and readiness.
+    gaugeFrom("natcd_lease_primary", "1 while this member's lease service is the primary lessor (the leader's), else 0.", () => (shell.isPrimary() ? 1 : 0))
+    counterFrom("natcd_lease_revocations_total", "Expired leases whose revocation this lessor proposed through raft.", () => shell.counters.revokesProposed)
+    counterFrom("natcd_lease_checkpoints_total", "Lease checkpoints proposed through raft.", () => shell.counters.checkpointsProposed)
+    counterFrom("natcd_lease_renewals_total", "Keep-alives served by this lessor as primary.", () => shell.counters.renewals)
+    counterFrom("natcd_lease_forwarded_total", "Keep-alives and TimeToLive requests forwarded to the leader's lease service.", () => shell.counters.forwarded)
+    counterFrom("natcd_lease_promotions_total", "Times this lessor became primary.", () => shell.counters.promotions)
     yield* Effect.logInfo("lease service running").pipe(
       Effect.annotateLogs({ checkpoint: flags.leaseCheckpoint, checkpointIntervalMs: flags.leaseCheckpointInterval, primary: shell.isPrimary() })
     )

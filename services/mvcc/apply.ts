@@ -45,6 +45,12 @@ import { decodeUint64, encodeUint64 } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
 import type { MvccEvent } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
+import { diskBuckets, histogram } from "../runtime/metrics.ts"
+import { nowUs, recordSpan } from "../runtime/tracing.ts"
+
+/** etcd's backend commit latency (server/storage/backend/metrics.go). */
+const backendCommitSeconds = () =>
+  histogram({ name: "etcd_disk_backend_commit_duration_seconds", help: "The latency distributions of commit called by backend.", buckets: diskBuckets })
 import { applyWithLeases } from "./lease-apply.ts"
 import { LeaseTable } from "./lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
@@ -68,6 +74,8 @@ export interface ApplyBatch {
   readonly entries: ReadonlyArray<Entry>
   readonly commitIndex: number
   readonly term: number
+  /** When the frame arrived (µs since the epoch; traced frames only), for the queue-wait span. */
+  readonly receivedUs?: number
 }
 
 /** What an applied proposal produced, as sent to its proposer (shared/schema.ts ApplyResult). */
@@ -138,6 +146,10 @@ export class Applier {
   /** Set when the entries being applied held a compaction: the batch is committed at once. */
   private compacted = false
   private readonly localWaiters = new Map<bigint, (body: ResultBody) => void>()
+  /** Arrival time of the batch being applied (traced frames), for mvcc.apply.queue spans. */
+  private batchReceivedUs: number | undefined
+  /** The traceparent of the first traced apply since the last backend commit ("" for none). */
+  private commitTrace = ""
   /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
   private readonly leases: LeaseTable
 
@@ -196,7 +208,24 @@ export class Applier {
       clearTimeout(this.commitTimer)
       this.commitTimer = undefined
     }
+    this.commitBackend()
+  }
+
+  /**
+   * The backend commit, timed (etcd_disk_backend_commit_duration_seconds) and traced: a
+   * `mvcc.backend.commit` span in the trace of the first traced entry the batch holds.
+   */
+  private commitBackend(): void {
+    const writes = this.backend.pendingWrites()
+    if (writes === 0) return
+    const startUs = nowUs()
     this.backend.commit()
+    const endUs = nowUs()
+    backendCommitSeconds().observe((endUs - startUs) / 1e6)
+    if (this.commitTrace !== "") {
+      recordSpan("mvcc.backend.commit", this.commitTrace, startUs, endUs, { writes })
+      this.commitTrace = ""
+    }
   }
 
   /** etcd's batch policy: commit at the write limit, else within the batch interval. */
@@ -208,7 +237,7 @@ export class Applier {
     this.commitTimer = setTimeout(() => {
       this.commitTimer = undefined
       try {
-        this.backend.commit()
+        this.commitBackend()
       } catch (e) {
         // The buffer is kept; the next write or interval retries the commit.
         this.io.log("warn", "backend commit failed", { error: String(e) })
@@ -231,7 +260,9 @@ export class Applier {
     const first = batch.entries[0]
     if (first !== undefined && first.index > this.applied + 1) await this.catchUp(first.index - 1)
     const fresh = batch.entries.filter((e) => e.index > this.applied)
+    this.batchReceivedUs = batch.receivedUs
     if (fresh.length > 0) this.applyEntries(fresh, batch.term)
+    this.batchReceivedUs = undefined
     const last = batch.entries[batch.entries.length - 1]
     if (batch.commitIndex > this.applied && (last === undefined || batch.commitIndex > last.index)) {
       await this.catchUp(batch.commitIndex)
@@ -302,7 +333,11 @@ export class Applier {
       return undefined
     }
     const p = decoded.value
+    if (p.traceparent !== "" && this.batchReceivedUs !== undefined) {
+      recordSpan("mvcc.apply.queue", p.traceparent, this.batchReceivedUs, nowUs(), { index: entry.index })
+    }
     return withHopSpan("mvcc.apply", p.traceparent, (traceparent) => {
+      if (this.commitTrace === "") this.commitTrace = traceparent
       this.pruneDedup(tx, p.deadlineMs)
       const id = idKey(p.requestId)
       const mine = p.origin === this.member

@@ -42,6 +42,9 @@ import type { MvccStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
+import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { addReadinessCheck } from "../runtime/health.ts"
+import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
 import { Applier, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
 import { runCompactor } from "./compactor.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
@@ -131,12 +134,21 @@ const MvccLive = Layer.effectDiscard(
     const raftEntries = subject({ ...at, service: "raft", endpoint: "entries" })
     // Watch (./events.ts): the committed event stream every watch replica follows.
     const eventsSubject = subject({ ...at, service: "mvcc", endpoint: "events" })
-    const eventStream = new EventStream(store, (frame) => rpc.publish(eventsSubject, "mvcc.events", frame), {
+    // The trace of the first traced revision of the batch being applied rides on its events
+    // frame, so the watch replicas' receipt of it joins that request's trace.
+    let eventsTrace = ""
+    const eventStream = new EventStream(store, (frame) => {
+      rpc.publish(eventsSubject, "mvcc.events", frame, eventsTrace)
+      eventsTrace = ""
+    }, {
       member: flags.member, heartbeatMs: eventHeartbeatMs, frameBytes: defaultEventFrameBytes
     })
     const applier = new Applier(backend, store, flags.member, {
       publish: (to, body, traceparent) => rpc.publish(to, "apply.result", body, traceparent),
-      onEvents: (revision, events) => eventStream.applied(revision, events),
+      onEvents: (revision, events) => {
+        if (eventsTrace === "") eventsTrace = currentTraceparent()
+        eventStream.applied(revision, events)
+      },
       onBatchApplied: (term) => eventStream.flush(term, Date.now()),
       fetchEntries: async (from) => {
         const frame = await rpc.call(raftEntries, "entries", { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
@@ -174,7 +186,8 @@ const MvccLive = Layer.effectDiscard(
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "apply" }), "apply", ApplyBody, (req) => {
         // After fetching a snapshot this process only waits to restart on it.
         if (restarting) return
-        if (!Queue.offerUnsafe(queue, req.body)) droppedFrames++
+        const batch = req.traceparent === "" ? req.body : { ...req.body, receivedUs: nowUs() }
+        if (!Queue.offerUnsafe(queue, batch)) droppedFrames++
       }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "range" }), "range", RangeBody, (req) => {
         const { request, minAppliedIndex } = req.body
@@ -290,6 +303,20 @@ const MvccLive = Layer.effectDiscard(
       clearInterval(heartbeat)
       history.stop()
     }))
+    // Metrics (etcd server/storage/mvcc/metrics.go, server/etcdserver/metrics.go) and readiness.
+    gaugeFrom("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () => applier.appliedIndex())
+    gaugeFrom("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", () => backend.size().fileBytes)
+    gaugeFrom("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", () => backend.size().inUseBytes)
+    gaugeFrom("etcd_debugging_mvcc_keys_total", "Total number of keys.", () => store.unsafeIndex().size)
+    gaugeFrom("etcd_mvcc_current_revision", "The current revision of the store.", () => store.currentRevision())
+    gaugeFrom("etcd_mvcc_compact_revision", "The revision of the last compaction in store.", () => store.compactRevision())
+    gaugeFrom("natcd_mvcc_apply_queue_depth", "Frames of committed entries waiting in the FIFO apply queue.", () => Queue.sizeUnsafe(queue))
+    counterFrom("natcd_mvcc_apply_queue_dropped_total", "Apply frames dropped because the queue was full (repaired from raft).", () => droppedFrames)
+    counterFrom("natcd_mvcc_apply_gaps_repaired_total", "Times missing committed entries were fetched from raft.", () => applier.counters.gapsRepaired)
+    counterFrom("natcd_mvcc_duplicate_proposals_total", "Retried proposals skipped because their request id was applied before.", () => applier.counters.duplicates)
+    counterFrom("natcd_mvcc_backend_commits_total", "LMDB transactions committed.", () => backend.commits)
+    addReadinessCheck("apply", () => (restarting ? "restarting on a new backend" : undefined))
+
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
 

@@ -57,6 +57,10 @@ import type { MemberInfo } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
+import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { addReadinessCheck } from "../runtime/health.ts"
+import { endSpan, nowUs, proposalTraceparent, recordSpan, spanTraceparent, startSpan } from "../runtime/tracing.ts"
+import type { ActiveSpan } from "../runtime/tracing.ts"
 import { encodeConfChange } from "./core/conf-change.ts"
 import { RawNode } from "./core/raw-node.ts"
 import { MemoryStorage } from "./core/storage.ts"
@@ -124,10 +128,31 @@ const RaftLive = Layer.effectDiscard(
 
     // Appends to the wal service are numbered from 1 for this process run (see WalAppendBody).
     let seq = 0
+    // Tracing (../runtime/tracing.ts): each traced proposal's entry gets a raft.append span
+    // (its persist through the wal service, whose wal.append hop is its child) and, once
+    // committed, a raft.commit span (appended to committed), on every member.
+    const appended = new Map<number, { traceparent: string; appendedUs: number }>()
     const persist = async (hardState: Parameters<MemoryStorage["setHardState"]>[0] | undefined, entries: ReadonlyArray<Entry>, traceparent: string) => {
       const body = { writer: instance, seq: ++seq, ...(hardState === undefined ? {} : { hardState }), entries }
-      const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent }))
+      const spans: Array<{ span: ActiveSpan; index: number; traceparent: string }> = []
+      for (const e of entries) {
+        if (e.type !== "Normal" || e.data.length === 0) continue
+        const tp = proposalTraceparent(e.data)
+        // Only proposals carry traces; the bootstrap entries (persisted before `node` exists) do not.
+        const role = () => (node.status().softState.raftState === "StateLeader" ? "leader" : "follower")
+        const span = tp === "" ? undefined : startSpan("raft.append", tp, { index: e.index, term: e.term, entries: entries.length, role: role() })
+        if (span !== undefined) spans.push({ span, index: e.index, traceparent: tp })
+      }
+      const walTrace = spans.length > 0 ? spanTraceparent(spans[0]!.span) : traceparent
+      const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: walTrace }))
       okOrError(frame, WalAppendReply)
+      const now = nowUs()
+      for (const s of spans) {
+        endSpan(s.span, undefined, undefined, now)
+        appended.set(s.index, { traceparent: s.traceparent, appendedUs: now })
+      }
+      // Entries overwritten before they committed never end their commit span; bound the map.
+      while (appended.size > 10_000) appended.delete(appended.keys().next().value!)
     }
 
     // 1. Load the log from the wal service (retrying until it answers).
@@ -204,6 +229,8 @@ const RaftLive = Layer.effectDiscard(
     const confWaiters = new Map<string, (members: MemberInfo[]) => void>()
     const transferWaiters: Array<{ target: MemberId; resolve: (ok: boolean) => void }> = []
     let removed = false
+    let leaderChanges = 0
+    let lastLeader = 0n
     const peers: Peers = new Peers(flags.cluster, { id: memberId, name: flags.member }, {
       publish: (name, body) => rpc.publish(subject({ cluster: flags.cluster, member: name, service: "raft", endpoint: "msg" }), "raft.msg", body),
       nameOf: (id) => {
@@ -217,19 +244,19 @@ const RaftLive = Layer.effectDiscard(
       term: () => node.status().hardState.term
     })
     const toMvcc = (e: Entry): Entry => (e.type === "ConfChange" || isInternalEntry(e) ? { ...e, type: "Normal", data: new Uint8Array(0) } : e)
-    const publishApply = (entries: ReadonlyArray<Entry>, commitIndex: number) => {
+    const publishApply = (entries: ReadonlyArray<Entry>, commitIndex: number, traceparent: string) => {
       const term = node.status().hardState.term
       let start = 0
       let bytes = 0
       for (let i = 0; i < entries.length; i++) {
         bytes += entries[i]!.data.length
         if (bytes > maxApplyFrameBytes && i > start) {
-          rpc.publish(mvccApply, "apply", { entries: entries.slice(start, i), commitIndex, term })
+          rpc.publish(mvccApply, "apply", { entries: entries.slice(start, i), commitIndex, term }, start === 0 ? traceparent : "")
           start = i
           bytes = entries[i]!.data.length
         }
       }
-      rpc.publish(mvccApply, "apply", { entries: entries.slice(start), commitIndex, term })
+      rpc.publish(mvccApply, "apply", { entries: entries.slice(start), commitIndex, term }, start === 0 ? traceparent : "")
     }
     const driver: RaftDriver = new RaftDriver(node, storage, {
       persist,
@@ -248,8 +275,19 @@ const RaftLive = Layer.effectDiscard(
             if (change.change.type === "RemoveNode" && change.change.nodeId === memberId) removed = true
           }
         }
+        let applyTrace = ""
+        if (appended.size > 0) {
+          const now = nowUs()
+          for (const e of committed) {
+            const a = appended.get(e.index)
+            if (a === undefined) continue
+            appended.delete(e.index)
+            const span = recordSpan("raft.commit", a.traceparent, a.appendedUs, now, { index: e.index, term: e.term, commitIndex })
+            if (applyTrace === "") applyTrace = spanTraceparent(span)
+          }
+        }
         const entries = committed.filter((e) => e.index > skipApplyUpTo).map(toMvcc)
-        if (entries.length > 0) publishApply(entries, commitIndex)
+        if (entries.length > 0) publishApply(entries, commitIndex, applyTrace)
         if (driver.applied() - lastSnapshotIndex >= flags.snapshotCount) void takeSnapshot()
       },
       persistSnapshot: async (snapshot) => {
@@ -261,6 +299,8 @@ const RaftLive = Layer.effectDiscard(
         lastSnapshotIndex = snapshot.metadata.index
       },
       onSoftState: (soft) => {
+        if (soft.lead !== 0n && soft.lead !== lastLeader) leaderChanges++
+        if (soft.lead !== 0n) lastLeader = soft.lead
         for (let i = transferWaiters.length - 1; i >= 0; i--) {
           const w = transferWaiters[i]!
           if (soft.lead === w.target) {
@@ -375,7 +415,15 @@ const RaftLive = Layer.effectDiscard(
       serve(nc, subject({ ...at, service: "raft", endpoint: "propose" }), "propose", ProposeBody, (req) => {
         const err = removed ? "removed" : driver.propose(req.body.data, req.traceparent)
         if (err !== undefined) req.reply("propose.reply", fail(new NoLeader()))
-        else req.reply("propose.reply", { ok: { leader: driver.leader() } })
+        else {
+          const leader = driver.leader()
+          // A follower's core forwards the proposal to the leader (MsgProp over raft.msg).
+          if (leader !== memberId && req.traceparent !== "") {
+            const now = nowUs()
+            recordSpan("raft.forward", req.traceparent, now, now, { leader: leader.toString(16) })
+          }
+          req.reply("propose.reply", { ok: { leader } })
+        }
       }, opts),
       serve(nc, subject({ ...at, service: "raft", endpoint: "readindex" }), "readindex", ReadIndexBody, (req) => {
         driver.readIndex().then((index) => {
@@ -466,6 +514,17 @@ const RaftLive = Layer.effectDiscard(
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
+
+    // Metrics and readiness (etcd server/etcdserver/metrics.go names).
+    gaugeFrom("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", () => (node.status().softState.lead === 0n ? 0 : 1))
+    gaugeFrom("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", () => (node.status().softState.raftState === "StateLeader" ? 1 : 0))
+    gaugeFrom("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", () => (node.status().confState.learners.includes(memberId) ? 1 : 0))
+    counterFrom("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", () => leaderChanges)
+    gaugeFrom("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", () => node.status().commit)
+    gaugeFrom("natcd_raft_applied_index", "The highest raft index handed to the mvcc service.", () => driver.applied())
+    gaugeFrom("natcd_raft_term", "The member's current raft term.", () => node.status().hardState.term)
+    counterFrom("natcd_raft_snapshots_installed_total", "Snapshots received from the leader and installed.", () => peers.counters.snapshotsInstalled)
+    addReadinessCheck("leader", () => (removed ? "removed from the cluster" : node.status().softState.lead === 0n ? "no leader" : undefined))
 
     // 5. Ticks. A member that is the only voter campaigns at once rather than waiting out an
     // election timeout (etcd fast-forwards its election ticks for the same reason). Once per

@@ -12,6 +12,12 @@
  * | --nats | NATS_URL | nats://127.0.0.1:4222 | NATS server URL(s), comma-separated |
  * | --data-dir | DATA_DIR | ./data | data root; the member's files live in <data-dir>/<member>/ |
  * | --log-level | NATCD_LOG_LEVEL | Info | Debug, Info, Warn or Error |
+ * | --metrics-port | NATCD_METRICS_PORT | 0 | port of /metrics, /livez, /readyz, /health (0: none) |
+ * | --metrics-host | NATCD_METRICS_HOST | 127.0.0.1 | address that listener binds |
+ * | --trace-sample-ratio | NATCD_TRACE_SAMPLE_RATIO | 1 | share of requests traced from the start (gateway) |
+ * | --trace-slow-ms | NATCD_TRACE_SLOW_MS | 1000 | requests slower than this are traced anyway (0: off) |
+ *
+ * Tracing, metrics and health: ./observability.ts.
  */
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -22,7 +28,9 @@ import type { LogLevel } from "effect"
 import { randomBytes } from "node:crypto"
 import { join, resolve } from "node:path"
 import { checkToken } from "../../shared/subjects.ts"
+import { observabilityLayer } from "./observability.ts"
 import { RpcClient } from "./rpc.ts"
+import { currentTraceId } from "./tracing.ts"
 import type { ServeOptions } from "./rpc.ts"
 
 /** Flags common to every service. */
@@ -32,6 +40,13 @@ export interface CommonFlags {
   readonly nats: string
   readonly dataDir: string
   readonly logLevel: LogLevel.LogLevel
+  /** Port of the HTTP listener for /metrics and health (./health.ts); 0: none. */
+  readonly metricsPort: number
+  readonly metricsHost: string
+  /** Share of requests the gateway traces from the start, in [0, 1]. */
+  readonly traceSampleRatio: number
+  /** Requests slower than this many ms are traced anyway (tail sampling); 0: off. */
+  readonly traceSlowMs: number
 }
 
 /** The member's own directory: `<dataDir>/<member>`. */
@@ -59,6 +74,10 @@ export const parseFlags = <T extends object = {}>(
           .choices(["Debug", "Info", "Warn", "Error"])
           .default("Info")
       )
+      .addOption(new Option("--metrics-port <port>", "port of /metrics, /livez, /readyz and /health (0: none)").env("NATCD_METRICS_PORT").argParser(nonNegativeInt).default(0))
+      .addOption(new Option("--metrics-host <host>", "address of the /metrics and /health listener").env("NATCD_METRICS_HOST").default("127.0.0.1"))
+      .addOption(new Option("--trace-sample-ratio <ratio>", "share of requests traced from the start, 0..1").env("NATCD_TRACE_SAMPLE_RATIO").argParser(ratio).default(1))
+      .addOption(new Option("--trace-slow-ms <ms>", "trace requests slower than this anyway (0: off)").env("NATCD_TRACE_SLOW_MS").argParser(nonNegativeInt).default(1000))
       .allowExcessArguments(false)
   )
   command.parse(argv as string[])
@@ -72,6 +91,19 @@ export const parseFlags = <T extends object = {}>(
 export const positiveInt = (value: string): number => {
   const n = Number(value)
   if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`not a positive integer: ${value}`)
+  return n
+}
+
+/** Parses a flag value as a non-negative integer or exits with commander's error. */
+export const nonNegativeInt = (value: string): number => {
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a non-negative integer: ${value}`)
+  return n
+}
+
+const ratio = (value: string): number => {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new Error(`not a ratio in [0, 1]: ${value}`)
   return n
 }
 
@@ -128,9 +160,12 @@ let detachedContext: { service: string; member: string; level: LogLevel.LogLevel
  * JSON logger and its service and member annotations. Returns at once.
  */
 export const runDetached = <A, E>(effect: Effect.Effect<A, E>): void => {
+  const traceId = currentTraceId()
   Effect.runFork(
     effect.pipe(
-      Effect.annotateLogs({ service: detachedContext.service, member: detachedContext.member }),
+      Effect.annotateLogs(traceId === undefined
+        ? { service: detachedContext.service, member: detachedContext.member }
+        : { service: detachedContext.service, member: detachedContext.member, traceId }),
       Effect.provide(loggingLayer(detachedContext.level))
     )
   )
@@ -141,11 +176,12 @@ export const runDetached = <A, E>(effect: Effect.Effect<A, E>): void => {
  * interrupts it, releasing every resource, on SIGINT/SIGTERM), with logging and the NATS
  * connection provided.
  */
-export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>): void => {
-  detachedContext = { service, member: flags.member, level: flags.logLevel }
-  const program = Layer.launch(layer).pipe(
-    Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${flags.member}`)),
-    Effect.annotateLogs({ service, member: flags.member }),
+export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>, options: { readonly member?: string } = {}): void => {
+  const member = options.member ?? flags.member
+  detachedContext = { service, member, level: flags.logLevel }
+  const program = Layer.launch(Layer.mergeAll(observabilityLayer(service, member, flags), layer)).pipe(
+    Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${member}`)),
+    Effect.annotateLogs({ service, member }),
     Effect.provide(loggingLayer(flags.logLevel))
   )
   NodeRuntime.runMain(program as Effect.Effect<never, unknown>)

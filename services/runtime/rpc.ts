@@ -12,15 +12,48 @@
  * frame gets an `error` frame back when it named a reply subject, and is counted either way. It
  * never throws into the NATS client.
  */
-import type { Msg, NatsConnection } from "@nats-io/transport-node"
-import { Effect, Schema, Tracer } from "effect"
+import { headers as natsHeaders } from "@nats-io/transport-node"
+import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node"
+import { Schema } from "effect"
+import type { Histogram } from "prom-client"
 import { MalformedFrame, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { Frame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
-import { formatTraceparent, parseTraceparent } from "../../shared/trace.ts"
+import { endpointLabel, natsHandleDuration, natsMalformed, natsRequestDuration } from "./metrics.ts"
+import { currentTraceparent, endSpan, runInSpan, spanTraceparent, startSpan } from "./tracing.ts"
+
+export { withHopSpan } from "./tracing.ts"
+
+/**
+ * NATS message headers carrying `traceparent` (W3C trace context, as nats-server's own message
+ * tracing and OpenTelemetry's NATS instrumentations read it) for a sampled frame; undefined
+ * otherwise. The frame carries the same value for every traced frame; the header is added only
+ * when the trace is sampled, so unsampled requests pay nothing for it.
+ */
+export const traceHeaders = (traceparent: string): MsgHdrs | undefined => {
+  if (traceparent.length !== 55 || traceparent.charCodeAt(54) !== 49 /* "1" */) return undefined
+  const h = natsHeaders()
+  h.set("traceparent", traceparent)
+  return h
+}
+
+/** The traceparent a message names: its frame's, else its `traceparent` header, else "". */
+const messageTraceparent = (frame: Frame, msg: Msg): string =>
+  frame.traceparent !== "" ? frame.traceparent : msg.headers?.get("traceparent") ?? ""
+
+/** Histogram children per subject (label lookups are slow on the hot path). */
+const childCache = new Map<string, ReturnType<Histogram<"endpoint">["labels"]>>()
+const observe = (metric: () => Histogram<"endpoint">, key: string, subject: string, seconds: number): void => {
+  let child = childCache.get(key)
+  if (child === undefined) {
+    child = metric().labels(endpointLabel(subject))
+    if (childCache.size < 4096) childCache.set(key, child)
+  }
+  child.observe(seconds)
+}
 
 /** Options of one call. */
 export interface CallOptions {
@@ -28,7 +61,7 @@ export interface CallOptions {
   readonly timeoutMs: number
   /** First retry after this many ms without a reply; doubles per attempt up to 1000 ms. */
   readonly retryAfterMs?: number
-  /** W3C traceparent to carry; "" for none. */
+  /** W3C traceparent to carry; "" or absent: the current hop's or request's (tracing.ts currentTraceparent). */
   readonly traceparent?: string
 }
 
@@ -88,11 +121,14 @@ export class RpcClient {
   call(subject: string, kind: FrameKind, body: unknown, options: CallOptions): Promise<Frame> {
     if (this.closed) return Promise.reject(new Stopped())
     const id = this.nextId++
-    const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent: options.traceparent ?? "", id, body })
+    const traceparent = options.traceparent || currentTraceparent()
+    const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })
+    const headers = traceHeaders(traceparent)
     return new Promise<Frame>((resolve, reject) => {
       let retryMs = options.retryAfterMs ?? 200
       let timer: ReturnType<typeof setTimeout> | undefined
-      const deadline = performance.now() + options.timeoutMs
+      const startedAt = performance.now()
+      const deadline = startedAt + options.timeoutMs
       const finish = () => {
         if (timer !== undefined) clearTimeout(timer)
         this.pending.delete(id)
@@ -100,7 +136,7 @@ export class RpcClient {
       const send = () => {
         this.counters.sent++
         try {
-          this.nc.publish(subject, bytes, { reply: this.inbox })
+          this.nc.publish(subject, bytes, headers === undefined ? { reply: this.inbox } : { reply: this.inbox, headers })
         } catch (e) {
           finish()
           reject(new Stopped())
@@ -126,6 +162,7 @@ export class RpcClient {
       this.pending.set(id, {
         resolve: (frame) => {
           finish()
+          observe(natsRequestDuration, subject, subject, (performance.now() - startedAt) / 1000)
           resolve(frame)
         },
         reject: (e) => {
@@ -140,7 +177,10 @@ export class RpcClient {
   /** Publishes a frame nobody answers (fire and forget; at-most-once). */
   publish(subject: string, kind: FrameKind, body: unknown, traceparent = ""): void {
     if (this.closed) return
-    this.nc.publish(subject, encodeFrame({ kind, version: FrameKinds[kind], traceparent, id: 0, body }))
+    const headers = traceHeaders(traceparent)
+    const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id: 0, body })
+    if (headers === undefined) this.nc.publish(subject, bytes)
+    else this.nc.publish(subject, bytes, { headers })
   }
 
   /** Fails every waiting call with {@link Stopped}; later calls fail at once. */
@@ -192,23 +232,6 @@ export interface Request<B> {
   reply(kind: FrameKind, body: unknown): void
 }
 
-/**
- * Runs `f` inside a span named `name` that continues the trace of `traceparent` (when it names
- * one) and passes `f` the span's own traceparent. Spans are Effect's, so an exporter installed
- * in the process sees every hop.
- */
-export const withHopSpan = <A>(name: string, traceparent: string, f: (traceparent: string) => A): A => {
-  const parent = parseTraceparent(traceparent)
-  if (parent === undefined) return f("")
-  return Effect.runSync(
-    Effect.currentSpan.pipe(
-      Effect.map((span) => f(formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: parent.sampled }))),
-      // No stack trace per span: capturing one costs more than the hop itself on hot paths.
-      Effect.withSpan(name, { parent: Tracer.externalSpan(parent) }, { captureStackTrace: false })
-    )
-  )
-}
-
 /** Options of {@link serve}. */
 export interface ServeOptions {
   /** Join this NATS queue group (one member of the group receives each message). */
@@ -242,6 +265,7 @@ export const serve = <B>(
       if (err) return
       const malformed = (reason: string) => {
         counters.malformed++
+        natsMalformed().labels(endpointLabel(subject)).inc()
         options.onMalformed?.(reason, counters.malformed)
         replyTo(nc, msg, 0, "error", { err: toErrorData(new MalformedFrame({ reason })) }, "")
       }
@@ -252,18 +276,33 @@ export const serve = <B>(
       const body = decode(frame.body)
       if (body._tag === "Failure") return malformed(`bad ${kind} body: ${String(body.cause).slice(0, 200)}`)
       counters.handled++
+      // The hop span: ends at the reply, or when the handler returns if nobody waits for one.
+      const receivedAt = performance.now()
+      const span = startSpan(kind, messageTraceparent(frame, msg))
+      const traceparent = spanTraceparent(span)
+      const waited = msg.reply !== undefined && msg.reply !== ""
+      let replied = false
       try {
-        withHopSpan(kind, frame.traceparent, (traceparent) =>
+        runInSpan(span, () =>
           handler({
             body: body.value,
             frame,
             traceparent,
-            reply: (replyKind, replyBody) => replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
+            reply: (replyKind, replyBody) => {
+              replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
+              if (replied) return
+              replied = true
+              observe(natsHandleDuration, `<${subject}`, subject, (performance.now() - receivedAt) / 1000)
+              const err = (replyBody as { err?: { _tag?: unknown } } | undefined)?.err?._tag
+              endSpan(span, undefined, typeof err === "string" ? err : replyKind === "error" ? "error" : undefined)
+            }
           })
         )
       } catch (e) {
+        endSpan(span, undefined, String(e))
         options.onDefect?.(e)
       }
+      if (!waited) endSpan(span)
     }
   })
   return { counters, stop: () => sub.unsubscribe() }

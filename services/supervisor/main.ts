@@ -14,6 +14,17 @@
  *
  * --port-offset shifts every port (nats-server's and the members' client ports) so that several
  * clusters can run side by side, e.g. next to a real etcd on 2379.
+ *
+ * Metrics and health: every process gets its own `--metrics-port` ({@link metricsPort}:
+ * --metrics-base (12000) + port offset + 10 x member index + service slot, watch replica j at
+ * + 90 + j), serving /metrics, /livez, /readyz and /health. The supervisor polls each
+ * process's /livez every 2 s once it answered (or had 60 s to start), and kills (then restarts)
+ * one that failed 3 times in a row: a hung process is restarted like a crashed one.
+ *
+ * --nats-cluster=N (NATS_CLUSTER) starts N nats-servers joined by routes into one NATS cluster
+ * instead of one server: server j listens on nats-port + offset + 10000 x j (routes on 6222 +
+ * offset + 10000 x j), member i's services connect to server i mod N only (so a member
+ * drops out with its server and rejoins when it returns), and watch replicas to all of them.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Command, Option } from "commander"
@@ -37,6 +48,8 @@ const command = new Command("natcd run")
   .addOption(new Option("--cluster <name>", "cluster name").env("NATCD_CLUSTER").default("natcd"))
   .addOption(new Option("--watch-replicas <n>", "watch service replicas for the cluster (services/watch)").env("NATCD_WATCH_REPLICAS").argParser(positiveInt).default(1))
   .addOption(new Option("--log-level <level>", "log level").env("NATCD_LOG_LEVEL").choices(["Debug", "Info", "Warn", "Error"]).default("Info"))
+  .addOption(new Option("--metrics-base <port>", "first /metrics and /health port (before the port offset)").env("NATCD_METRICS_BASE").argParser(positiveInt).default(12000))
+  .addOption(new Option("--nats-cluster <n>", "nats-servers to start, joined in one NATS cluster").env("NATS_CLUSTER").argParser(positiveInt).default(1))
   .parse(process.argv)
 
 const opts = command.opts<{
@@ -48,6 +61,8 @@ const opts = command.opts<{
   portOffset: number
   cluster: string
   logLevel: "Debug" | "Info" | "Warn" | "Error"
+  metricsBase: number
+  natsCluster: number
 }>()
 const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
@@ -56,11 +71,38 @@ const servicesDir = fileURLToPath(new URL("../", import.meta.url))
 const clientPort = (memberIndex: number): number =>
   opts.portOffset + (memberIndex === 0 ? 2379 : memberIndex === 1 ? 22379 : memberIndex === 2 ? 32379 : 2379 + 10000 * memberIndex)
 
+/** Slots of a member's services in its block of metrics ports. */
+const serviceSlots = { gateway: 0, raft: 1, wal: 2, mvcc: 3, lease: 4 } as const
+
+/**
+ * The /metrics and /health port of member `memberIndex`'s `service` (0-based index), or of
+ * watch replica `replica` (1-based) when `service` is "watch".
+ */
+const metricsPort = (memberIndex: number, service: keyof typeof serviceSlots | "watch", replica = 0): number =>
+  opts.metricsBase + opts.portOffset + (service === "watch" ? 90 + replica : 10 * memberIndex + serviceSlots[service])
+
 interface ProcessSpec {
   readonly name: string
   readonly command: string
   readonly args: ReadonlyArray<string>
+  /** Port of the process's /livez, polled once it had time to start; none for nats-server. */
+  readonly healthPort?: number
 }
+
+/** Liveness polling of supervised processes. */
+const livenessPollMs = 2000
+const livenessGraceMs = 60_000
+const livenessFailuresMax = 3
+
+/** GET http://127.0.0.1:`port`/livez; true on 200 within 1.5 s. */
+const probeLivez = (port: number): Promise<boolean> =>
+  fetch(`http://127.0.0.1:${port}/livez`, { signal: AbortSignal.timeout(1500) }).then(
+    async (r) => {
+      await r.arrayBuffer().catch(() => undefined)
+      return r.status === 200
+    },
+    () => false
+  )
 
 const waitForPort = (port: number) =>
   Effect.tryPromise(() =>
@@ -94,8 +136,35 @@ const supervise = (spec: ProcessSpec) =>
         Effect.sync(() => spawn(spec.command, spec.args as string[], { stdio: ["ignore", "inherit", "inherit"] })),
         (child) =>
           Effect.callback<{ code: number | null; signal: string | null }>((resume) => {
-            child.once("exit", (code, signal) => resume(Effect.succeed({ code, signal })))
-            child.once("error", (e) => resume(Effect.succeed({ code: -1, signal: e.message })))
+            const poll = spec.healthPort === undefined ? undefined : setInterval(() => {
+              // Failures count once the process answered once, or after the grace period: a
+              // slow start on a loaded machine is not a hang.
+              if ((!answered && Date.now() - startedAt < livenessGraceMs) || probing) return
+              probing = true
+              probeLivez(spec.healthPort!).then((ok) => {
+                probing = false
+                if (ok) answered = true
+                failures = ok ? 0 : failures + 1
+                if (failures < livenessFailuresMax || child.exitCode !== null || child.signalCode !== null) return
+                Effect.runFork(Effect.logWarning("process failed its liveness checks; killing it").pipe(
+                  Effect.annotateLogs({ service: "supervisor", process: spec.name, port: spec.healthPort, failures }),
+                  Effect.provide(loggingLayer(opts.logLevel))
+                ))
+                failures = 0
+                child.kill("SIGKILL")
+              })
+            }, livenessPollMs)
+            let failures = 0
+            let probing = false
+            let answered = false
+            child.once("exit", (code, signal) => {
+              if (poll !== undefined) clearInterval(poll)
+              resume(Effect.succeed({ code, signal }))
+            })
+            child.once("error", (e) => {
+              if (poll !== undefined) clearInterval(poll)
+              resume(Effect.succeed({ code: -1, signal: e.message }))
+            })
           }),
         stopChild
       )
@@ -109,11 +178,13 @@ const supervise = (spec: ProcessSpec) =>
   })
 
 const node = process.execPath
-const serviceSpec = (service: string, member: string, natsUrl: string, extra: ReadonlyArray<string> = []): ProcessSpec => ({
+const serviceSpec = (service: keyof typeof serviceSlots, memberIndex: number, member: string, natsUrl: string, extra: ReadonlyArray<string> = []): ProcessSpec => ({
   name: `${service}/${member}`,
   command: node,
+  healthPort: metricsPort(memberIndex, service),
   args: [
     join(servicesDir, service, "main.ts"),
+    `--metrics-port=${metricsPort(memberIndex, service)}`,
     `--member=${member}`,
     `--cluster=${opts.cluster}`,
     `--nats=${natsUrl}`,
@@ -126,39 +197,56 @@ const serviceSpec = (service: string, member: string, natsUrl: string, extra: Re
 const program = Effect.gen(function*() {
   mkdirSync(dataDir, { recursive: true })
   let natsUrl = opts.nats === "" ? undefined : opts.nats
+  /** The NATS URL member i's services use (its own server of a NATS cluster). */
+  let memberNatsUrl = (_i: number) => natsUrl!
   const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   if (natsUrl === undefined) {
-    const natsPort = opts.natsPort + opts.portOffset
-    const conf = join(dataDir, "nats-server.conf")
-    writeFileSync(conf, [
-      "# Written by natcd run.",
-      "listen: 127.0.0.1:" + natsPort,
-      // etcd accepts requests of 1.5 MiB; frames carry them plus raft batches.
-      `max_payload: ${maxFrameBytes}`,
-      "max_pending: 268435456",
-      "write_deadline: \"10s\"",
-      ""
-    ].join("\n"))
-    fibers.push(yield* Effect.forkChild(supervise({ name: "nats-server", command: "nats-server", args: ["-c", conf] })))
-    yield* waitForPort(natsPort)
-    natsUrl = `nats://127.0.0.1:${natsPort}`
+    const servers = opts.natsCluster
+    const clientPortOf = (j: number) => opts.natsPort + opts.portOffset + 10000 * j
+    const routePortOf = (j: number) => 6222 + opts.portOffset + 10000 * j
+    for (let j = 0; j < servers; j++) {
+      const conf = join(dataDir, servers === 1 ? "nats-server.conf" : `nats-server-${j + 1}.conf`)
+      writeFileSync(conf, [
+        "# Written by natcd run.",
+        ...(servers === 1 ? [] : [`server_name: natcd-nats-${j + 1}`]),
+        "listen: 127.0.0.1:" + clientPortOf(j),
+        // etcd accepts requests of 1.5 MiB; frames carry them plus raft batches.
+        `max_payload: ${maxFrameBytes}`,
+        "max_pending: 268435456",
+        "write_deadline: \"10s\"",
+        ...(servers === 1 ? [] : [
+          "cluster {",
+          `  name: ${opts.cluster}`,
+          `  listen: 127.0.0.1:${routePortOf(j)}`,
+          `  routes: [${Array.from({ length: servers }, (_, k) => k).filter((k) => k !== j).map((k) => `nats-route://127.0.0.1:${routePortOf(k)}`).join(", ")}]`,
+          "}"
+        ]),
+        ""
+      ].join("\n"))
+      fibers.push(yield* Effect.forkChild(supervise({ name: servers === 1 ? "nats-server" : `nats-server/${j + 1}`, command: "nats-server", args: ["-c", conf] })))
+    }
+    for (let j = 0; j < servers; j++) yield* waitForPort(clientPortOf(j))
+    natsUrl = Array.from({ length: servers }, (_, j) => `nats://127.0.0.1:${clientPortOf(j)}`).join(",")
+    if (servers > 1) memberNatsUrl = (i) => `nats://127.0.0.1:${clientPortOf(i % servers)}`
   }
   const members = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
   for (const [i, member] of members.entries()) {
     mkdirSync(join(dataDir, member), { recursive: true })
     const clientUrl = `http://127.0.0.1:${clientPort(i)}`
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", member, natsUrl))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", member, natsUrl))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", member, natsUrl))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", member, natsUrl, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", member, natsUrl, [`--listen-client-urls=${clientUrl}`]))))
+    const url = memberNatsUrl(i)
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", i, member, url))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", i, member, url))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", i, member, url))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", i, member, url, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, [`--listen-client-urls=${clientUrl}`]))))
   }
   // Watch replicas belong to no member: no --member on their command line, named w1, w2, ...
   for (let i = 1; i <= opts.watchReplicas; i++) {
     fibers.push(yield* Effect.forkChild(supervise({
       name: `watch/w${i}`,
       command: node,
-      args: [join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
+      healthPort: metricsPort(0, "watch", i),
+      args: [join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
     })))
   }
   yield* Effect.logInfo("natcd running").pipe(

@@ -22,6 +22,9 @@ import { WalAppendBody, WalLoadBody, WalSnapshotBody } from "../../shared/schema
 import { subject } from "../../shared/subjects.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { serve } from "../runtime/rpc.ts"
+import { counter, diskBuckets, gaugeFrom, histogram } from "../runtime/metrics.ts"
+import { addReadinessCheck } from "../runtime/health.ts"
+import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { Wal } from "./files.ts"
 import { LogMirror } from "./log-mirror.ts"
 import { loadSnap, purgeSnaps, saveSnap } from "./snap-files.ts"
@@ -60,6 +63,21 @@ const WalLive = Layer.effectDiscard(
     let closing = false
     yield* Effect.addFinalizer(() => Effect.sync(() => (closing = true)))
 
+    // Metrics (etcd server/storage/wal/metrics.go) and the group of the last commit, for spans.
+    const fsyncSeconds = histogram({ name: "etcd_disk_wal_fsync_duration_seconds", help: "The latency distributions of fsync called by WAL.", buckets: diskBuckets })
+    const writeBytes = counter({ name: "etcd_disk_wal_write_bytes_total", help: "Total number of bytes written in WAL." })
+    const groupSize = histogram({ name: "natcd_wal_group_saves", help: "Appends committed together by one WAL group commit (one fsync).", buckets: [1, 2, 4, 8, 16, 32, 64, 128] })
+    let lastGroup = { saves: 0, records: 0, bytes: 0, syncSeconds: 0 }
+    wal.onGroup = (g) => {
+      lastGroup = g
+      fsyncSeconds.observe(g.syncSeconds)
+      writeBytes.inc(g.bytes)
+      groupSize.observe(g.saves)
+    }
+    gaugeFrom("natcd_wal_last_index", "The last raft index in the WAL.", () => mirror.lastIndex())
+    gaugeFrom("natcd_wal_segments", "WAL segment files on disk.", () => wal.stats().segments)
+    addReadinessCheck("wal", () => (closing ? "closing" : undefined))
+
     const lastSeq = new Map<string, number>()
     // Settles after the newest save's fdatasync; saves settle in call order.
     let latestSave: Promise<void> = Promise.resolve()
@@ -75,9 +93,14 @@ const WalLive = Layer.effectDiscard(
       }
       lastSeq.set(writer, seq)
       mirror.save(hardState, entries)
+      // The write and fdatasync of this append's group commit (batch size in its attributes).
+      const span = req.traceparent === "" ? undefined : startSpan("wal.fsync", req.traceparent, { entries: entries.length })
       latestSave = wal.save(hardState, entries)
       latestSave.then(
-        () => req.reply("wal.append.reply", { ok: { lastIndex: mirror.lastIndex() } }),
+        () => {
+          endSpan(span, { batchSaves: lastGroup.saves, batchRecords: lastGroup.records, batchBytes: lastGroup.bytes, fsyncMs: Math.round(lastGroup.syncSeconds * 1e6) / 1000 })
+          req.reply("wal.append.reply", { ok: { lastIndex: mirror.lastIndex() } })
+        },
         (e) => {
           // A failed write or fsync leaves the log in an unknown state: stop, as etcd does
           // (it panics on WAL write errors); the supervisor restarts us and open() repairs.

@@ -43,6 +43,8 @@ import { allMembersEventsSubject, checkToken, subject, watchSubject } from "../.
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
+import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { addReadinessCheck } from "../runtime/health.ts"
 import { WatchHub } from "./core/hub.ts"
 import type { FetchRequest, FetchResult } from "./core/hub.ts"
 import type { RevisionEvents } from "./core/watcher-group.ts"
@@ -112,6 +114,17 @@ const WatchLive = Layer.effectDiscard(
 
     let scheduled = false
     let stopped = false
+    let pendingTrace = ""
+    // Metrics (etcd's watcher gauges, server/storage/mvcc/metrics.go) and readiness.
+    gaugeFrom("etcd_debugging_mvcc_watcher_total", "Total number of watchers (on this watch replica).", () => hub.stats().watchers)
+    gaugeFrom("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers (on this watch replica).", () => hub.stats().unsynced)
+    gaugeFrom("natcd_watch_victim_watchers", "Watchers whose stream is over its window (etcd's victims), on this replica.", () => hub.stats().victims)
+    gaugeFrom("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams (sessions on this watch replica).", () => hub.stats().sessions)
+    gaugeFrom("natcd_watch_head_revision", "The newest revision this replica has of the event stream.", () => hub.stats().head)
+    counterFrom("etcd_debugging_mvcc_events_total", "Total number of events sent by this replica.", () => hub.stats().eventsSent)
+    counterFrom("natcd_watch_victim_moves_total", "Times watchers became victims.", () => hub.stats().victimMoves)
+    counterFrom("natcd_watch_history_fetches_total", "History reads from an mvcc service.", () => hub.stats().historyFetches)
+    addReadinessCheck("stream", () => (hub.initialized() ? undefined : "event stream head not known yet"))
     const schedule = () => {
       if (scheduled || stopped) return
       scheduled = true
@@ -122,6 +135,10 @@ const WatchLive = Layer.effectDiscard(
       if (stopped) return
       const more = hub.sync()
       for (const f of hub.fetches()) void runFetch(f)
+      // Responses of this round carry the trace of the traced events frame received since the
+      // last round, so the gateway's delivery joins that request's trace.
+      const deliveryTrace = pendingTrace
+      pendingTrace = ""
       for (const m of hub.takeOutgoing()) {
         rpc.publish(m.gateway, "watch.responses", {
           session: m.session,
@@ -129,7 +146,7 @@ const WatchLive = Layer.effectDiscard(
           seq: m.seq,
           term: m.term,
           responses: m.responses
-        })
+        }, deliveryTrace)
       }
       if (more) schedule()
       if (hub.initialized() && openEndpoint === undefined) startOpenEndpoint()
@@ -183,6 +200,7 @@ const WatchLive = Layer.effectDiscard(
       // Copies of revisions the hub has are not decoded, but their compact revision still counts.
       let revs: ReadonlyArray<RevisionEvents> = []
       if (hub.wants(b.head) && b.revs.length > 1) revs = decodeRevisions(unpackValue(b.revs)) as ReadonlyArray<RevisionEvents>
+      if (revs.length > 0 && req.traceparent !== "" && pendingTrace === "") pendingTrace = req.traceparent
       // A frame whose revisions were too big to carry arrives empty: the gap read fetches them.
       hub.live({ fromRev: revs.length > 0 ? b.fromRev : b.head + 1, head: b.head, compactRev: b.compactRev, term: b.term, revs })
       schedule()
@@ -249,4 +267,4 @@ const WatchLive = Layer.effectDiscard(
   })
 )
 
-launch("watch", flags, WatchLive)
+launch("watch", flags, WatchLive, { member: replica })

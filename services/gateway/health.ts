@@ -1,0 +1,103 @@
+/**
+ * The member's health as its gateway sees it, for the gateway's /health and /readyz and for
+ * `etcdctl endpoint health`.
+ *
+ * etcd answers /health by checking that the member has a leader, has no alarm that stops
+ * writes, and can serve a linearizable read (server/etcdserver/api/etcdhttp/health.go); etcdctl
+ * `endpoint health` issues a linearizable Get of the key "health" and counts the member healthy
+ * when it succeeds. natcd's member is several processes, so the gateway also watches its
+ * member's other services: every {@link pollMs} ms it asks each one's NATS health endpoint
+ * (`natcd.<cluster>.<member>.<service>.health`, liveness checks only) and remembers the
+ * answers. A linearizable Range of exactly the key "health" (etcdctl's probe) fails with
+ * "request timed out" while one of them has not answered for {@link staleMs} ms, so
+ * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
+ * not only raft or mvcc (whose absence already fails the read itself).
+ */
+import { Schema } from "effect"
+import { HealthReply, RaftStatus } from "../../shared/schema.ts"
+import { healthSubject } from "../../shared/subjects.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+
+/** How often the member's services are asked, in ms. */
+export const pollMs = 1000
+
+/** A service that has not answered healthy for this long is down, in ms. */
+export const staleMs = 2500
+
+/** The member services the gateway watches. */
+export const memberServices = ["raft", "wal", "mvcc", "lease"] as const
+
+const decodeHealth = Schema.decodeUnknownSync(HealthReply)
+const decodeRaftStatus = Schema.decodeUnknownSync(RaftStatus)
+
+/**
+ * Polls the member's services. `problems()` lists what is wrong now (empty: healthy); `stop()`
+ * ends the polling.
+ */
+export class MemberHealth {
+  private readonly lastHealthyMs = new Map<string, number>()
+  private readonly lastReason = new Map<string, string>()
+  private readonly timer: ReturnType<typeof setInterval>
+  private readonly startedMs = Date.now()
+  private readonly rpc: RpcClient
+  private readonly at: { readonly cluster: string; readonly member: string }
+
+  constructor(rpc: RpcClient, at: { readonly cluster: string; readonly member: string }) {
+    this.rpc = rpc
+    this.at = at
+    this.timer = setInterval(() => this.poll(), pollMs)
+    this.timer.unref()
+    this.poll()
+  }
+
+  private poll(): void {
+    for (const service of memberServices) {
+      this.rpc.call(healthSubject({ ...this.at, service }), "health", { ready: false }, { timeoutMs: pollMs, retryAfterMs: pollMs, traceparent: "" }).then(
+        (frame) => {
+          const r = decodeHealth(frame.body)
+          if (r.healthy) this.lastHealthyMs.set(service, Date.now())
+          else this.lastReason.set(service, r.reasons.join("; "))
+        },
+        () => this.lastReason.set(service, "no answer")
+      )
+    }
+  }
+
+  /** What is wrong with the member's services now, one line each; [] when all answered lately. */
+  problems(nowMs: number = Date.now()): string[] {
+    const out: string[] = []
+    for (const service of memberServices) {
+      const last = this.lastHealthyMs.get(service) ?? this.startedMs
+      if (nowMs - last > staleMs) out.push(`${service}: ${this.lastReason.get(service) ?? "no answer"}`)
+    }
+    return out
+  }
+
+  /** Stops polling. */
+  stop(): void {
+    clearInterval(this.timer)
+  }
+}
+
+/**
+ * The gateway's readiness check (etcd's /health): the member knows a leader and a
+ * linearizable read goes through (a ReadIndex from raft, then the mvcc service's status once
+ * applied), and its services answer. Resolves undefined when healthy, else the reason.
+ */
+export const checkMemberReady = async (
+  rpc: RpcClient,
+  subjects: { readonly raftStatus: string; readonly readIndex: string; readonly mvccStatus: string },
+  members: MemberHealth
+): Promise<string | undefined> => {
+  const status = decodeRaftStatus((await rpc.call(subjects.raftStatus, "raft.status", {}, { timeoutMs: 1500, traceparent: "" })).body)
+  if (status.leader === 0n) return "no leader"
+  const ri = await rpc.call(subjects.readIndex, "readindex", {}, { timeoutMs: 1500, traceparent: "" })
+  if (ri.kind === "error" || (ri.body as { err?: unknown }).err !== undefined) return "linearizable read failed (no ReadIndex)"
+  await rpc.call(subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: 1500, traceparent: "" })
+  const problems = members.problems()
+  return problems.length === 0 ? undefined : problems.join("; ")
+}
+
+/** True for etcdctl `endpoint health`'s probe: a Range of exactly the key "health". */
+export const isHealthProbe = (key: Uint8Array, rangeEnd: Uint8Array | undefined): boolean =>
+  key.length === 6 && Buffer.from(key).toString("latin1") === "health" && (rangeEnd === undefined || rangeEnd.length === 0)

@@ -1,0 +1,97 @@
+/**
+ * What every natcd process gets for tracing, metrics and health, as one scoped layer that
+ * `launch` (./process.ts) provides next to the NATS connection:
+ *
+ * - the local trace store (./trace-store.ts) under `<data-dir>/traces/`, and the OTLP exporter
+ *   when the environment names a collector (./otlp.ts);
+ * - tail sampling: the process listens on `natcd.<cluster>.trace.keep` and exports what it holds
+ *   of a trace the gateway found slow (./tracing.ts);
+ * - the HTTP listener with /metrics, /livez, /readyz and /health (./health.ts) when
+ *   `--metrics-port` is set;
+ * - the NATS health endpoint `natcd.<cluster>.<member>.<service>.health` (the same checks, for
+ *   the member's gateway, which answers `etcdctl endpoint health` with them);
+ * - the liveness check every process shares (its NATS connection is open) and the NATS client
+ *   metrics of ./metrics.ts.
+ */
+import { Effect, Layer, Schema } from "effect"
+import { join } from "node:path"
+import { HealthBody, TraceKeepBody } from "../../shared/schema.ts"
+import { healthSubject, traceKeepSubject } from "../../shared/subjects.ts"
+import { addLivenessCheck, runChecks, startHealthServer } from "./health.ts"
+import { counterFrom, gaugeFrom, initMetrics } from "./metrics.ts"
+import { otlpLayer } from "./otlp.ts"
+import { Nats } from "./process.ts"
+import type { CommonFlags } from "./process.ts"
+import { serve } from "./rpc.ts"
+import { TraceFileStore } from "./trace-store.ts"
+import { addSpanSink, configureTracing, keepTrace } from "./tracing.ts"
+
+/**
+ * The observability layer of process `service` of member `member` (a watch replica passes its
+ * replica name). Needs the NATS connection.
+ */
+export const observabilityLayer = (service: string, member: string, flags: CommonFlags): Layer.Layer<never, never, Nats> =>
+  Layer.mergeAll(
+    otlpLayer(service, member),
+    Layer.effectDiscard(
+      Effect.gen(function*() {
+        configureTracing({ service, member, sampleRatio: flags.traceSampleRatio, slowMs: flags.traceSlowMs })
+        initMetrics(service, member)
+        const { nc, rpc } = yield* Nats
+
+        // The local trace store.
+        const store = new TraceFileStore(join(flags.dataDir, "traces"), `${service}-${member}`)
+        const removeSink = addSpanSink(store.add)
+        const onExit = () => store.flushSync()
+        process.once("exit", onExit)
+        yield* Effect.addFinalizer(() =>
+          Effect.promise(async () => {
+            removeSink()
+            await store.drain()
+            process.off("exit", onExit)
+          })
+        )
+
+        // Tail sampling: keep notices from the gateways.
+        const keep = serve(nc, traceKeepSubject(flags.cluster), "trace.keep", TraceKeepBody, (req) => keepTrace(req.body.traceId))
+
+        // Health over NATS, and the liveness check of the connection itself.
+        addLivenessCheck("nats", () => (nc.isClosed() ? "NATS connection closed" : undefined))
+        const health = serve(nc, healthSubject({ cluster: flags.cluster, member, service }), "health", HealthBody, (req) => {
+          runChecks(req.body.ready).then((results) => {
+            const failed = results.filter((r) => r.failure !== undefined)
+            req.reply("health.reply", { healthy: failed.length === 0, reasons: failed.map((r) => `${service}/${r.name}: ${r.failure}`) })
+          })
+        })
+        yield* Effect.addFinalizer(() => Effect.sync(() => {
+          keep.stop()
+          health.stop()
+        }))
+
+        // NATS client metrics.
+        counterFrom("natcd_nats_rpc_retries_total", "NATS requests re-sent after no reply came in time.", () => rpc.counters.retries)
+        counterFrom("natcd_nats_rpc_timeouts_total", "NATS requests that got no reply before their deadline.", () => rpc.counters.timeouts)
+        counterFrom("natcd_nats_rpc_sent_total", "NATS request frames sent (retries included).", () => rpc.counters.sent)
+        let connected = true
+        gaugeFrom("natcd_nats_connected", "1 when the process's NATS connection is up, else 0.", () => (nc.isClosed() ? 0 : connected ? 1 : 0))
+        void (async () => {
+          for await (const s of nc.status()) {
+            if (s.type === "disconnect") connected = false
+            else if (s.type === "reconnect") connected = true
+          }
+        })().catch(() => undefined)
+        counterFrom("natcd_trace_spans_stored_total", "Spans written to the local trace store by this process.", () => store.counters.spans)
+
+        // The HTTP listener.
+        if (flags.metricsPort > 0) {
+          const server = yield* Effect.tryPromise(() => startHealthServer(flags.metricsHost, flags.metricsPort)).pipe(
+            Effect.tapError((e) => Effect.logError("cannot listen for /metrics and /health").pipe(Effect.annotateLogs({ port: flags.metricsPort, error: String(e) }))),
+            Effect.orDie
+          )
+          yield* Effect.addFinalizer(() => Effect.promise(() => new Promise<void>((r) => server.close(() => r()))))
+          server.closeIdleConnections?.()
+          yield* Effect.logInfo("serving /metrics and /health").pipe(Effect.annotateLogs({ address: `${flags.metricsHost}:${flags.metricsPort}` }))
+        }
+      })
+    )
+  )
