@@ -3,8 +3,8 @@
  * reference etcd 3.4 and against natcd (one member, every service a real process), both from an
  * empty store; outputs must match once what legitimately differs is normalised: cluster and
  * member ids, lease ids (random on both: each run's ids are named <L1>, <L2>, ... in the order
- * granted, other lease-looking hex ids <id>), and the remaining TTL's last second (a matter of
- * timing). Revisions, TTLs, key lists, error texts and exit codes are compared as printed.
+ * granted, other lease-looking hex ids <id>), the remaining TTL's last second (a matter of
+ * timing), and the order of a lease's keys (etcd lists them from a Go map, in no fixed order). Revisions, TTLs, key lists, error texts and exit codes are compared as printed.
  *
  * Commands that block until interrupted (`lock NAME` without a command, `elect NAME VALUE`,
  * `elect -l NAME`) run for a fixed time and are compared on what they printed.
@@ -13,6 +13,7 @@ import { spawn } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Etcd, Natcd } from "./harness.ts"
 import { etcdctl, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { etcdClients } from "./lease-client.ts"
 
 /** One step: an etcdctl run (with {L1}.. standing for granted lease ids), a pause, or a blocking run. */
 type Step =
@@ -75,6 +76,9 @@ const run = async (endpoint: string): Promise<string[]> => {
     leases.forEach((hex, i) => {
       t = t.split(hex).join(`<L${i + 1}>`).split(BigInt("0x" + hex).toString()).join(`<L${i + 1}>`)
     })
+    // etcd lists a lease's keys from a Go map: in no fixed order. Compare them sorted.
+    t = t.replace(/attached keys\(\[([^\]]*)\]\)/g, (_, k: string) => `attached keys([${k.split(" ").sort().join(" ")}])`)
+    t = t.replace(/"keys":\[([^\]]*)\]/g, (_, k: string) => `"keys":[${k.split(",").sort().join(",")}]`)
     return t.replace(/\b[0-9a-f]{12,16}\b/g, "<id>")
   }
   const normaliseStderr = (text: string): string =>
@@ -133,4 +137,41 @@ describe("etcdctl lease/lock/elect session: natcd vs etcd", () => {
     const mismatches = want.flatMap((w, i) => (w === got[i] ? [] : [`etcd:\n${w}\nnatcd:\n${got[i]}`]))
     expect(mismatches, mismatches.join("\n\n")).toEqual([])
   }, 120_000)
+
+  it("answers the Lease gRPC edge cases as etcd: chosen id, duplicate id, unknown ids", async () => {
+    const outcome = async (endpoint: string) => {
+      const c = etcdClients(endpoint)
+      const call = (m: string, req: unknown) =>
+        c.call(c.lease, m, req).then(
+          (r: any) => ({ ok: { ID: r.ID, TTL: r.TTL, grantedTTL: r.grantedTTL, keys: r.keys?.length, leases: r.leases?.length } }),
+          (e: any) => ({ code: e.code, details: e.details })
+        )
+      const keepAlive = () =>
+        new Promise<string>((resolve) => {
+          const s = (c.lease as any).LeaseKeepAlive()
+          s.on("error", () => undefined)
+          s.on("data", (r: { TTL: string }) => {
+            resolve(r.TTL)
+            s.cancel()
+          })
+          s.write({ ID: "987654321" })
+        })
+      const out = [
+        await call("LeaseGrant", { ID: "4660", TTL: 5 }),
+        await call("LeaseGrant", { ID: "4660", TTL: 7 }),
+        await call("LeaseGrant", { ID: "-5", TTL: 0 }),
+        await call("LeaseTimeToLive", { ID: "4660", keys: true }),
+        await call("LeaseTimeToLive", { ID: "987654321" }),
+        await call("LeaseRevoke", { ID: "987654321" }),
+        await call("LeaseRevoke", { ID: "4660" }),
+        await call("LeaseRevoke", { ID: "-5" }),
+        await keepAlive()
+      ]
+      c.close()
+      return out
+    }
+    const [want, got] = [await outcome(etcd.endpoint), await outcome(natcd.endpoints[0]!)]
+    console.log(`lease gRPC edge cases (natcd): ${JSON.stringify(got)}`)
+    expect(got).toEqual(want)
+  }, 60_000)
 })
