@@ -91,11 +91,32 @@ export const natcdPorts = (portOffset: number, members = 1) => ({
   clients: Array.from({ length: members }, (_, i) => portOffset + (i === 0 ? 2379 : i === 1 ? 22379 : i === 2 ? 32379 : 2379 + 10000 * i))
 })
 
+/** Slots of a member's services in its block of metrics ports (services/supervisor/main.ts). */
+const metricsSlots = { gateway: 0, raft: 1, wal: 2, mvcc: 3, lease: 4 } as const
+
+/**
+ * The /metrics and /health port the supervisor gives member `memberIndex`'s `service` (0-based),
+ * or watch replica `replica` (1-based) for "watch", in a cluster started with `portOffset`
+ * (default --metrics-base 12000).
+ */
+export const metricsPort = (portOffset: number, memberIndex: number, service: keyof typeof metricsSlots | "watch", replica = 1): number =>
+  12000 + portOffset + (service === "watch" ? 90 + replica : 10 * memberIndex + metricsSlots[service])
+
+/** GET http://127.0.0.1:`port``path`: status and body (status 0 when nothing answered). */
+export const httpGet = async (port: number, path: string): Promise<{ status: number; body: string }> => {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) })
+    return { status: r.status, body: await r.text() }
+  } catch {
+    return { status: 0, body: "" }
+  }
+}
+
 /**
  * Starts `node services/supervisor/main.ts` with the given data dir and port offset, and waits
  * until every member answers a linearizable `etcdctl get`.
  */
-export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number; env?: Record<string, string> }): Promise<Natcd> => {
+export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number; env?: Record<string, string>; extraArgs?: ReadonlyArray<string> }): Promise<Natcd> => {
   const members = options.members ?? 1
   const ports = natcdPorts(options.portOffset, members)
   let output = ""
@@ -104,7 +125,8 @@ export const startNatcd = async (options: { dataDir: string; portOffset: number;
     `--members=${members}`,
     `--data-dir=${options.dataDir}`,
     `--port-offset=${options.portOffset}`,
-    "--log-level=Warn"
+    "--log-level=Warn",
+    ...(options.extraArgs ?? [])
   ], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...withoutNatsUrl(), ...options.env } })
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-200_000)
