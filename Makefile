@@ -5,7 +5,8 @@
 #   make bench    benchmark natcd against the real etcd in the same run
 #
 # Variables: DATA_DIR (default ./data), MEMBERS (default 3), NATS_URL (use an existing
-# nats-server instead of starting one).
+# nats-server instead of starting one), NATS_CLUSTER (default 1: nats-servers started, joined
+# by routes; member i's services use server i mod NATS_CLUSTER).
 
 SHELL := /bin/bash
 NODE_VERSION := 24.21.0
@@ -26,7 +27,8 @@ endif
 
 DATA_DIR ?= ./data
 MEMBERS ?= 3
-export DATA_DIR MEMBERS
+NATS_CLUSTER ?= 1
+export DATA_DIR MEMBERS NATS_CLUSTER
 
 .PHONY: run test bench typecheck deps system-deps clean-data help
 
@@ -60,7 +62,7 @@ system-deps:
 	fi
 
 run: deps system-deps
-	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR)
+	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR) --nats-cluster=$(NATS_CLUSTER)
 
 # The raft simulation runs SIM_SEEDS seeded schedules (2000 here; the test file's own default is
 # smaller for quick local runs).

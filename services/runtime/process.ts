@@ -117,8 +117,8 @@ export class Nats extends Context.Service<Nats, {
   readonly instance: string
 }>()("natcd/runtime/Nats") {
   /**
-   * Connects to `servers` (retrying until the server answers, reconnecting forever after) and
-   * drains the connection when the layer is released.
+   * Connects to `servers` (retrying until the server answers, reconnecting forever after, to
+   * the listed servers only) and drains the connection when the layer is released.
    */
   static readonly layer = (servers: string, name: string) =>
     Layer.effect(
@@ -132,7 +132,11 @@ export class Nats extends Context.Service<Nats, {
               waitOnFirstConnect: true,
               maxReconnectAttempts: -1,
               reconnectTimeWait: 250,
-              pingInterval: 10_000
+              pingInterval: 10_000,
+              // Use only the servers given: a member pinned to its own server of a NATS cluster
+              // drops out with it (as with its network) rather than wandering to servers the
+              // cluster gossips; list several servers in --nats to let a process fail over.
+              ignoreClusterUpdates: true
             })
           ).pipe(Effect.orDie),
           (nc) => Effect.promise(() => nc.drain().catch(() => undefined))

@@ -25,6 +25,8 @@
  * instead of one server: server j listens on nats-port + offset + 10000 x j (routes on 6222 +
  * offset + 10000 x j), member i's services connect to server i mod N only (so a member
  * drops out with its server and rejoins when it returns), and watch replicas to all of them.
+ * With --nats naming N URLs of a NATS cluster started elsewhere and --nats-cluster=N, no server
+ * is started and member i's services use URL i mod N alike.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Command, Option } from "commander"
@@ -228,6 +230,9 @@ const program = Effect.gen(function*() {
     for (let j = 0; j < servers; j++) yield* waitForPort(clientPortOf(j))
     natsUrl = Array.from({ length: servers }, (_, j) => `nats://127.0.0.1:${clientPortOf(j)}`).join(",")
     if (servers > 1) memberNatsUrl = (i) => `nats://127.0.0.1:${clientPortOf(i % servers)}`
+  } else if (opts.natsCluster > 1) {
+    const urls = natsUrl.split(",")
+    if (urls.length === opts.natsCluster) memberNatsUrl = (i) => urls[i % urls.length]!
   }
   const members = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
   for (const [i, member] of members.entries()) {
