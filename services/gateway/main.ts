@@ -215,7 +215,22 @@ const GatewayLive = Layer.effectDiscard(
           Watch: { Watch: bidiStream(watch.Watch) }
         }, flags.maxRequestBytes)
       ).pipe(Effect.orDie),
-      (server) => Effect.promise(() => new Promise<void>((r) => server.tryShutdown(() => r())))
+      // Unary calls in flight get up to 2 s to finish; then long-lived streams (Watch,
+      // LeaseKeepAlive, Observe) are cut, as etcd's shutdown does, so that clients reconnect
+      // elsewhere at once rather than holding a restart (rolling restarts) up.
+      (server) =>
+        Effect.promise(() =>
+          new Promise<void>((r) => {
+            const force = setTimeout(() => {
+              server.forceShutdown()
+              r()
+            }, 2000)
+            server.tryShutdown(() => {
+              clearTimeout(force)
+              r()
+            })
+          })
+        )
     )
     yield* Effect.logInfo("serving etcd v3 gRPC").pipe(Effect.annotateLogs({ address }))
   })
