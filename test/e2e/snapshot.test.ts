@@ -33,7 +33,7 @@ describe("snapshots", () => {
       const leader = await findLeader(natcd)
       const lagging = (leader + 1) % 3
       const lagName = `m${lagging + 1}`
-      expect(signalMember(natcd, lagName, "SIGSTOP")).toHaveLength(4)
+      expect(signalMember(natcd, lagName, "SIGSTOP")).toHaveLength(5) // wal, mvcc, lease, raft, gateway
       const client = kvClient(natcd.endpoints[leader]!)
       const writes = 1000
       // 8 KiB values: the snapshot the lagging member installs is several MiB, many chunks.
@@ -96,7 +96,7 @@ describe("snapshots", () => {
       const name = `m${victim + 1}`
       expect(readdirSync(join(data.dir, name, "snap")).some((f) => f.endsWith(".snap"))).toBe(true)
       const killedAt = Date.now()
-      expect(signalMember(natcd, name, "SIGKILL")).toHaveLength(4)
+      expect(signalMember(natcd, name, "SIGKILL")).toHaveLength(5) // wal, mvcc, lease, raft, gateway
       // The supervisor restarts it: it must serve its data again and agree with the others.
       for (;;) {
         const r = await etcdctl(natcd.endpoints[victim]!, ["get", "r-599", "--consistency=s", "--print-value-only", "--command-timeout=1s"])
