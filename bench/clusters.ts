@@ -68,6 +68,9 @@ export const startNatcd = async (members: number, portOffset: number): Promise<C
   const supervisor = fileURLToPath(new URL("../services/supervisor/main.ts", import.meta.url))
   const env = { ...process.env }
   delete env.NATS_URL
+  // Trace as in production (1% of requests, plus slow ones) unless the caller says otherwise:
+  // the development default traces every request, which etcd does not pay for.
+  env.NATCD_TRACE_SAMPLE_RATIO ??= "0.01"
   const child = spawn(process.execPath, [supervisor, `--members=${members}`, `--data-dir=${dataDir}`, `--port-offset=${portOffset}`, "--log-level=Warn"], {
     detached: true,
     stdio: ["ignore", "ignore", "inherit"],

@@ -19,7 +19,9 @@
  * --metrics-base (12000) + port offset + 10 x member index + service slot, watch replica j at
  * + 90 + j), serving /metrics, /livez, /readyz and /health. The supervisor polls each
  * process's /livez every 2 s once it answered (or had 60 s to start), and kills (then restarts)
- * one that failed 3 times in a row: a hung process is restarted like a crashed one.
+ * one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 10,
+ * i.e. 20 s, about Kubernetes' default of 3 x 10 s; 0: never): a hung process is restarted like
+ * a crashed one.
  *
  * --nats-cluster=N (NATS_CLUSTER) starts N nats-servers joined by routes into one NATS cluster
  * instead of one server: server j listens on nats-port + offset + 10000 x j (routes on 6222 +
@@ -51,6 +53,7 @@ const command = new Command("natcd run")
   .addOption(new Option("--watch-replicas <n>", "watch service replicas for the cluster (services/watch)").env("NATCD_WATCH_REPLICAS").argParser(positiveInt).default(1))
   .addOption(new Option("--log-level <level>", "log level").env("NATCD_LOG_LEVEL").choices(["Debug", "Info", "Warn", "Error"]).default("Info"))
   .addOption(new Option("--metrics-base <port>", "first /metrics and /health port (before the port offset)").env("NATCD_METRICS_BASE").argParser(positiveInt).default(12000))
+  .addOption(new Option("--liveness-failures <n>", "kill a process after this many failed /livez polls in a row (0: never)").env("NATCD_LIVENESS_FAILURES").argParser((v) => Number.parseInt(v, 10)).default(10))
   .addOption(new Option("--nats-cluster <n>", "nats-servers to start, joined in one NATS cluster").env("NATS_CLUSTER").argParser(positiveInt).default(1))
   .parse(process.argv)
 
@@ -65,6 +68,7 @@ const opts = command.opts<{
   logLevel: "Debug" | "Info" | "Warn" | "Error"
   metricsBase: number
   natsCluster: number
+  livenessFailures: number
 }>()
 const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
@@ -94,7 +98,6 @@ interface ProcessSpec {
 /** Liveness polling of supervised processes. */
 const livenessPollMs = 2000
 const livenessGraceMs = 60_000
-const livenessFailuresMax = 3
 
 /** GET http://127.0.0.1:`port`/livez; true on 200 within 1.5 s. */
 const probeLivez = (port: number): Promise<boolean> =>
@@ -138,7 +141,7 @@ const supervise = (spec: ProcessSpec) =>
         Effect.sync(() => spawn(spec.command, spec.args as string[], { stdio: ["ignore", "inherit", "inherit"] })),
         (child) =>
           Effect.callback<{ code: number | null; signal: string | null }>((resume) => {
-            const poll = spec.healthPort === undefined ? undefined : setInterval(() => {
+            const poll = spec.healthPort === undefined || opts.livenessFailures <= 0 ? undefined : setInterval(() => {
               // Failures count once the process answered once, or after the grace period: a
               // slow start on a loaded machine is not a hang.
               if ((!answered && Date.now() - startedAt < livenessGraceMs) || probing) return
@@ -147,7 +150,7 @@ const supervise = (spec: ProcessSpec) =>
                 probing = false
                 if (ok) answered = true
                 failures = ok ? 0 : failures + 1
-                if (failures < livenessFailuresMax || child.exitCode !== null || child.signalCode !== null) return
+                if (failures < opts.livenessFailures || child.exitCode !== null || child.signalCode !== null) return
                 Effect.runFork(Effect.logWarning("process failed its liveness checks; killing it").pipe(
                   Effect.annotateLogs({ service: "supervisor", process: spec.name, port: spec.healthPort, failures }),
                   Effect.provide(loggingLayer(opts.logLevel))
