@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, normaliseIds, normaliseStderr, startEtcd, startNatcd, tempDir } from "./harness.ts"
 
 /** The session: each line is one etcdctl invocation (arguments split on spaces, quotes kept simple). */
 const session: ReadonlyArray<ReadonlyArray<string>> = [
@@ -49,26 +49,7 @@ const session: ReadonlyArray<ReadonlyArray<string>> = [
   ["get", "", "--from-key", "-w", "json"]
 ]
 
-/** Replaces the ids that legitimately differ between two clusters. */
-const normalise = (text: string): string =>
-  text
-    .replace(/"cluster_id":\d+/g, '"cluster_id":"<id>"')
-    .replace(/"member_id":\d+/g, '"member_id":"<id>"')
-
-/**
- * etcdctl's stderr: the client library's JSON warning lines carry a timestamp and a random
- * client id; what the user reads is the gRPC error in them and the final "Error: ..." line.
- */
-const normaliseStderr = (text: string): string =>
-  text
-    .trim()
-    .split("\n")
-    .map((line) => {
-      if (!line.startsWith("{")) return line
-      const parsed = JSON.parse(line) as { msg?: string; error?: string }
-      return `${parsed.msg ?? ""}: ${parsed.error ?? ""}`
-    })
-    .join("\n")
+const normalise = normaliseIds
 
 describe("etcdctl session: natcd vs etcd", () => {
   let natcd: Natcd

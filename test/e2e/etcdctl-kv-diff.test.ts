@@ -14,7 +14,7 @@ import { appendFileSync } from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadEtcdServices } from "../../services/gateway/server.ts"
 import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, normaliseIds, normaliseStderr, startEtcd, startNatcd, tempDir } from "./harness.ts"
 
 /** One etcdctl invocation: arguments, and optionally what goes to its stdin. */
 interface Step {
@@ -143,24 +143,7 @@ const session: ReadonlyArray<Step> = [
   c("get", "", "--from-key", "--keys-only", "-w", "json")
 ]
 
-/** Replaces the ids that legitimately differ between two clusters. */
-const normalise = (text: string): string =>
-  text
-    .replace(/"cluster_id":\d+/g, '"cluster_id":"<id>"')
-    .replace(/"member_id":\d+/g, '"member_id":"<id>"')
-    .replace(/memberID:\d+/g, "memberID:<id>")
-
-/** etcdctl's stderr without the client library's timestamped warning lines' noise. */
-const normaliseStderr = (text: string): string =>
-  text
-    .trim()
-    .split("\n")
-    .map((line) => {
-      if (!line.startsWith("{")) return line
-      const parsed = JSON.parse(line) as { msg?: string; error?: string }
-      return `${parsed.msg ?? ""}: ${parsed.error ?? ""}`
-    })
-    .join("\n")
+const normalise = normaliseIds
 
 /** A raw etcd gRPC client: KV and Maintenance calls returning wire objects. */
 const rawClient = (endpoint: string) => {

@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, normaliseStderr, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
 import { etcdClients } from "./lease-client.ts"
 
 /** One step: an etcdctl run (with {L1}.. standing for granted lease ids), a pause, or a blocking run. */
@@ -81,12 +81,7 @@ const run = async (endpoint: string): Promise<string[]> => {
     t = t.replace(/"keys":\[([^\]]*)\]/g, (_, k: string) => `"keys":[${k.split(",").sort().join(",")}]`)
     return t.replace(/\b[0-9a-f]{12,16}\b/g, "<id>")
   }
-  const normaliseStderr = (text: string): string =>
-    text.trim().split("\n").filter((l) => l !== "").map((line) => {
-      if (!line.startsWith("{")) return normalise(line)
-      const parsed = JSON.parse(line) as { msg?: string; error?: string }
-      return `${parsed.msg ?? ""}: ${parsed.error ?? ""}`
-    }).join("\n")
+  const stderrOf = (text: string): string => normaliseStderr(text, normalise)
   for (const step of session) {
     if ("sleepMs" in step) {
       await sleep(step.sleepMs)
@@ -107,7 +102,7 @@ const run = async (endpoint: string): Promise<string[]> => {
     const r = await etcdctl(endpoint, args)
     const granted = /^lease ([0-9a-f]+) granted/.exec(r.stdout)
     if (granted !== null) leases.push(granted[1]!)
-    out.push(`etcdctl ${step.args.join(" ")}\n  code ${r.code}\n  out ${normalise(r.stdout)}\n  err ${normaliseStderr(r.stderr)}`)
+    out.push(`etcdctl ${step.args.join(" ")}\n  code ${r.code}\n  out ${normalise(r.stdout)}\n  err ${stderrOf(r.stderr)}`)
   }
   return out
 }

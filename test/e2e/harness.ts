@@ -180,8 +180,8 @@ export interface Etcd {
   stop(): Promise<void>
 }
 
-/** Starts the reference etcd on loopback with a fresh data dir under `dataDir`. */
-export const startEtcd = async (options: { dataDir: string; clientPort: number; peerPort: number }): Promise<Etcd> => {
+/** Starts the reference etcd on loopback with a fresh data dir under `dataDir`; `extraArgs` are further etcd flags. */
+export const startEtcd = async (options: { dataDir: string; clientPort: number; peerPort: number; extraArgs?: ReadonlyArray<string> }): Promise<Etcd> => {
   const client = `http://127.0.0.1:${options.clientPort}`
   const peer = `http://127.0.0.1:${options.peerPort}`
   const child = spawn("etcd", [
@@ -193,7 +193,8 @@ export const startEtcd = async (options: { dataDir: string; clientPort: number; 
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=etcd-ref=${peer}`,
     "--log-level=error",
-    "--logger=zap"
+    "--logger=zap",
+    ...(options.extraArgs ?? [])
   ], { stdio: "ignore" })
   const exited = new Promise<void>((r) => child.once("exit", () => r()))
   const endpoint = `127.0.0.1:${options.clientPort}`
@@ -298,3 +299,27 @@ export const raftStatus = async (portOffset: number, member: string) => {
     await nc.close()
   }
 }
+
+/** Replaces the ids that legitimately differ between two clusters in etcdctl output. */
+export const normaliseIds = (text: string): string =>
+  text
+    .replace(/"cluster_id":\d+/g, '"cluster_id":"<id>"')
+    .replace(/"member_id":\d+/g, '"member_id":"<id>"')
+    .replace(/memberID:\d+/g, "memberID:<id>")
+
+/**
+ * etcdctl's stderr as a user reads it: the client library's JSON warning lines carry a timestamp
+ * and a random client id, so only their message and gRPC error are kept; other lines pass
+ * through `line` (identity by default).
+ */
+export const normaliseStderr = (text: string, line: (l: string) => string = (l) => l): string =>
+  text
+    .trim()
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      if (!l.startsWith("{")) return line(l)
+      const parsed = JSON.parse(l) as { msg?: string; error?: string }
+      return `${parsed.msg ?? ""}: ${parsed.error ?? ""}`
+    })
+    .join("\n")

@@ -13,45 +13,11 @@
  * (check interval shortened from etcd's 5 minutes to 1 s) compacts at current - 5, observable
  * as etcd's compacted-revision error on older reads.
  */
-import { spawn } from "node:child_process"
 import { describe, expect, it } from "vitest"
 import type { CtlResult } from "./harness.ts"
-import { etcdctl, sleep, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
 
 const quota = 200_000
-
-/** Starts the reference etcd with a quota (the harness's startEtcd takes no extra flags). */
-const startEtcdWithQuota = async (dataDir: string, clientPort: number, peerPort: number) => {
-  const client = `http://127.0.0.1:${clientPort}`
-  const peer = `http://127.0.0.1:${peerPort}`
-  const child = spawn("etcd", [
-    "--name=etcd-quota",
-    `--data-dir=${dataDir}`,
-    `--quota-backend-bytes=${quota}`,
-    `--listen-client-urls=${client}`,
-    `--advertise-client-urls=${client}`,
-    `--listen-peer-urls=${peer}`,
-    `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=etcd-quota=${peer}`,
-    "--log-level=error",
-    "--logger=zap"
-  ], { stdio: "ignore" })
-  const exited = new Promise<void>((r) => child.once("exit", () => r()))
-  const endpoint = `127.0.0.1:${clientPort}`
-  const deadline = Date.now() + 30_000
-  while ((await etcdctl(endpoint, ["get", "probe"])).code !== 0) {
-    if (Date.now() > deadline) throw new Error("etcd did not start")
-    await sleep(200)
-  }
-  return {
-    endpoint,
-    stop: async () => {
-      child.kill("SIGTERM")
-      await Promise.race([exited, sleep(10_000)])
-      child.kill("SIGKILL")
-    }
-  }
-}
 
 /** What a user reads: exit code, stdout with member ids replaced, and the final error line. */
 const shown = (r: CtlResult) => ({
@@ -101,7 +67,7 @@ describe("backend quota and NOSPACE alarm, compared with etcd", () => {
     process.env.NATCD_QUOTA_BACKEND_BYTES = String(quota)
     const natcdStart = startNatcd({ dataDir: natcdDir.dir, portOffset: 430 })
     process.env = saved
-    const [natcd, etcd] = await Promise.all([natcdStart, startEtcdWithQuota(etcdDir.dir, 25830, 25840)])
+    const [natcd, etcd] = await Promise.all([natcdStart, startEtcd({ dataDir: etcdDir.dir, clientPort: 25830, peerPort: 25840, extraArgs: [`--quota-backend-bytes=${quota}`] })])
     try {
       const ours = await fillAndCheck(natcd.endpoints[0]!)
       const ref = await fillAndCheck(etcd.endpoint)
