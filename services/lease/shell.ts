@@ -312,29 +312,43 @@ export class LeaseShell {
         if (r.err === "NotFound") throw { _tag: "LeaseNotFound", leaseId: id } satisfies EtcdErrorData
       }
       if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
-      const target = await this.leaderSubject("keepalive")
-      if (target === "self") {
-        // We lead but have not promoted yet (reading the table): wait for it.
-        await sleep(50)
-      } else if (target !== undefined) {
-        try {
-          this.counters.forwarded++
-          const frame = await this.rpc.call(target, "lease.keepalive", { id, forwarded: true }, {
-            timeoutMs: Math.max(1, Math.min(2000, deadline - this.now())),
-            traceparent
-          })
-          return okOrError(frame, LeaseKeepAliveReply).ttl
-        } catch (e) {
-          const tag = (e as EtcdErrorData)?._tag
-          if (tag !== "NotLeader" && tag !== "RequestTimeout" && tag !== "NoLeader") throw e
-          this.status = undefined
-          await sleep(100)
-        }
-      } else {
+      const ttl = await this.viaLeader("keepalive", deadline, async (target) => {
+        this.counters.forwarded++
+        const frame = await this.rpc.call(target, "lease.keepalive", { id, forwarded: true }, {
+          timeoutMs: Math.max(1, Math.min(2000, deadline - this.now())),
+          traceparent
+        })
+        return okOrError(frame, LeaseKeepAliveReply).ttl
+      })
+      if (ttl !== undefined) return ttl
+    }
+  }
+
+  /**
+   * One attempt to hand a request to the leader's lease service with `call(subject)`. Resolves
+   * with its answer, or undefined when the caller should try again (no leader known yet, this
+   * member leads but has not promoted yet, or leadership moved); rejects with any other error of
+   * the call, and with NoLeader or RequestTimeout once `deadline` (ms, this.now() clock) passed.
+   */
+  private async viaLeader<A>(endpoint: "keepalive" | "timetolive", deadline: number, call: (subject: string) => Promise<A>): Promise<A | undefined> {
+    const target = await this.leaderSubject(endpoint)
+    if (target === "self") {
+      // We lead but have not promoted yet (reading the table): wait for it.
+      await sleep(50)
+    } else if (target !== undefined) {
+      try {
+        return await call(target)
+      } catch (e) {
+        const tag = (e as EtcdErrorData)?._tag
+        if (tag !== "NotLeader" && tag !== "RequestTimeout" && tag !== "NoLeader") throw e
+        this.status = undefined
         await sleep(100)
       }
-      if (this.now() > deadline) throw { _tag: target === undefined ? "NoLeader" : "RequestTimeout" } satisfies EtcdErrorData
+    } else {
+      await sleep(100)
     }
+    if (this.now() > deadline) throw { _tag: target === undefined ? "NoLeader" : "RequestTimeout" } satisfies EtcdErrorData
+    return undefined
   }
 
   /**
@@ -358,27 +372,15 @@ export class LeaseShell {
         return { grantedTtl: r.lease.ttl, ttl: Math.trunc(remainingMs / 1000), keys: [...r.keys] }
       }
       if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
-      const target = await this.leaderSubject("timetolive")
-      if (target === "self") {
-        await sleep(50)
-      } else if (target !== undefined) {
-        try {
-          const frame = await this.rpc.call(target, "lease.timetolive", { id, keys, forwarded: true }, {
-            timeoutMs: Math.max(1, Math.min(3000, deadline - this.now())),
-            traceparent
-          })
-          const r = okOrError(frame, LeaseTimeToLiveReply)
-          return { grantedTtl: r.grantedTtl, ttl: r.ttl, keys: [...r.keys] }
-        } catch (e) {
-          const tag = (e as EtcdErrorData)?._tag
-          if (tag !== "NotLeader" && tag !== "RequestTimeout" && tag !== "NoLeader") throw e
-          this.status = undefined
-          await sleep(100)
-        }
-      } else {
-        await sleep(100)
-      }
-      if (this.now() > deadline) throw { _tag: target === undefined ? "NoLeader" : "RequestTimeout" } satisfies EtcdErrorData
+      const answer = await this.viaLeader("timetolive", deadline, async (target) => {
+        const frame = await this.rpc.call(target, "lease.timetolive", { id, keys, forwarded: true }, {
+          timeoutMs: Math.max(1, Math.min(3000, deadline - this.now())),
+          traceparent
+        })
+        const r = okOrError(frame, LeaseTimeToLiveReply)
+        return { grantedTtl: r.grantedTtl, ttl: r.ttl, keys: [...r.keys] }
+      })
+      if (answer !== undefined) return answer
     }
   }
 
