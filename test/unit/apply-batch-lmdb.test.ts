@@ -7,49 +7,20 @@
  */
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { packValue } from "../../shared/frame.ts"
-import type { Index, Term } from "../../shared/ids.ts"
-import type { WriteRequest } from "../../shared/kv.ts"
 import type { Entry } from "../../shared/raft-types.ts"
-import { Applier } from "../../services/mvcc/apply.ts"
 import type { ApplierOptions, ResultBody } from "../../services/mvcc/apply.ts"
 import { LmdbBackend } from "../../services/mvcc/backend-lmdb.ts"
 import { MemoryBackend } from "../../services/mvcc/core/backend-memory.ts"
 import { unsafeReadConsistentIndex } from "../../services/mvcc/core/backend.ts"
-import { KvStore } from "../../services/mvcc/core/store.ts"
-import { tempDir } from "../e2e/harness.ts"
+import { enc, openApplier, proposal, put, withLmdbFile } from "./apply-fixtures.ts"
 
-const enc = (s: string) => new TextEncoder().encode(s)
 const dec = (b: Uint8Array) => new TextDecoder().decode(b)
 
-const proposal = (index: number, requestId: bigint, request: WriteRequest): Entry => ({
-  term: 2 as Term,
-  index: index as Index,
-  type: "Normal",
-  data: packValue({ requestId, origin: "m1", replyTo: "to.m1", deadlineMs: 1_000_000 + index, traceparent: "", request })
-})
-const put = (k: string, v: string): WriteRequest => ({ put: { key: enc(k), value: enc(v) } })
+/** An Applier whose batches commit only at the limit or interval set here (tests commit by hand). */
+const open = (file: string, log: Entry[] = [], options?: Partial<ApplierOptions>) =>
+  openApplier(file, log, { batchLimit: 10_000, batchIntervalMs: 60_000, ...options })
 
-const open = (file: string, log: Entry[] = [], options?: Partial<ApplierOptions>) => {
-  const backend = LmdbBackend.open(file)
-  const store = KvStore.restore(backend.read)
-  const sent: Array<{ subject: string; body: ResultBody }> = []
-  const applier = new Applier(backend, store, "m1", {
-    publish: (subject, body) => sent.push({ subject, body }),
-    fetchEntries: async (from) => ({ entries: log.filter((e) => e.index >= from), commitIndex: log.length }),
-    log: () => undefined
-  }, { batchLimit: 10_000, batchIntervalMs: 60_000, ...options })
-  return { backend, store, applier, sent }
-}
-
-const withFile = async (f: (file: string) => Promise<void>) => {
-  const t = tempDir("apply-batch")
-  try {
-    await f(`${t.dir}/kv.mdb`)
-  } finally {
-    t.remove()
-  }
-}
+const withFile = withLmdbFile
 
 const get = (s: ReturnType<typeof open>, key: string) => {
   const r = s.store.range(s.backend.read, { key: enc(key) })

@@ -5,50 +5,13 @@
  * reopen (the state a restarted mvcc process sees).
  */
 import { describe, expect, it } from "vitest"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { packValue } from "../../shared/frame.ts"
 import type { Index, Term } from "../../shared/ids.ts"
-import type { WriteRequest } from "../../shared/kv.ts"
 import type { Entry } from "../../shared/raft-types.ts"
-import { Applier } from "../../services/mvcc/apply.ts"
-import type { ResultBody } from "../../services/mvcc/apply.ts"
-import { LmdbBackend } from "../../services/mvcc/backend-lmdb.ts"
-import { KvStore } from "../../services/mvcc/core/store.ts"
+import type { LmdbBackend } from "../../services/mvcc/backend-lmdb.ts"
+import type { KvStore } from "../../services/mvcc/core/store.ts"
+import { enc, openApplier as open, proposal, put, withLmdbFile } from "./apply-fixtures.ts"
 
-const enc = (s: string) => new TextEncoder().encode(s)
-
-const proposal = (index: number, requestId: bigint, request: WriteRequest, origin = "m1"): Entry => ({
-  term: 2 as Term,
-  index: index as Index,
-  type: "Normal",
-  data: packValue({ requestId, origin, replyTo: `to.${origin}`, deadlineMs: 1_000_000 + index, traceparent: "", request })
-})
 const noop = (index: number): Entry => ({ term: 2 as Term, index: index as Index, type: "Normal", data: new Uint8Array() })
-const put = (k: string, v: string): WriteRequest => ({ put: { key: enc(k), value: enc(v) } })
-
-const open = (file: string, log: Entry[] = []) => {
-  const backend = LmdbBackend.open(file)
-  const store = KvStore.restore(backend.read)
-  const sent: Array<{ subject: string; body: ResultBody }> = []
-  const applier = new Applier(backend, store, "m1", {
-    publish: (subject, body) => sent.push({ subject, body }),
-    fetchEntries: async (from) => ({ entries: log.filter((e) => e.index >= from), commitIndex: log.length }),
-    log: () => undefined
-  })
-  return { backend, store, applier, sent }
-}
-
-/** Runs `f` with a fresh LMDB file path, removing its directory afterwards. */
-const withLmdbFile = async (f: (file: string) => Promise<void>) => {
-  const dir = mkdtempSync(join(tmpdir(), "natcd-apply-"))
-  try {
-    await f(join(dir, "kv.mdb"))
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
 const value = (store: KvStore, backend: LmdbBackend, key: string) => {
   const r = store.range(backend.read, { key: enc(key) })
