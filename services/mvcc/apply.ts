@@ -276,7 +276,9 @@ export class Applier {
       const fresh = entries.filter((e) => e.index > this.applied)
       if (fresh.length === 0 || fresh[0]!.index !== this.applied + 1) return
       this.counters.gapsRepaired++
-      this.applyEntries(fresh, this.term)
+      // Entries fetched here carry no frame term; the newest entry's term is at least the term
+      // the member had when it was committed (a fresh store would otherwise report term 0).
+      this.applyEntries(fresh, Math.max(this.term, fresh[fresh.length - 1]!.term))
     }
   }
 
