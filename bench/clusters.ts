@@ -101,12 +101,17 @@ export const startNatcd = async (members: number, portOffset: number): Promise<C
   return cluster
 }
 
-/** Starts the real etcd with `members` members on client ports 12379 + 100·i (peers 12380 + 100·i). */
+/**
+ * Starts the real etcd with `members` members on client ports 19379 + 100·i (peers 19380 + 100·i),
+ * clear of natcd's ports at the benchmark's port offset (clients 12379/32379/42379, nats 14222,
+ * metrics 22000–22099). Fails when a member exits during start-up (e.g. a port in use), so a
+ * run never measures some other server in etcd's place.
+ */
 export const startEtcd = async (members: number): Promise<Cluster> => {
   const dataDir = mkdtempSync(join(tmpdir(), "etcd-bench-"))
   const names = Array.from({ length: members }, (_, i) => `e${i + 1}`)
-  const client = (i: number) => `http://127.0.0.1:${12379 + 100 * i}`
-  const peer = (i: number) => `http://127.0.0.1:${12380 + 100 * i}`
+  const client = (i: number) => `http://127.0.0.1:${19379 + 100 * i}`
+  const peer = (i: number) => `http://127.0.0.1:${19380 + 100 * i}`
   const initialCluster = names.map((n, i) => `${n}=${peer(i)}`).join(",")
   const children = names.map((name, i) =>
     spawn("etcd", [
@@ -123,7 +128,7 @@ export const startEtcd = async (members: number): Promise<Cluster> => {
       "--logger=zap"
     ], { stdio: "ignore" })
   )
-  const endpoints = names.map((_, i) => `127.0.0.1:${12379 + 100 * i}`)
+  const endpoints = names.map((_, i) => `127.0.0.1:${19379 + 100 * i}`)
   const cluster: Cluster = {
     name: "etcd",
     endpoints,
@@ -136,6 +141,8 @@ export const startEtcd = async (members: number): Promise<Cluster> => {
   }
   try {
     await waitReady(endpoints, "etcd")
+    const exited = children.findIndex((c) => c.exitCode !== null || c.signalCode !== null)
+    if (exited >= 0) throw new Error(`etcd member ${names[exited]} exited during start-up (code ${children[exited]!.exitCode}, ${children[exited]!.signalCode})`)
   } catch (e) {
     await cluster.stop()
     throw e

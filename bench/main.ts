@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url"
 import { ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { memory, totalCpuMs } from "./proc.ts"
+import { cpuMs, memory, processLabel } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
@@ -85,6 +85,8 @@ interface Result {
   readonly opsPerSec: number
   readonly latencyMs: { p50: number; p90: number; p99: number; max: number }
   readonly serverCpuMsPerOp: number
+  /** The same, per kind of server process (natcd: per service and nats-server, summed over members). */
+  readonly serverCpuMsPerOpBy: Record<string, number>
 }
 
 const percentile = (sorted: Float64Array, p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!)
@@ -103,7 +105,7 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
     if (plan.name.startsWith("range") && plan.name !== "range-prefix") await preload(pool, o, 10_000)
     if (plan.name === "range-prefix") await preload(pool, o, 100, "/prefix/")
     const pids = cluster.pids()
-    const cpuBefore = totalCpuMs(pids)
+    const cpuBefore = new Map(pids.map((pid) => [pid, cpuMs(pid)]))
     let m: Measurement
     switch (plan.name) {
       case "put":
@@ -134,7 +136,15 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
       default:
         m = await leaseWorkload(pool, o, say)
     }
-    const cpu = totalCpuMs(pids) - cpuBefore
+    // Processes started during the run (a restarted service) count from zero.
+    const cpuBy: Record<string, number> = {}
+    let cpu = 0
+    for (const pid of new Set([...pids, ...cluster.pids()])) {
+      const used = cpuMs(pid) - (cpuBefore.get(pid) ?? 0)
+      const label = processLabel(pid)
+      cpuBy[label] = (cpuBy[label] ?? 0) + used
+      cpu += used
+    }
     const sorted = Float64Array.from(m.latenciesMs).sort()
     progress("")
     return {
@@ -146,7 +156,8 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
       ...(m.firstError === undefined ? {} : { firstError: m.firstError }),
       opsPerSec: round(m.ops / (m.elapsedMs / 1000), 1),
       latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted[sorted.length - 1] ?? 0) },
-      serverCpuMsPerOp: round(cpu / Math.max(1, m.ops), 4)
+      serverCpuMsPerOp: round(cpu / Math.max(1, m.ops), 4),
+      serverCpuMsPerOpBy: Object.fromEntries(Object.entries(cpuBy).sort(([, a], [, b]) => b - a).map(([k, v]) => [k, round(v / Math.max(1, m.ops), 4)]))
     }
   } finally {
     pool.close()
@@ -157,7 +168,8 @@ const rssByMember = (cluster: Cluster) =>
   cluster.memberPids().map(({ member, pids }) => ({
     member,
     rssBytes: pids.reduce((s, p) => s + memory(p).rssBytes, 0),
-    peakRssBytes: pids.reduce((s, p) => s + memory(p).peakRssBytes, 0)
+    peakRssBytes: pids.reduce((s, p) => s + memory(p).peakRssBytes, 0),
+    rssBytesBy: Object.fromEntries(pids.map((p) => [processLabel(p), memory(p).rssBytes]))
   }))
 
 const main = async () => {
@@ -246,6 +258,10 @@ const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArr
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  "))
   for (const { system, members } of memoryByCluster) {
     console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB (peak ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB)`).join(", ")}`)
+    const first = members[0]
+    if (first !== undefined && Object.keys(first.rssBytesBy).length > 1) {
+      console.log(`${system} ${first.member} RSS by process: ${Object.entries(first.rssBytesBy).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(0)}`).join(", ")} MiB`)
+    }
   }
 }
 

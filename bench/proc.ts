@@ -58,3 +58,15 @@ export const cmdline = (pid: number): string => {
     return ""
   }
 }
+
+/**
+ * A short label for a server process: "nats-server", the natcd service ("raft", "wal", …,
+ * from services/<name>/main.ts), or the program name; used to break CPU and RSS down.
+ */
+export const processLabel = (pid: number): string => {
+  const args = cmdline(pid)
+  const service = /services\/([a-z-]+)\/main\.ts/.exec(args)?.[1]
+  if (service !== undefined) return service
+  const program = args.split(" ")[0] ?? ""
+  return program.slice(program.lastIndexOf("/") + 1) || `pid ${pid}`
+}

@@ -8,7 +8,7 @@
  * and etcd's exact message in one table (`services/gateway/errors.ts`), as etcd keeps
  * `api/v3rpc/rpctypes/error.go`.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** Read or compact below the compacted revision (etcd mvcc.ErrCompacted). */
 export class Compacted extends Schema.TaggedError<Compacted>()("Compacted", {

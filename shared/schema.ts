@@ -7,7 +7,8 @@
  * `number`; {@link Int} turns both into a safe-integer `number` (revisions, indexes, terms,
  * counts) and {@link U64} into a `bigint` (member, lease, request ids).
  */
-import { Schema, SchemaGetter } from "effect"
+import * as Schema from "effect/Schema"
+import * as SchemaGetter from "effect/SchemaGetter"
 import type { EtcdErrorData } from "./errors.ts"
 import type { Index, LeaseId, MemberId, Revision, Term } from "./ids.ts"
 import type * as Kv from "./kv.ts"
@@ -178,8 +179,14 @@ export const Proposal = Schema.Struct({
 })
 export type Proposal = typeof Proposal.Type
 
-/** raft.propose: the encoded proposal (the raft service never decodes it). */
-export const ProposeBody = Schema.Struct({ data: Bytes })
+/**
+ * raft.propose: encoded proposals, in the order they are to be appended (the raft service never
+ * decodes them). A gateway sends the proposals of one event-loop turn in one frame; the reply
+ * covers them all: ok once every one was handed to raft, or an error (NoLeader) from the first
+ * one refused on, in which case the earlier ones may still commit (the proposer retries them
+ * all with their request ids, so none is applied twice).
+ */
+export const ProposeBody = Schema.Struct({ proposals: Schema.Array(Bytes) })
 export const ProposeReply = okOrErr(Schema.Struct({ leader: U64 }))
 
 /** raft.readindex: no body fields; the reply is the index to wait for. */
@@ -286,12 +293,18 @@ export const MvccStatus = Schema.Struct({
 })
 export type MvccStatus = typeof MvccStatus.Type
 
-/** gateway.result: the outcome of applying proposal `requestId`. */
+/** The outcome of applying proposal `requestId`. */
 export const ApplyResult = Schema.Union([
   Schema.Struct({ requestId: U64, ok: Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }) }),
   Schema.Struct({ requestId: U64, err: ErrorData })
 ])
 export type ApplyResult = typeof ApplyResult.Type
+
+/**
+ * apply.result (to a proposer's result subject): the outcomes of the proposals of one applied
+ * batch that this subject's proposer made, in index order.
+ */
+export const ApplyResults = Schema.Struct({ results: Schema.Array(ApplyResult) })
 
 // ---------------------------------------------------------------------------------------------
 // Raft between members, and membership.
@@ -472,7 +485,7 @@ export const WatchResponsesBody = Schema.Struct({
 
 /** Frame kinds and their current versions; a receiver rejects other versions. */
 export const FrameKinds = {
-  propose: 1,
+  propose: 2,
   "propose.reply": 1,
   readindex: 1,
   "readindex.reply": 1,
@@ -489,7 +502,7 @@ export const FrameKinds = {
   "range.reply": 1,
   "mvcc.status": 1,
   "mvcc.status.reply": 1,
-  "apply.result": 1,
+  "apply.result": 2,
   "raft.msg": 1,
   "wal.snapshot": 1,
   "wal.snapshot.reply": 1,

@@ -13,7 +13,7 @@
  * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
  * not only raft or mvcc (whose absence already fails the read itself).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { HealthReply, RaftStatus } from "../../shared/schema.ts"
 import { healthSubject } from "../../shared/subjects.ts"
 import type { RpcClient } from "../runtime/rpc.ts"

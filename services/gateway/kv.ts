@@ -7,7 +7,7 @@
  * service serves the read once it has applied that index (etcd server/etcdserver/v3_server.go
  * linearizableReadLoop). Serializable ranges go straight to the local mvcc service.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { requestContext } from "../runtime/tracing.ts"
 import { isHealthProbe } from "./health.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"

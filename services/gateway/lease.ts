@@ -16,7 +16,7 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import { randomBytes } from "node:crypto"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteResponse } from "../../shared/kv.ts"

@@ -10,7 +10,9 @@
  * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
 import { Option } from "commander"
-import { Effect, Layer, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { RaftStatus } from "../../shared/schema.ts"
 import { leaseSubject, mvccLeaseSubject, subject } from "../../shared/subjects.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"

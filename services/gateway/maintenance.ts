@@ -28,7 +28,7 @@
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { MvccAlarmsReply, MvccStatus } from "../../shared/schema.ts"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { RpcClient } from "../runtime/rpc.ts"
 import type { Wire } from "./convert.ts"
 import { wireBig } from "./convert.ts"
@@ -92,14 +92,25 @@ export const alarmResponseToWire = (r: Kv.AlarmResponse): Wire => ({
 /** Makes the Maintenance.Alarm handler and the quota check used by Put and Txn. */
 export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
   let cached: { atMs: number; inUseBytes: number } | undefined
+  /** The size fetch in flight for callers content with a cached size: one at a time, shared. */
+  let refreshing: Promise<number> | undefined
 
-  const inUseBytes = async (traceparent: string, fresh: boolean): Promise<number> => {
+  const fetchInUseBytes = async (traceparent: string): Promise<number> => {
     const now = Date.now()
-    if (!fresh && cached !== undefined && now - cached.atMs < sizeCacheMs) return cached.inUseBytes
     const frame = await ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
     const s = Schema.decodeUnknownSync(MvccStatus)(frame.body)
-    cached = { atMs: now, inUseBytes: s.dbSizeInUseBytes }
+    if (cached === undefined || cached.atMs <= now) cached = { atMs: now, inUseBytes: s.dbSizeInUseBytes }
     return s.dbSizeInUseBytes
+  }
+
+  /** The backend's in-use bytes: at most sizeCacheMs old, or (`fresh`) fetched after this call. */
+  const inUseBytes = (traceparent: string, fresh: boolean): Promise<number> => {
+    if (fresh) return fetchInUseBytes(traceparent)
+    if (cached !== undefined && Date.now() - cached.atMs < sizeCacheMs) return Promise.resolve(cached.inUseBytes)
+    if (refreshing === undefined) {
+      refreshing = fetchInUseBytes(traceparent).finally(() => (refreshing = undefined))
+    }
+    return refreshing
   }
 
   /**

@@ -10,6 +10,11 @@
  * outcome is unknown and the client gets etcd's "request timed out" (or "no leader" when raft
  * kept answering that), exactly the ambiguity etcd itself reports.
  *
+ * Batching: the proposals of one event-loop turn travel to raft in one `propose` frame (up to
+ * {@link maxBatchBytes}), and the mvcc service answers the proposals of one applied batch in one
+ * `apply.result` frame, so the per-frame cost of each NATS hop is shared by every write in
+ * flight rather than paid per write.
+ *
  * Follows etcd server/etcdserver/v3_server.go (processInternalRaftRequestOnce) in spirit: one
  * wait registration per request id, triggered by the applier.
  */
@@ -18,7 +23,7 @@ import { randomBytes } from "node:crypto"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
-import { ApplyResult, ProposeReply } from "../../shared/schema.ts"
+import { ApplyResults, ProposeReply } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError, serve } from "../runtime/rpc.ts"
 import { currentTraceparent } from "../runtime/tracing.ts"
@@ -48,6 +53,21 @@ interface Waiter {
   reject: (error: EtcdErrorData) => void
 }
 
+/** Largest sum of proposal bytes in one propose frame (well under nats-server's 8 MiB max_payload). */
+export const maxBatchBytes = 4 * 1024 * 1024
+
+/** Proposals gathered for the next propose frame, and the outcome they share. */
+interface Batch {
+  readonly proposals: Uint8Array[]
+  bytes: number
+  readonly traceparent: string
+  /** How long the frame is retried without a reply (the first proposal's remaining time, at most 1 s). */
+  readonly timeoutMs: number
+  readonly acked: Promise<void>
+  ack: () => void
+  fail: (error: unknown) => void
+}
+
 /**
  * Proposes writes and matches their results. Invariant: `waiters` holds exactly the request
  * ids of calls to {@link Proposer.propose} still in progress.
@@ -70,13 +90,56 @@ export class Proposer {
     // Request ids: 32 random bits of this instance, then a 32-bit counter. Unique across
     // gateway instances with overwhelming probability; the mvcc dedup key adds the origin member.
     this.idPrefix = BigInt("0x" + randomBytes(4).toString("hex")) << 32n
-    this.stopResults = serve(nc, options.resultSubject, "apply.result", ApplyResult, ({ body }) => {
-      const waiter = this.waiters.get(body.requestId)
-      if (waiter === undefined) return
-      this.waiters.delete(body.requestId)
-      if ("err" in body) waiter.reject(body.err as EtcdErrorData)
-      else waiter.resolve(body.ok)
+    this.stopResults = serve(nc, options.resultSubject, "apply.result", ApplyResults, ({ body }) => {
+      for (const result of body.results) {
+        const waiter = this.waiters.get(result.requestId)
+        if (waiter === undefined) continue
+        this.waiters.delete(result.requestId)
+        if ("err" in result) waiter.reject(result.err as EtcdErrorData)
+        else waiter.resolve(result.ok)
+      }
     }).stop
+  }
+
+  private batch: Batch | undefined
+
+  /**
+   * Hands `data` to raft in the next propose frame (sent at the end of this event-loop turn, or
+   * at once when the frame is full). Resolves when raft accepted the frame; rejects with error
+   * data (NoLeader, RequestTimeout after `timeoutMs` without a reply).
+   */
+  private send(data: Uint8Array, traceparent: string, timeoutMs: number): Promise<void> {
+    if (this.batch !== undefined && this.batch.bytes + data.length > maxBatchBytes) this.flush()
+    let batch = this.batch
+    if (batch === undefined) {
+      let ack!: () => void
+      let fail!: (error: unknown) => void
+      const acked = new Promise<void>((resolve, reject) => {
+        ack = resolve
+        fail = reject
+      })
+      batch = { proposals: [], bytes: 0, traceparent, timeoutMs, acked, ack, fail }
+      this.batch = batch
+      const current = batch
+      setImmediate(() => {
+        if (this.batch === current) this.flush()
+      })
+    }
+    batch.proposals.push(data)
+    batch.bytes += data.length
+    return batch.acked
+  }
+
+  private flush(): void {
+    const batch = this.batch
+    if (batch === undefined) return
+    this.batch = undefined
+    this.rpc.call(this.options.proposeSubject, "propose", { proposals: batch.proposals }, { timeoutMs: batch.timeoutMs, traceparent: batch.traceparent })
+      .then((frame) => {
+        okOrError(frame, ProposeReply)
+        batch.ack()
+      })
+      .catch(batch.fail)
   }
 
   /**
@@ -109,11 +172,7 @@ export class Proposer {
         const left = deadlineMs - this.now()
         if (left <= 0) break
         try {
-          const frame = await this.rpc.call(this.options.proposeSubject, "propose", { data }, {
-            timeoutMs: Math.min(left, 1000),
-            traceparent
-          })
-          okOrError(frame, ProposeReply)
+          await this.send(data, traceparent, Math.min(left, 1000))
           lastError = { _tag: "RequestTimeout" }
           // Accepted: wait for the result, then propose again if none came.
           const wait = Math.min(this.options.resultWaitMs, Math.max(0, deadlineMs - this.now()))
@@ -152,3 +211,4 @@ export class Proposer {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+

@@ -22,7 +22,7 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { Frame } from "../../shared/frame.ts"

@@ -17,7 +17,8 @@
  * | --request-timeout-ms | | 7000 | how long a keep-alive or TimeToLive may take |
  */
 import { Option } from "commander"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { defaultCheckpointIntervalMs, defaultLeaseRevokeRate } from "./core/lessor.ts"

@@ -25,7 +25,7 @@
  * LeaseRenew on the leader, forwarded by followers over HTTP).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"

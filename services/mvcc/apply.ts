@@ -35,7 +35,7 @@
  * dropped once an applied proposal's deadline is more than {@link dedupRetentionMs} past the
  * record's deadline; the proposer stops retrying at its deadline.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { unpackValue } from "../../shared/frame.ts"
 import { Index } from "../../shared/ids.ts"
@@ -85,8 +85,11 @@ export type ResultBody =
 
 /** The applier's collaborators. */
 export interface ApplierIo {
-  /** Publishes a result to a proposer's subject, in the trace `traceparent` names. */
-  readonly publish: (subject: string, body: ResultBody, traceparent: string) => void
+  /**
+   * Publishes results to a proposer's subject (one frame: the results of one applied batch for
+   * that subject, in index order), in the trace `traceparent` names (the first traced one's).
+   */
+  readonly publish: (subject: string, bodies: ReadonlyArray<ResultBody>, traceparent: string) => void
   /** Committed entries from `from` on (the raft service's log), for gap repair. */
   readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
@@ -308,16 +311,24 @@ export class Applier {
       this.scheduleCommit()
     }
     while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
-    // Published before the commit: see the durability invariant in the module comment.
+    // Published before the commit: see the durability invariant in the module comment. One
+    // frame per proposer subject.
+    const bySubject = new Map<string, { bodies: ResultBody[]; traceparent: string }>()
     for (const { subject, body, traceparent } of toSend) {
       if (subject === localReplyTo) {
         const resolve = this.localWaiters.get(body.requestId)
         this.localWaiters.delete(body.requestId)
         resolve?.(body)
-      } else {
-        this.io.publish(subject, body, traceparent)
+        continue
+      }
+      const group = bySubject.get(subject)
+      if (group === undefined) bySubject.set(subject, { bodies: [body], traceparent })
+      else {
+        group.bodies.push(body)
+        if (group.traceparent === "") group.traceparent = traceparent
       }
     }
+    for (const [subject, { bodies, traceparent }] of bySubject) this.io.publish(subject, bodies, traceparent)
   }
 
   private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): Outgoing | undefined {

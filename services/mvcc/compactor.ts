@@ -11,7 +11,8 @@
  * request id until its deadline when no result arrives (NATS core may lose frames); the
  * applier applies one request id once.
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { packValue } from "../../shared/frame.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
@@ -52,7 +53,7 @@ export const proposeLocal = async (
   try {
     while (Date.now() < deadlineMs) {
       try {
-        const frame = await ctx.rpc.call(ctx.subjects.raftPropose, "propose", { data }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) })
+        const frame = await ctx.rpc.call(ctx.subjects.raftPropose, "propose", { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) })
         okOrError(frame, ProposeReply)
       } catch {
         await new Promise((r) => setTimeout(r, 100))

@@ -23,7 +23,10 @@
  * `mvcc.status` reports applied index, revision and db size; `mvcc.alarms` the active alarms.
  */
 import { Option } from "commander"
-import { Effect, Layer, Queue, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import { mkdirSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
@@ -144,7 +147,7 @@ const MvccLive = Layer.effectDiscard(
       member: flags.member, heartbeatMs: eventHeartbeatMs, frameBytes: defaultEventFrameBytes
     })
     const applier = new Applier(backend, store, flags.member, {
-      publish: (to, body, traceparent) => rpc.publish(to, "apply.result", body, traceparent),
+      publish: (to, bodies, traceparent) => rpc.publish(to, "apply.result", { results: bodies }, traceparent),
       onEvents: (revision, events) => {
         if (eventsTrace === "") eventsTrace = currentTraceparent()
         eventStream.applied(revision, events)

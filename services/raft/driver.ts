@@ -6,8 +6,11 @@
  * of them schedules the loop, which drains Readys one at a time:
  *
  * 1. persist the Ready's hard state and entries through `persist` (the wal service; resolves
- *    after fdatasync), then record them in MemoryStorage;
- * 2. send its messages (never before 1: votes and append acknowledgements depend on it);
+ *    after fdatasync), then record them in MemoryStorage; a Ready whose only change is the
+ *    commit index (no MustSync) is written without waiting for its fdatasync;
+ * 2. send its messages (never before 1: votes and append acknowledgements depend on it), except
+ *    a leader's replication messages, which leave before 1 (Raft thesis §10.2.1; the core
+ *    counts the leader's own entries only after 5);
  * 3. answer ReadIndex rounds whose read state arrived;
  * 4. hand committed entries to `apply` (the mvcc service), applying ConfChange entries to the
  *    core on the way;
@@ -21,6 +24,7 @@ import type { Index, MemberId } from "../../shared/ids.ts"
 import type { ConfChange, Entry, HardState } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "./core/conf-change.ts"
 import type { RawNode } from "./core/raw-node.ts"
+import { sendableBeforePersist } from "./core/raw-node.ts"
 import type { MemoryStorage } from "./core/storage.ts"
 import type { Message, ProposalError, Snapshot, SoftState } from "./core/types.ts"
 
@@ -33,7 +37,7 @@ export interface DriverIo {
   readonly persist: (hardState: HardState | undefined, entries: ReadonlyArray<Entry>, traceparent: string) => Promise<void>
   /** Sends messages to peers (at-most-once). */
   readonly send: (messages: ReadonlyArray<Message>) => void
-  /** Hands committed entries, in index order, to the state machine. */
+  /** Hands committed entries, in index order, to the state machine; `commitIndex` is the last one's index. */
   readonly apply: (entries: ReadonlyArray<Entry>, commitIndex: Index) => void
   /**
    * Persists a snapshot received from the leader (its state machine part is installed already,
@@ -170,14 +174,26 @@ export class RaftDriver {
           this.storage.applySnapshot(rd.snapshot)
           this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.metadata.index)
         }
-        if (rd.hardState !== undefined || rd.entries.length > 0) {
+        // A leader replicates while it writes (thesis §10.2.1): its MsgApp/MsgHeartbeat/MsgSnap
+        // leave now; it counts its own entries only once persisted (core advance).
+        const state = this.node.status().softState.raftState
+        const early = state === "StateLeader" ? rd.messages.filter((m) => sendableBeforePersist(m, state)) : []
+        if (early.length > 0) this.io.send(early)
+        if (rd.entries.length > 0 || rd.mustSync) {
           const trace = this.batchTrace
           this.batchTrace = ""
           await this.io.persist(rd.hardState, rd.entries, trace)
           this.storage.append(rd.entries)
           if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState)
+        } else if (rd.hardState !== undefined) {
+          // Only the commit index moved: written without waiting for it (etcd saves such a
+          // HardState without fsync, raft's MustSync). A commit index lost in a crash is
+          // learned again from the leader; nothing depends on it being durable.
+          this.io.persist(rd.hardState, [], "").catch(this.onFatal)
+          this.storage.setHardState(rd.hardState)
         }
-        if (rd.messages.length > 0) this.io.send(rd.messages)
+        const late = early.length === 0 ? rd.messages : rd.messages.filter((m) => !early.includes(m))
+        if (late.length > 0) this.io.send(late)
         for (const rs of rd.readStates) {
           const key = Buffer.from(rs.requestCtx).toString("latin1")
           const round = this.rounds.get(key)
@@ -191,7 +207,10 @@ export class RaftDriver {
           }
           const last = rd.committedEntries[rd.committedEntries.length - 1]!
           this.appliedIndex = last.index
-          this.io.apply(rd.committedEntries, this.node.status().commit)
+          // The frame claims no commit beyond its own entries: the commit index may have moved on
+          // during the persist, but those entries come in the next Ready, and a claim beyond them
+          // would send the state machine fetching what is already on its way.
+          this.io.apply(rd.committedEntries, last.index)
         }
         this.node.advance(rd)
         this.startReadRound()

@@ -18,7 +18,9 @@
  * ConfChange and member-attribute entries reach it as no-ops, since only raft acts on them.
  */
 import { Option } from "commander"
-import { Effect, Layer, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { randomBytes, randomInt } from "node:crypto"
 import {
   BadLeaderTransferee,
@@ -413,14 +415,18 @@ const RaftLive = Layer.effectDiscard(
       })
     const endpoints = [
       serve(nc, subject({ ...at, service: "raft", endpoint: "propose" }), "propose", ProposeBody, (req) => {
-        const err = removed ? "removed" : driver.propose(req.body.data, req.traceparent)
+        let err: string | undefined = removed ? "removed" : undefined
+        for (const data of req.body.proposals) {
+          if (err !== undefined) break
+          err = driver.propose(data, req.traceparent)
+        }
         if (err !== undefined) req.reply("propose.reply", fail(new NoLeader()))
         else {
           const leader = driver.leader()
-          // A follower's core forwards the proposal to the leader (MsgProp over raft.msg).
+          // A follower's core forwards the proposals to the leader (MsgProp over raft.msg).
           if (leader !== memberId && req.traceparent !== "") {
             const now = nowUs()
-            recordSpan("raft.forward", req.traceparent, now, now, { leader: leader.toString(16) })
+            recordSpan("raft.forward", req.traceparent, now, now, { leader: leader.toString(16), proposals: req.body.proposals.length })
           }
           req.reply("propose.reply", { ok: { leader } })
         }
@@ -530,8 +536,16 @@ const RaftLive = Layer.effectDiscard(
     // election timeout (etcd fast-forwards its election ticks for the same reason). Once per
     // second, a member whose published attributes are stale publishes them (etcd's publish).
     let lastPublishMs = 0
+    // Once per tick after entries were applied, an empty apply frame repeats the applied index,
+    // so the mvcc service notices a lost last frame (and fetches it) within a tick.
+    let lastAppliedTold = 0
     const everyTick = () => {
       if (removed) return
+      const applied = driver.applied()
+      if (applied > lastAppliedTold && applied > skipApplyUpTo) {
+        lastAppliedTold = applied
+        rpc.publish(mvccApply, "apply", { entries: [], commitIndex: applied, term: node.status().hardState.term })
+      }
       const s = node.status()
       const voters = s.confState.voters
       if (voters.length === 1 && voters[0] === memberId && s.softState.raftState === "StateFollower") driver.campaign()

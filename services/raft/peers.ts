@@ -87,10 +87,22 @@ export class Peers {
     }
   }
 
+  /** Ids derived from sender names (a SHA-1 each), remembered for the few names a cluster has. */
+  private readonly derived = new Map<string, MemberId>()
+
+  private idOf(name: string): MemberId {
+    let id = this.derived.get(name)
+    if (id === undefined) {
+      id = memberIdFor(this.cluster, name)
+      if (this.derived.size < 1024) this.derived.set(name, id)
+    }
+    return id
+  }
+
   /** Handles one received frame body (already schema-checked). */
   receive(body: { readonly from: bigint; readonly fromName: string; readonly messages: ReadonlyArray<typeof RaftMessage.Type> }): void {
     const from = body.from as MemberId
-    if (memberIdFor(this.cluster, body.fromName) !== from) {
+    if (this.idOf(body.fromName) !== from) {
       this.counters.droppedUnknownSender += body.messages.length
       return
     }

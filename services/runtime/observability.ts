@@ -13,7 +13,9 @@
  * - the liveness check every process shares (its NATS connection is open) and the NATS client
  *   metrics of ./metrics.ts.
  */
-import { Effect, Layer, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { join } from "node:path"
 import { HealthBody, TraceKeepBody } from "../../shared/schema.ts"
 import { healthSubject, traceKeepSubject } from "../../shared/subjects.ts"

@@ -8,15 +8,15 @@
  * (`k=v,k2=v2`), `OTEL_SDK_DISABLED=true`. Works with Jaeger, Tempo or any OTLP collector
  * accepting JSON on its HTTP port (4318).
  *
+ * The exporter itself (./otlp-exporter.ts, with Effect's HTTP client and OTLP modules) is loaded
+ * only when an endpoint is configured, so processes that export nothing do not carry it.
+ *
  * Each process is one OTLP resource: `service.name` = `natcd-<service>`,
  * `service.instance.id` = `<member>/<pid>`, plus `natcd.member` and `host.name`.
  */
-import { Effect, Layer } from "effect"
-import { FetchHttpClient } from "effect/http"
-import { OtlpExporter, OtlpResource, OtlpSerialization } from "effect/observability"
-import { hostname } from "node:os"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { SpanRecord } from "./tracing.ts"
-import { addSpanSink } from "./tracing.ts"
 
 /** The OTLP traces URL the environment names, or undefined when export is off. */
 export const otlpTracesUrl = (env: NodeJS.ProcessEnv = process.env): string | undefined => {
@@ -76,28 +76,11 @@ export const toOtlpSpan = (span: SpanRecord) => ({
 export const otlpLayer = (service: string, member: string): Layer.Layer<never> => {
   const url = otlpTracesUrl()
   if (url === undefined) return Layer.empty
-  return Layer.effectDiscard(
-    Effect.gen(function*() {
-      const serialization = yield* OtlpSerialization.OtlpSerialization
-      const resource = OtlpResource.make({
-        serviceName: `natcd-${service}`,
-        attributes: { "service.instance.id": `${member}/${process.pid}`, "natcd.member": member, "host.name": hostname() }
-      })
-      const scope = { name: "natcd", version: "0.1.0" }
-      const exporter = yield* OtlpExporter.make({
-        label: "natcd-traces",
-        url,
-        headers: parseHeaders(process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? process.env.OTEL_EXPORTER_OTLP_HEADERS),
-        exportInterval: Number(process.env.OTEL_BSP_SCHEDULE_DELAY ?? "") > 0 ? Number(process.env.OTEL_BSP_SCHEDULE_DELAY) : 5000,
-        maxBatchSize: 512,
-        body: (spans) => [serialization.traces({ resourceSpans: [{ resource, scopeSpans: [{ scope, spans }] }] } as never), Effect.void],
-        shutdownTimeout: 3000
-      })
-      const remove = addSpanSink((span) => exporter.push(toOtlpSpan(span)))
-      yield* Effect.addFinalizer(() => Effect.sync(remove))
-      yield* Effect.logInfo("exporting traces over OTLP").pipe(Effect.annotateLogs({ url }))
-    })
-  ).pipe(
-    Layer.provide(Layer.mergeAll(FetchHttpClient.layer, OtlpSerialization.layerJson, OtlpExporter.layerFlusher))
+  const headers = parseHeaders(process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? process.env.OTEL_EXPORTER_OTLP_HEADERS)
+  const delay = Number(process.env.OTEL_BSP_SCHEDULE_DELAY ?? "")
+  return Layer.unwrap(
+    Effect.promise(() => import("./otlp-exporter.ts")).pipe(
+      Effect.map((m) => m.otlpExporterLayer({ service, member, url, headers, exportIntervalMs: delay > 0 ? delay : 5000 }))
+    )
   )
 }

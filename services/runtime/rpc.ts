@@ -14,7 +14,7 @@
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { Histogram } from "prom-client"
 import { MalformedFrame, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"

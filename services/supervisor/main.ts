@@ -32,7 +32,10 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Command, Option } from "commander"
-import { Duration, Effect, Fiber, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
@@ -183,11 +186,18 @@ const supervise = (spec: ProcessSpec) =>
   })
 
 const node = process.execPath
+/**
+ * V8 flags of every service process: a 4 MiB young-generation semi-space (V8 sizes it from the
+ * machine's memory, up to 32 MiB on large hosts) keeps each process's resident memory ~100 MiB
+ * lower under load at no measurable CPU cost (natcd bench).
+ */
+const serviceNodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=4"]
 const serviceSpec = (service: keyof typeof serviceSlots, memberIndex: number, member: string, natsUrl: string, extra: ReadonlyArray<string> = []): ProcessSpec => ({
   name: `${service}/${member}`,
   command: node,
   healthPort: metricsPort(memberIndex, service),
   args: [
+    ...serviceNodeFlags,
     join(servicesDir, service, "main.ts"),
     `--metrics-port=${metricsPort(memberIndex, service)}`,
     `--member=${member}`,
@@ -254,7 +264,7 @@ const program = Effect.gen(function*() {
       name: `watch/w${i}`,
       command: node,
       healthPort: metricsPort(0, "watch", i),
-      args: [join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
+      args: [...serviceNodeFlags, join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
     })))
   }
   yield* Effect.logInfo("natcd running").pipe(

@@ -12,7 +12,8 @@
  * from them. The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
  */
 import { Option } from "commander"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, Stopped } from "../../shared/errors.ts"

@@ -24,7 +24,9 @@
  * part of a member.
  */
 import { Option } from "commander"
-import { Effect, Layer, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { unpackValue } from "../../shared/frame.ts"
 import {

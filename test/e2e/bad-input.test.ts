@@ -48,7 +48,7 @@ describe("malformed frames on every service subject", () => {
       encodeFrame({ kind: "no-such-kind", version: 1, traceparent: "", id: 1, body: {} }),
       encodeFrame({ kind: "wal.append", version: 99, traceparent: "", id: 1, body: {} }),
       // Right kinds with bodies of the wrong shape:
-      encodeFrame({ kind: "propose", version: 1, traceparent: "", id: 1, body: { data: "not bytes" } }),
+      encodeFrame({ kind: "propose", version: 2, traceparent: "", id: 1, body: { proposals: ["not bytes"] } }),
       encodeFrame({ kind: "wal.append", version: 1, traceparent: "", id: 1, body: { writer: "x", seq: 1, entries: [{ index: "1" }] } }),
       encodeFrame({ kind: "range", version: 1, traceparent: "", id: 1, body: { request: { key: 5 }, minAppliedIndex: 0 } }),
       encodeFrame({ kind: "apply", version: 1, traceparent: "", id: 1, body: { entries: [{ term: 1, index: 99, type: "Normal", data: 1 }], commitIndex: 99, term: 1 } })

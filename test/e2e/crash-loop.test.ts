@@ -64,7 +64,10 @@ describe("crash loop of wal and raft processes", () => {
             lost = [...snapshot].filter(([k, v]) => found.get(k) !== v).length
             break
           }
-          if (Date.now() > deadline) throw new Error(`no read after round ${round}: ${r.stderr}`)
+          if (Date.now() > deadline) {
+            const status = await etcdctl(natcd.endpoints.join(","), ["endpoint", "status", "-w", "table", "--command-timeout=3s"])
+            throw new Error(`no read after round ${round} (killed ${which.join(" ")} of ${member}): ${r.stderr}\n${status.stdout}${status.stderr}\n${natcd.output().slice(-6000)}`)
+          }
           await sleep(200)
         }
         expect(lost, `round ${round}: lost ${lost} of ${snapshot.size}`).toBe(0)

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { connect } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import { RaftStatus } from "../../shared/schema.ts"
 import { subject } from "../../shared/subjects.ts"
@@ -56,7 +56,8 @@ export const etcdctl = (endpoint: string, args: ReadonlyArray<string>, input?: s
     const child = execFile(
       "etcdctl",
       [`--endpoints=${endpoint}`, "--command-timeout=10s", ...args],
-      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 30_000 },
+      // Large outputs (a prefix get of thousands of keys as JSON) exceed execFile's 1 MiB default.
+      { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 30_000, maxBuffer: 256 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1
         resolve({ code, stdout: String(stdout), stderr: String(stderr) })

@@ -15,7 +15,7 @@
  */
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { execFileSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { unpackValue } from "../../shared/frame.ts"

@@ -10,7 +10,9 @@
  *   members into groups (often the leader alone, in a minority); MsgSnap delivery is reported
  *   back to the sender (reportSnapshot) and sends over cut links are reported unreachable;
  * - disk: the shell's contract. A Ready's snapshot, entries and hard state are written before
- *   its messages leave and before its committed entries are applied. A write with mustSync false
+ *   its committed entries are applied and before its messages leave, except a leader's
+ *   replication messages (MsgApp, MsgHeartbeat, MsgSnap), which leave before the write; a crash
+ *   between the two loses the Ready's writes. A write with mustSync false
  *   is not synced: a crash may lose it (the hard state reverts to the last synced one);
  * - crashes: a member may crash between Readies or inside one (after persisting, before sending;
  *   after sending, before applying) and restarts later from its disk, with its state machine
@@ -32,7 +34,7 @@
 import { Index, MemberId } from "../../shared/ids.ts"
 import type { ConfState, Entry, HardState } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "../../services/raft/core/conf-change.ts"
-import { type Config, RawNode } from "../../services/raft/core/raw-node.ts"
+import { type Config, RawNode, sendableBeforePersist } from "../../services/raft/core/raw-node.ts"
 import { MemoryStorage } from "../../services/raft/core/storage.ts"
 import type { Message, Ready } from "../../services/raft/core/types.ts"
 import { Prng } from "./prng.ts"
@@ -58,6 +60,8 @@ export interface SimStats {
   confChanges: number
   delivered: number
   readStates: number
+  /** Readies whose leader messages left before the Ready was written. */
+  earlySends: number
 }
 
 /** A broken invariant; the message names the seed. */
@@ -102,6 +106,7 @@ export class Cluster {
     maxTerm: 0,
     committed: 0,
     crashes: 0,
+    earlySends: 0,
     partitions: 0,
     snapshotsSent: 0,
     confChanges: 0,
@@ -320,11 +325,20 @@ export class Cluster {
 
   private handleReady(m: Member, node: RawNode): void {
     const rd = node.ready()
+    // A leader's replication messages leave before its own write (thesis §10.2.1); a crash
+    // right after loses the Ready's entries and hard state on this member.
+    const state = node.status().softState.raftState
+    const early = rd.messages.filter((msg) => sendableBeforePersist(msg, state))
+    if (early.length > 0) {
+      for (const msg of early) this.send(msg)
+      this.stats.earlySends++
+      if (this.faults && this.rng.chance(0.01)) return this.crash(m, 5 + this.rng.int(30))
+    }
     this.persist(m, rd)
     if (rd.softState?.raftState === "StateLeader") this.onLeader(m, node)
     for (const rs of rd.readStates) this.onReadState(rs.index, latin1(rs.requestCtx))
     if (this.faults && this.rng.chance(0.003)) return this.crash(m, 5 + this.rng.int(30))
-    for (const msg of rd.messages) this.send(msg)
+    for (const msg of rd.messages) if (!early.includes(msg)) this.send(msg)
     this.apply(m, node, rd)
     if (m.node === undefined) return
     if (this.faults && this.rng.chance(0.003)) return this.crash(m, 5 + this.rng.int(30))

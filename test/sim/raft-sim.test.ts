@@ -19,7 +19,7 @@ const seeds = one !== undefined ? [one] : Array.from({ length: envInt("SIM_SEEDS
 
 it(`raft simulation over ${seeds.length} seed(s)`, { timeout: 600_000 }, () => {
   const started = performance.now()
-  const total: SimStats = { leaders: 0, maxTerm: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0, confChanges: 0, delivered: 0, readStates: 0 }
+  const total: SimStats = { leaders: 0, maxTerm: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0, confChanges: 0, delivered: 0, readStates: 0, earlySends: 0 }
   for (const seed of seeds) {
     const stats = new Cluster({ seed, voters: seed % 2 === 0 ? 5 : 3, ticks: 1500, quietTicks: 300 }).run()
     for (const k of Object.keys(total) as Array<keyof SimStats>) {
@@ -30,7 +30,8 @@ it(`raft simulation over ${seeds.length} seed(s)`, { timeout: 600_000 }, () => {
   console.log(
     `raft-sim: ${seeds.length} seed(s) in ${seconds} s; leaders ${total.leaders}, max term ${total.maxTerm}, ` +
       `committed ${total.committed}, crashes ${total.crashes}, partitions ${total.partitions}, ` +
-      `snapshots sent ${total.snapshotsSent}, conf changes ${total.confChanges}, reads answered ${total.readStates}, messages delivered ${total.delivered}`
+      `snapshots sent ${total.snapshotsSent}, conf changes ${total.confChanges}, reads answered ${total.readStates}, leader sends before persist ${total.earlySends}, messages delivered ${total.delivered}`
   )
   expect(total.committed).toBeGreaterThan(0)
+  expect(total.earlySends).toBeGreaterThan(0)
 })

@@ -35,7 +35,7 @@ export const openApplier = (file: string, log: ReadonlyArray<Entry> = [], option
   const store = KvStore.restore(backend.read)
   const sent: Array<{ subject: string; body: ResultBody }> = []
   const applier = new Applier(backend, store, "m1", {
-    publish: (subject, body) => sent.push({ subject, body }),
+    publish: (subject, bodies) => sent.push(...bodies.map((body) => ({ subject, body }))),
     fetchEntries: async (from) => ({ entries: log.filter((e) => e.index >= from), commitIndex: log.length }),
     log: () => undefined
   }, options)

@@ -3,7 +3,7 @@
  * shape, 64-bit boundaries (0, 2^32, 2^53, 2^63-1), and malformed input that must come back as
  * an error value, never a throw.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { decodeFrame, encodeFrame, isFrameDecodeError, packValue } from "../../shared/frame.ts"

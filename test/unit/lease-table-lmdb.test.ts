@@ -30,7 +30,7 @@ const open = (file: string) => {
   const store = KvStore.restore(backend.read, { leaseExists: (id) => leases.has(id) })
   const sent: ResultBody[] = []
   const applier = new Applier(backend, store, "m1", {
-    publish: (_subject, body) => sent.push(body),
+    publish: (_subject, bodies) => sent.push(...bodies),
     fetchEntries: async () => ({ entries: [], commitIndex: 0 }),
     log: () => undefined
   }, undefined, leases)

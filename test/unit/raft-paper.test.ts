@@ -70,8 +70,18 @@ const electLeader = (r: Raft): void => {
   take(r)
 }
 
+/**
+ * What the shell's acknowledgement of a Ready (RawNode.advance) tells a leader: its log is
+ * durable up to its last entry, which from then on counts towards commitment.
+ */
+const persistLeader = (r: Raft): void => {
+  const last = r.raftLog.lastIndex()
+  r.localAppendPersisted(last, r.raftLog.term(last) as Term)
+}
+
 /** Commits the leader's empty entry of its term by acknowledging it from every peer. */
 const commitNoop = (r: Raft): void => {
+  persistLeader(r)
   for (const v of r.trk.voterIds()) {
     if (v !== r.id) r.step(msg("MsgAppResp", Number(v), Number(r.id), { term: r.term, index: r.raftLog.lastIndex() }))
   }
@@ -248,24 +258,32 @@ describe("§5.3 log replication", () => {
   })
 
   // "A log entry is committed once the leader that created the entry has replicated it on a
-  // majority of the servers."
-  const acks: Array<[number, number[], boolean]> = [
-    [1, [], true],
-    [3, [], false],
-    [3, [2], true],
-    [3, [2, 3], true],
-    [5, [], false],
-    [5, [2], false],
-    [5, [2, 3], true],
-    [5, [2, 3, 4, 5], true]
+  // majority of the servers." The leader's own copy counts once it is durable (it writes its
+  // log in parallel with replicating it, thesis §10.2.1).
+  const acks: Array<[number, number[], boolean, boolean]> = [
+    [1, [], true, true],
+    [3, [], true, false],
+    [3, [2], true, true],
+    [3, [2, 3], true, true],
+    [5, [], true, false],
+    [5, [2], true, false],
+    [5, [2, 3], true, true],
+    [5, [2, 3, 4, 5], true, true],
+    // The leader's copy not yet persisted: only followers' durable copies count.
+    [1, [], false, false],
+    [3, [2], false, false],
+    [3, [2, 3], false, true],
+    [5, [2, 3], false, false],
+    [5, [2, 3, 4], false, true]
   ]
-  for (const [size, ackers, committed] of acks) {
-    it(`commit with ${size} members and acks from [${ackers}]: ${committed}`, () => {
+  for (const [size, ackers, leaderPersisted, committed] of acks) {
+    it(`commit with ${size} members, acks from [${ackers}], leader's copy ${leaderPersisted ? "persisted" : "not persisted"}: ${committed}`, () => {
       const r = newTestRaft(1, Array.from({ length: size }, (_, i) => i + 1))
       electLeader(r)
       commitNoop(r)
       r.step(msg("MsgProp", 1, 1, { entries: [ent(0, 0, "x")] }))
       take(r)
+      if (leaderPersisted) persistLeader(r)
       for (const a of ackers) r.step(msg("MsgAppResp", a, 1, { term: r.term, index: Index(2) }))
       expect(r.raftLog.committed === 2).toBe(committed)
     })
@@ -351,6 +369,7 @@ describe("§5.4 safety", () => {
     const r = newTestRaft(1, [1, 2, 3], { storage })
     r.term = Term(2)
     electLeader(r) // term 3, empty entry at index 3
+    persistLeader(r)
     r.step(msg("MsgAppResp", 2, 1, { term: r.term, index: Index(2) }))
     expect(r.raftLog.committed).toBe(0)
     r.step(msg("MsgAppResp", 2, 1, { term: r.term, index: Index(3) }))

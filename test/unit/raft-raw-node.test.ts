@@ -39,11 +39,16 @@ const handle = (node: RawNode, storage: MemoryStorage, rd: Ready): void => {
   node.advance(rd)
 }
 
+/** Performs Readies until there is none. */
+const handleAll = (node: RawNode, storage: MemoryStorage): void => {
+  while (node.hasReady()) handle(node, storage, node.ready())
+}
+
 const summary = (ents: ReadonlyArray<Entry>): string[] =>
   ents.map((e) => `${e.term}/${e.index} ${e.type} ${e.type === "Normal" ? JSON.stringify(text(e.data)) : ""}`.trim())
 
 describe("RawNode, single member", () => {
-  it("bootstraps, campaigns, and commits a proposal in the next Ready", () => {
+  it("bootstraps, campaigns, and commits a proposal in the Ready after the one that persists it", () => {
     const storage = new MemoryStorage()
     RawNode.bootstrap(storage, [MemberId(1n)])
     expect(storage.initialState().hardState).toEqual({ term: 1, vote: 0n, commit: 1 })
@@ -62,21 +67,33 @@ describe("RawNode, single member", () => {
     expect(node.status().softState).toEqual({ lead: 1n, raftState: "StateLeader" })
     const rd1 = node.ready()
     expect(rd1.softState).toEqual({ lead: 1n, raftState: "StateLeader" })
-    expect(rd1.hardState).toEqual({ term: 2, vote: 1n, commit: 2 })
+    // The leader's empty entry counts only once persisted, i.e. after this Ready is handled.
+    expect(rd1.hardState).toEqual({ term: 2, vote: 1n, commit: 1 })
     expect(rd1.mustSync).toBe(true)
     expect(summary(rd1.entries)).toEqual(['2/2 Normal ""'])
-    expect(summary(rd1.committedEntries)).toEqual(['2/2 Normal ""'])
+    expect(rd1.committedEntries).toEqual([])
     expect(rd1.messages).toEqual([])
     handle(node, storage, rd1)
+    expect(node.hasReady()).toBe(true)
+    const rd1b = node.ready()
+    expect(rd1b.entries).toEqual([])
+    expect(summary(rd1b.committedEntries)).toEqual(['2/2 Normal ""'])
+    expect(rd1b.hardState).toEqual({ term: 2, vote: 1n, commit: 2 })
+    expect(rd1b.mustSync).toBe(false)
+    handle(node, storage, rd1b)
     expect(node.hasReady()).toBe(false)
 
     expect(node.propose(bytes("foo"))).toBeUndefined()
     const rd2 = node.ready()
     expect(summary(rd2.entries)).toEqual(['2/3 Normal "foo"'])
-    expect(summary(rd2.committedEntries)).toEqual(['2/3 Normal "foo"'])
-    expect(rd2.hardState).toEqual({ term: 2, vote: 1n, commit: 3 })
+    expect(rd2.committedEntries).toEqual([])
+    expect(rd2.hardState).toBeUndefined()
     expect(rd2.softState).toBeUndefined()
     handle(node, storage, rd2)
+    const rd3 = node.ready()
+    expect(summary(rd3.committedEntries)).toEqual(['2/3 Normal "foo"'])
+    expect(rd3.hardState).toEqual({ term: 2, vote: 1n, commit: 3 })
+    handle(node, storage, rd3)
     expect(node.hasReady()).toBe(false)
 
     const st = node.status()
@@ -121,9 +138,9 @@ describe("RawNode, single member", () => {
     const node = new RawNode(config(1n), storage)
     handle(node, storage, node.ready())
     node.campaign()
-    handle(node, storage, node.ready())
+    handleAll(node, storage)
     node.propose(bytes("a"))
-    handle(node, storage, node.ready())
+    handleAll(node, storage)
 
     // Restart with applied 0: every committed entry, conf changes included, is handed out again.
     const again = new RawNode(config(1n), storage)
@@ -143,9 +160,9 @@ describe("RawNode, single member", () => {
     const node = new RawNode(config(1n), storage)
     handle(node, storage, node.ready())
     node.campaign()
-    handle(node, storage, node.ready())
+    handleAll(node, storage)
     node.proposeConfChange({ type: "AddLearnerNode", nodeId: MemberId(2n), context: new Uint8Array(0) })
-    handle(node, storage, node.ready())
+    handleAll(node, storage)
     expect(storage.initialState().hardState.commit).toBe(3)
 
     const again = new RawNode(config(1n, 3), storage)
@@ -161,8 +178,11 @@ describe("RawNode, single member", () => {
     const node = new RawNode(config(1n), storage)
     handle(node, storage, node.ready())
     node.campaign()
-    handle(node, storage, node.ready())
+    handleAll(node, storage)
     expect(node.proposeConfChange({ type: "AddLearnerNode", nodeId: MemberId(2n), context: new Uint8Array(0) })).toBeUndefined()
+    const persisted = node.ready()
+    expect(persisted.entries.map((e) => e.type)).toEqual(["ConfChange"])
+    handle(node, storage, persisted)
     const rd = node.ready()
     expect(rd.committedEntries.map((e) => e.type)).toEqual(["ConfChange"])
     handle(node, storage, rd)

@@ -4,7 +4,8 @@
  * proposal carries, the bounded store, the OTLP/JSON export to a collector, and the causal
  * order of a waterfall.
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync, statSync } from "node:fs"
 import { createServer } from "node:http"
 import { tmpdir } from "node:os"

@@ -9,11 +9,15 @@
  * hands the message to the role's step function (stepLeader, stepCandidate, stepFollower),
  * chosen by becomeFollower / becomeCandidate / becomePreCandidate / becomeLeader.
  *
- * natcd follows the etcd behaviour without asynchronous storage writes (etcd v3.5): the leader
- * counts its own appended entries towards commitment at once, and votes for itself at once, so
- * a single member commits a proposal in the very next Ready. This is safe because the shell
- * persists a Ready's entries before sending its messages and before applying its committed
- * entries (Raft thesis §10.2.1).
+ * The leader writes its log in parallel with replicating it (Raft thesis §10.2.1): the shell
+ * may send a leader's MsgApp/MsgHeartbeat/MsgSnap before persisting the Ready's entries
+ * ({@link sendableBeforePersist}), so the leader counts its own entries towards commitment
+ * only once they are durable, when the shell acknowledges the Ready
+ * ({@link Raft.localAppendPersisted}, called by RawNode.advance), as etcd raft v3.6 does with
+ * its self-addressed MsgAppResp. A commit therefore always rests on a majority of durable
+ * copies; a single member commits a proposal in the Ready after the one that persisted it.
+ * Everything else in a Ready is still persisted before its messages leave and before its
+ * committed entries are applied. The leader votes for itself at once.
  *
  * Departures from etcd, each for a reason given where it happens:
  * - one majority configuration at a time (no joint consensus, ConfChangeV2 or auto-leave);
@@ -318,8 +322,9 @@ export class Raft {
   }
 
   /**
-   * Appends entries to the leader's log at its term, and counts them as stored on the leader at
-   * once (see the module comment). Returns false when the uncommitted size limit drops them.
+   * Appends entries to the leader's log at its term; they count as stored on the leader once
+   * persisted (see the module comment and {@link localAppendPersisted}). Returns false when the
+   * uncommitted size limit drops them.
    */
   appendEntry(es: ReadonlyArray<Entry>): boolean {
     const li = this.raftLog.lastIndex()
@@ -330,10 +335,22 @@ export class Raft {
       )
       return false
     }
-    const last = this.raftLog.append(ents)
-    this.trk.progress.get(this.id)?.maybeUpdate(last)
-    if (this.maybeCommit()) this.releasePendingReadIndexMessages()
+    this.raftLog.append(ents)
     return true
+  }
+
+  /**
+   * Leader: the entries up to `index` (of term `term`) are durable in the local log, so they
+   * count for this member's match (etcd raft v3.6: the self-addressed MsgAppResp stepped after
+   * the append is persisted). Ignored when not leader or when the entry was replaced since.
+   */
+  localAppendPersisted(index: Index, term: Term): void {
+    if (this.state !== "StateLeader") return
+    const t = this.raftLog.term(index)
+    if (typeof t === "string" || t !== term) return
+    const pr = this.trk.progress.get(this.id)
+    if (pr === undefined || !pr.maybeUpdate(index)) return
+    this.maybeCommitAndBroadcast()
   }
 
   /** Follower and candidate tick: start an election once the randomized timeout passes. */

@@ -31,6 +31,7 @@ import type {
   Ready,
   SnapshotStatus,
   SoftState,
+  StateType,
   Status,
   StepError
 } from "./types.ts"
@@ -300,7 +301,7 @@ export class RawNode {
 
   /**
    * Acknowledges that `rd` was performed: its entries and snapshot are in storage and its
-   * committed entries applied.
+   * committed entries applied. A leader's entries count towards commitment from here on.
    */
   advance(rd: Ready): void {
     const r = this.raft
@@ -309,7 +310,10 @@ export class RawNode {
     const newApplied = lastCommitted?.index ?? rd.snapshot?.metadata.index ?? 0
     if (newApplied > 0) r.appliedTo(newApplied as Index)
     const lastEntry = rd.entries[rd.entries.length - 1]
-    if (lastEntry !== undefined) r.raftLog.stableTo(lastEntry.index, lastEntry.term)
+    if (lastEntry !== undefined) {
+      r.raftLog.stableTo(lastEntry.index, lastEntry.term)
+      r.localAppendPersisted(lastEntry.index, lastEntry.term)
+    }
     if (rd.snapshot !== undefined) r.raftLog.stableSnapTo(rd.snapshot.metadata.index)
   }
 
@@ -331,3 +335,13 @@ export class RawNode {
     }
   }
 }
+
+/**
+ * True for the messages a leader may send before the Ready that holds them is persisted: log
+ * replication (MsgApp, MsgHeartbeat, MsgSnap) does not depend on the leader's own log being
+ * durable, because the leader counts its entries only once they are (Raft thesis §10.2.1; etcd
+ * server/etcdserver/raft.go sends a leader's messages before saving). Vote and append
+ * responses, and anything a non-leader sends, must wait for the persist.
+ */
+export const sendableBeforePersist = (m: Message, raftState: StateType): boolean =>
+  raftState === "StateLeader" && (m.type === "MsgApp" || m.type === "MsgHeartbeat" || m.type === "MsgSnap")
