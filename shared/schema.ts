@@ -279,9 +279,22 @@ export const HashKvReply = okOrErr(Schema.Struct({ hash: Int, compactRevision: I
 /** mvcc.apply: committed entries in index order (first.index = previous frame's last + 1). */
 export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), commitIndex: Int, term: Int })
 
-/** mvcc.range: a Range served once the member applied at least `minAppliedIndex`. */
-export const RangeBody = Schema.Struct({ request: RangeRequest, minAppliedIndex: Int })
-export const RangeReply = okOrErr(Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }))
+/**
+ * mvcc.range: Ranges (a gateway's reads of one event-loop turn), each served once the member
+ * applied at least its `minAppliedIndex`.
+ */
+export const RangeBody = Schema.Struct({ requests: Schema.Array(Schema.Struct({ request: RangeRequest, minAppliedIndex: Int })) })
+/**
+ * One Range's result: the response with its header's revision and term, an error, or `retry`
+ * when it did not fit the reply frame beside the others (ask again alone).
+ */
+const RangeResult = Schema.Union([
+  Schema.Struct({ ok: Schema.Struct({ response: Schema.Unknown, revision: Int, term: Int }) }),
+  Schema.Struct({ err: ErrorData }),
+  Schema.Struct({ retry: Schema.Literal(true) })
+])
+/** mvcc.range reply: one result per request, in order. */
+export const RangeReply = okOrErr(Schema.Struct({ results: Schema.Array(RangeResult) }))
 
 /** mvcc.status reply. */
 export const MvccStatus = Schema.Struct({
@@ -498,8 +511,8 @@ export const FrameKinds = {
   "wal.load": 1,
   "wal.load.reply": 1,
   apply: 1,
-  range: 1,
-  "range.reply": 1,
+  range: 2,
+  "range.reply": 2,
   "mvcc.status": 1,
   "mvcc.status.reply": 1,
   "apply.result": 2,

@@ -6,19 +6,16 @@
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { RangeReply, ReadIndexReply } from "../../shared/schema.ts"
-import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
 import { validateWrite } from "../mvcc/core/validate.ts"
 import type { Header } from "./convert.ts"
 import type { Proposer } from "./proposer.ts"
+import type { Reader } from "./reader.ts"
 
 /** What the internal client needs. */
 export interface InternalKvContext {
-  readonly rpc: RpcClient
   readonly proposer: Proposer
-  readonly subjects: { readonly readIndex: string; readonly range: string }
-  readonly requestTimeoutMs: number
+  /** The read path shared with the KV handlers (./reader.ts). */
+  readonly reader: Reader
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
   /** The quota check of writes with puts (./maintenance.ts); rejects with NoSpace. */
   readonly checkQuota?: (request: Kv.WriteRequest, traceparent: string) => Promise<void>
@@ -60,16 +57,7 @@ export const makeInternalKv = (ctx: InternalKvContext): InternalKv => {
       const r = await write({ deleteRange: { key } }, traceparent)
       return { response: (r.response as { deleteRange: Kv.DeleteRangeResponse }).deleteRange, revision: r.revision, term: r.term }
     },
-    range: async (request, traceparent) => {
-      let minAppliedIndex = 0
-      if (request.serializable !== true) {
-        const frame = await ctx.rpc.call(ctx.subjects.readIndex, "readindex", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
-        minAppliedIndex = okOrError(frame, ReadIndexReply).index
-      }
-      const frame = await ctx.rpc.call(ctx.subjects.range, "range", { request, minAppliedIndex }, { timeoutMs: ctx.requestTimeoutMs, traceparent })
-      const r = okOrError(frame, RangeReply) as { response: Kv.RangeResponse; revision: number; term: number }
-      return { response: r.response, revision: r.revision, term: r.term }
-    },
+    range: (request, traceparent) => ctx.reader.range(request, traceparent),
     header: async (revision, term) => {
       const id = await ctx.identity()
       return { clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: term }

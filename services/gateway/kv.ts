@@ -5,20 +5,22 @@
  * (empty key, txn size, duplicate keys), then proposed through raft by the {@link Proposer}.
  * Range is linearizable by default: the gateway asks raft for a ReadIndex, then the mvcc
  * service serves the read once it has applied that index (etcd server/etcdserver/v3_server.go
- * linearizableReadLoop). Serializable ranges go straight to the local mvcc service.
+ * linearizableReadLoop). Serializable ranges go straight to the local mvcc service. Both go
+ * through the batching {@link Reader} (./reader.ts).
  */
 import * as Schema from "effect/Schema"
 import { requestContext } from "../runtime/tracing.ts"
 import { isHealthProbe } from "./health.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { MvccStatus, RaftStatus, RangeReply, ReadIndexReply } from "../../shared/schema.ts"
+import { MvccStatus, RaftStatus } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { okOrError } from "../runtime/rpc.ts"
 import { validateRange, validateWrite } from "../mvcc/core/validate.ts"
 import * as Convert from "./convert.ts"
 import type { Header, Wire } from "./convert.ts"
 import type { Proposer, WriteOutcome } from "./proposer.ts"
+import type { Reader } from "./reader.ts"
 
 /** The etcd API version natcd's wire implements; reported by Maintenance.Status. */
 export const apiVersion = "3.5.0"
@@ -30,7 +32,9 @@ export const maxTxnOps = 128
 export interface KvContext {
   readonly rpc: RpcClient
   readonly proposer: Proposer
-  readonly subjects: { readonly readIndex: string; readonly range: string; readonly raftStatus: string; readonly mvccStatus: string }
+  readonly subjects: { readonly raftStatus: string; readonly mvccStatus: string }
+  /** The read path (ReadIndex, then mvcc), batched per event-loop turn. */
+  readonly reader: Reader
   readonly requestTimeoutMs: number
   /** The member's identity, learned from its raft service. */
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
@@ -76,22 +80,10 @@ export const makeKvHandlers = (ctx: KvContext) => {
   const range = async (request: Kv.RangeRequest, traceparent: string) => {
     const invalid = validateRange(request)
     if (invalid !== undefined) throw invalid
-    let minAppliedIndex = 0
     if (ctx.memberProblems !== undefined && request.serializable !== true && isHealthProbe(request.key, request.rangeEnd) && ctx.memberProblems().length > 0) {
       throw { _tag: "RequestTimeout" } satisfies EtcdErrorData
     }
-    if (request.serializable !== true) {
-      const frame = await ctx.rpc.call(ctx.subjects.readIndex, "readindex", {}, {
-        timeoutMs: ctx.requestTimeoutMs,
-        traceparent
-      })
-      minAppliedIndex = okOrError(frame, ReadIndexReply).index
-    }
-    const frame = await ctx.rpc.call(ctx.subjects.range, "range", { request, minAppliedIndex }, {
-      timeoutMs: ctx.requestTimeoutMs,
-      traceparent
-    })
-    return okOrError(frame, RangeReply) as { response: Kv.RangeResponse; revision: number; term: number }
+    return ctx.reader.range(request, traceparent)
   }
 
   return {

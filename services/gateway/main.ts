@@ -21,6 +21,7 @@ import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
 import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
 import { Proposer } from "./proposer.ts"
+import { Reader } from "./reader.ts"
 import { makeElectionHandlers } from "./election.ts"
 import { makeInternalKv } from "./internal-kv.ts"
 import { makeLeaseHandlers } from "./lease.ts"
@@ -104,6 +105,11 @@ const GatewayLive = Layer.effectDiscard(
     counterFrom("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", () => proposer.counters.failed)
     onSlowRoot((traceId) => rpc.publish(traceKeepSubject(flags.cluster), "trace.keep", { traceId }))
     yield* Effect.addFinalizer(() => Effect.sync(() => onSlowRoot(undefined)))
+    const reader = new Reader(rpc, {
+      readIndexSubject: subject({ ...at, service: "raft", endpoint: "readindex" }),
+      rangeSubject: subject({ ...at, service: "mvcc", endpoint: "range" }),
+      requestTimeoutMs: flags.requestTimeoutMs
+    })
     const handlers = makeKvHandlers({
       memberProblems: () => memberHealth.problems(),
       checkQuota: maintenance.checkQuota,
@@ -111,9 +117,8 @@ const GatewayLive = Layer.effectDiscard(
       rpc,
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,
+      reader,
       subjects: {
-        readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }),
-        range: subject({ ...at, service: "mvcc", endpoint: "range" }),
         raftStatus: raftStatusSubject,
         mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
       },
@@ -175,10 +180,8 @@ const GatewayLive = Layer.effectDiscard(
       identity: handlers.identity
     })
     const internalKv = makeInternalKv({
-      rpc,
       proposer,
-      requestTimeoutMs: flags.requestTimeoutMs,
-      subjects: { readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }), range: subject({ ...at, service: "mvcc", endpoint: "range" }) },
+      reader,
       identity: handlers.identity,
       checkQuota: maintenance.checkQuota
     })

@@ -248,7 +248,6 @@ export class LmdbBackend {
     return { fileBytes, inUseBytes: this.committedInUse + this.bufferedBytes }
   }
 
-  /** Commits what is buffered, then closes the environment. */
   /**
    * Copies the committed environment to file `path` (LMDB's consistent copy; `compact` leaves
    * out free pages, which is what defragmenting needs). Commit first to include buffered writes.
@@ -257,6 +256,7 @@ export class LmdbBackend {
     return this.env.backup(path, compact)
   }
 
+  /** Commits what is buffered, then closes the environment. */
   close(): Promise<void> {
     this.commit()
     return this.env.close()

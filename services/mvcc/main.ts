@@ -114,6 +114,16 @@ if (autoCompaction !== undefined && "error" in autoCompaction) {
 /** How long a read may wait for its index before the service fetches missing entries itself. */
 const lagCheckMs = 100
 
+/**
+ * Largest sum of response sizes in one range reply with several results (nats-server's
+ * max_payload is 8 MiB); later results come back as `retry` and are asked for alone.
+ */
+const maxRangeReplyBytes = 4 * 1024 * 1024
+
+/** About the encoded size of a Range response: its keys and values plus per-record overhead. */
+const responseBytes = (response: { readonly kvs: ReadonlyArray<{ readonly key: Uint8Array; readonly value: Uint8Array }> }): number =>
+  response.kvs.reduce((sum, kv) => sum + kv.key.length + kv.value.length + 48, 64)
+
 /** The event stream's idle heartbeat period, in ms (how soon a watch replica notices a lost last frame). */
 const eventHeartbeatMs = 500
 
@@ -193,20 +203,28 @@ const MvccLive = Layer.effectDiscard(
         if (!Queue.offerUnsafe(queue, batch)) droppedFrames++
       }, opts),
       serve(nc, subject({ ...at, service: "mvcc", endpoint: "range" }), "range", RangeBody, (req) => {
-        const { request, minAppliedIndex } = req.body
-        const serveRange = () => {
-          let r
-          try {
-            r = store.range(backend.read, request)
-          } catch (e) {
-            return req.reply("range.reply", { err: toErrorData(new MalformedFrame({ reason: `range failed: ${String(e)}` })) })
-          }
-          if ("err" in r) req.reply("range.reply", { err: r.err })
-          else req.reply("range.reply", { ok: { response: r.ok, revision: r.revision, term: applier.currentTerm() } })
+        const { requests } = req.body
+        const minAppliedIndex = requests.reduce((max, r) => Math.max(max, r.minAppliedIndex), 0)
+        // One reply for the batch, once the member applied what its most recent read needs.
+        const serveRanges = () => {
+          let bytes = 0
+          const results = requests.map(({ request }, i) => {
+            let r
+            try {
+              r = store.range(backend.read, request)
+            } catch (e) {
+              return { err: toErrorData(new MalformedFrame({ reason: `range failed: ${String(e)}` })) }
+            }
+            if ("err" in r) return { err: r.err }
+            bytes += responseBytes(r.ok)
+            if (i > 0 && bytes > maxRangeReplyBytes) return { retry: true as const }
+            return { ok: { response: r.ok, revision: r.revision, term: applier.currentTerm() } }
+          })
+          req.reply("range.reply", { ok: { results } })
         }
         const wait = applier.waitApplied(minAppliedIndex)
-        if (wait === undefined) return serveRange()
-        wait.then(serveRange)
+        if (wait === undefined) return serveRanges()
+        wait.then(serveRanges)
         // If the entries the read needs were lost in transit, fetch them rather than wait.
         setTimeout(() => {
           if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")

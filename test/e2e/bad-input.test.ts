@@ -50,7 +50,7 @@ describe("malformed frames on every service subject", () => {
       // Right kinds with bodies of the wrong shape:
       encodeFrame({ kind: "propose", version: 2, traceparent: "", id: 1, body: { proposals: ["not bytes"] } }),
       encodeFrame({ kind: "wal.append", version: 1, traceparent: "", id: 1, body: { writer: "x", seq: 1, entries: [{ index: "1" }] } }),
-      encodeFrame({ kind: "range", version: 1, traceparent: "", id: 1, body: { request: { key: 5 }, minAppliedIndex: 0 } }),
+      encodeFrame({ kind: "range", version: 2, traceparent: "", id: 1, body: { requests: [{ request: { key: 5 }, minAppliedIndex: 0 }] } }),
       encodeFrame({ kind: "apply", version: 1, traceparent: "", id: 1, body: { entries: [{ term: 1, index: 99, type: "Normal", data: 1 }], commitIndex: 99, term: 1 } })
     ]
     const inbox = "_INBOX.bad-input-test"
