@@ -229,6 +229,10 @@ const program = Effect.gen(function*() {
         `max_payload: ${maxFrameBytes}`,
         "max_pending: 268435456",
         "write_deadline: \"10s\"",
+        // Quiet runs (--log-level Warn or Error) keep nats-server's informational lines in a file.
+        ...(opts.logLevel === "Warn" || opts.logLevel === "Error"
+          ? [`log_file: ${JSON.stringify(join(dataDir, servers === 1 ? "nats-server.log" : `nats-server-${j + 1}.log`))}`]
+          : []),
         ...(servers === 1 ? [] : [
           "cluster {",
           `  name: ${opts.cluster}`,
