@@ -211,4 +211,3 @@ export class Proposer {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
-

@@ -18,6 +18,18 @@ export class LogMirror {
     this.metadata = metadata
   }
 
+  /**
+   * True when `hardState` is older than the one recorded: a lower term, or the same term with a
+   * lower commit index or without the recorded vote. Raft never moves its hard state back, so
+   * such a write is a late copy (e.g. the retry of a commit-only write that the raft service did
+   * not wait for) and must not replace the newer one.
+   */
+  isStale(hardState: HardState): boolean {
+    const current = this.hardState
+    if (hardState.term !== current.term) return hardState.term < current.term
+    return hardState.commit < current.commit || (hardState.vote === 0n && current.vote !== 0n)
+  }
+
   /** Index of the last entry, or 0 when the log holds none. */
   lastIndex(): number {
     return this.entries.length === 0 ? 0 : this.entries[this.entries.length - 1]!.index

@@ -84,7 +84,8 @@ const WalLive = Layer.effectDiscard(
     let latestSave: Promise<void> = Promise.resolve()
     const opts = endpointOptions("wal")
     const append = serve(nc, subject({ ...at, endpoint: "append" }), "wal.append", WalAppendBody, (req) => {
-      const { writer, seq, hardState, entries } = req.body
+      const { writer, seq, entries } = req.body
+      const hardState = req.body.hardState !== undefined && mirror.isStale(req.body.hardState) ? undefined : req.body.hardState
       if (closing) return req.reply("wal.append.reply", { err: toErrorData(new Stopped()) })
       if (seq <= (lastSeq.get(writer) ?? 0)) {
         // A duplicate or late retry of an append already written: write nothing, acknowledge

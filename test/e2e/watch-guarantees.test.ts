@@ -22,7 +22,7 @@ import { unpackValue } from "../../shared/frame.ts"
 import { HistoryReply, PackedRevisions } from "../../shared/schema.ts"
 import { RpcClient, okOrError } from "../../services/runtime/rpc.ts"
 import type { Natcd } from "./harness.ts"
-import { natcdPorts, sleep, startNatcd, tempDir } from "./harness.ts"
+import { httpGet, metricsPort, natcdPorts, sleep, startNatcd, tempDir } from "./harness.ts"
 import { kvWriter, openWatch, prefixEnd } from "./watch-client.ts"
 import type { CreateOptions, SeenEvent, SeenResponse, WatchStream } from "./watch-client.ts"
 
@@ -267,6 +267,14 @@ describe("watch guarantees", () => {
   }, 180_000)
 
   it("spreads new streams over both replicas; killing one keeps every watcher whole", async () => {
+    // The test before kills replicas: wait until the supervisor restarted both and they serve.
+    for (const replica of [1, 2]) {
+      const deadline = Date.now() + 30_000
+      while ((await httpGet(metricsPort(portOffset, 0, "watch", replica), "/readyz")).status !== 200) {
+        if (Date.now() > deadline) throw new Error(`watch replica w${replica} not ready`)
+        await sleep(100)
+      }
+    }
     const creates = new Map<string, number>()
     const sub = nc.subscribe("natcd.natcd.watch.*.create", {
       callback: (_e, m) => {
