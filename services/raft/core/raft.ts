@@ -305,11 +305,14 @@ export class Raft {
     this.abortLeaderTransfer()
     this.trk.resetVotes()
     const lastIndex = this.raftLog.lastIndex()
+    // This member's own match covers only what is durable: entries still unstable count once
+    // the shell persisted them (localAppendPersisted).
+    const stableIndex = this.raftLog.unstable.entries.length > 0 ? this.raftLog.unstable.offset - 1 : lastIndex
     for (const [id, pr] of [...this.trk.progress]) {
       this.trk.progress.set(
         id,
         new Progress({
-          match: (id === this.id ? lastIndex : 0) as Index,
+          match: (id === this.id ? stableIndex : 0) as Index,
           next: (lastIndex + 1) as Index,
           maxInflight: this.trk.maxInflight,
           isLearner: pr.isLearner
