@@ -49,6 +49,36 @@ const grpcHandling = () =>
   })
 
 /**
+ * The go-grpc-prometheus children of one (type, service, method): looked up once, not per call
+ * (a label lookup hashes the label values).
+ */
+interface CallMetrics {
+  readonly started: ReturnType<ReturnType<typeof grpcStarted>["labels"]>
+  readonly handling: ReturnType<ReturnType<typeof grpcHandling>["labels"]>
+  readonly handled: Map<string, ReturnType<ReturnType<typeof grpcHandled>["labels"]>>
+  readonly grpcService: string
+}
+const callMetricsCache = new Map<string, CallMetrics>()
+const callMetrics = (type: string, service: string, method: string): CallMetrics => {
+  const key = `${type}/${service}/${method}`
+  let m = callMetricsCache.get(key)
+  if (m === undefined) {
+    const grpcService = grpcServiceName(service)
+    m = { started: grpcStarted().labels(type, grpcService, method), handling: grpcHandling().labels(type, grpcService, method), handled: new Map(), grpcService }
+    callMetricsCache.set(key, m)
+  }
+  return m
+}
+const countHandled = (m: CallMetrics, type: string, method: string, code: string): void => {
+  let child = m.handled.get(code)
+  if (child === undefined) {
+    child = grpcHandled().labels(type, m.grpcService, method, code)
+    m.handled.set(code, child)
+  }
+  child.inc()
+}
+
+/**
  * One gRPC call's observability: its root span (the request's trace, sampled or not by
  * ../runtime/tracing.ts), the trace id sent to the client as initial metadata
  * ({@link traceIdMetadataKey}), and the go-grpc-prometheus counters. `run` runs the handler
@@ -66,10 +96,10 @@ const observeCall = (
   method: string,
   type: "unary" | "server_stream"
 ): CallObservation => {
-  const grpcService = grpcServiceName(service)
-  grpcStarted().labels(type, grpcService, method).inc()
+  const metrics = callMetrics(type, service, method)
+  metrics.started.inc()
   const startedAt = performance.now()
-  const span = startRootSpan(`${service}.${method}`, { "rpc.service": grpcService, "rpc.method": method })
+  const span = startRootSpan(`${service}.${method}`, { "rpc.service": metrics.grpcService, "rpc.method": method })
   if (span !== undefined) {
     const md = new grpc.Metadata()
     md.set(traceIdMetadataKey, span.traceId)
@@ -88,8 +118,8 @@ const observeCall = (
       if (done) return
       done = true
       const code = error === undefined ? "OK" : grpcCodeNames.get(toGrpcError(error).code) ?? "Unknown"
-      grpcHandled().labels(type, grpcService, method, code).inc()
-      grpcHandling().labels(type, grpcService, method).observe((performance.now() - startedAt) / 1000)
+      countHandled(metrics, type, method, code)
+      metrics.handling.observe((performance.now() - startedAt) / 1000)
       endSpan(span, { "rpc.grpc.status_code": code }, error === undefined ? undefined : toGrpcError(error).details)
     }
   }
@@ -234,13 +264,13 @@ const unary = (handler: UnaryHandler, service: string, method: string): grpc.han
 
 /** A bidi handler counted in grpc_server_started_total / handled_total (no trace: a stream is many requests). */
 const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
-  const grpcService = grpcServiceName(service)
-  grpcStarted().labels("bidi_stream", grpcService, method).inc()
+  const metrics = callMetrics("bidi_stream", service, method)
+  metrics.started.inc()
   let counted = false
   const done = (code: string) => {
     if (counted) return
     counted = true
-    grpcHandled().labels("bidi_stream", grpcService, method, code).inc()
+    countHandled(metrics, "bidi_stream", method, code)
   }
   call.once("finish", () => done("OK"))
   call.once("cancelled", () => done("Canceled"))

@@ -39,32 +39,26 @@ export const initMetrics = (service: string, member: string): void => {
 
 const made = new Map<string, Counter<string> | Gauge<string> | Histogram<string>>()
 
-/** The counter `name` (created with `config` on first use). */
-export const counter = <L extends string = string>(config: Omit<CounterConfiguration<L>, "registers">): Counter<L> => {
-  const old = made.get(config.name)
-  if (old !== undefined) return old as unknown as Counter<L>
-  const m = new Counter<L>({ ...config, registers: [registry] })
-  made.set(config.name, m as unknown as Counter<string>)
+/** The metric `name` from `made`, or `create()` registered and remembered under that name. */
+const once = <M>(name: string, create: () => M): M => {
+  const old = made.get(name)
+  if (old !== undefined) return old as unknown as M
+  const m = create()
+  made.set(name, m as unknown as Counter<string>)
   return m
 }
+
+/** The counter `name` (created with `config` on first use). */
+export const counter = <L extends string = string>(config: Omit<CounterConfiguration<L>, "registers">): Counter<L> =>
+  once(config.name, () => new Counter<L>({ ...config, registers: [registry] }))
 
 /** The gauge `name` (created with `config` on first use; `collect` may set it at scrape time). */
-export const gauge = <L extends string = string>(config: Omit<GaugeConfiguration<L>, "registers">): Gauge<L> => {
-  const old = made.get(config.name)
-  if (old !== undefined) return old as unknown as Gauge<L>
-  const m = new Gauge<L>({ ...config, registers: [registry] })
-  made.set(config.name, m as unknown as Gauge<string>)
-  return m
-}
+export const gauge = <L extends string = string>(config: Omit<GaugeConfiguration<L>, "registers">): Gauge<L> =>
+  once(config.name, () => new Gauge<L>({ ...config, registers: [registry] }))
 
 /** The histogram `name` (created with `config` on first use). */
-export const histogram = <L extends string = string>(config: Omit<HistogramConfiguration<L>, "registers">): Histogram<L> => {
-  const old = made.get(config.name)
-  if (old !== undefined) return old as unknown as Histogram<L>
-  const m = new Histogram<L>({ ...config, registers: [registry] })
-  made.set(config.name, m as unknown as Histogram<string>)
-  return m
-}
+export const histogram = <L extends string = string>(config: Omit<HistogramConfiguration<L>, "registers">): Histogram<L> =>
+  once(config.name, () => new Histogram<L>({ ...config, registers: [registry] }))
 
 /**
  * A counter whose value is read from `read()` at scrape time (for totals another module keeps

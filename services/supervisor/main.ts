@@ -30,7 +30,7 @@
  * With --nats naming N URLs of a NATS cluster started elsewhere and --nats-cluster=N, no server
  * is started and member i's services use URL i mod N alike.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Command, Option } from "commander"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

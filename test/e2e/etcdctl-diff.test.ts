@@ -4,9 +4,8 @@
  * empty store. Outputs must match exactly once cluster and member ids are normalised: same
  * values, revisions, versions, counts, raft terms and error texts.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, normaliseIds, normaliseStderr, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { describe, expect, it } from "vitest"
+import { etcdctl, natcdBesideEtcd, normaliseIds, normaliseStderr } from "./harness.ts"
 
 /** The session: each line is one etcdctl invocation (arguments split on spaces, quotes kept simple). */
 const session: ReadonlyArray<ReadonlyArray<string>> = [
@@ -52,28 +51,12 @@ const session: ReadonlyArray<ReadonlyArray<string>> = [
 const normalise = normaliseIds
 
 describe("etcdctl session: natcd vs etcd", () => {
-  let natcd: Natcd
-  let etcd: Etcd
-  const natcdDir = tempDir("diff-natcd")
-  const etcdDir = tempDir("diff-etcd")
-
-  beforeAll(async () => {
-    ;[natcd, etcd] = await Promise.all([
-      startNatcd({ dataDir: natcdDir.dir, portOffset: 100 }),
-      startEtcd({ dataDir: etcdDir.dir, clientPort: 24790, peerPort: 24800 })
-    ])
-  }, 90_000)
-
-  afterAll(async () => {
-    await Promise.all([natcd?.stop(), etcd?.stop()])
-    natcdDir.remove()
-    etcdDir.remove()
-  })
+  const pair = natcdBesideEtcd("diff", { portOffset: 100, clientPort: 24790, peerPort: 24800 })
 
   it("gives the same output, revisions and errors for every command", async () => {
     const mismatches: string[] = []
     for (const args of session) {
-      const [want, got] = [await etcdctl(etcd.endpoint, args), await etcdctl(natcd.endpoints[0]!, args)]
+      const [want, got] = [await etcdctl(pair.etcd.endpoint, args), await etcdctl(pair.natcd.endpoints[0]!, args)]
       const w = { code: want.code, out: normalise(want.stdout), err: normaliseStderr(want.stderr) }
       const g = { code: got.code, out: normalise(got.stdout), err: normaliseStderr(got.stderr) }
       if (JSON.stringify(w) !== JSON.stringify(g)) {
@@ -84,10 +67,10 @@ describe("etcdctl session: natcd vs etcd", () => {
   }, 120_000)
 
   it("reports endpoint status with etcd's fields", async () => {
-    const r = await etcdctl(natcd.endpoints[0]!, ["endpoint", "status", "-w", "json"])
+    const r = await etcdctl(pair.natcd.endpoints[0]!, ["endpoint", "status", "-w", "json"])
     expect(r.code, r.stderr).toBe(0)
     const [status] = JSON.parse(r.stdout) as Array<{ Endpoint: string; Status: Record<string, any> }>
-    expect(status!.Endpoint).toBe(natcd.endpoints[0])
+    expect(status!.Endpoint).toBe(pair.natcd.endpoints[0])
     const s = status!.Status
     expect(s.header.revision).toBeGreaterThan(1)
     expect(s.leader).toBe(s.header.member_id)
@@ -98,14 +81,14 @@ describe("etcdctl session: natcd vs etcd", () => {
   })
 
   it("rejects an empty key and an oversized request with etcd's messages", async () => {
-    const empty = await etcdctl(natcd.endpoints[0]!, ["put", "", "x"])
-    const emptyRef = await etcdctl(etcd.endpoint, ["put", "", "x"])
+    const empty = await etcdctl(pair.natcd.endpoints[0]!, ["put", "", "x"])
+    const emptyRef = await etcdctl(pair.etcd.endpoint, ["put", "", "x"])
     expect(normaliseStderr(empty.stderr)).toBe(normaliseStderr(emptyRef.stderr))
     expect(empty.code).toBe(emptyRef.code)
 
     const big = "v".repeat(1_600_000)
-    const tooLarge = await etcdctl(natcd.endpoints[0]!, ["put", "big"], big)
-    const tooLargeRef = await etcdctl(etcd.endpoint, ["put", "big"], big)
+    const tooLarge = await etcdctl(pair.natcd.endpoints[0]!, ["put", "big"], big)
+    const tooLargeRef = await etcdctl(pair.etcd.endpoint, ["put", "big"], big)
     expect(normaliseStderr(tooLarge.stderr)).toBe(normaliseStderr(tooLargeRef.stderr))
     expect(tooLarge.stderr).toContain("etcdserver: request is too large")
   }, 60_000)

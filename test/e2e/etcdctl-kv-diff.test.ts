@@ -11,10 +11,9 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { appendFileSync } from "node:fs"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { loadEtcdServices } from "../../services/gateway/server.ts"
-import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, normaliseIds, normaliseStderr, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, natcdBesideEtcd, normaliseIds, normaliseStderr } from "./harness.ts"
 
 /** One etcdctl invocation: arguments, and optionally what goes to its stdin. */
 interface Step {
@@ -221,29 +220,13 @@ const showWire = (x: unknown): string =>
   })
 
 describe("etcdctl KV, txn, compaction and alarm session: natcd vs etcd", () => {
-  let natcd: Natcd
-  let etcd: Etcd
-  const natcdDir = tempDir("kv-diff-natcd")
-  const etcdDir = tempDir("kv-diff-etcd")
-
-  beforeAll(async () => {
-    ;[natcd, etcd] = await Promise.all([
-      startNatcd({ dataDir: natcdDir.dir, portOffset: 410 }),
-      startEtcd({ dataDir: etcdDir.dir, clientPort: 25810, peerPort: 25820 })
-    ])
-  }, 90_000)
-
-  afterAll(async () => {
-    await Promise.all([natcd?.stop(), etcd?.stop()])
-    natcdDir.remove()
-    etcdDir.remove()
-  })
+  const pair = natcdBesideEtcd("kv-diff", { portOffset: 410, clientPort: 25810, peerPort: 25820 })
 
   it(`gives the same output, revisions and errors for all ${session.length} etcdctl commands`, async () => {
     const mismatches: string[] = []
     for (const step of session) {
-      const want = await etcdctl(etcd.endpoint, step.args, step.input)
-      const got = await etcdctl(natcd.endpoints[0]!, step.args, step.input)
+      const want = await etcdctl(pair.etcd.endpoint, step.args, step.input)
+      const got = await etcdctl(pair.natcd.endpoints[0]!, step.args, step.input)
       const w = { code: want.code, out: normalise(want.stdout), err: normalise(normaliseStderr(want.stderr)) }
       const g = { code: got.code, out: normalise(got.stdout), err: normalise(normaliseStderr(got.stderr)) }
       // KV_DIFF_TRANSCRIPT=<file> keeps a side-by-side transcript for reading.
@@ -258,8 +241,8 @@ describe("etcdctl KV, txn, compaction and alarm session: natcd vs etcd", () => {
   }, 600_000)
 
   it(`gives the same responses for all ${grpcSession.length} gRPC requests (filters, nested txns, lease compares, op limits)`, async () => {
-    const ref = rawClient(etcd.endpoint)
-    const ours = rawClient(natcd.endpoints[0]!)
+    const ref = rawClient(pair.etcd.endpoint)
+    const ours = rawClient(pair.natcd.endpoints[0]!)
     try {
       const mismatches: string[] = []
       for (const [method, request] of grpcSession) {

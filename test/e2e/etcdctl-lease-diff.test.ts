@@ -10,9 +10,8 @@
  * `elect -l NAME`) run for a fixed time and are compared on what they printed.
  */
 import { spawn } from "node:child_process"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, normaliseStderr, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { describe, expect, it } from "vitest"
+import { etcdctl, natcdBesideEtcd, normaliseStderr, sleep } from "./harness.ts"
 import { etcdClients } from "./lease-client.ts"
 
 /** One step: an etcdctl run (with {L1}.. standing for granted lease ids), a pause, or a blocking run. */
@@ -108,26 +107,10 @@ const run = async (endpoint: string): Promise<string[]> => {
 }
 
 describe("etcdctl lease/lock/elect session: natcd vs etcd", () => {
-  let natcd: Natcd
-  let etcd: Etcd
-  const natcdDir = tempDir("lease-diff-natcd")
-  const etcdDir = tempDir("lease-diff-etcd")
-
-  beforeAll(async () => {
-    ;[natcd, etcd] = await Promise.all([
-      startNatcd({ dataDir: natcdDir.dir, portOffset: 1330 }),
-      startEtcd({ dataDir: etcdDir.dir, clientPort: 27790, peerPort: 27791 })
-    ])
-  }, 90_000)
-
-  afterAll(async () => {
-    await Promise.all([natcd?.stop(), etcd?.stop()])
-    natcdDir.remove()
-    etcdDir.remove()
-  })
+  const pair = natcdBesideEtcd("lease-diff", { portOffset: 1330, clientPort: 27790, peerPort: 27791 })
 
   it("prints the same for every command", async () => {
-    const [want, got] = await Promise.all([run(etcd.endpoint), run(natcd.endpoints[0]!)])
+    const [want, got] = await Promise.all([run(pair.etcd.endpoint), run(pair.natcd.endpoints[0]!)])
     console.log(`transcript (natcd):\n${got.join("\n")}`)
     const mismatches = want.flatMap((w, i) => (w === got[i] ? [] : [`etcd:\n${w}\nnatcd:\n${got[i]}`]))
     expect(mismatches, mismatches.join("\n\n")).toEqual([])
@@ -165,7 +148,7 @@ describe("etcdctl lease/lock/elect session: natcd vs etcd", () => {
       c.close()
       return out
     }
-    const [want, got] = [await outcome(etcd.endpoint), await outcome(natcd.endpoints[0]!)]
+    const [want, got] = [await outcome(pair.etcd.endpoint), await outcome(pair.natcd.endpoints[0]!)]
     console.log(`lease gRPC edge cases (natcd): ${JSON.stringify(got)}`)
     expect(got).toEqual(want)
   }, 60_000)

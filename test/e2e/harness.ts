@@ -10,6 +10,7 @@ import { createConnection } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll } from "vitest"
 import { connect } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
@@ -324,3 +325,26 @@ export const normaliseStderr = (text: string, line: (l: string) => string = (l) 
       return `${parsed.msg ?? ""}: ${parsed.error ?? ""}`
     })
     .join("\n")
+
+/**
+ * A one-member natcd and a one-member etcd started side by side for the tests of a differential
+ * test file (vitest beforeAll, 90 s), stopped and their data removed afterwards (afterAll).
+ * `name` prefixes the temporary data directories; read `natcd` and `etcd` inside the tests.
+ */
+export const natcdBesideEtcd = (name: string, ports: { readonly portOffset: number; readonly clientPort: number; readonly peerPort: number }): { natcd: Natcd; etcd: Etcd } => {
+  const natcdDir = tempDir(`${name}-natcd`)
+  const etcdDir = tempDir(`${name}-etcd`)
+  const pair = {} as { natcd: Natcd; etcd: Etcd }
+  beforeAll(async () => {
+    ;[pair.natcd, pair.etcd] = await Promise.all([
+      startNatcd({ dataDir: natcdDir.dir, portOffset: ports.portOffset }),
+      startEtcd({ dataDir: etcdDir.dir, clientPort: ports.clientPort, peerPort: ports.peerPort })
+    ])
+  }, 90_000)
+  afterAll(async () => {
+    await Promise.all([pair.natcd?.stop(), pair.etcd?.stop()])
+    natcdDir.remove()
+    etcdDir.remove()
+  })
+  return pair
+}

@@ -11,9 +11,8 @@
  * negative start, an empty range and a duplicate watch id.
  */
 import { spawn } from "node:child_process"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Etcd, Natcd } from "./harness.ts"
-import { etcdctl, sleep, startEtcd, startNatcd, tempDir } from "./harness.ts"
+import { describe, expect, it } from "vitest"
+import { etcdctl, natcdBesideEtcd, sleep } from "./harness.ts"
 import { openWatch } from "./watch-client.ts"
 
 /** Runs `etcdctl watch <args>` in the background; `stop` ends it and returns what it printed. */
@@ -107,26 +106,10 @@ const session = async (endpoint: string): Promise<Record<string, unknown>> => {
 }
 
 describe("etcdctl watch transcripts: natcd vs etcd 3.4", () => {
-  const natcdDir = tempDir("watch-etcdctl-natcd")
-  const etcdDir = tempDir("watch-etcdctl-etcd")
-  let natcd: Natcd
-  let etcd: Etcd
-
-  beforeAll(async () => {
-    ;[natcd, etcd] = await Promise.all([
-      startNatcd({ dataDir: natcdDir.dir, portOffset: 810 }),
-      startEtcd({ dataDir: etcdDir.dir, clientPort: 26790, peerPort: 26791 })
-    ])
-  }, 90_000)
-
-  afterAll(async () => {
-    await Promise.all([natcd?.stop(), etcd?.stop()])
-    natcdDir.remove()
-    etcdDir.remove()
-  })
+  const pair = natcdBesideEtcd("watch-etcdctl", { portOffset: 810, clientPort: 26790, peerPort: 26791 })
 
   it("prints the same for the same session", async () => {
-    const [want, got] = await Promise.all([session(etcd.endpoint), session(natcd.endpoints[0]!)])
+    const [want, got] = await Promise.all([session(pair.etcd.endpoint), session(pair.natcd.endpoints[0]!)])
     for (const key of Object.keys(want)) {
       expect.soft(got[key], key).toEqual(want[key])
     }
