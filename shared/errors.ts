@@ -51,6 +51,12 @@ export class DuplicateKey extends Schema.TaggedError<DuplicateKey>()("DuplicateK
 /** The backend quota is exhausted (etcd rpctypes.ErrGRPCNoSpace). */
 export class NoSpace extends Schema.TaggedError<NoSpace>()("NoSpace", {}) {}
 
+/**
+ * The CORRUPT alarm is active: the cluster refuses writes, compactions and lease grants and
+ * revocations (etcd etcdserver.ErrCorrupt, rpctypes.ErrGRPCCorrupt; applierV3Corrupt).
+ */
+export class Corrupt extends Schema.TaggedError<Corrupt>()("Corrupt", {}) {}
+
 /** The member knows no leader (etcd rpctypes.ErrGRPCNoLeader). */
 export class NoLeader extends Schema.TaggedError<NoLeader>()("NoLeader", {}) {}
 
@@ -126,6 +132,7 @@ const errorClasses = [
   TooManyOps,
   DuplicateKey,
   NoSpace,
+  Corrupt,
   NoLeader,
   RequestTimeout,
   Stopped,
@@ -165,6 +172,7 @@ export type EtcdErrorData =
   | { readonly _tag: "TooManyOps"; readonly ops: number; readonly maxOps: number }
   | { readonly _tag: "DuplicateKey" }
   | { readonly _tag: "NoSpace" }
+  | { readonly _tag: "Corrupt" }
   | { readonly _tag: "NoLeader" }
   | { readonly _tag: "RequestTimeout" }
   | { readonly _tag: "Stopped" }

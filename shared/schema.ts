@@ -158,6 +158,12 @@ const ErrorData: Schema.Codec<EtcdErrorData, unknown> = Schema.Struct({ _tag: Sc
 /** A reply that is either `{ ok: A }` or `{ err: EtcdErrorData }`. */
 const okOrErr = <S extends Schema.Top>(ok: S) => Schema.Union([Schema.Struct({ ok }), Schema.Struct({ err: ErrorData })])
 
+/**
+ * A body with no fields (status, members, defragment requests): any map (fields ignored), but a
+ * map; `Schema.Struct({})` would take a string or a number too.
+ */
+export const EmptyBody = Schema.Record(Schema.String, Schema.Unknown)
+
 // ---------------------------------------------------------------------------------------------
 // Frame bodies, one per kind. The reply to kind K is kind `${K}.reply`.
 
@@ -190,7 +196,7 @@ export const ProposeBody = Schema.Struct({ proposals: Schema.Array(Bytes) })
 export const ProposeReply = okOrErr(Schema.Struct({ leader: U64 }))
 
 /** raft.readindex: no body fields; the reply is the index to wait for. */
-export const ReadIndexBody = Schema.Struct({})
+export const ReadIndexBody = EmptyBody
 export const ReadIndexReply = okOrErr(Schema.Struct({ index: Int }))
 
 /** raft.status reply (Maintenance.Status's raft part). */
@@ -577,7 +583,7 @@ export type { Index, LeaseId, MemberId, Revision, Term }
  * mvcc.alarms: the member's active alarms as its store holds them (a local read, for
  * Maintenance.Status `errors`; Maintenance.Alarm goes through raft). Body: no fields.
  */
-export const MvccAlarmsBody = Schema.Struct({})
+export const MvccAlarmsBody = EmptyBody
 export const MvccAlarmsReply = Schema.Struct({
   alarms: Schema.Array(Schema.Struct({ memberId: U64, alarm: Schema.Literals(["NONE", "NOSPACE", "CORRUPT"]) }))
 })
@@ -640,7 +646,8 @@ export const LeaseTimeToLiveReply = okOrErr(Schema.Struct({ grantedTtl: Int, ttl
  * reasons.
  */
 export const HealthBody = Schema.Struct({ ready: Schema.Boolean })
-export const HealthReply = Schema.Struct({ healthy: Schema.Boolean, reasons: Schema.Array(Schema.String) })
+/** `instance`: the answering process's instance token (its per-process subjects and inbox end with it). */
+export const HealthReply = Schema.Struct({ healthy: Schema.Boolean, reasons: Schema.Array(Schema.String), instance: opt(Schema.String) })
 
 /**
  * trace.keep (publish, `natcd.<cluster>.trace.keep`): keep every span of trace `traceId` that a

@@ -9,9 +9,9 @@
  * counts down to 0 as etcd's.
  */
 import { createHash } from "node:crypto"
-import { DefragmentReply, HashKvReply, MvccChunkReply, MvccSnapshotReply } from "../../shared/schema.ts"
+import { mvccChunk, mvccDefragment, mvccHashKv, mvccSnapshot } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
 import { serverStream } from "./server.ts"
@@ -35,24 +35,20 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
   }
   return {
     HashKV: async (w: Wire) => {
-      const frame = await ctx.rpc.call(ctx.subjects.hashKv, "hashkv", { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs })
-      const r = okOrError(frame, HashKvReply)
+      const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.hashKv, { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs }))
       return { header: await header(r.revision), hash: r.hash, compact_revision: r.compactRevision, hash_revision: r.hashRevision }
     },
     Defragment: async (_w: Wire) => {
-      const frame = await ctx.rpc.call(ctx.subjects.defragment, "mvcc.defragment", {}, { timeoutMs: 300_000, retryAfterMs: 300_000 })
-      okOrError(frame, DefragmentReply)
+      okOf(await callEndpoint(ctx.rpc, mvccDefragment, ctx.subjects.defragment, {}, { timeoutMs: 300_000, retryAfterMs: 300_000 }))
       return { header: await header(0) }
     },
     Snapshot: serverStream(async (_w, write) => {
-      const frame = await ctx.rpc.call(ctx.subjects.snapshot, "mvcc.snapshot", { minIndex: 0 }, { timeoutMs: 120_000 })
-      const info = okOrError(frame, MvccSnapshotReply)
+      const info = okOf(await callEndpoint(ctx.rpc, mvccSnapshot, ctx.subjects.snapshot, { minIndex: 0 }, { timeoutMs: 120_000 }))
       const hash = createHash("sha256")
       const h = await header(0)
       for (let offset = 0; offset < info.sizeBytes; offset += chunkBytes) {
         const length = Math.min(chunkBytes, info.sizeBytes - offset)
-        const piece = await ctx.rpc.call(ctx.subjects.chunk, "mvcc.chunk", { file: info.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })
-        const data = okOrError(piece, MvccChunkReply).data
+        const data = okOf(await callEndpoint(ctx.rpc, mvccChunk, ctx.subjects.chunk, { file: info.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
         if (data.length !== length) throw { _tag: "MalformedFrame", reason: `short snapshot chunk at ${offset}` }
         hash.update(data)
         await write({ header: h, remaining_bytes: String(info.sizeBytes - offset - length + 32), blob: data })

@@ -10,13 +10,10 @@
  * endpoint); elsewhere it fails with "etcdserver: not leader".
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
-import { ConfChangeReply, MembersReply, TransferReply } from "../../shared/schema.ts"
-import type { MemberInfo } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+import type { ConfChangeBody, MemberInfo } from "../../shared/schema.ts"
+import { raftConfChange, raftMembers, raftTransfer } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
-import * as Schema from "effect/Schema"
-import { nameFromPeerUrl } from "../raft/membership.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
 
@@ -41,35 +38,28 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Makes the Cluster handlers and MoveLeader as promise-returning functions of wire objects. */
 export const makeClusterHandlers = (ctx: ClusterContext) => {
-  const raftSubject = (member: string, endpoint: "members" | "confchange" | "transfer") =>
-    subject({ cluster: ctx.cluster, member, service: "raft", endpoint })
+  const own = { cluster: ctx.cluster, member: ctx.member }
 
-  const members = async () => {
-    const frame = await ctx.rpc.call(raftSubject(ctx.member, "members"), "raft.members", {}, { timeoutMs: ctx.requestTimeoutMs })
-    return Schema.decodeUnknownSync(MembersReply)(frame.body)
-  }
+  const members = () => callEndpoint(ctx.rpc, raftMembers, own, {}, { timeoutMs: ctx.requestTimeoutMs })
 
   const header = async (raftTerm: number): Promise<Wire> => {
     const id = await ctx.identity()
     return { cluster_id: id.clusterId.toString(), member_id: id.memberId.toString(), raft_term: raftTerm }
   }
 
-  /** Sends a membership change to the leader's raft service, following leader changes until the deadline. */
-  const confChange = async (body: { action: string; memberId: bigint; peerUrls: ReadonlyArray<string> }) => {
+  /**
+   * Sends a membership change to the member's own raft service (which forwards it to the
+   * leader's), retrying while there is no leader until the deadline.
+   */
+  const confChange = async (body: typeof ConfChangeBody.Type) => {
     const deadline = Date.now() + ctx.requestTimeoutMs
     let last: EtcdErrorData = { _tag: "NoLeader" }
     while (Date.now() < deadline) {
-      const view = await members()
-      const leader = view.members.find((m) => m.id === view.leader)
-      const leaderName = leader === undefined ? undefined : leader.name !== "" ? leader.name : nameFromPeerUrl(leader.peerUrls[0] ?? "")
-      if (leaderName !== undefined) {
-        try {
-          const frame = await ctx.rpc.call(raftSubject(leaderName, "confchange"), "confchange", body, { timeoutMs: Math.max(1, deadline - Date.now()) })
-          return okOrError(frame, ConfChangeReply)
-        } catch (e) {
-          last = e as EtcdErrorData
-          if (last._tag !== "NotLeader" && last._tag !== "NoLeader") throw e
-        }
+      try {
+        return okOf(await callEndpoint(ctx.rpc, raftConfChange, { cluster: ctx.cluster, member: ctx.member }, body, { timeoutMs: Math.max(1, deadline - Date.now()) }))
+      } catch (e) {
+        last = e as EtcdErrorData
+        if (last._tag !== "NotLeader" && last._tag !== "NoLeader") throw e
       }
       await sleep(100)
     }
@@ -98,10 +88,9 @@ export const makeClusterHandlers = (ctx: ClusterContext) => {
       return { header: await header(r.term), members: r.members.map(memberToWire) }
     },
     MoveLeader: async (w: Wire) => {
-      const frame = await ctx.rpc.call(raftSubject(ctx.member, "transfer"), "transfer", { target: Convert.wireBig(w.targetID) }, {
+      const r = okOf(await callEndpoint(ctx.rpc, raftTransfer, own, { target: Convert.wireBig(w.targetID) }, {
         timeoutMs: ctx.requestTimeoutMs
-      })
-      const r = okOrError(frame, TransferReply)
+      }))
       return { header: await header(r.term) }
     }
   }

@@ -23,6 +23,7 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
   TooManyOps: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: too many operations in txn request" }),
   DuplicateKey: () => ({ code: status.INVALID_ARGUMENT, details: "etcdserver: duplicate key given in txn request" }),
   NoSpace: () => ({ code: status.RESOURCE_EXHAUSTED, details: "etcdserver: mvcc: database space exceeded" }),
+  Corrupt: () => ({ code: status.DATA_LOSS, details: "etcdserver: corrupt cluster" }),
   NoLeader: () => ({ code: status.UNAVAILABLE, details: "etcdserver: no leader" }),
   RequestTimeout: () => ({ code: status.UNAVAILABLE, details: "etcdserver: request timed out" }),
   Stopped: () => ({ code: status.UNAVAILABLE, details: "etcdserver: server stopped" }),

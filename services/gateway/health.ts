@@ -13,10 +13,10 @@
  * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
  * not only raft or mvcc (whose absence already fails the read itself).
  */
-import * as Schema from "effect/Schema"
-import { HealthReply, RaftStatus } from "../../shared/schema.ts"
-import { healthSubject } from "../../shared/subjects.ts"
+import { health, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
+import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
+import { callEndpoint } from "../runtime/rpc.ts"
 
 /** How often the member's services are asked, in ms. */
 export const pollMs = 1000
@@ -26,9 +26,6 @@ export const staleMs = 2500
 
 /** The member services the gateway watches. */
 export const memberServices = ["raft", "wal", "mvcc", "lease"] as const
-
-const decodeHealth = Schema.decodeUnknownSync(HealthReply)
-const decodeRaftStatus = Schema.decodeUnknownSync(RaftStatus)
 
 /**
  * Polls the member's services. `problems()` lists what is wrong now (empty: healthy); `stop()`
@@ -52,9 +49,8 @@ export class MemberHealth {
 
   private poll(): void {
     for (const service of memberServices) {
-      this.rpc.call(healthSubject({ ...this.at, service }), "health", { ready: false }, { timeoutMs: pollMs, retryAfterMs: pollMs, traceparent: "" }).then(
-        (frame) => {
-          const r = decodeHealth(frame.body)
+      callEndpoint(this.rpc, health, { ...this.at, role: service }, { ready: false }, { timeoutMs: pollMs, retryAfterMs: pollMs, traceparent: "" }).then(
+        (r) => {
           if (r.healthy) this.lastHealthyMs.set(service, Date.now())
           else this.lastReason.set(service, r.reasons.join("; "))
         },
@@ -89,11 +85,15 @@ export const checkMemberReady = async (
   subjects: { readonly raftStatus: string; readonly readIndex: string; readonly mvccStatus: string },
   members: MemberHealth
 ): Promise<string | undefined> => {
-  const status = decodeRaftStatus((await rpc.call(subjects.raftStatus, "raft.status", {}, { timeoutMs: 1500, traceparent: "" })).body)
+  const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: 1500, traceparent: "" })
   if (status.leader === 0n) return "no leader"
-  const ri = await rpc.call(subjects.readIndex, "readindex", {}, { timeoutMs: 1500, traceparent: "" })
-  if (ri.kind === "error" || (ri.body as { err?: unknown }).err !== undefined) return "linearizable read failed (no ReadIndex)"
-  await rpc.call(subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: 1500, traceparent: "" })
+  // An error frame or `{ err }` reply is a failed read; no reply (timeout, stopping) throws as before.
+  const ri = await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: 1500, traceparent: "" }).catch((e: unknown) => {
+    if (e instanceof RequestTimeout || e instanceof Stopped) throw e
+    return { err: e }
+  })
+  if ("err" in ri) return "linearizable read failed (no ReadIndex)"
+  await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: 1500, traceparent: "" })
   const problems = members.problems()
   return problems.length === 0 ? undefined : problems.join("; ")
 }

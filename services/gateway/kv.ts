@@ -8,14 +8,13 @@
  * linearizableReadLoop). Serializable ranges go straight to the local mvcc service. Both go
  * through the batching {@link Reader} (./reader.ts).
  */
-import * as Schema from "effect/Schema"
 import { requestContext } from "../runtime/tracing.ts"
 import { isHealthProbe } from "./health.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { MvccStatus, RaftStatus } from "../../shared/schema.ts"
+import { mvccStatus, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { callEndpoint } from "../runtime/rpc.ts"
 import { validateRange, validateWrite } from "../mvcc/core/validate.ts"
 import * as Convert from "./convert.ts"
 import type { Header, Wire } from "./convert.ts"
@@ -126,13 +125,12 @@ export const makeKvHandlers = (ctx: KvContext) => {
       }),
     Status: (_w: Wire) =>
       inSpan("Maintenance.Status", {}, async (tp) => {
-        const [raftFrame, mvccFrame, errors] = await Promise.all([
-          ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
-          ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
+        // A malformed status reply throws MalformedFrame (callEndpoint), an error frame its error.
+        const [raft, mvcc, errors] = await Promise.all([
+          callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
+          callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.mvccStatus, {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
           ctx.statusErrors?.(tp) ?? Promise.resolve([])
         ])
-        const raft = decodeOrThrow(RaftStatus, raftFrame.body)
-        const mvcc = decodeOrThrow(MvccStatus, mvccFrame.body)
         return {
           header: Convert.headerToWire({
             clusterId: raft.clusterId,
@@ -152,10 +150,4 @@ export const makeKvHandlers = (ctx: KvContext) => {
         }
       })
   }
-}
-
-const decodeOrThrow = <A>(schema: Schema.Codec<A, any>, body: unknown): A => {
-  const r = Schema.decodeUnknownExit(schema)(body)
-  if (r._tag === "Failure") throw { _tag: "MalformedFrame", reason: "bad status body" } satisfies EtcdErrorData
-  return r.value
 }

@@ -16,21 +16,13 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import { randomBytes } from "node:crypto"
-import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteResponse } from "../../shared/kv.ts"
 import { minLeaseTtlSec } from "../lease/core/lessor.ts"
-import {
-  LeaseKeepAliveReply,
-  LeaseTimeToLiveReply,
-  MvccLeasesReply,
-  MvccStatus,
-  RaftStatus,
-  ReadIndexReply
-} from "../../shared/schema.ts"
+import { leaseKeepAlive, leaseTimeToLive, mvccLeases, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import { headerToWire, wireBig, wireInt } from "./convert.ts"
 import type { Header, Wire } from "./convert.ts"
 import { toGrpcError } from "./errors.ts"
@@ -80,10 +72,10 @@ export const makeLeaseHandlers = (ctx: LeaseContext) => {
     if (cached !== undefined && now - cached.at < headerCacheMs) return cached.value
     const value = (async () => {
       const [m, r] = await Promise.all([
-        ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs }),
-        ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: ctx.requestTimeoutMs })
+        callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.mvccStatus, {}, { timeoutMs: ctx.requestTimeoutMs }),
+        callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: ctx.requestTimeoutMs })
       ])
-      return header(Schema.decodeUnknownSync(MvccStatus)(m.body).revision, Schema.decodeUnknownSync(RaftStatus)(r.body).term)
+      return header(m.revision, r.term)
     })()
     cached = { at: now, value }
     value.catch(() => (cached = undefined))
@@ -91,9 +83,9 @@ export const makeLeaseHandlers = (ctx: LeaseContext) => {
   }
 
   const renew = async (id: bigint): Promise<number> => {
-    const frame = await ctx.rpc.call(ctx.subjects.keepAlive, "lease.keepalive", { id, forwarded: false }, { timeoutMs: ctx.requestTimeoutMs + 1000 })
     try {
-      return okOrError(frame, LeaseKeepAliveReply).ttl
+      // In the try: an error frame (as an `{ err }` reply) of an unknown lease is TTL 0 too.
+      return okOf(await callEndpoint(ctx.rpc, leaseKeepAlive, ctx.subjects.keepAlive, { id, forwarded: false }, { timeoutMs: ctx.requestTimeoutMs + 1000 })).ttl
     } catch (e) {
       // etcd answers a keep-alive of an unknown lease with TTL 0, not an error.
       if ((e as EtcdErrorData)._tag === "LeaseNotFound") return 0
@@ -116,11 +108,10 @@ export const makeLeaseHandlers = (ctx: LeaseContext) => {
     },
     LeaseTimeToLive: async (w: Wire): Promise<Wire> => {
       const id = BigInt.asIntN(64, wireBig(w.ID))
-      const frame = await ctx.rpc.call(ctx.subjects.timeToLive, "lease.timetolive", { id, keys: w.keys === true, forwarded: false }, {
-        timeoutMs: ctx.requestTimeoutMs + 1000
-      })
       try {
-        const r = okOrError(frame, LeaseTimeToLiveReply)
+        const r = okOf(await callEndpoint(ctx.rpc, leaseTimeToLive, ctx.subjects.timeToLive, { id, keys: w.keys === true, forwarded: false }, {
+          timeoutMs: ctx.requestTimeoutMs + 1000
+        }))
         return { header: await currentHeader(), ID: id.toString(), TTL: r.ttl, grantedTTL: r.grantedTtl, keys: r.keys }
       } catch (e) {
         if ((e as EtcdErrorData)._tag !== "LeaseNotFound") throw e
@@ -128,10 +119,8 @@ export const makeLeaseHandlers = (ctx: LeaseContext) => {
       }
     },
     LeaseLeases: async (_w: Wire): Promise<Wire> => {
-      const ri = await ctx.rpc.call(ctx.subjects.readIndex, "readindex", {}, { timeoutMs: ctx.requestTimeoutMs })
-      const minAppliedIndex = okOrError(ri, ReadIndexReply).index
-      const frame = await ctx.rpc.call(ctx.subjects.leases, "mvcc.leases", { sinceIndex: 0, minAppliedIndex }, { timeoutMs: ctx.requestTimeoutMs })
-      const r = Schema.decodeUnknownSync(MvccLeasesReply)(frame.body)
+      const minAppliedIndex = okOf(await callEndpoint(ctx.rpc, raftReadIndex, ctx.subjects.readIndex, {}, { timeoutMs: ctx.requestTimeoutMs })).index
+      const r = await callEndpoint(ctx.rpc, mvccLeases, ctx.subjects.leases, { sinceIndex: 0, minAppliedIndex }, { timeoutMs: ctx.requestTimeoutMs })
       // etcd lists by expiry; with equal TTLs that is the order of the grants.
       const leases = [...r.leases].sort((a, b) => a.grantIndex - b.grantIndex).map((l) => ({ ID: l.id.toString() }))
       return { header: await currentHeader(), leases }

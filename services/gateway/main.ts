@@ -12,10 +12,12 @@
 import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
-import { RaftStatus } from "../../shared/schema.ts"
-import { leaseSubject, mvccLeaseSubject, subject } from "../../shared/subjects.ts"
+import {
+  gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
+  mvccRange, mvccSnapshot, mvccStatus, raftPropose, raftReadIndex, raftStatus, subjectOf, traceKeep
+} from "../../shared/endpoints.ts"
 import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
 import { makeKvHandlers } from "./kv.ts"
@@ -33,7 +35,6 @@ import { checkMemberReady, MemberHealth } from "./health.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { onSlowRoot } from "../runtime/tracing.ts"
-import { traceKeepSubject } from "../../shared/subjects.ts"
 
 interface GatewayFlags {
   readonly listenClientUrls: string
@@ -63,8 +64,8 @@ const GatewayLive = Layer.effectDiscard(
       Effect.sync(() =>
         new Proposer(nc, rpc, {
           member: flags.member,
-          proposeSubject: subject({ ...at, service: "raft", endpoint: "propose" }),
-          resultSubject: subject({ ...at, service: "gateway", endpoint: "result", instance }),
+          proposeSubject: subjectOf(raftPropose, at),
+          resultSubject: subjectOf(gatewayResult, { ...at, instance }),
           requestTimeoutMs: flags.requestTimeoutMs,
           resultWaitMs: 3000,
           maxRequestBytes: flags.maxRequestBytes
@@ -72,11 +73,10 @@ const GatewayLive = Layer.effectDiscard(
       ),
       (p) => Effect.sync(() => p.close())
     )
-    const raftStatusSubject = subject({ ...at, service: "raft", endpoint: "status" })
+    const raftStatusSubject = subjectOf(raftStatus, at)
     let identity: Promise<{ clusterId: bigint; memberId: bigint }> | undefined
     const fetchIdentity = async () => {
-      const frame = await rpc.call(raftStatusSubject, "raft.status", {}, { timeoutMs: flags.requestTimeoutMs })
-      const s = Schema.decodeUnknownSync(RaftStatus)(frame.body)
+      const s = await callEndpoint(rpc, raftStatus, raftStatusSubject, {}, { timeoutMs: flags.requestTimeoutMs })
       return { clusterId: s.clusterId, memberId: s.memberId }
     }
     // The quota check needs the member id, learned lazily through the KV handlers' cache.
@@ -86,8 +86,8 @@ const GatewayLive = Layer.effectDiscard(
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,
       subjects: {
-        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" }),
-        mvccAlarms: subject({ ...at, service: "mvcc", endpoint: "alarms" })
+        mvccStatus: subjectOf(mvccStatus, at),
+        mvccAlarms: subjectOf(mvccAlarms, at)
       },
       quotaBytes: quotaBytes(flags.quotaBackendBytes),
       identity: () => memberIdentity()
@@ -97,17 +97,17 @@ const GatewayLive = Layer.effectDiscard(
     addReadinessCheck("member", () =>
       checkMemberReady(rpc, {
         raftStatus: raftStatusSubject,
-        readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }),
-        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
+        readIndex: subjectOf(raftReadIndex, at),
+        mvccStatus: subjectOf(mvccStatus, at)
       }, memberHealth)
     )
     gaugeFrom("etcd_server_proposals_pending", "The current number of pending proposals to commit.", () => proposer.pendingCount())
     counterFrom("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", () => proposer.counters.failed)
-    onSlowRoot((traceId) => rpc.publish(traceKeepSubject(flags.cluster), "trace.keep", { traceId }))
+    onSlowRoot((traceId) => publishEndpoint(rpc, traceKeep, { cluster: flags.cluster }, { traceId }))
     yield* Effect.addFinalizer(() => Effect.sync(() => onSlowRoot(undefined)))
     const reader = new Reader(rpc, {
-      readIndexSubject: subject({ ...at, service: "raft", endpoint: "readindex" }),
-      rangeSubject: subject({ ...at, service: "mvcc", endpoint: "range" }),
+      readIndexSubject: subjectOf(raftReadIndex, at),
+      rangeSubject: subjectOf(mvccRange, at),
       requestTimeoutMs: flags.requestTimeoutMs
     })
     const handlers = makeKvHandlers({
@@ -120,7 +120,7 @@ const GatewayLive = Layer.effectDiscard(
       reader,
       subjects: {
         raftStatus: raftStatusSubject,
-        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
+        mvccStatus: subjectOf(mvccStatus, at)
       },
       identity: () => {
         identity ??= fetchIdentity().catch((e) => {
@@ -143,21 +143,20 @@ const GatewayLive = Layer.effectDiscard(
       requestTimeoutMs: flags.requestTimeoutMs,
       identity: handlers.identity,
       raftTerm: async () => {
-        const frame = await rpc.call(raftStatusSubject, "raft.status", {}, { timeoutMs: flags.requestTimeoutMs })
-        return Schema.decodeUnknownSync(RaftStatus)(frame.body).term
+        return (await callEndpoint(rpc, raftStatus, raftStatusSubject, {}, { timeoutMs: flags.requestTimeoutMs })).term
       },
       subjects: {
-        hashKv: subject({ ...at, service: "mvcc", endpoint: "hashkv" }),
-        snapshot: subject({ ...at, service: "mvcc", endpoint: "snapshot" }),
-        chunk: subject({ ...at, service: "mvcc", endpoint: "chunk" }),
-        defragment: subject({ ...at, service: "mvcc", endpoint: "defragment" })
+        hashKv: subjectOf(mvccHashKv, at),
+        snapshot: subjectOf(mvccSnapshot, at),
+        chunk: subjectOf(mvccChunk, at),
+        defragment: subjectOf(mvccDefragment, at)
       }
     })
     const watch = yield* Effect.acquireRelease(
       Effect.sync(() =>
         makeWatchHandler({
           nc, rpc, cluster: flags.cluster, instance, maxRequestBytes: flags.maxRequestBytes, identity: handlers.identity,
-          responseSubject: subject({ ...at, service: "gateway", endpoint: "watch", instance }),
+          responseSubject: subjectOf(gatewayWatch, { ...at, instance }),
           log: (level, message, fields) =>
             Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
         })
@@ -170,12 +169,12 @@ const GatewayLive = Layer.effectDiscard(
       requestTimeoutMs: flags.requestTimeoutMs,
       electionTimeoutMs: flags.electionTimeout,
       subjects: {
-        keepAlive: leaseSubject({ ...at, endpoint: "keepalive" }),
-        timeToLive: leaseSubject({ ...at, endpoint: "timetolive" }),
-        leases: mvccLeaseSubject({ ...at, endpoint: "leases" }),
-        readIndex: subject({ ...at, service: "raft", endpoint: "readindex" }),
+        keepAlive: subjectOf(leaseKeepAlive, at),
+        timeToLive: subjectOf(leaseTimeToLive, at),
+        leases: subjectOf(mvccLeases, at),
+        readIndex: subjectOf(raftReadIndex, at),
         raftStatus: raftStatusSubject,
-        mvccStatus: subject({ ...at, service: "mvcc", endpoint: "status" })
+        mvccStatus: subjectOf(mvccStatus, at)
       },
       identity: handlers.identity
     })

@@ -27,9 +27,9 @@
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { MvccAlarmsReply, MvccStatus } from "../../shared/schema.ts"
-import * as Schema from "effect/Schema"
+import { mvccAlarms, mvccStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
+import { callEndpoint } from "../runtime/rpc.ts"
 import type { Wire } from "./convert.ts"
 import { wireBig } from "./convert.ts"
 import type { Proposer } from "./proposer.ts"
@@ -97,8 +97,7 @@ export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
 
   const fetchInUseBytes = async (traceparent: string): Promise<number> => {
     const now = Date.now()
-    const frame = await ctx.rpc.call(ctx.subjects.mvccStatus, "mvcc.status", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
-    const s = Schema.decodeUnknownSync(MvccStatus)(frame.body)
+    const s = await callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.mvccStatus, {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
     if (cached === undefined || cached.atMs <= now) cached = { atMs: now, inUseBytes: s.dbSizeInUseBytes }
     return s.dbSizeInUseBytes
   }
@@ -139,8 +138,7 @@ export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
    * text form, "memberID:<id> alarm:<type> ", as etcd's maintenanceServer.Status).
    */
   const statusErrors = async (traceparent: string): Promise<ReadonlyArray<string>> => {
-    const frame = await ctx.rpc.call(ctx.subjects.mvccAlarms, "mvcc.alarms", {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
-    const r = Schema.decodeUnknownSync(MvccAlarmsReply)(frame.body)
+    const r = await callEndpoint(ctx.rpc, mvccAlarms, ctx.subjects.mvccAlarms, {}, { timeoutMs: ctx.requestTimeoutMs, traceparent })
     return r.alarms.map((m) => `memberID:${m.memberId} alarm:${m.alarm} `)
   }
 

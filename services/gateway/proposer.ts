@@ -23,9 +23,10 @@ import { randomBytes } from "node:crypto"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
-import { ApplyResults, ProposeReply } from "../../shared/schema.ts"
-import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError, serve } from "../runtime/rpc.ts"
+import type { ApplyResults } from "../../shared/schema.ts"
+import { gatewayResult, leaseResult, raftPropose, tokensOf } from "../../shared/endpoints.ts"
+import type { EndpointRequest, RpcClient } from "../runtime/rpc.ts"
+import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import { currentTraceparent } from "../runtime/tracing.ts"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
@@ -90,7 +91,7 @@ export class Proposer {
     // Request ids: 32 random bits of this instance, then a 32-bit counter. Unique across
     // gateway instances with overwhelming probability; the mvcc dedup key adds the origin member.
     this.idPrefix = BigInt("0x" + randomBytes(4).toString("hex")) << 32n
-    this.stopResults = serve(nc, options.resultSubject, "apply.result", ApplyResults, ({ body }) => {
+    const onResults = ({ body }: EndpointRequest<typeof ApplyResults.Type, never>) => {
       for (const result of body.results) {
         const waiter = this.waiters.get(result.requestId)
         if (waiter === undefined) continue
@@ -98,7 +99,14 @@ export class Proposer {
         if ("err" in result) waiter.reject(result.err as EtcdErrorData)
         else waiter.resolve(result.ok)
       }
-    }).stop
+    }
+    // The gateway's proposer receives gateway.result, the lease service's lease.result (same
+    // kind and schema); the result subject says which.
+    const gatewayTokens = tokensOf(gatewayResult, options.resultSubject)
+    const leaseTokens = tokensOf(leaseResult, options.resultSubject)
+    if (gatewayTokens !== undefined) this.stopResults = serveEndpoint(nc, gatewayResult, gatewayTokens, onResults).stop
+    else if (leaseTokens !== undefined) this.stopResults = serveEndpoint(nc, leaseResult, leaseTokens, onResults).stop
+    else throw new Error(`not a gateway.result or lease.result subject: ${options.resultSubject}`)
   }
 
   private batch: Batch | undefined
@@ -134,9 +142,9 @@ export class Proposer {
     const batch = this.batch
     if (batch === undefined) return
     this.batch = undefined
-    this.rpc.call(this.options.proposeSubject, "propose", { proposals: batch.proposals }, { timeoutMs: batch.timeoutMs, traceparent: batch.traceparent })
-      .then((frame) => {
-        okOrError(frame, ProposeReply)
+    callEndpoint(this.rpc, raftPropose, this.options.proposeSubject, { proposals: batch.proposals }, { timeoutMs: batch.timeoutMs, traceparent: batch.traceparent })
+      .then((reply) => {
+        okOf(reply)
         batch.ack()
       })
       .catch(batch.fail)

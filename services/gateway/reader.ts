@@ -14,9 +14,9 @@
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { RangeReply, ReadIndexReply } from "../../shared/schema.ts"
+import { mvccRange, raftReadIndex } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 
 /** Most ranges in one `range` frame. */
 export const maxRangeBatch = 128
@@ -95,9 +95,9 @@ export class Reader {
     const waiters = this.reads
     if (waiters.length === 0) return
     this.reads = []
-    this.rpc.call(this.options.readIndexSubject, "readindex", {}, { timeoutMs: this.options.requestTimeoutMs, traceparent: this.readsTrace })
-      .then((frame) => {
-        const { index } = okOrError(frame, ReadIndexReply)
+    callEndpoint(this.rpc, raftReadIndex, this.options.readIndexSubject, {}, { timeoutMs: this.options.requestTimeoutMs, traceparent: this.readsTrace })
+      .then((reply) => {
+        const { index } = okOf(reply)
         for (const w of waiters) w.resolve(index)
       })
       .catch((e) => {
@@ -114,9 +114,9 @@ export class Reader {
 
   private send(batch: ReadonlyArray<QueuedRange>, traceparent: string): void {
     const requests = batch.map((q) => ({ request: q.request, minAppliedIndex: q.minAppliedIndex }))
-    this.rpc.call(this.options.rangeSubject, "range", { requests }, { timeoutMs: this.options.requestTimeoutMs, traceparent })
-      .then((frame) => {
-        const { results } = okOrError(frame, RangeReply)
+    callEndpoint(this.rpc, mvccRange, this.options.rangeSubject, { requests }, { timeoutMs: this.options.requestTimeoutMs, traceparent })
+      .then((reply) => {
+        const { results } = okOf(reply)
         if (results.length !== batch.length) throw { _tag: "MalformedFrame", reason: "range reply count" } satisfies EtcdErrorData
         batch.forEach((q, i) => {
           const r = results[i]!

@@ -25,12 +25,12 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import type { Frame } from "../../shared/frame.ts"
-import { WatchCtlReply, WatchOpenReply, WatchPingReply, WatchResponsesBody } from "../../shared/schema.ts"
-import type { WatchEvent, WatchResponseBody } from "../../shared/schema.ts"
-import { watchSubject } from "../../shared/subjects.ts"
+import type { WatchCtlReply, WatchEvent, WatchResponseBody, WatchResponsesBody } from "../../shared/schema.ts"
+import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress } from "../../shared/endpoints.ts"
+import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { callEndpoint, okOf, publishEndpoint, replyMalformed } from "../runtime/rpc.ts"
+import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import type { Wire } from "./convert.ts"
 
@@ -108,7 +108,13 @@ const eventToWire = (e: WatchEvent): Wire =>
 const eventWireBytes = (e: WatchEvent): number =>
   24 + e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : 24 + e.prevKv.key.length + e.prevKv.value.length)
 
-const decodeResponses = Schema.decodeUnknownExit(WatchResponsesBody)
+// The gateway.watch subscription below decodes frames itself, by the declaration's kind,
+// version and schema (no span per frame); malformed ones are counted in stats and answered with
+// MalformedFrame when they name a reply subject.
+const decodeResponses = Schema.decodeUnknownExit(gatewayWatch.request)
+
+/** A call that got no reply (timeout, stopping), as opposed to a reply carrying an error. */
+const unanswered = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
 
 /**
  * Makes the Watch service handler. `Watch` serves one gRPC stream; `close` stops pings and
@@ -123,14 +129,14 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     callback: (err, msg) => {
       if (err) return
       const frame = decodeFrame(msg.data)
-      if (isFrameDecodeError(frame) || frame.kind !== "watch.responses") {
+      if (isFrameDecodeError(frame) || frame.kind !== gatewayWatch.kind || frame.version !== FrameKinds[gatewayWatch.kind]) {
         stats.malformed++
-        return
+        return replyMalformed(ctx.nc, msg, isFrameDecodeError(frame) ? frame.reason : `expected ${gatewayWatch.kind} v${FrameKinds[gatewayWatch.kind]}`)
       }
       const body = decodeResponses(frame.body)
       if (body._tag === "Failure") {
         stats.malformed++
-        return
+        return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body`)
       }
       const s = sessions.get(body.value.session)
       if (s === undefined) return
@@ -154,13 +160,13 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     for (const [replica, list] of byReplica) {
       if (pinging.has(replica)) continue
       pinging.add(replica)
-      ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica, endpoint: "ping" }), "watch.ping", {
+      callEndpoint(ctx.rpc, watchPing, { cluster: ctx.cluster, replica }, {
         gateway: ctx.responseSubject,
         sessions: list.map((s) => ({ session: s.id, acked: s.acked }))
       }, { timeoutMs: 3 * pingMs, retryAfterMs: pingMs }).then(
-        (frame) => {
+        (reply) => {
           pinging.delete(replica)
-          const unknown = new Set(Schema.decodeUnknownSync(WatchPingReply)(frame.body).unknown)
+          const unknown = new Set(reply.unknown)
           for (const s of list) if (unknown.has(s.id) && sessions.get(s.id) === s) s.stream.failover(s, "session unknown to its replica")
         },
         () => {
@@ -263,7 +269,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private async sendCreate(w: WatchState): Promise<void> {
       const s = await this.ensureSession()
       if (s === undefined || this.session !== s) return
-      await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica!, endpoint: "create" }), "watch.create", {
+      await callEndpoint(ctx.rpc, watchCreate, { cluster: ctx.cluster, replica: s.replica! }, {
         session: s.id,
         watchId: w.id,
         key: w.key,
@@ -273,12 +279,18 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         noPut: w.noPut,
         noDelete: w.noDelete,
         progressNotify: w.progressNotify
-      }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "create not answered"))
+      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "create not answered"))
     }
 
-    private checkKnown(s: Session, frame: Frame): void {
-      const known = okOrError(frame, WatchCtlReply).known
+    private checkKnown(s: Session, reply: typeof WatchCtlReply.Type): void {
+      const known = okOf(reply).known
       if (!known && this.session === s) this.failover(s, "session unknown to its replica")
+    }
+
+    /** Fails over on a call without reply; an error reply is thrown (logged by the chain), as `{ err }`. */
+    private notAnswered(s: Session, e: unknown, reason: string): void {
+      if (!unanswered(e)) throw e
+      this.failover(s, reason)
     }
 
     private onCancel(id: number): void {
@@ -288,10 +300,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       this.enqueue(async () => {
         const s = this.session
         if (s === undefined || s.replica === undefined) return
-        await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "cancel" }), "watch.cancel", {
+        await callEndpoint(ctx.rpc, watchCancel, { cluster: ctx.cluster, replica: s.replica }, {
           session: s.id,
           watchId: id
-        }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "cancel not answered"))
+        }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "cancel not answered"))
       })
     }
 
@@ -304,9 +316,9 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private async sendProgress(): Promise<void> {
       const s = await this.ensureSession()
       if (s === undefined || this.session !== s) return
-      await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, replica: s.replica!, endpoint: "progress" }), "watch.progress", {
+      await callEndpoint(ctx.rpc, watchProgress, { cluster: ctx.cluster, replica: s.replica! }, {
         session: s.id
-      }, { timeoutMs: 3000 }).then((f) => this.checkKnown(s, f), () => this.failover(s, "progress not answered"))
+      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "progress not answered"))
     }
 
     /** The current session, opening one (retrying every second while the stream lives). */
@@ -324,11 +336,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         this.session = s
         sessions.set(s.id, s)
         try {
-          const frame = await ctx.rpc.call(watchSubject({ cluster: ctx.cluster, endpoint: "open" }), "watch.open", {
+          s.replica = okOf(await callEndpoint(ctx.rpc, watchOpen, { cluster: ctx.cluster }, {
             session: s.id,
             gateway: ctx.responseSubject
-          }, { timeoutMs: 3000 })
-          s.replica = okOrError(frame, WatchOpenReply).replica
+          }, { timeoutMs: 3000 })).replica
           stats.sessions++
           if (this.closed) this.closeSession(s)
           return s
@@ -344,7 +355,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private closeSession(s: Session): void {
       sessions.delete(s.id)
       if (s.replica !== undefined) {
-        ctx.rpc.publish(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "close" }), "watch.close", { session: s.id })
+        publishEndpoint(ctx.rpc, watchClose, { cluster: ctx.cluster, replica: s.replica }, { session: s.id })
       }
     }
 
@@ -404,7 +415,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private ack(s: Session, seq: number): void {
       if (this.session !== s || s.replica === undefined) return
       s.acked = Math.max(s.acked, seq)
-      ctx.rpc.publish(watchSubject({ cluster: ctx.cluster, replica: s.replica, endpoint: "ack" }), "watch.ack", { session: s.id, seq })
+      publishEndpoint(ctx.rpc, watchAck, { cluster: ctx.cluster, replica: s.replica }, { session: s.id, seq })
     }
 
     /** Tracks the watch's progress and renders the response (several when fragmented). */

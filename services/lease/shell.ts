@@ -25,24 +25,16 @@
  * LeaseRenew on the leader, forwarded by followers over HTTP).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
-import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"
+import type { RaftStatus } from "../../shared/schema.ts"
 import {
-  LeaseKeepAliveBody,
-  LeaseKeepAliveReply,
-  LeaseTimeToLiveBody,
-  LeaseTimeToLiveReply,
-  MembersReply,
-  MvccLeaseReply,
-  MvccLeasesReply,
-  RaftStatus
-} from "../../shared/schema.ts"
-import { leaseSubject, mvccLeaseSubject, subject } from "../../shared/subjects.ts"
+  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftStatus, subjectOf
+} from "../../shared/endpoints.ts"
 import { Proposer } from "../gateway/proposer.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
-import { okOrError, serve } from "../runtime/rpc.ts"
+import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import { Lessor, maxCheckpointBatch } from "./core/lessor.ts"
 
 /** Settings of the lease service. */
@@ -117,15 +109,15 @@ export class LeaseShell {
     })
     const at = { cluster: options.cluster, member: options.member }
     this.subjects = {
-      raftStatus: subject({ ...at, service: "raft", endpoint: "status" }),
-      raftMembers: subject({ ...at, service: "raft", endpoint: "members" }),
-      leases: mvccLeaseSubject({ ...at, endpoint: "leases" }),
-      lease: mvccLeaseSubject({ ...at, endpoint: "lease" })
+      raftStatus: subjectOf(raftStatus, at),
+      raftMembers: subjectOf(raftMembers, at),
+      leases: subjectOf(mvccLeases, at),
+      lease: subjectOf(mvccLease, at)
     }
     this.proposer = new Proposer(nc, rpc, {
       member: options.member,
-      proposeSubject: subject({ ...at, service: "raft", endpoint: "propose" }),
-      resultSubject: leaseSubject({ ...at, endpoint: "result", instance }),
+      proposeSubject: subjectOf(raftPropose, at),
+      resultSubject: subjectOf(leaseResult, { ...at, instance }),
       requestTimeoutMs: options.requestTimeoutMs,
       resultWaitMs: 3000,
       maxRequestBytes: 8 * 1024 * 1024
@@ -136,16 +128,16 @@ export class LeaseShell {
   start(serveOptions: ServeOptions): void {
     const at = { cluster: this.options.cluster, member: this.options.member }
     this.endpoints.push(
-      serve(this.nc, leaseSubject({ ...at, endpoint: "keepalive" }), "lease.keepalive", LeaseKeepAliveBody, (req) => {
+      serveEndpoint(this.nc, leaseKeepAlive, at, (req) => {
         this.keepAlive(req.body.id, req.body.forwarded, req.traceparent).then(
-          (ttl) => req.reply("lease.keepalive.reply", { ok: { ttl } }),
-          (e) => req.reply("lease.keepalive.reply", { err: asErrorData(e) })
+          (ttl) => req.reply({ ok: { ttl } }),
+          (e) => req.reply({ err: asErrorData(e) })
         )
       }, serveOptions),
-      serve(this.nc, leaseSubject({ ...at, endpoint: "timetolive" }), "lease.timetolive", LeaseTimeToLiveBody, (req) => {
+      serveEndpoint(this.nc, leaseTimeToLive, at, (req) => {
         this.timeToLive(req.body.id, req.body.keys, req.body.forwarded, req.traceparent).then(
-          (ok) => req.reply("lease.timetolive.reply", { ok }),
-          (e) => req.reply("lease.timetolive.reply", { err: asErrorData(e) })
+          (ok) => req.reply({ ok }),
+          (e) => req.reply({ err: asErrorData(e) })
         )
       }, serveOptions)
     )
@@ -174,8 +166,7 @@ export class LeaseShell {
   private async pollStatus(): Promise<void> {
     let status: typeof RaftStatus.Type
     try {
-      const frame = await this.rpc.call(this.subjects.raftStatus, "raft.status", {}, { timeoutMs: 1000 })
-      status = Schema.decodeUnknownSync(RaftStatus)(frame.body)
+      status = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 1000 })
     } catch {
       // No answer: keep the role we know; the raft service's own CheckQuorum demotes a
       // partitioned leader and we learn it at the next answer.
@@ -223,10 +214,9 @@ export class LeaseShell {
     while (this.syncing !== undefined) await this.syncing.catch(() => undefined)
     if (this.syncedIndex > 0 && this.syncedIndex >= minAppliedIndex && minAppliedIndex > 0) return
     const run = (async () => {
-      const frame = await this.rpc.call(this.subjects.leases, "mvcc.leases", { sinceIndex: this.syncedIndex, minAppliedIndex }, {
+      const r = await callEndpoint(this.rpc, mvccLeases, this.subjects.leases, { sinceIndex: this.syncedIndex, minAppliedIndex }, {
         timeoutMs: this.options.requestTimeoutMs
       })
-      const r = Schema.decodeUnknownSync(MvccLeasesReply)(frame.body)
       const now = this.now()
       if (r.full) {
         const present = new Set(r.leases.map((l) => l.id))
@@ -314,11 +304,10 @@ export class LeaseShell {
       if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
       const ttl = await this.viaLeader("keepalive", deadline, async (target) => {
         this.counters.forwarded++
-        const frame = await this.rpc.call(target, "lease.keepalive", { id, forwarded: true }, {
+        return okOf(await callEndpoint(this.rpc, leaseKeepAlive, target, { id, forwarded: true }, {
           timeoutMs: Math.max(1, Math.min(2000, deadline - this.now())),
           traceparent
-        })
-        return okOrError(frame, LeaseKeepAliveReply).ttl
+        })).ttl
       })
       if (ttl !== undefined) return ttl
     }
@@ -362,22 +351,20 @@ export class LeaseShell {
       if (this.lessor.isPrimary()) {
         const commit = await this.commitIndex()
         await this.sync(commit)
-        const frame = await this.rpc.call(this.subjects.lease, "mvcc.lease", { id, keys, minAppliedIndex: commit }, {
+        const r = await callEndpoint(this.rpc, mvccLease, this.subjects.lease, { id, keys, minAppliedIndex: commit }, {
           timeoutMs: this.options.requestTimeoutMs,
           traceparent
         })
-        const r = Schema.decodeUnknownSync(MvccLeaseReply)(frame.body)
         if (r.lease === undefined) throw { _tag: "LeaseNotFound", leaseId: id } satisfies EtcdErrorData
         const remainingMs = this.lessor.remainingMs(id, this.now()) ?? r.lease.ttl * 1000
         return { grantedTtl: r.lease.ttl, ttl: Math.trunc(remainingMs / 1000), keys: [...r.keys] }
       }
       if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
       const answer = await this.viaLeader("timetolive", deadline, async (target) => {
-        const frame = await this.rpc.call(target, "lease.timetolive", { id, keys, forwarded: true }, {
+        const r = okOf(await callEndpoint(this.rpc, leaseTimeToLive, target, { id, keys, forwarded: true }, {
           timeoutMs: Math.max(1, Math.min(3000, deadline - this.now())),
           traceparent
-        })
-        const r = okOrError(frame, LeaseTimeToLiveReply)
+        }))
         return { grantedTtl: r.grantedTtl, ttl: r.ttl, keys: [...r.keys] }
       })
       if (answer !== undefined) return answer
@@ -386,8 +373,7 @@ export class LeaseShell {
 
   /** The leader's commit index, from a fresh raft status. */
   private async commitIndex(): Promise<number> {
-    const frame = await this.rpc.call(this.subjects.raftStatus, "raft.status", {}, { timeoutMs: 2000 })
-    const s = Schema.decodeUnknownSync(RaftStatus)(frame.body)
+    const s = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 2000 })
     this.status = s
     return s.commitIndex
   }
@@ -409,8 +395,7 @@ export class LeaseShell {
     if (s.leader === s.memberId) return "self"
     if (this.leaderName?.id !== s.leader) {
       try {
-        const frame = await this.rpc.call(this.subjects.raftMembers, "raft.members", {}, { timeoutMs: 2000 })
-        const members = Schema.decodeUnknownSync(MembersReply)(frame.body).members
+        const members = (await callEndpoint(this.rpc, raftMembers, this.subjects.raftMembers, {}, { timeoutMs: 2000 })).members
         const m = members.find((x) => x.id === s.leader)
         if (m === undefined || m.name === "") return undefined
         this.leaderName = { id: m.id, name: m.name }
@@ -418,7 +403,8 @@ export class LeaseShell {
         return undefined
       }
     }
-    return leaseSubject({ cluster: this.options.cluster, member: this.leaderName!.name, endpoint })
+    const leader = { cluster: this.options.cluster, member: this.leaderName!.name }
+    return endpoint === "keepalive" ? subjectOf(leaseKeepAlive, leader) : subjectOf(leaseTimeToLive, leader)
   }
 }
 

@@ -12,12 +12,11 @@
  * applier applies one request id once.
  */
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { packValue } from "../../shared/frame.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
-import { ProposeReply, RaftStatus } from "../../shared/schema.ts"
-import { okOrError } from "../runtime/rpc.ts"
+import { raftPropose, raftStatus } from "../../shared/endpoints.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import type { Applier, ResultBody } from "./apply.ts"
 import { localReplyTo } from "./apply.ts"
@@ -53,8 +52,7 @@ export const proposeLocal = async (
   try {
     while (Date.now() < deadlineMs) {
       try {
-        const frame = await ctx.rpc.call(ctx.subjects.raftPropose, "propose", { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) })
-        okOrError(frame, ProposeReply)
+        okOf(await callEndpoint(ctx.rpc, raftPropose, ctx.subjects.raftPropose, { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) }))
       } catch {
         await new Promise((r) => setTimeout(r, 100))
         continue
@@ -72,8 +70,7 @@ export const proposeLocal = async (
 /** Whether this member is the raft leader now (false when raft does not answer). */
 const isLeader = async (ctx: CompactorContext): Promise<boolean> => {
   try {
-    const frame = await ctx.rpc.call(ctx.subjects.raftStatus, "raft.status", {}, { timeoutMs: 2000 })
-    const s = Schema.decodeUnknownSync(RaftStatus)(frame.body)
+    const s = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 })
     return s.leader !== 0n && s.leader === s.memberId
   } catch {
     return false

@@ -24,7 +24,7 @@ export type LeaseAwareApplyResult =
 /**
  * Applies `request` at raft `index` in `tx`. Errors (as data): the store's, plus
  * LeaseNotFound (revoke of an unknown lease, put with one), LeaseExists, LeaseTtlTooLarge and
- * NoSpace (grant under a NOSPACE alarm). `{ skipped }` when `index` was applied before.
+ * NoSpace (grant under a NOSPACE alarm), Corrupt (grant or revoke under a CORRUPT alarm). `{ skipped }` when `index` was applied before.
  */
 export const applyWithLeases = (
   store: KvStore,
@@ -37,6 +37,11 @@ export const applyWithLeases = (
     const r = store.apply(tx, index, request)
     if ("ok" in r && r.events.length > 0) leases.applyEvents(tx, r.events)
     return r
+  }
+  // etcd applierV3Corrupt: under a CORRUPT alarm lease grants and revocations fail (checkpoints pass).
+  if (store.activeAlarms("CORRUPT").length > 0 && !("leaseCheckpoint" in request)) {
+    if (!store.advanceConsistentIndex(tx, index)) return { skipped: true }
+    return { err: { _tag: "Corrupt" } }
   }
   if ("leaseRevoke" in request) {
     const id = request.leaseRevoke.id

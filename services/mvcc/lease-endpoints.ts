@@ -1,5 +1,5 @@
 /**
- * The mvcc service's lease table endpoints (subjects from shared/subjects.ts mvccLeaseSubject):
+ * The mvcc service's lease table endpoints (declared in shared/endpoints.ts):
  *
  * - `mvcc.leases`: the table's changes after a raft index, or the whole table; the leader's
  *   lease service polls it to track the leases it must expire, the gateway reads it for
@@ -10,10 +10,10 @@
  * leader's commit index), as linearizable ranges do, and then answer from memory.
  */
 import type { NatsConnection } from "@nats-io/transport-node"
-import { MvccLeaseBody, MvccLeasesBody } from "../../shared/schema.ts"
 import type { MvccLeaseReply, MvccLeasesReply } from "../../shared/schema.ts"
+import { mvccLease, mvccLeases } from "../../shared/endpoints.ts"
 import type { ServeOptions } from "../runtime/rpc.ts"
-import { serve } from "../runtime/rpc.ts"
+import { serveEndpoint } from "../runtime/rpc.ts"
 import type { Applier } from "./apply.ts"
 import type { KvStore } from "./core/store.ts"
 import type { LeaseTable } from "./lease-table.ts"
@@ -21,7 +21,8 @@ import type { LeaseTable } from "./lease-table.ts"
 /** What the endpoints need. */
 export interface LeaseEndpointsContext {
   readonly nc: NatsConnection
-  readonly subjects: { readonly leases: string; readonly lease: string }
+  /** The member whose endpoints these are. */
+  readonly at: { readonly cluster: string; readonly member: string }
   readonly leases: LeaseTable
   readonly applier: Applier
   readonly store: KvStore
@@ -44,24 +45,24 @@ export const serveLeaseEndpoints = (ctx: LeaseEndpointsContext): Array<{ readonl
     }, lagCheckMs)
   }
   return [
-    serve(ctx.nc, ctx.subjects.leases, "mvcc.leases", MvccLeasesBody, (req) => {
+    serveEndpoint(ctx.nc, mvccLeases, ctx.at, (req) => {
       whenApplied(req.body.minAppliedIndex, () => {
         const appliedIndex = ctx.applier.appliedIndex()
         const changes = ctx.leases.changesSince(req.body.sinceIndex)
-        const reply: typeof MvccLeasesReply.Encoded = { appliedIndex, ...changes }
-        req.reply("mvcc.leases.reply", reply)
+        const reply: typeof MvccLeasesReply.Type = { appliedIndex, ...changes }
+        req.reply(reply)
       })
     }, ctx.options),
-    serve(ctx.nc, ctx.subjects.lease, "mvcc.lease", MvccLeaseBody, (req) => {
+    serveEndpoint(ctx.nc, mvccLease, ctx.at, (req) => {
       whenApplied(req.body.minAppliedIndex, () => {
         const lease = ctx.leases.get(req.body.id)
-        const reply: typeof MvccLeaseReply.Encoded = {
+        const reply: typeof MvccLeaseReply.Type = {
           ...(lease === undefined ? {} : { lease }),
           keys: req.body.keys && lease !== undefined ? ctx.leases.keys(req.body.id) : [],
           revision: ctx.store.currentRevision(),
           term: ctx.applier.currentTerm()
         }
-        req.reply("mvcc.lease.reply", reply)
+        req.reply(reply)
       })
     }, ctx.options)
   ]

@@ -3,11 +3,12 @@
  *
  *   node services/mvcc/main.ts --member=m1 [--apply-queue=1024] [--backend-batch-limit=10000]
  *     [--backend-batch-interval=100ms] [--auto-compaction-mode=periodic|revision]
- *     [--auto-compaction-retention=0] (+ the common flags)
+ *     [--auto-compaction-retention=0] [--experimental-initial-corrupt-check]
+ *     [--experimental-corrupt-check-time=0] (+ the common flags)
  *
  * Every flag can also be set through its environment variable (NATCD_BACKEND_BATCH_LIMIT,
  * NATCD_BACKEND_BATCH_INTERVAL, NATCD_AUTO_COMPACTION_MODE, NATCD_AUTO_COMPACTION_RETENTION,
- * ...), which is how `make run` (the supervisor passes its environment on) configures them.
+ * NATCD_INITIAL_CORRUPT_CHECK, NATCD_CORRUPT_CHECK_TIME, ...), which is how `make run` (the supervisor passes its environment on) configures them.
  *
  * Writes are batched into LMDB transactions of up to --backend-batch-limit writes or
  * --backend-batch-interval (etcd's defaults: 10000, 100 ms); reads see the batch before it is
@@ -26,42 +27,33 @@ import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import * as Schema from "effect/Schema"
 import { mkdirSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
-import {
-  ApplyBody,
-  EntriesReply,
-  HashKvBody,
-  MvccAlarmsBody,
-  MvccChunkBody,
-  MvccChunkReply,
-  MvccInstallBody,
-  MvccSnapshotBody,
-  RangeBody
-} from "../../shared/schema.ts"
 import type { MvccStatus } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+import {
+  gatewayResult, mvccAlarms, mvccApply, mvccChunk, mvccDefragment, mvccEvents, mvccHashKv, mvccHistory, mvccInstall, mvccRange,
+  mvccSnapshot, mvccStatus, raftEntries, raftMembers, raftPropose, raftStatus, subjectOf
+} from "../../shared/endpoints.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
-import { okOrError, serve } from "../runtime/rpc.ts"
+import { privateDirMode, touchPrivateDir } from "../runtime/private-files.ts"
+import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
 import { Applier, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
-import { runCompactor } from "./compactor.ts"
+import { proposeLocal, runCompactor } from "./compactor.ts"
+import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
 import type { ApplyBatch } from "./apply.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
 import { hashKv } from "./hash.ts"
-import { installPending, SnapshotFiles } from "./snapshot.ts"
+import { installPending, installRefusal, SnapshotFiles } from "./snapshot.ts"
 import { KvStore } from "./core/store.ts"
 import { unsafeReadConsistentIndex } from "./core/backend.ts"
 import { serveLeaseEndpoints } from "./lease-endpoints.ts"
 import { LeaseTable } from "./lease-table.ts"
-import { mvccLeaseSubject } from "../../shared/subjects.ts"
 import { defaultEventFrameBytes, EventStream, readHistory } from "./events.ts"
-import { HistoryBody } from "../../shared/schema.ts"
 
 interface MvccFlags {
   readonly applyQueue: number
@@ -71,12 +63,24 @@ interface MvccFlags {
   readonly autoCompactionMode: string
   readonly autoCompactionRetention: string
   readonly autoCompactionCheckIntervalMs: number
+  readonly experimentalInitialCorruptCheck: boolean
+  readonly experimentalCorruptCheckTime: number
 }
 
 const durationMs = (value: string): number => {
   const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
   if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
   return ms
+}
+
+/** A duration flag that may be 0 (off): Go duration or ms. */
+const checkIntervalMs = (value: string): number => (/^0+(s|ms|m|h)?$/.test(value) ? 0 : durationMs(value))
+
+/** A boolean flag given bare (`--flag`), as `--flag=true|false`, or through its env variable. */
+const parseBool = (value: string | boolean | undefined): boolean => {
+  if (value === undefined || value === true || value === "true" || value === "1") return true
+  if (value === false || value === "false" || value === "0") return false
+  throw new Error(`not a boolean: ${String(value)}`)
 }
 
 const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
@@ -102,6 +106,15 @@ const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
     .addOption(
       new Option("--auto-compaction-check-interval-ms <ms>", "revision mode's check interval (etcd: 5 min; a test knob)")
         .env("NATCD_AUTO_COMPACTION_CHECK_INTERVAL_MS").argParser(positiveInt).default(revisionCheckIntervalMs).hideHelp()
+    )
+    // etcd's corruption check (./corrupt-check.ts); both off by default, as in etcd 3.4 and 3.5.
+    .addOption(
+      new Option("--experimental-initial-corrupt-check [bool]", "compare HashKV with the peers before serving; exit on a mismatch (etcd)")
+        .env("NATCD_INITIAL_CORRUPT_CHECK").argParser(parseBool).default(false)
+    )
+    .addOption(
+      new Option("--experimental-corrupt-check-time <duration>", "leader's HashKV comparison interval (Go duration or ms); 0 = off (etcd)")
+        .env("NATCD_CORRUPT_CHECK_TIME").argParser(checkIntervalMs).default(0)
     )
 )
 
@@ -131,11 +144,20 @@ const MvccLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc } = yield* Nats
     const at = { cluster: flags.cluster, member: flags.member }
+    // The member directory is private (0700), as etcd's TouchDirAll checks at start.
+    const tightened = touchPrivateDir(memberDir(flags))
+    if (tightened.previousMode !== undefined) {
+      yield* Effect.logWarning("member directory was not private; set it to 0700").pipe(
+        Effect.annotateLogs({ dir: memberDir(flags), previousMode: tightened.previousMode.toString(8) })
+      )
+    }
     const dir = join(memberDir(flags), "mvcc")
-    mkdirSync(dir, { recursive: true })
+    mkdirSync(dir, { recursive: true, mode: privateDirMode })
     const dbPath = join(dir, "kv.mdb")
     // A snapshot fetched from the leader before the last exit becomes the state now.
-    if (installPending(dbPath)) yield* Effect.logInfo("installed a snapshot received from the leader")
+    const pending = yield* Effect.promise(() => installPending(dbPath))
+    if (pending === "installed") yield* Effect.logInfo("installed a snapshot received from the leader")
+    else if (pending !== "none") yield* Effect.logWarning("a pending snapshot did not open; kept the current database").pipe(Effect.annotateLogs({ error: pending.rejected }))
     const snapshots = new SnapshotFiles(dir, dbPath)
     const backend = yield* Effect.acquireRelease(
       Effect.sync(() => LmdbBackend.open(dbPath)),
@@ -144,28 +166,28 @@ const MvccLive = Layer.effectDiscard(
     // The lease table is restored first: the store asks it whether a put's lease exists.
     const leases = LeaseTable.restore(backend.read, unsafeReadConsistentIndex(backend.read))
     const store = KvStore.restore(backend.read, { leaseExists: (id) => leases.has(id) })
-    const raftEntries = subject({ ...at, service: "raft", endpoint: "entries" })
     // Watch (./events.ts): the committed event stream every watch replica follows.
-    const eventsSubject = subject({ ...at, service: "mvcc", endpoint: "events" })
+    const eventsSubject = subjectOf(mvccEvents, at)
     // The trace of the first traced revision of the batch being applied rides on its events
     // frame, so the watch replicas' receipt of it joins that request's trace.
     let eventsTrace = ""
     const eventStream = new EventStream(store, (frame) => {
-      rpc.publish(eventsSubject, "mvcc.events", frame, eventsTrace)
+      publishEndpoint(rpc, mvccEvents, eventsSubject, frame, eventsTrace)
       eventsTrace = ""
     }, {
       member: flags.member, heartbeatMs: eventHeartbeatMs, frameBytes: defaultEventFrameBytes
     })
     const applier = new Applier(backend, store, flags.member, {
-      publish: (to, bodies, traceparent) => rpc.publish(to, "apply.result", { results: bodies }, traceparent),
+      // `to` is the proposal's replyTo: a gateway.result or a lease.result subject of this
+      // member; both share kind apply.result and schema ApplyResults, so gatewayResult serves.
+      publish: (to, bodies, traceparent) => publishEndpoint(rpc, gatewayResult, to, { results: bodies }, traceparent),
       onEvents: (revision, events) => {
         if (eventsTrace === "") eventsTrace = currentTraceparent()
         eventStream.applied(revision, events)
       },
       onBatchApplied: (term) => eventStream.flush(term, Date.now()),
       fetchEntries: async (from) => {
-        const frame = await rpc.call(raftEntries, "entries", { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
-        return Schema.decodeUnknownSync(EntriesReply)(frame.body)
+        return await callEndpoint(rpc, raftEntries, at, { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
       },
       log: (level, message, fields) =>
         runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
@@ -193,16 +215,32 @@ const MvccLive = Layer.effectDiscard(
       Effect.forkScoped
     )
 
+    const corruptCheck: CorruptCheckContext = {
+      rpc,
+      store,
+      read: () => backend.read,
+      applier,
+      subjects: {
+        raftStatus: subjectOf(raftStatus, at),
+        raftMembers: subjectOf(raftMembers, at),
+        peerHashKv: (name) => subjectOf(mvccHashKv, { cluster: flags.cluster, member: name })
+      },
+      propose: (request) => proposeLocal({ rpc, applier, member: flags.member, subjects: { raftStatus: subjectOf(raftStatus, at), raftPropose: subjectOf(raftPropose, at) } }, request)
+    }
+    // etcd CheckInitialHashKV: before serving anything; a mismatch stops the process.
+    if (flags.experimentalInitialCorruptCheck) yield* runInitialCheck(corruptCheck)
+
     const opts = endpointOptions("mvcc")
     let restarting = false
+    let installing = false
     const endpoints = [
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "apply" }), "apply", ApplyBody, (req) => {
+      serveEndpoint(nc, mvccApply, at, (req) => {
         // After fetching a snapshot this process only waits to restart on it.
         if (restarting) return
         const batch = req.traceparent === "" ? req.body : { ...req.body, receivedUs: nowUs() }
         if (!Queue.offerUnsafe(queue, batch)) droppedFrames++
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "range" }), "range", RangeBody, (req) => {
+      serveEndpoint(nc, mvccRange, at, (req) => {
         const { requests } = req.body
         const minAppliedIndex = requests.reduce((max, r) => Math.max(max, r.minAppliedIndex), 0)
         // One reply for the batch, once the member applied what its most recent read needs.
@@ -220,7 +258,7 @@ const MvccLive = Layer.effectDiscard(
             if (i > 0 && bytes > maxRangeReplyBytes) return { retry: true as const }
             return { ok: { response: r.ok, revision: r.revision, term: applier.currentTerm() } }
           })
-          req.reply("range.reply", { ok: { results } })
+          req.reply({ ok: { results } })
         }
         const wait = applier.waitApplied(minAppliedIndex)
         if (wait === undefined) return serveRanges()
@@ -230,84 +268,96 @@ const MvccLive = Layer.effectDiscard(
           if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")
         }, lagCheckMs)
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "status" }), "mvcc.status", Schema.Struct({}), (req) => {
+      serveEndpoint(nc, mvccStatus, at, (req) => {
         const size = backend.size()
-        const status: typeof MvccStatus.Encoded = {
+        const status: typeof MvccStatus.Type = {
           appliedIndex: applier.appliedIndex(),
           revision: store.currentRevision(),
           compactRevision: store.compactRevision(),
           dbSizeBytes: size.fileBytes,
           dbSizeInUseBytes: size.inUseBytes
         }
-        req.reply("mvcc.status.reply", status)
+        req.reply(status)
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "alarms" }), "mvcc.alarms", MvccAlarmsBody, (req) => {
-        req.reply("mvcc.alarms.reply", { alarms: store.activeAlarms() })
+      serveEndpoint(nc, mvccAlarms, at, (req) => {
+        req.reply({ alarms: store.activeAlarms() })
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "hashkv" }), "hashkv", HashKvBody, (req) => {
+      serveEndpoint(nc, mvccHashKv, at, (req) => {
         const current = store.currentRevision()
         const revision = req.body.revision <= 0 ? current : req.body.revision
         const compactRevision = store.compactRevision()
-        if (revision > current) return req.reply("hashkv.reply", { err: { _tag: "FutureRevision", requestedRevision: revision, currentRevision: current } })
-        if (revision < compactRevision) return req.reply("hashkv.reply", { err: { _tag: "Compacted", requestedRevision: revision, compactRevision } })
-        req.reply("hashkv.reply", { ok: { hash: hashKv(backend.read, revision), compactRevision, hashRevision: revision, revision: current } })
+        if (revision > current) return req.reply({ err: { _tag: "FutureRevision", requestedRevision: revision, currentRevision: current } })
+        if (revision < compactRevision) return req.reply({ err: { _tag: "Compacted", requestedRevision: revision, compactRevision } })
+        req.reply({ ok: { hash: hashKv(backend.read, revision), compactRevision, hashRevision: revision, revision: current } })
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "snapshot" }), "mvcc.snapshot", MvccSnapshotBody, (req) => {
+      serveEndpoint(nc, mvccSnapshot, at, (req) => {
         snapshots.create(() => applier.commit(), () => applier.appliedIndex(), (path) => backend.backup(path), flags.maxSnapshots).then(
-          (info) => req.reply("mvcc.snapshot.reply", { ok: info }),
-          (e) => req.reply("mvcc.snapshot.reply", { err: toErrorData(new MalformedFrame({ reason: `snapshot failed: ${String(e)}` })) })
+          (info) => req.reply({ ok: info }),
+          (e) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `snapshot failed: ${String(e)}` })) })
         )
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "chunk" }), "mvcc.chunk", MvccChunkBody, (req) => {
+      serveEndpoint(nc, mvccChunk, at, (req) => {
         snapshots.readChunk(req.body.file, req.body.offset, req.body.length).then(
-          (data) => req.reply("mvcc.chunk.reply", { ok: { data } }),
-          (e) => req.reply("mvcc.chunk.reply", { err: toErrorData(new MalformedFrame({ reason: `chunk failed: ${String(e)}` })) })
+          (data) => req.reply({ ok: { data } }),
+          (e) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `chunk failed: ${String(e)}` })) })
         )
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "defragment" }), "mvcc.defragment", Schema.Struct({}), (req) => {
+      serveEndpoint(nc, mvccDefragment, at, (req) => {
         // etcd rewrites the bbolt file; natcd writes a compacted LMDB copy (everything committed
         // first) and restarts on it, as after installing a snapshot. Entries applied meanwhile
         // are applied again from raft after the restart.
-        if (restarting) return req.reply("mvcc.defragment.reply", { err: toErrorData(new MalformedFrame({ reason: "restarting" })) })
+        if (restarting) return req.reply({ err: toErrorData(new MalformedFrame({ reason: "restarting" })) })
         applier.commit()
         restarting = true
         backend.backup(`${dbPath}.install`, true).then(
           () => {
-            req.reply("mvcc.defragment.reply", { ok: { sizeBytes: statSync(`${dbPath}.install`).size } })
+            req.reply({ ok: { sizeBytes: statSync(`${dbPath}.install`).size } })
             runDetached(Effect.logInfo("defragmented; restarting on the compacted copy"))
             setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
           },
           (e) => {
             restarting = false
-            req.reply("mvcc.defragment.reply", { err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
+            req.reply({ err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
           }
         )
       }, opts),
-      serve(nc, subject({ ...at, service: "mvcc", endpoint: "install" }), "mvcc.install", MvccInstallBody, (req) => {
+      serveEndpoint(nc, mvccInstall, at, (req) => {
         const { fromMember, snapshot } = req.body
-        const source = subject({ cluster: flags.cluster, member: fromMember, service: "mvcc", endpoint: "chunk" })
-        snapshots.fetch(snapshot, async (offset, length) => {
-          const frame = await rpc.call(source, "mvcc.chunk", { file: snapshot.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })
-          return okOrError(frame, MvccChunkReply).data
-        }).then(
+        const refuse = (reason: string) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `install refused: ${reason}` })) })
+        if (restarting) return refuse("restarting")
+        if (installing) return refuse("another install is under way")
+        installing = true
+        // Only a snapshot of a current member, above what is applied, is fetched (./snapshot.ts
+        // installRefusal); the fetched file must match its size, SHA-256 and index before it is
+        // put in place. On any failure the current database stays and the error is returned.
+        const install = async () => {
+          const { members, leader } = await callEndpoint(rpc, raftMembers, at, {}, { timeoutMs: 2000 })
+          const refusal = installRefusal(fromMember, snapshot, { cluster: flags.cluster, members, leader, appliedIndex: applier.appliedIndex() })
+          if (refusal !== undefined) throw new Error(refusal)
+          const source = subjectOf(mvccChunk, { cluster: flags.cluster, member: fromMember })
+          await snapshots.fetch(snapshot, async (offset, length) => {
+            return okOf(await callEndpoint(rpc, mvccChunk, source, { file: snapshot.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
+          })
+        }
+        install().then(
           () => {
             // The fetched state is in place for the next start: answer, then restart on it.
             restarting = true
-            req.reply("mvcc.install.reply", { ok: { appliedIndex: snapshot.index } })
+            req.reply({ ok: { appliedIndex: snapshot.index } })
             runDetached(Effect.logInfo("snapshot fetched; restarting on it").pipe(Effect.annotateLogs({ index: snapshot.index, sizeBytes: snapshot.sizeBytes, fromMember })))
             setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
           },
-          (e) => req.reply("mvcc.install.reply", { err: toErrorData(new MalformedFrame({ reason: `install failed: ${String(e)}` })) })
-        )
+          (e) => {
+            runDetached(Effect.logWarning("snapshot install refused or failed; kept the current database").pipe(Effect.annotateLogs({ fromMember, index: snapshot.index, error: String(e) })))
+            refuse(String((e as Error)?.message ?? e))
+          }
+        ).finally(() => (installing = false))
       }, opts)
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
     const leaseEndpoints = serveLeaseEndpoints({
       nc,
-      subjects: {
-        leases: mvccLeaseSubject({ ...at, endpoint: "leases" }),
-        lease: mvccLeaseSubject({ ...at, endpoint: "lease" })
-      },
+      at,
       leases,
       applier,
       store,
@@ -316,8 +366,8 @@ const MvccLive = Layer.effectDiscard(
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => leaseEndpoints.forEach((e) => e.stop())))
     // Watch history reads (./events.ts) and the idle heartbeat of the event stream.
-    const history = serve(nc, subject({ ...at, service: "mvcc", endpoint: "history" }), "mvcc.history", HistoryBody, (req) => {
-      req.reply("mvcc.history.reply", readHistory(store, backend.read, req.body, applier.currentTerm()))
+    const history = serveEndpoint(nc, mvccHistory, at, (req) => {
+      req.reply(readHistory(store, backend.read, req.body, applier.currentTerm()))
     }, opts)
     const heartbeat = setInterval(() => eventStream.heartbeat(applier.currentTerm(), Date.now()), eventHeartbeatMs)
     yield* Effect.addFinalizer(() => Effect.sync(() => {
@@ -341,6 +391,9 @@ const MvccLive = Layer.effectDiscard(
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
 
+    // etcd monitorKVHash: the leader compares HashKV with its followers every interval.
+    if (flags.experimentalCorruptCheckTime > 0) yield* runPeriodicCheck(corruptCheck, flags.experimentalCorruptCheckTime).pipe(Effect.forkScoped)
+
     if (autoCompaction !== undefined) {
       yield* Effect.logInfo("auto compaction enabled").pipe(Effect.annotateLogs({ ...autoCompaction }))
       yield* runCompactor({
@@ -349,8 +402,8 @@ const MvccLive = Layer.effectDiscard(
         store,
         member: flags.member,
         subjects: {
-          raftStatus: subject({ ...at, service: "raft", endpoint: "status" }),
-          raftPropose: subject({ ...at, service: "raft", endpoint: "propose" })
+          raftStatus: subjectOf(raftStatus, at),
+          raftPropose: subjectOf(raftPropose, at)
         },
         revisionCheckIntervalMs: flags.autoCompactionCheckIntervalMs
       }, autoCompaction).pipe(Effect.forkScoped)

@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto"
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { privateDirMode, privateFileMode } from "../runtime/private-files.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
 import { encodeUint64, metaConsistentIndexKey } from "./core/backend.ts"
 
@@ -45,8 +46,8 @@ export const restoreSnapshot = async (options: {
     if (!got.equals(want)) throw new RestoreError("snapshot file has a wrong SHA-256: not a natcd snapshot, or damaged")
   }
   const first = join(options.dataDir, options.members[0]!, "mvcc", "kv.mdb")
-  mkdirSync(join(options.dataDir, options.members[0]!, "mvcc"), { recursive: true })
-  writeFileSync(first, db)
+  mkdirSync(join(options.dataDir, options.members[0]!, "mvcc"), { recursive: true, mode: privateDirMode })
+  writeFileSync(first, db, { mode: privateFileMode })
   const backend = LmdbBackend.open(first)
   try {
     backend.write((tx) => {
@@ -59,7 +60,7 @@ export const restoreSnapshot = async (options: {
     await backend.close()
   }
   for (const m of options.members.slice(1)) {
-    mkdirSync(join(options.dataDir, m, "mvcc"), { recursive: true })
+    mkdirSync(join(options.dataDir, m, "mvcc"), { recursive: true, mode: privateDirMode })
     copyFileSync(first, join(options.dataDir, m, "mvcc", "kv.mdb"))
   }
 }

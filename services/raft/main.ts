@@ -20,7 +20,6 @@
 import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import { randomBytes, randomInt } from "node:crypto"
 import {
   BadLeaderTransferee,
@@ -33,32 +32,21 @@ import {
   NotLeader,
   PeerUrlExists,
   RequestTimeout,
+  Stopped,
   TooManyLearners,
   toErrorData
 } from "../../shared/errors.ts"
-import type { EtcdError } from "../../shared/errors.ts"
+import type { EtcdError, EtcdErrorData } from "../../shared/errors.ts"
 import { Index, MemberId, Term } from "../../shared/ids.ts"
 import { clusterIdFor, memberIdFor } from "../../shared/membership.ts"
 import type { ConfChangeType, Entry } from "../../shared/raft-types.ts"
+import type { MemberInfo, RaftStatus } from "../../shared/schema.ts"
 import {
-  ConfChangeBody,
-  EntriesBody,
-  MvccInstallReply,
-  MvccSnapshotReply,
-  MvccStatus,
-  ProposeBody,
-  RaftMessagesBody,
-  RaftStatus,
-  ReadIndexBody,
-  TransferBody,
-  WalAppendReply,
-  WalLoadReply,
-  WalSnapshotReply
-} from "../../shared/schema.ts"
-import type { MemberInfo } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+  mvccApply, mvccInstall, mvccSnapshot, mvccStatus, raftConfChange, raftEntries, raftMembers, raftPropose, raftReadIndex, raftStatus,
+  raftTransfer, walAppend, walLoad, walSnapshot
+} from "../../shared/endpoints.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
-import { okOrError, serve } from "../runtime/rpc.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { endSpan, nowUs, proposalTraceparent, recordSpan, spanTraceparent, startSpan } from "../runtime/tracing.ts"
@@ -79,6 +67,8 @@ import {
 } from "./membership.ts"
 import type { Message } from "./core/types.ts"
 import { Peers } from "./peers.ts"
+import { raftMsg, subjectOf, tokensOf } from "../../shared/endpoints.ts"
+import { publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 
 interface RaftFlags {
   readonly snapshotCount: number
@@ -120,12 +110,12 @@ const RaftLive = Layer.effectDiscard(
     // :authority; Node's HTTP/2 server (nghttp2) rejects such an authority as a protocol error
     // where Go's accepts it. host:port is what every etcd client dials alike.
     const clientUrls = flags.advertiseClientUrls.split(",").filter((u) => u.length > 0).map((u) => u.replace(/^https?:\/\//, ""))
-    const walAppend = subject({ ...at, service: "wal", endpoint: "append" })
-    const walLoad = subject({ ...at, service: "wal", endpoint: "load" })
-    const mvccApply = subject({ ...at, service: "mvcc", endpoint: "apply" })
-    const mvccSnapshot = subject({ ...at, service: "mvcc", endpoint: "snapshot" })
-    const mvccInstall = subject({ ...at, service: "mvcc", endpoint: "install" })
-    const walSnapshot = subject({ ...at, service: "wal", endpoint: "snapshot" })
+    const walAppendSubject = subjectOf(walAppend, at)
+    const walLoadSubject = subjectOf(walLoad, at)
+    const mvccApplySubject = subjectOf(mvccApply, at)
+    const mvccSnapshotSubject = subjectOf(mvccSnapshot, at)
+    const mvccInstallSubject = subjectOf(mvccInstall, at)
+    const walSnapshotSubject = subjectOf(walSnapshot, at)
     const requestTimeoutMs = 5000 + 2 * flags.electionTimeout
 
     // Appends to the wal service are numbered from 1 for this process run (see WalAppendBody).
@@ -146,8 +136,7 @@ const RaftLive = Layer.effectDiscard(
         if (span !== undefined) spans.push({ span, index: e.index, traceparent: tp })
       }
       const walTrace = spans.length > 0 ? spanTraceparent(spans[0]!.span) : traceparent
-      const frame = await callForever(() => rpc.call(walAppend, "wal.append", body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: walTrace }))
-      okOrError(frame, WalAppendReply)
+      okOf(await callForever(() => callEndpoint(rpc, walAppend, walAppendSubject, body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: walTrace })))
       const now = nowUs()
       for (const s of spans) {
         endSpan(s.span, undefined, undefined, now)
@@ -163,8 +152,7 @@ const RaftLive = Layer.effectDiscard(
       let from = 1
       const entries: Entry[] = []
       for (;;) {
-        const frame = await callForever(() => rpc.call(walLoad, "wal.load", { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
-        const page = Schema.decodeUnknownSync(WalLoadReply)(frame.body)
+        const page = await callForever(() => callEndpoint(rpc, walLoad, walLoadSubject, { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
         for (const e of page.entries) entries.push(e)
         if (!page.more || page.entries.length === 0) return { hardState: page.hardState, entries, snapshot: page.snapshot }
         from = page.entries[page.entries.length - 1]!.index + 1
@@ -198,8 +186,8 @@ const RaftLive = Layer.effectDiscard(
 
     // 2. Ask mvcc how far it applied (best effort: it may not be up yet).
     const mvccApplied = yield* Effect.promise(() =>
-      rpc.call(subject({ ...at, service: "mvcc", endpoint: "status" }), "mvcc.status", {}, { timeoutMs: 2000 }).then(
-        (f) => Schema.decodeUnknownSync(MvccStatus)(f.body).appliedIndex,
+      callEndpoint(rpc, mvccStatus, at, {}, { timeoutMs: 2000 }).then(
+        (s) => s.appliedIndex,
         () => 0
       )
     )
@@ -233,8 +221,18 @@ const RaftLive = Layer.effectDiscard(
     let removed = false
     let leaderChanges = 0
     let lastLeader = 0n
+    // raft.msg subjects by recipient (built once per peer: one publish per Ready and peer).
+    const msgSubjects = new Map<string, string>()
+    const msgSubjectTo = (name: string): string => {
+      let s = msgSubjects.get(name)
+      if (s === undefined) {
+        s = subjectOf(raftMsg, { cluster: flags.cluster, member: name, from: flags.member })
+        if (msgSubjects.size < 1024) msgSubjects.set(name, s)
+      }
+      return s
+    }
     const peers: Peers = new Peers(flags.cluster, { id: memberId, name: flags.member }, {
-      publish: (name, body) => rpc.publish(subject({ cluster: flags.cluster, member: name, service: "raft", endpoint: "msg" }), "raft.msg", body),
+      publish: (name, body) => publishEndpoint(rpc, raftMsg, msgSubjectTo(name), body),
       nameOf: (id) => {
         const name = membership.get(id)?.name
         if (name !== undefined && name !== "") return name
@@ -253,12 +251,12 @@ const RaftLive = Layer.effectDiscard(
       for (let i = 0; i < entries.length; i++) {
         bytes += entries[i]!.data.length
         if (bytes > maxApplyFrameBytes && i > start) {
-          rpc.publish(mvccApply, "apply", { entries: entries.slice(start, i), commitIndex, term }, start === 0 ? traceparent : "")
+          publishEndpoint(rpc, mvccApply, mvccApplySubject, { entries: entries.slice(start, i), commitIndex, term }, start === 0 ? traceparent : "")
           start = i
           bytes = entries[i]!.data.length
         }
       }
-      rpc.publish(mvccApply, "apply", { entries: entries.slice(start), commitIndex, term }, start === 0 ? traceparent : "")
+      publishEndpoint(rpc, mvccApply, mvccApplySubject, { entries: entries.slice(start), commitIndex, term }, start === 0 ? traceparent : "")
     }
     const driver: RaftDriver = new RaftDriver(node, storage, {
       persist,
@@ -293,8 +291,7 @@ const RaftLive = Layer.effectDiscard(
         if (driver.applied() - lastSnapshotIndex >= flags.snapshotCount) void takeSnapshot()
       },
       persistSnapshot: async (snapshot) => {
-        const frame = await callForever(() => rpc.call(walSnapshot, "wal.snapshot", { snapshot }, { timeoutMs: 30_000 }))
-        okOrError(frame, WalSnapshotReply)
+        okOf(await callForever(() => callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 })))
         const data = decodeSnapshotData(snapshot.data)
         if (data !== undefined) membership.restore(data.members)
         history = [{ index: snapshot.metadata.index, members: membership.list() }]
@@ -326,8 +323,7 @@ const RaftLive = Layer.effectDiscard(
       if (snapshotting) return
       snapshotting = true
       try {
-        const frame = await rpc.call(mvccSnapshot, "mvcc.snapshot", { minIndex: 0 }, { timeoutMs: 120_000 })
-        const info = okOrError(frame, MvccSnapshotReply)
+        const info = okOf(await callEndpoint(rpc, mvccSnapshot, mvccSnapshotSubject, { minIndex: 0 }, { timeoutMs: 120_000 }))
         const index = Math.min(info.index, driver.applied())
         if (index <= lastSnapshotIndex || info.index > driver.applied()) return
         const term = storage.term(Index(index))
@@ -338,8 +334,7 @@ const RaftLive = Layer.effectDiscard(
         const confState = probe.confState()
         const data = encodeSnapshotData({ members, mvcc: info, source: flags.member })
         const snapshot = { metadata: { index: Index(index), term, confState }, data }
-        const saved = await rpc.call(walSnapshot, "wal.snapshot", { snapshot }, { timeoutMs: 30_000 })
-        okOrError(saved, WalSnapshotReply)
+        okOf(await callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 }))
         storage.createSnapshot(Index(index), confState, data)
         const compactIndex = index - flags.snapshotCatchupEntries
         if (compactIndex > storage.firstIndex()) storage.compact(Index(compactIndex))
@@ -368,9 +363,9 @@ const RaftLive = Layer.effectDiscard(
         return driver.step(m)
       }
       installing = true
-      rpc.call(mvccInstall, "mvcc.install", { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: 600_000, retryAfterMs: 600_000 })
-        .then((frame) => {
-          okOrError(frame, MvccInstallReply)
+      callEndpoint(rpc, mvccInstall, mvccInstallSubject, { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: 600_000, retryAfterMs: 600_000 })
+        .then((reply) => {
+          okOf(reply)
           peers.counters.snapshotsInstalled++
           driver.step(m)
           runDetached(Effect.logInfo("installed snapshot from leader").pipe(Effect.annotateLogs({ index: m.snapshot!.metadata.index, source: data.source })))
@@ -390,6 +385,8 @@ const RaftLive = Layer.effectDiscard(
     // 4. Endpoints.
     const opts = endpointOptions("raft")
     const fail = (error: EtcdError) => ({ err: toErrorData(error) })
+    /** How long a follower waits for the leader's raft to answer a forwarded membership change. */
+    const confChangeForwardTimeoutMs = 5000
     const leaderOnly = (): EtcdError | undefined => {
       const s = node.status()
       if (s.softState.raftState === "StateLeader") return undefined
@@ -414,13 +411,13 @@ const RaftLive = Layer.effectDiscard(
         }
       })
     const endpoints = [
-      serve(nc, subject({ ...at, service: "raft", endpoint: "propose" }), "propose", ProposeBody, (req) => {
+      serveEndpoint(nc, raftPropose, at, (req) => {
         let err: string | undefined = removed ? "removed" : undefined
         for (const data of req.body.proposals) {
           if (err !== undefined) break
           err = driver.propose(data, req.traceparent)
         }
-        if (err !== undefined) req.reply("propose.reply", fail(new NoLeader()))
+        if (err !== undefined) req.reply(fail(new NoLeader()))
         else {
           const leader = driver.leader()
           // A follower's core forwards the proposals to the leader (MsgProp over raft.msg).
@@ -428,18 +425,18 @@ const RaftLive = Layer.effectDiscard(
             const now = nowUs()
             recordSpan("raft.forward", req.traceparent, now, now, { leader: leader.toString(16), proposals: req.body.proposals.length })
           }
-          req.reply("propose.reply", { ok: { leader } })
+          req.reply({ ok: { leader } })
         }
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "readindex" }), "readindex", ReadIndexBody, (req) => {
+      serveEndpoint(nc, raftReadIndex, at, (req) => {
         driver.readIndex().then((index) => {
-          if (index === "NoLeader") req.reply("readindex.reply", fail(new NoLeader()))
-          else req.reply("readindex.reply", { ok: { index } })
+          if (index === "NoLeader") req.reply(fail(new NoLeader()))
+          else req.reply({ ok: { index } })
         })
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "status" }), "raft.status", Schema.Struct({}), (req) => {
+      serveEndpoint(nc, raftStatus, at, (req) => {
         const s = node.status()
-        const status: typeof RaftStatus.Encoded = {
+        const status: typeof RaftStatus.Type = {
           memberId,
           clusterId,
           leader: s.softState.lead,
@@ -450,29 +447,42 @@ const RaftLive = Layer.effectDiscard(
           isLearner: s.confState.learners.includes(memberId),
           peers: { ...peers.counters }
         }
-        req.reply("raft.status.reply", status)
+        req.reply(status)
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "entries" }), "entries", EntriesBody, (req) => {
+      serveEndpoint(nc, raftEntries, at, (req) => {
         const commitIndex = node.status().commit
         const hi = Math.min(commitIndex, driver.applied(), storage.lastIndex()) + 1
         const from = Math.max(req.body.from, storage.firstIndex())
         const entries = from >= hi ? [] : storage.entries(Index(from), Index(hi), req.body.maxBytes)
-        req.reply("entries.reply", { entries: typeof entries === "string" ? [] : entries.map(toMvcc), commitIndex })
+        req.reply({ entries: typeof entries === "string" ? [] : entries.map(toMvcc), commitIndex })
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "msg" }), "raft.msg", RaftMessagesBody, (req) => {
-        if (!removed) peers.receive(req.body)
+      serveEndpoint(nc, raftMsg, { ...at, from: "*" }, (req) => {
+        const sender = tokensOf(raftMsg, req.subject)?.from
+        if (!removed && sender !== undefined) peers.receive(req.body, sender)
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "members" }), "raft.members", Schema.Struct({}), (req) => {
+      serveEndpoint(nc, raftMembers, at, (req) => {
         const s = node.status()
-        req.reply("raft.members.reply", { members: membership.list(), leader: s.softState.lead, term: s.hardState.term })
+        req.reply({ members: membership.list(), leader: s.softState.lead, term: s.hardState.term })
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "confchange" }), "confchange", ConfChangeBody, (req) => {
+      serveEndpoint(nc, raftConfChange, at, (req) => {
         const reply = (r: MemberInfo[] | EtcdError, member?: MemberInfo) =>
           Array.isArray(r)
-            ? req.reply("confchange.reply", { ok: { ...(member === undefined ? {} : { member }), members: r, term: node.status().hardState.term } })
-            : req.reply("confchange.reply", fail(r))
+            ? req.reply({ ok: { ...(member === undefined ? {} : { member }), members: r, term: node.status().hardState.term } })
+            : req.reply(fail(r))
         const notLeader = leaderOnly()
-        if (notLeader !== undefined) return reply(notLeader)
+        if (notLeader !== undefined) {
+          // The gateway may reach only its own member's raft: a follower forwards the change
+          // to the leader's raft (raft.confchange's declared callers) and relays its answer.
+          const lead = node.status().softState.lead
+          const leader = lead === 0n ? undefined : membership.get(lead as MemberId)
+          const leaderName = leader === undefined ? undefined : leader.name !== "" ? leader.name : nameFromPeerUrl(leader.peerUrls[0] ?? "")
+          if (leaderName === undefined || leaderName === flags.member) return reply(notLeader)
+          callEndpoint(rpc, raftConfChange, { cluster: flags.cluster, member: leaderName }, req.body, { timeoutMs: confChangeForwardTimeoutMs }).then(
+            (r) => req.reply(r),
+            (e: EtcdErrorData | undefined) => req.reply(typeof e?._tag === "string" ? { err: e } : fail(new NotLeader()))
+          )
+          return
+        }
         const { action, peerUrls } = req.body
         if (action === "add" || action === "addLearner") {
           const name = peerUrls.length === 1 ? nameFromPeerUrl(peerUrls[0]!) : undefined
@@ -501,21 +511,21 @@ const RaftLive = Layer.effectDiscard(
           proposeConfChange("AddNode", id, target.peerUrls).then((r) => reply(r))
         }
       }, opts),
-      serve(nc, subject({ ...at, service: "raft", endpoint: "transfer" }), "transfer", TransferBody, (req) => {
+      serveEndpoint(nc, raftTransfer, at, (req) => {
         const notLeader = leaderOnly()
-        if (notLeader !== undefined) return req.reply("transfer.reply", fail(notLeader))
+        if (notLeader !== undefined) return req.reply(fail(notLeader))
         const target = req.body.target as MemberId
         const s = node.status()
-        if (target === memberId) return req.reply("transfer.reply", { ok: { term: s.hardState.term } })
-        if (!s.confState.voters.includes(target)) return req.reply("transfer.reply", fail(new BadLeaderTransferee({ memberId: target })))
+        if (target === memberId) return req.reply({ ok: { term: s.hardState.term } })
+        if (!s.confState.voters.includes(target)) return req.reply(fail(new BadLeaderTransferee({ memberId: target })))
         new Promise<boolean>((resolve) => {
           transferWaiters.push({ target, resolve })
           setTimeout(() => resolve(false), requestTimeoutMs)
           driver.transferLeader(target)
         }).then((ok) =>
           ok
-            ? req.reply("transfer.reply", { ok: { term: node.status().hardState.term } })
-            : req.reply("transfer.reply", fail(new RequestTimeout()))
+            ? req.reply({ ok: { term: node.status().hardState.term } })
+            : req.reply(fail(new RequestTimeout()))
         )
       }, opts)
     ]
@@ -544,7 +554,7 @@ const RaftLive = Layer.effectDiscard(
       const applied = driver.applied()
       if (applied > lastAppliedTold && applied > skipApplyUpTo) {
         lastAppliedTold = applied
-        rpc.publish(mvccApply, "apply", { entries: [], commitIndex: applied, term: node.status().hardState.term })
+        publishEndpoint(rpc, mvccApply, mvccApplySubject, { entries: [], commitIndex: applied, term: node.status().hardState.term })
       }
       const s = node.status()
       const voters = s.confState.voters
@@ -566,12 +576,16 @@ const RaftLive = Layer.effectDiscard(
   })
 )
 
-/** Retries `call` until it resolves, 100 ms after each failure (for calls raft cannot do without). */
+/**
+ * Retries `call` until it resolves, 100 ms after each call that got no reply (for calls raft
+ * cannot do without). A reply that is an error frame or malformed is thrown.
+ */
 const callForever = async <A>(call: () => Promise<A>): Promise<A> => {
   for (;;) {
     try {
       return await call()
-    } catch {
+    } catch (e) {
+      if (!(e instanceof RequestTimeout || e instanceof Stopped)) throw e
       await new Promise((r) => setTimeout(r, 100))
     }
   }

@@ -6,6 +6,11 @@
  * or reorder them; raft tolerates all three (terms, indexes and rejections make every message
  * idempotent), so the transport never retries.
  *
+ * Subjects: `natcd.<cluster>.<to>.raft.msg.<from>` (shared/endpoints.ts raftMsg). The sender's
+ * name is in the subject, and nats-server lets member `<from>`'s raft alone publish there (its
+ * NATS permission), so the subject binds the claim; a frame whose `fromName` differs from the
+ * subject's sender is dropped and counted (a forgery or a bug).
+ *
  * Names: a frame carries the sender's id and name; a receiver accepts it only when the id is the
  * one the name derives to, and then knows how to address that member. Together with the
  * membership table this lets a member that has just joined answer the leader before it has
@@ -26,6 +31,8 @@ export interface PeerCounters {
   sent: number
   droppedWrongRecipient: number
   droppedUnknownSender: number
+  /** Frames whose claimed sender is not the sender named by their subject. */
+  droppedSenderMismatch: number
   droppedRemovedSender: number
   refusedByRaft: number
   staleTerm: number
@@ -54,6 +61,7 @@ export class Peers {
     sent: 0,
     droppedWrongRecipient: 0,
     droppedUnknownSender: 0,
+    droppedSenderMismatch: 0,
     droppedRemovedSender: 0,
     refusedByRaft: 0,
     staleTerm: 0,
@@ -99,8 +107,15 @@ export class Peers {
     return id
   }
 
-  /** Handles one received frame body (already schema-checked). */
-  receive(body: { readonly from: bigint; readonly fromName: string; readonly messages: ReadonlyArray<typeof RaftMessage.Type> }): void {
+  /**
+   * Handles one received frame body (already schema-checked) that arrived on a subject naming
+   * `subjectSender` as its sender (the only member whose raft may publish there).
+   */
+  receive(body: { readonly from: bigint; readonly fromName: string; readonly messages: ReadonlyArray<typeof RaftMessage.Type> }, subjectSender: string): void {
+    if (body.fromName !== subjectSender) {
+      this.counters.droppedSenderMismatch += body.messages.length
+      return
+    }
     const from = body.from as MemberId
     if (this.idOf(body.fromName) !== from) {
       this.counters.droppedUnknownSender += body.messages.length

@@ -15,16 +15,14 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import { join } from "node:path"
-import { HealthBody, TraceKeepBody } from "../../shared/schema.ts"
-import { healthSubject, traceKeepSubject } from "../../shared/subjects.ts"
+import { health as healthEndpoint, traceKeep } from "../../shared/endpoints.ts"
 import { addLivenessCheck, runChecks, startHealthServer } from "./health.ts"
 import { counterFrom, gaugeFrom, initMetrics } from "./metrics.ts"
 import { otlpLayer } from "./otlp.ts"
 import { Nats } from "./process.ts"
 import type { CommonFlags } from "./process.ts"
-import { serve } from "./rpc.ts"
+import { serveEndpoint } from "./rpc.ts"
 import { TraceFileStore } from "./trace-store.ts"
 import { addSpanSink, configureTracing, keepTrace } from "./tracing.ts"
 
@@ -39,7 +37,7 @@ export const observabilityLayer = (service: string, member: string, flags: Commo
       Effect.gen(function*() {
         configureTracing({ service, member, sampleRatio: flags.traceSampleRatio, slowMs: flags.traceSlowMs })
         initMetrics(service, member)
-        const { nc, rpc } = yield* Nats
+        const { nc, rpc, instance } = yield* Nats
 
         // The local trace store.
         const store = new TraceFileStore(join(flags.dataDir, "traces"), `${service}-${member}`)
@@ -55,14 +53,14 @@ export const observabilityLayer = (service: string, member: string, flags: Commo
         )
 
         // Tail sampling: keep notices from the gateways.
-        const keep = serve(nc, traceKeepSubject(flags.cluster), "trace.keep", TraceKeepBody, (req) => keepTrace(req.body.traceId))
+        const keep = serveEndpoint(nc, traceKeep, { cluster: flags.cluster }, (req) => keepTrace(req.body.traceId))
 
         // Health over NATS, and the liveness check of the connection itself.
         addLivenessCheck("nats", () => (nc.isClosed() ? "NATS connection closed" : undefined))
-        const health = serve(nc, healthSubject({ cluster: flags.cluster, member, service }), "health", HealthBody, (req) => {
+        const health = serveEndpoint(nc, healthEndpoint, { cluster: flags.cluster, member, role: service }, (req) => {
           runChecks(req.body.ready).then((results) => {
             const failed = results.filter((r) => r.failure !== undefined)
-            req.reply("health.reply", { healthy: failed.length === 0, reasons: failed.map((r) => `${service}/${r.name}: ${r.failure}`) })
+            req.reply({ healthy: failed.length === 0, reasons: failed.map((r) => `${service}/${r.name}: ${r.failure}`), instance })
           })
         })
         yield* Effect.addFinalizer(() => Effect.sync(() => {

@@ -16,6 +16,10 @@
  * | --metrics-host | NATCD_METRICS_HOST | 127.0.0.1 | address that listener binds |
  * | --trace-sample-ratio | NATCD_TRACE_SAMPLE_RATIO | 1 | share of requests traced from the start (gateway) |
  * | --trace-slow-ms | NATCD_TRACE_SLOW_MS | 1000 | requests slower than this are traced anyway (0: off) |
+ * | --nats-creds | NATCD_NATS_CREDS | (none) | file holding this process's NATS NKey seed (`<data-dir>/creds/<service>.<member>.nk`) |
+ * | --nats-tls-ca | NATCD_NATS_TLS_CA | (none) | CA bundle to verify nats-server's certificate (TLS to NATS) |
+ * | --nats-tls-cert | NATCD_NATS_TLS_CERT | (none) | client certificate presented to nats-server |
+ * | --nats-tls-key | NATCD_NATS_TLS_KEY | (none) | the client certificate's private key |
  *
  * Tracing, metrics and health: ./observability.ts.
  */
@@ -32,6 +36,10 @@ import type { LogLevel } from "effect"
 import { randomBytes } from "node:crypto"
 import { join, resolve } from "node:path"
 import { checkToken } from "../../shared/subjects.ts"
+import { inboxPrefix } from "../../shared/endpoints.ts"
+import type { Role } from "../../shared/endpoints.ts"
+import { natsSecurityOptions } from "./nats-auth.ts"
+import type { NatsSecurityFlags } from "./nats-auth.ts"
 import { observabilityLayer } from "./observability.ts"
 import { RpcClient } from "./rpc.ts"
 import { currentTraceId } from "./tracing.ts"
@@ -51,6 +59,12 @@ export interface CommonFlags {
   readonly traceSampleRatio: number
   /** Requests slower than this many ms are traced anyway (tail sampling); 0: off. */
   readonly traceSlowMs: number
+  /** File with this process's NATS NKey seed; absent: connect anonymously (refused by natcd's nats-server). */
+  readonly natsCreds?: string
+  /** TLS to NATS: CA bundle, client certificate and key files (each optional). */
+  readonly natsTlsCa?: string
+  readonly natsTlsCert?: string
+  readonly natsTlsKey?: string
 }
 
 /** The member's own directory: `<dataDir>/<member>`. */
@@ -65,6 +79,11 @@ export const parseFlags = <T extends object = {}>(
   argv: ReadonlyArray<string>,
   configure: (command: Command) => Command = (c) => c
 ): CommonFlags & T => {
+  // Before anything is created: data at rest is private, as etcd keeps it (files 0600,
+  // directories 0700: fileutil.PrivateFileMode / PrivateDirMode), whatever umask we inherit.
+  // The file code passes those modes explicitly too (./private-files.ts); the umask also covers
+  // what others create for us (LMDB's data and lock files, nats-client or trace files).
+  process.umask(0o077)
   const command = configure(
     new Command(`natcd ${name}`)
       .description(`natcd ${name} service`)
@@ -82,6 +101,10 @@ export const parseFlags = <T extends object = {}>(
       .addOption(new Option("--metrics-host <host>", "address of the /metrics and /health listener").env("NATCD_METRICS_HOST").default("127.0.0.1"))
       .addOption(new Option("--trace-sample-ratio <ratio>", "share of requests traced from the start, 0..1").env("NATCD_TRACE_SAMPLE_RATIO").argParser(ratio).default(1))
       .addOption(new Option("--trace-slow-ms <ms>", "trace requests slower than this anyway (0: off)").env("NATCD_TRACE_SLOW_MS").argParser(nonNegativeInt).default(1000))
+      .addOption(new Option("--nats-creds <file>", "file with this process's NATS NKey seed").env("NATCD_NATS_CREDS"))
+      .addOption(new Option("--nats-tls-ca <file>", "CA bundle verifying nats-server's certificate").env("NATCD_NATS_TLS_CA"))
+      .addOption(new Option("--nats-tls-cert <file>", "client certificate for nats-server").env("NATCD_NATS_TLS_CERT"))
+      .addOption(new Option("--nats-tls-key <file>", "key of the client certificate for nats-server").env("NATCD_NATS_TLS_KEY"))
       .allowExcessArguments(false)
   )
   command.parse(argv as string[])
@@ -124,13 +147,15 @@ export class Nats extends Context.Service<Nats, {
    * Connects to `servers` (retrying until the server answers, reconnecting forever after, to
    * the listed servers only) and drains the connection when the layer is released.
    */
-  static readonly layer = (servers: string, name: string) =>
+  static readonly layer = (servers: string, name: string, identity: { readonly cluster: string; readonly role: Role; readonly name: string }, security: NatsSecurityFlags = {}) =>
     Layer.effect(
       Nats,
       Effect.gen(function*() {
+        const securityOptions = yield* Effect.try(() => natsSecurityOptions(security)).pipe(Effect.orDie)
         const nc = yield* Effect.acquireRelease(
           Effect.tryPromise(() =>
             connect({
+              ...securityOptions,
               servers: servers.split(","),
               name,
               waitOnFirstConnect: true,
@@ -147,7 +172,8 @@ export class Nats extends Context.Service<Nats, {
         )
         const instance = randomBytes(8).toString("hex")
         const rpc = yield* Effect.acquireRelease(
-          Effect.sync(() => new RpcClient(nc, `_INBOX.natcd.${instance}`)),
+          // The inbox is under the identity's prefix: its NATS permission lets only it subscribe there.
+          Effect.sync(() => new RpcClient(nc, `${inboxPrefix(identity.cluster, identity)}.${instance}`)),
           (rpc) => Effect.sync(() => rpc.close())
         )
         yield* Effect.logInfo("connected to NATS").pipe(Effect.annotateLogs({ servers }))
@@ -184,11 +210,11 @@ export const runDetached = <A, E>(effect: Effect.Effect<A, E>): void => {
  * interrupts it, releasing every resource, on SIGINT/SIGTERM), with logging and the NATS
  * connection provided.
  */
-export const launch = <E>(service: string, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>, options: { readonly member?: string } = {}): void => {
+export const launch = <E>(service: Role, flags: CommonFlags, layer: Layer.Layer<never, E, Nats>, options: { readonly member?: string } = {}): void => {
   const member = options.member ?? flags.member
   detachedContext = { service, member, level: flags.logLevel }
   const program = Layer.launch(Layer.mergeAll(observabilityLayer(service, member, flags), layer)).pipe(
-    Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${member}`)),
+    Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${member}`, { cluster: flags.cluster, role: service, name: member }, flags)),
     Effect.annotateLogs({ service, member }),
     Effect.provide(loggingLayer(flags.logLevel))
   )

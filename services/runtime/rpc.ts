@@ -22,6 +22,9 @@ import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame
 import type { Frame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
+import { subjectOf } from "../../shared/endpoints.ts"
+import { checkToken } from "../../shared/subjects.ts"
+import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
 import { endpointLabel, natsHandleDuration, natsMalformed, natsRequestDuration } from "./metrics.ts"
 import { currentTraceparent, endSpan, runInSpan, spanTraceparent, startSpan } from "./tracing.ts"
 
@@ -191,21 +194,6 @@ export class RpcClient {
   }
 }
 
-/**
- * Decodes a reply body of the `{ ok } | { err }` shape: resolves with `ok`, rejects with the
- * error data (plain; callers turn it into a tagged error with toEtcdError) or MalformedFrame.
- */
-export const okOrError = <A>(frame: Frame, schema: Schema.Codec<{ readonly ok: A } | { readonly err: EtcdErrorData }, any>): A => {
-  if (frame.kind === "error") throw decodeErrorFrame(frame)
-  const decoded = Schema.decodeUnknownExit(schema)(frame.body)
-  if (decoded._tag === "Failure") {
-    throw { _tag: "MalformedFrame", reason: `bad ${frame.kind} body` } satisfies EtcdErrorData
-  }
-  const value = decoded.value
-  if ("err" in value) throw value.err
-  return value.ok
-}
-
 const decodeErrorFrame = (frame: Frame): EtcdErrorData => {
   const body = frame.body as { err?: unknown }
   const err = body?.err as { _tag?: unknown } | undefined
@@ -223,6 +211,8 @@ export interface EndpointCounters {
 export interface Request<B> {
   readonly body: B
   readonly frame: Frame
+  /** The subject the message arrived on. */
+  readonly subject: string
   /**
    * The traceparent of this hop's span (a child of the frame's), to put in frames this
    * handler sends on behalf of the request; "" when the frame carried no trace context.
@@ -287,6 +277,7 @@ export const serve = <B>(
           handler({
             body: body.value,
             frame,
+            subject: msg.subject,
             traceparent,
             reply: (replyKind, replyBody) => {
               replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
@@ -308,6 +299,13 @@ export const serve = <B>(
   return { counters, stop: () => sub.unsubscribe() }
 }
 
+/**
+ * Answers `msg` with an `error` frame carrying MalformedFrame (`reason`) when it named a reply
+ * subject; for subscribers that decode frames themselves, as {@link serve} does for its own.
+ */
+export const replyMalformed = (nc: NatsConnection, msg: Msg, reason: string): void =>
+  replyTo(nc, msg, 0, "error", { err: toErrorData(new MalformedFrame({ reason })) }, "")
+
 const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body: unknown, traceparent: string) => {
   if (msg.reply === undefined || msg.reply === "") return
   try {
@@ -316,3 +314,108 @@ const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body
     // The connection is closing; the caller's retry or timeout handles the lost reply.
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints as declared in shared/endpoints.ts: typed serve, call and publish.
+
+/** A request to a declared endpoint, as its handler sees it. */
+export interface EndpointRequest<Req, Rep> {
+  readonly body: Req
+  readonly frame: Frame
+  /** The subject the request arrived on (its tokens: shared/endpoints.ts tokensOf). */
+  readonly subject: string
+  /** As {@link Request.traceparent}. */
+  readonly traceparent: string
+  /** Replies with the endpoint's reply kind; a no-op when the request named no reply subject. */
+  reply(body: Rep): void
+  /** Replies with an `error` frame carrying `err` (etcd's error data). */
+  replyError(err: EtcdErrorData): void
+}
+
+/**
+ * Serves `endpoint` at the subject its template gives for `tokens` (wildcards `*` allowed for
+ * tokens the server does not bind, e.g. raft.msg's `{from}`): as {@link serve}, with the
+ * request decoded by the declared schema and replies of the declared kind. The endpoint's
+ * queue group, if any, is joined.
+ */
+export const serveEndpoint = <T extends string, Req, Rep>(
+  nc: NatsConnection,
+  endpoint: Endpoint<T, Req, Rep>,
+  tokens: { readonly [K in TokensOf<T>]: string },
+  handler: (request: EndpointRequest<Req, Rep>) => void,
+  options: ServeOptions = {}
+): { readonly counters: EndpointCounters; readonly stop: () => void } => {
+  const subject = endpoint.subject.replace(/\{([a-z]+)\}/g, (_, name: string) => {
+    const v = (tokens as Record<string, string>)[name]
+    if (v === undefined) throw new Error(`${endpoint.name}: subject token {${name}} missing`)
+    return v === "*" ? v : checkToken(name, v)
+  })
+  const replyKind = endpoint.reply?.kind
+  return serve(nc, subject, endpoint.kind, endpoint.request, (req) =>
+    handler({
+      body: req.body,
+      frame: req.frame,
+      subject: req.subject,
+      traceparent: req.traceparent,
+      reply: (body) => {
+        if (replyKind !== undefined) req.reply(replyKind, body)
+      },
+      replyError: (err) => req.reply("error", { err })
+    }), endpoint.queue === undefined || options.queue !== undefined ? options : { ...options, queue: endpoint.queue })
+}
+
+/**
+ * Calls `endpoint` at `tokens` with `body` and resolves with the reply decoded by the declared
+ * reply schema. Rejects with {@link RequestTimeout} / {@link Stopped} as {@link RpcClient.call},
+ * with the error data of an `error` frame, and with MalformedFrame data when the reply is not
+ * of the declared kind and schema.
+ */
+export const callEndpoint = async <T extends string, Req, Rep>(
+  rpc: RpcClient,
+  endpoint: Endpoint<T, Req, Rep>,
+  tokens: { readonly [K in TokensOf<T>]: string } | string,
+  body: Req,
+  options: CallOptions
+): Promise<Rep> => {
+  const reply = endpoint.reply
+  if (reply === undefined) throw new Error(`${endpoint.name} is publish-only`)
+  const frame = await rpc.call(typeof tokens === "string" ? tokens : subjectOf(endpoint, tokens), endpoint.kind, body, options)
+  return decodeReply(endpoint, frame)
+}
+
+const replyDecoders = new WeakMap<object, (u: unknown) => any>()
+
+/** Decodes `frame` as `endpoint`'s reply (see {@link callEndpoint}); throws error data. */
+export const decodeReply = <Rep>(endpoint: Endpoint<string, any, Rep>, frame: Frame): Rep => {
+  const reply = endpoint.reply!
+  if (frame.kind === "error") throw decodeErrorFrame(frame)
+  if (frame.kind !== reply.kind) {
+    throw { _tag: "MalformedFrame", reason: `${endpoint.name}: expected ${reply.kind}, got ${String(frame.kind)}` } satisfies EtcdErrorData
+  }
+  let decode = replyDecoders.get(reply.schema)
+  if (decode === undefined) {
+    decode = Schema.decodeUnknownExit(reply.schema as Schema.Codec<Rep, any>)
+    replyDecoders.set(reply.schema, decode)
+  }
+  const decoded = decode(frame.body)
+  if (decoded._tag === "Failure") throw { _tag: "MalformedFrame", reason: `bad ${reply.kind} body` } satisfies EtcdErrorData
+  return decoded.value as Rep
+}
+
+/** The `ok` of an `{ ok } | { err }` reply; throws the error data of `{ err }`. */
+export const okOf = <A>(reply: { readonly ok: A } | { readonly err: EtcdErrorData }): A => {
+  if ("err" in reply) throw reply.err
+  return reply.ok
+}
+
+/**
+ * Publishes `body` to publish-only `endpoint` at `tokens` (or at a subject already built for
+ * it): fire and forget, at-most-once.
+ */
+export const publishEndpoint = <T extends string, Req>(
+  rpc: RpcClient,
+  endpoint: Endpoint<T, Req, never>,
+  tokens: { readonly [K in TokensOf<T>]: string } | string,
+  body: Req,
+  traceparent = ""
+): void => rpc.publish(typeof tokens === "string" ? tokens : subjectOf(endpoint, tokens), endpoint.kind, body, traceparent)

@@ -15,6 +15,7 @@
 import { appendFile, readdir, readFile, rename, stat } from "node:fs/promises"
 import { appendFileSync, mkdirSync, renameSync, statSync } from "node:fs"
 import { join } from "node:path"
+import { privateDirMode, privateFileMode } from "./private-files.ts"
 import type { SpanRecord } from "./tracing.ts"
 
 /** How often buffered spans are appended to the file, in ms. */
@@ -42,7 +43,7 @@ export class TraceFileStore {
 
   /** Opens (creating the directory) `<dir>/<name>.jsonl`. */
   constructor(dir: string, name: string, maxFileBytes = defaultMaxFileBytes) {
-    mkdirSync(dir, { recursive: true })
+    mkdirSync(dir, { recursive: true, mode: privateDirMode })
     this.path = join(dir, `${name}.jsonl`)
     this.rotated = join(dir, `${name}.1.jsonl`)
     this.maxFileBytes = maxFileBytes
@@ -77,7 +78,7 @@ export class TraceFileStore {
           this.sizeBytes = 0
           this.counters.rotations++
         }
-        await appendFile(this.path, text)
+        await appendFile(this.path, text, { mode: privateFileMode })
         this.sizeBytes += Buffer.byteLength(text)
       } catch {
         this.counters.writeErrors++
@@ -96,7 +97,7 @@ export class TraceFileStore {
         renameSync(this.path, this.rotated)
         this.sizeBytes = 0
       }
-      appendFileSync(this.path, text)
+      appendFileSync(this.path, text, { mode: privateFileMode })
       this.sizeBytes += Buffer.byteLength(text)
     } catch {
       this.counters.writeErrors++

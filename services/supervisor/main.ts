@@ -29,6 +29,16 @@
  * drops out with its server and rejoins when it returns), and watch replicas to all of them.
  * With --nats naming N URLs of a NATS cluster started elsewhere and --nats-cluster=N, no server
  * is started and member i's services use URL i mod N alike.
+ *
+ * Security (./nats-security.ts): at first start the supervisor creates one NKey per process
+ * identity under `<data-dir>/creds/` and writes nats-server's config with each identity's
+ * permissions (derived from shared/endpoints.ts); every service gets `--nats-creds=<its file>`
+ * and anonymous connections are refused. The users and permissions are in
+ * `<data-dir>/nats-authorization.conf`, which the config it writes includes (and which the
+ * operator of an external NATS, --nats, includes in that server's config).
+ * --nats-tls (NATS_TLS=1) adds TLS to NATS with a CA and certificates it creates under
+ * `creds/tls/`. The process runs with umask 077: every file it creates is 0600, every
+ * directory 0700 (as etcd's private modes).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Command, Option } from "commander"
@@ -38,12 +48,16 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
 import { createConnection } from "node:net"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { maxFrameBytes } from "../../shared/frame.ts"
 import { loggingLayer, positiveInt } from "../runtime/process.ts"
+import { authorizationFileName, clusterIdentities, ensureCredentials, ensureTlsFiles, privateDir, privateFile, routePassword, tlsBlock, writeAuthorization } from "./nats-security.ts"
+import type { NatsTlsFiles } from "./nats-security.ts"
+
+// Data, keys and configs are private to the user running natcd (etcd: 0700 dirs, 0600 files).
+process.umask(0o077)
 
 const command = new Command("natcd run")
   .description("run a local natcd cluster in the foreground")
@@ -58,6 +72,7 @@ const command = new Command("natcd run")
   .addOption(new Option("--metrics-base <port>", "first /metrics and /health port (before the port offset)").env("NATCD_METRICS_BASE").argParser(positiveInt).default(12000))
   .addOption(new Option("--liveness-failures <n>", "kill a process after this many failed /livez polls in a row (0: never)").env("NATCD_LIVENESS_FAILURES").argParser((v) => Number.parseInt(v, 10)).default(10))
   .addOption(new Option("--nats-cluster <n>", "nats-servers to start, joined in one NATS cluster").env("NATS_CLUSTER").argParser(positiveInt).default(1))
+  .addOption(new Option("--nats-tls", "TLS to NATS with a CA and certificates created under <data-dir>/creds/tls (env NATS_TLS=1)"))
   .parse(process.argv)
 
 const opts = command.opts<{
@@ -72,6 +87,7 @@ const opts = command.opts<{
   metricsBase: number
   natsCluster: number
   livenessFailures: number
+  natsTls?: boolean
 }>()
 const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
@@ -185,6 +201,26 @@ const supervise = (spec: ProcessSpec) =>
     }
   })
 
+const watchReplicaNames = Array.from({ length: opts.watchReplicas }, (_, i) => `w${i + 1}`)
+const memberNames = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
+const credsDir = join(dataDir, "creds")
+privateDir(dataDir)
+ensureCredentials(credsDir, clusterIdentities(memberNames, watchReplicaNames))
+const credentials = writeAuthorization(dataDir, opts.cluster)
+// NATS_TLS=1 (make run NATS_TLS=1) as --nats-tls; commander would take NATS_TLS=0 as "on".
+const natsTlsOn = opts.natsTls === true || ["1", "true", "yes"].includes((process.env.NATS_TLS ?? "").toLowerCase())
+const natsTls: NatsTlsFiles | undefined = natsTlsOn ? ensureTlsFiles(join(credsDir, "tls")) : undefined
+
+/** The flags that let a process of `identity` onto the bus: its NKey seed file, TLS files. */
+const natsSecurityArgs = (identity: { readonly role: string; readonly name: string }): ReadonlyArray<string> => {
+  const cred = credentials.find((c) => c.identity.role === identity.role && c.identity.name === identity.name)
+  if (cred === undefined) throw new Error(`no credential for ${identity.role}.${identity.name}`)
+  return [
+    `--nats-creds=${cred.file}`,
+    ...(natsTls === undefined ? [] : [`--nats-tls-ca=${natsTls.ca}`, `--nats-tls-cert=${natsTls.clientCert}`, `--nats-tls-key=${natsTls.clientKey}`])
+  ]
+}
+
 const node = process.execPath
 /**
  * V8 flags of every service process: a 4 MiB young-generation semi-space (V8 sizes it from the
@@ -205,12 +241,12 @@ const serviceSpec = (service: keyof typeof serviceSlots, memberIndex: number, me
     `--nats=${natsUrl}`,
     `--data-dir=${dataDir}`,
     `--log-level=${opts.logLevel}`,
+    ...natsSecurityArgs({ role: service, name: member }),
     ...extra
   ]
 })
 
 const program = Effect.gen(function*() {
-  mkdirSync(dataDir, { recursive: true })
   let natsUrl = opts.nats === "" ? undefined : opts.nats
   /** The NATS URL member i's services use (its own server of a NATS cluster). */
   let memberNatsUrl = (_i: number) => natsUrl!
@@ -221,7 +257,7 @@ const program = Effect.gen(function*() {
     const routePortOf = (j: number) => 6222 + opts.portOffset + 10000 * j
     for (let j = 0; j < servers; j++) {
       const conf = join(dataDir, servers === 1 ? "nats-server.conf" : `nats-server-${j + 1}.conf`)
-      writeFileSync(conf, [
+      privateFile(conf, [
         "# Written by natcd run.",
         ...(servers === 1 ? [] : [`server_name: natcd-nats-${j + 1}`]),
         "listen: 127.0.0.1:" + clientPortOf(j),
@@ -237,9 +273,15 @@ const program = Effect.gen(function*() {
           "cluster {",
           `  name: ${opts.cluster}`,
           `  listen: 127.0.0.1:${routePortOf(j)}`,
-          `  routes: [${Array.from({ length: servers }, (_, k) => k).filter((k) => k !== j).map((k) => `nats-route://127.0.0.1:${routePortOf(k)}`).join(", ")}]`,
+          // Routes authenticate too: a stranger cannot join the NATS cluster to read the bus.
+          `  authorization { user: natcd-route, password: ${JSON.stringify(routePassword(credsDir))} }`,
+          `  routes: [${Array.from({ length: servers }, (_, k) => k).filter((k) => k !== j).map((k) => `nats-route://natcd-route:${routePassword(credsDir)}@127.0.0.1:${routePortOf(k)}`).join(", ")}]`,
           "}"
         ]),
+        ...(natsTls === undefined ? [] : [tlsBlock(natsTls)]),
+        // Users and permissions live in their own file, rewritten by `natcd creds` (then SIGHUP).
+        `include ${JSON.stringify(authorizationFileName)}`,
+        `pid_file: ${JSON.stringify(join(dataDir, servers === 1 ? "nats-server.pid" : `nats-server-${j + 1}.pid`))}`,
         ""
       ].join("\n"))
       fibers.push(yield* Effect.forkChild(supervise({ name: servers === 1 ? "nats-server" : `nats-server/${j + 1}`, command: "nats-server", args: ["-c", conf] })))
@@ -247,13 +289,16 @@ const program = Effect.gen(function*() {
     for (let j = 0; j < servers; j++) yield* waitForPort(clientPortOf(j))
     natsUrl = Array.from({ length: servers }, (_, j) => `nats://127.0.0.1:${clientPortOf(j)}`).join(",")
     if (servers > 1) memberNatsUrl = (i) => `nats://127.0.0.1:${clientPortOf(i % servers)}`
-  } else if (opts.natsCluster > 1) {
-    const urls = natsUrl.split(",")
-    if (urls.length === opts.natsCluster) memberNatsUrl = (i) => urls[i % urls.length]!
+  } else {
+    // An external nats-server: its operator includes <data-dir>/nats-authorization.conf.
+    if (opts.natsCluster > 1) {
+      const urls = natsUrl.split(",")
+      if (urls.length === opts.natsCluster) memberNatsUrl = (i) => urls[i % urls.length]!
+    }
   }
-  const members = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
+  const members = memberNames
   for (const [i, member] of members.entries()) {
-    mkdirSync(join(dataDir, member), { recursive: true })
+    privateDir(join(dataDir, member))
     const clientUrl = `http://127.0.0.1:${clientPort(i)}`
     const url = memberNatsUrl(i)
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", i, member, url))))
@@ -268,7 +313,7 @@ const program = Effect.gen(function*() {
       name: `watch/w${i}`,
       command: node,
       healthPort: metricsPort(0, "watch", i),
-      args: [...serviceNodeFlags, join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`]
+      args: [...serviceNodeFlags, join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`, ...natsSecurityArgs({ role: "watch", name: `w${i}` })]
     })))
   }
   yield* Effect.logInfo("natcd running").pipe(

@@ -50,6 +50,7 @@ import { planAppend, planCreate, type EncoderState } from "./core/encoder.ts"
 import { recordProblem, type WalRecord } from "./core/payload.ts"
 import { WalReplay } from "./core/replay.ts"
 import { orderSegments, parseSegmentName, releasableCount, type SegmentId } from "./core/segment.ts"
+import { privateDirMode, privateFileMode } from "../runtime/private-files.ts"
 import { fsyncDir, prepareSegmentFile, SegmentFilePipeline, writeFully, writeZeros } from "./segment-file.ts"
 
 export { WalCorruptError } from "./core/wal-error.ts"
@@ -133,7 +134,7 @@ let lockAttempt = 0
 const acquireLock = async (dir: string): Promise<string> => {
   const lockPath = join(dir, LOCK_FILE)
   const candidate = join(dir, `${LOCK_FILE}.${process.pid}.${lockAttempt++}.new`)
-  await writeFile(candidate, `${process.pid}\n`)
+  await writeFile(candidate, `${process.pid}\n`, { mode: privateFileMode })
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -232,7 +233,8 @@ export class Wal {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
     if (!Number.isSafeInteger(segmentBytes) || segmentBytes <= 0) throw new RangeError(`wal: bad segmentBytes ${segmentBytes}`)
     const preallocate = options.preallocate ?? true
-    const created = await mkdir(dir, { recursive: true })
+    // Directories 0700, files 0600, as etcd's WAL (fileutil.PrivateDirMode / PrivateFileMode).
+    const created = await mkdir(dir, { recursive: true, mode: privateDirMode })
     if (created !== undefined) {
       // Make every directory entry we just created durable, from the WAL directory up.
       for (let d = dir; ; d = dirname(d)) {
@@ -282,7 +284,7 @@ export class Wal {
         const repair = result.repair
         if (repair !== undefined) {
           // Keep the evidence, as etcd's Repair does, before dropping anything.
-          await writeFile(join(dir, `${last.name}.broken`), lastBytes)
+          await writeFile(join(dir, `${last.name}.broken`), lastBytes, { mode: privateFileMode })
           if (preallocate) await writeZeros(tail, repair.offset, repair.dirtyEnd)
           else await tail.truncate(repair.offset)
           await tail.datasync()

@@ -41,6 +41,10 @@ export class LogMirror {
    * Throws on a hole (a defect in the caller).
    */
   save(hardState: HardState | undefined, entries: ReadonlyArray<Entry>): void {
+    // Checked before anything changes, so a refused append leaves the mirror as it was.
+    if (entries.length > 0 && this.entries.length > 0 && entries[0]!.index > this.lastIndex() + 1) {
+      throw new Error(`WAL append leaves a hole: last ${this.lastIndex()}, next ${entries[0]!.index}`)
+    }
     if (hardState !== undefined) this.hardState = hardState
     if (entries.length === 0) return
     const first = entries[0]!.index
@@ -50,7 +54,6 @@ export class LogMirror {
       return
     }
     const base = this.entries[0]!.index
-    if (first > this.lastIndex() + 1) throw new Error(`WAL append leaves a hole: last ${this.lastIndex()}, next ${first}`)
     if (first <= base) this.entries = [...entries]
     else {
       this.entries.length = first - base

@@ -16,16 +16,17 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
-import { toErrorData, Stopped } from "../../shared/errors.ts"
+import { MalformedFrame, toErrorData, Stopped } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import { Index } from "../../shared/ids.ts"
-import { WalAppendBody, WalLoadBody, WalSnapshotBody } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+import { walAppend, walLoad, walSnapshot } from "../../shared/endpoints.ts"
 import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
-import { serve } from "../runtime/rpc.ts"
+import { privateDirMode, touchPrivateDir } from "../runtime/private-files.ts"
+import { serveEndpoint } from "../runtime/rpc.ts"
 import { counter, diskBuckets, gaugeFrom, histogram } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
+import { AppendDedup } from "./append-dedup.ts"
 import { Wal } from "./files.ts"
 import { LogMirror } from "./log-mirror.ts"
 import { loadSnap, purgeSnaps, saveSnap } from "./snap-files.ts"
@@ -37,9 +38,22 @@ const flags = parseFlags<{ walSegmentBytes: number; maxSnapshots: number }>("wal
     .addOption(new Option("--max-snapshots <n>", "raft snapshot files to keep (etcd --max-snapshots)").env("NATCD_MAX_SNAPSHOTS").argParser(positiveInt).default(5))
 )
 
+/** Writers (raft service instances) whose last appended seq is remembered (./append-dedup.ts). */
+const maxWritersTracked = 1024
+
+/** An append refused before anything was written (the caller's entries leave a hole). */
+class AppendRejected extends Error {}
+
 const WalLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc } = yield* Nats
+    // The member directory is private (0700), as etcd's TouchDirAll checks at start.
+    const tightened = touchPrivateDir(memberDir(flags))
+    if (tightened.previousMode !== undefined) {
+      yield* Effect.logWarning("member directory was not private; set it to 0700").pipe(
+        Effect.annotateLogs({ dir: memberDir(flags), previousMode: tightened.previousMode.toString(8) })
+      )
+    }
     const dir = join(memberDir(flags), "wal")
     const { wal, contents } = yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
@@ -51,7 +65,7 @@ const WalLive = Layer.effectDiscard(
       yield* Effect.logWarning("repaired a torn WAL tail").pipe(Effect.annotateLogs({ ...contents.repaired }))
     }
     const snapDir = join(memberDir(flags), "snap")
-    mkdirSync(snapDir, { recursive: true })
+    mkdirSync(snapDir, { recursive: true, mode: privateDirMode })
     // The snapshot the WAL starts from, if any: its file must be there and intact.
     let snapshot: SnapFile | undefined = contents.snapshot === undefined
       ? undefined
@@ -79,31 +93,37 @@ const WalLive = Layer.effectDiscard(
     gaugeFrom("natcd_wal_segments", "WAL segment files on disk.", () => wal.stats().segments)
     addReadinessCheck("wal", () => (closing ? "closing" : undefined))
 
-    const lastSeq = new Map<string, number>()
+    // Duplicate detection of retried appends (./append-dedup.ts): a seq counts as written only
+    // after its save and fdatasync succeeded; a retry during the write waits for it.
+    const dedup = new AppendDedup(maxWritersTracked)
     // Settles after the newest save's fdatasync; saves settle in call order.
     let latestSave: Promise<void> = Promise.resolve()
     const opts = endpointOptions("wal")
-    const append = serve(nc, subject({ ...at, endpoint: "append" }), "wal.append", WalAppendBody, (req) => {
+    const append = serveEndpoint(nc, walAppend, at, (req) => {
       const { writer, seq, entries } = req.body
-      const hardState = req.body.hardState !== undefined && mirror.isStale(req.body.hardState) ? undefined : req.body.hardState
-      if (closing) return req.reply("wal.append.reply", { err: toErrorData(new Stopped()) })
-      if (seq <= (lastSeq.get(writer) ?? 0)) {
-        // A duplicate or late retry of an append already written: write nothing, acknowledge
-        // once everything written so far is synced (the original may still be in its fsync).
-        latestSave.then(() => req.reply("wal.append.reply", { ok: { lastIndex: mirror.lastIndex() } }))
-        return
+      if (closing) return req.reply({ err: toErrorData(new Stopped()) })
+      let span: ReturnType<typeof startSpan> | undefined
+      const write = (): Promise<void> => {
+        // Decided at write time: a retry that waited for an earlier write sees its hard state.
+        const hardState = req.body.hardState !== undefined && mirror.isStale(req.body.hardState) ? undefined : req.body.hardState
+        try {
+          mirror.save(hardState, entries)
+        } catch (e) {
+          // Nothing was written (a hole in the caller's log): refuse this append only.
+          throw new AppendRejected(String(e))
+        }
+        // The write and fdatasync of this append's group commit (batch size in its attributes).
+        span = req.traceparent === "" ? undefined : startSpan("wal.fsync", req.traceparent, { entries: entries.length })
+        latestSave = wal.save(hardState, entries)
+        return latestSave
       }
-      lastSeq.set(writer, seq)
-      mirror.save(hardState, entries)
-      // The write and fdatasync of this append's group commit (batch size in its attributes).
-      const span = req.traceparent === "" ? undefined : startSpan("wal.fsync", req.traceparent, { entries: entries.length })
-      latestSave = wal.save(hardState, entries)
-      latestSave.then(
-        () => {
-          endSpan(span, { batchSaves: lastGroup.saves, batchRecords: lastGroup.records, batchBytes: lastGroup.bytes, fsyncMs: Math.round(lastGroup.syncSeconds * 1e6) / 1000 })
-          req.reply("wal.append.reply", { ok: { lastIndex: mirror.lastIndex() } })
+      dedup.append(writer, seq, write).then(
+        (outcome) => {
+          if (outcome === "written") endSpan(span, { batchSaves: lastGroup.saves, batchRecords: lastGroup.records, batchBytes: lastGroup.bytes, fsyncMs: Math.round(lastGroup.syncSeconds * 1e6) / 1000 })
+          req.reply({ ok: { lastIndex: mirror.lastIndex() } })
         },
         (e) => {
+          if (e instanceof AppendRejected) return req.reply({ err: toErrorData(new MalformedFrame({ reason: e.message })) })
           // A failed write or fsync leaves the log in an unknown state: stop, as etcd does
           // (it panics on WAL write errors); the supervisor restarts us and open() repairs.
           console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message: "WAL write failed", error: String(e) }))
@@ -111,16 +131,16 @@ const WalLive = Layer.effectDiscard(
         }
       )
     }, opts)
-    const load = serve(nc, subject({ ...at, endpoint: "load" }), "wal.load", WalLoadBody, (req) => {
-      req.reply("wal.load.reply", { ...mirror.page(req.body.fromIndex, req.body.maxBytes), ...(snapshot === undefined ? {} : { snapshot }) })
+    const load = serveEndpoint(nc, walLoad, at, (req) => {
+      req.reply({ ...mirror.page(req.body.fromIndex, req.body.maxBytes), ...(snapshot === undefined ? {} : { snapshot }) })
     }, opts)
     // Snapshots are saved one at a time, in arrival order, after the appends before them.
     let snapshotChain: Promise<unknown> = Promise.resolve()
-    const saveSnapshot = serve(nc, subject({ ...at, endpoint: "snapshot" }), "wal.snapshot", WalSnapshotBody, (req) => {
+    const saveSnapshot = serveEndpoint(nc, walSnapshot, at, (req) => {
       const snap = req.body.snapshot
       snapshotChain = snapshotChain.then(async () => {
         if (snapshot !== undefined && snap.metadata.index <= snapshot.metadata.index) {
-          return req.reply("wal.snapshot.reply", { ok: { releasedSegments: 0 } })
+          return req.reply({ ok: { releasedSegments: 0 } })
         }
         await latestSave
         await saveSnap(snapDir, snap)
@@ -129,7 +149,7 @@ const WalLive = Layer.effectDiscard(
         mirror.compactTo(snap.metadata.index)
         const released = await wal.releaseTo(Index(snap.metadata.index))
         await purgeSnaps(snapDir, flags.maxSnapshots)
-        req.reply("wal.snapshot.reply", { ok: { releasedSegments: released.length } })
+        req.reply({ ok: { releasedSegments: released.length } })
       }).catch((e) => {
         console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message: "saving a snapshot failed", error: String(e) }))
         process.exit(1)

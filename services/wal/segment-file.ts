@@ -10,6 +10,7 @@
  */
 import { open, unlink, type FileHandle } from "node:fs/promises"
 import { join } from "node:path"
+import { privateFileMode } from "../runtime/private-files.ts"
 
 const ZERO_CHUNK_BYTES = 1 << 20
 let zeroChunk: Uint8Array | undefined
@@ -51,7 +52,7 @@ export const fsyncDir = async (dir: string): Promise<void> => {
  * `segmentBytes` zeros. Returns the open handle; the caller owns it.
  */
 export const prepareSegmentFile = async (path: string, segmentBytes: number, preallocate: boolean): Promise<FileHandle> => {
-  const fh = await open(path, "w+")
+  const fh = await open(path, "w+", privateFileMode)
   try {
     if (preallocate) await writeZeros(fh, 0, segmentBytes)
     return fh

@@ -13,6 +13,7 @@ import { open, readdir, readFile, rename, unlink } from "node:fs/promises"
 import { join } from "node:path"
 import { packValue, unpackValue } from "../../shared/frame.ts"
 import type { SnapshotMetadata } from "../../shared/raft-types.ts"
+import { privateFileMode } from "../runtime/private-files.ts"
 import { crc32c } from "./core/crc32c.ts"
 import { fsyncDir, writeFully } from "./segment-file.ts"
 
@@ -42,7 +43,7 @@ export const saveSnap = async (dir: string, snap: SnapFile): Promise<string> => 
   out.set(body, 8)
   const name = snapName(snap.metadata.term, snap.metadata.index)
   const tmp = join(dir, `${name}.tmp`)
-  const fh = await open(tmp, "w")
+  const fh = await open(tmp, "w", privateFileMode)
   try {
     await writeFully(fh, out, 0)
     await fh.datasync()

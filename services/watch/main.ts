@@ -29,22 +29,14 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { unpackValue } from "../../shared/frame.ts"
+import { PackedRevisions } from "../../shared/schema.ts"
 import {
-  HistoryReply,
-  MvccEventsBody,
-  PackedRevisions,
-  WatchAckBody,
-  WatchCancelBody,
-  WatchCloseBody,
-  WatchCreateBody,
-  WatchOpenBody,
-  WatchPingBody,
-  WatchProgressBody
-} from "../../shared/schema.ts"
-import { allMembersEventsSubject, checkToken, subject, watchSubject } from "../../shared/subjects.ts"
+  gatewayWatch, mvccEvents, mvccHistory, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress
+} from "../../shared/endpoints.ts"
+import { checkToken } from "../../shared/subjects.ts"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
-import { okOrError, serve } from "../runtime/rpc.ts"
+import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { WatchHub } from "./core/hub.ts"
@@ -142,7 +134,7 @@ const WatchLive = Layer.effectDiscard(
       const deliveryTrace = pendingTrace
       pendingTrace = ""
       for (const m of hub.takeOutgoing()) {
-        rpc.publish(m.gateway, "watch.responses", {
+        publishEndpoint(rpc, gatewayWatch, m.gateway, {
           session: m.session,
           replica,
           seq: m.seq,
@@ -168,13 +160,12 @@ const WatchLive = Layer.effectDiscard(
       let result: FetchResult = { failed: true }
       if (member !== undefined) {
         try {
-          const frame = await rpc.call(subject({ cluster, member, service: "mvcc", endpoint: "history" }), "mvcc.history", {
+          const ok = okOf(await callEndpoint(rpc, mvccHistory, { cluster, member }, {
             fromRev: f.fromRev,
             toRev: f.toRev,
             maxBytes: f.maxBytes,
             prevKv: f.prevKv
-          }, { timeoutMs: historyTimeoutMs })
-          const ok = okOrError(frame, HistoryReply)
+          }, { timeoutMs: historyTimeoutMs }))
           result = { revs: decodeRevisions(unpackValue(ok.revs)) as ReadonlyArray<RevisionEvents>, toRev: ok.toRev, head: ok.head, compactRev: ok.compactRev, term: ok.term }
           members.get(member)!.failures = 0
         } catch (e) {
@@ -194,7 +185,7 @@ const WatchLive = Layer.effectDiscard(
     const opts = endpointOptions("watch")
     const endpoints: Array<{ stop: () => void }> = []
     // The committed stream from every member.
-    endpoints.push(serve(nc, allMembersEventsSubject(cluster), "mvcc.events", MvccEventsBody, (req) => {
+    endpoints.push(serveEndpoint(nc, mvccEvents, { cluster, member: "*" }, (req) => {
       const b = req.body
       const m = members.get(b.member)
       if (m === undefined) members.set(b.member, { head: b.head, failures: 0 })
@@ -208,40 +199,41 @@ const WatchLive = Layer.effectDiscard(
       schedule()
     }, opts))
 
-    const at = (endpoint: "create" | "cancel" | "progress" | "ack" | "ping" | "close") => watchSubject({ cluster, replica, endpoint })
-    endpoints.push(serve(nc, at("create"), "watch.create", WatchCreateBody, (req) => {
+    const at = { cluster, replica }
+    endpoints.push(serveEndpoint(nc, watchCreate, at, (req) => {
       const { session, ...create } = req.body
       const known = hub.create(session, create)
-      req.reply("watch.create.reply", { ok: { known } })
+      req.reply({ ok: { known } })
       schedule()
     }, opts))
-    endpoints.push(serve(nc, at("cancel"), "watch.cancel", WatchCancelBody, (req) => {
-      req.reply("watch.cancel.reply", { ok: { known: hub.cancel(req.body.session, req.body.watchId) } })
+    endpoints.push(serveEndpoint(nc, watchCancel, at, (req) => {
+      req.reply({ ok: { known: hub.cancel(req.body.session, req.body.watchId) } })
       schedule()
     }, opts))
-    endpoints.push(serve(nc, at("progress"), "watch.progress", WatchProgressBody, (req) => {
-      req.reply("watch.progress.reply", { ok: { known: hub.progress(req.body.session) } })
+    endpoints.push(serveEndpoint(nc, watchProgress, at, (req) => {
+      req.reply({ ok: { known: hub.progress(req.body.session) } })
       schedule()
     }, opts))
-    endpoints.push(serve(nc, at("ack"), "watch.ack", WatchAckBody, (req) => {
+    endpoints.push(serveEndpoint(nc, watchAck, at, (req) => {
       hub.ack(req.body.session, req.body.seq, Date.now())
       schedule()
     }, opts))
-    endpoints.push(serve(nc, at("ping"), "watch.ping", WatchPingBody, (req) => {
-      req.reply("watch.ping.reply", { unknown: hub.ping(req.body.sessions, Date.now()) })
+    endpoints.push(serveEndpoint(nc, watchPing, at, (req) => {
+      req.reply({ unknown: hub.ping(req.body.sessions, Date.now()) })
       schedule()
     }, opts))
-    endpoints.push(serve(nc, at("close"), "watch.close", WatchCloseBody, (req) => {
+    endpoints.push(serveEndpoint(nc, watchClose, at, (req) => {
       hub.closeSession(req.body.session)
     }, opts))
 
     // New sessions are taken only once the stream's head is known.
     let openEndpoint: { stop: () => void } | undefined
     const startOpenEndpoint = () => {
-      openEndpoint = serve(nc, watchSubject({ cluster, endpoint: "open" }), "watch.open", WatchOpenBody, (req) => {
+      // Joins the declared queue group ("watch").
+      openEndpoint = serveEndpoint(nc, watchOpen, { cluster }, (req) => {
         hub.openSession(req.body.session, req.body.gateway, Date.now())
-        req.reply("watch.open.reply", { ok: { replica, head: hub.headRevision() } })
-      }, { ...opts, queue: "watch" })
+        req.reply({ ok: { replica, head: hub.headRevision() } })
+      }, opts)
       endpoints.push(openEndpoint)
       log("info", "taking watch sessions", { head: hub.headRevision() })
     }

@@ -1,24 +1,29 @@
 /**
- * Bad input on the wire: garbage, msgpack that is not a frame, frames of the wrong kind or
- * version and frames with malformed bodies, published on every service subject of a running
- * member. Each request that named a reply subject gets a MalformedFrame error frame, no service
- * process exits, and the member keeps serving etcdctl with its data intact.
+ * Bad input on the wire, on every declared endpoint (shared/endpoints.ts), sent with the
+ * credentials of an identity the declaration lets call it (so nats-server lets it through and
+ * the service itself must cope): garbage, msgpack that is not a frame, frames of the wrong kind
+ * or version, and the endpoint's own kind with a body its schema rejects. Every message gets a
+ * MalformedFrame error frame back, no service process exits, and the cluster keeps serving
+ * etcdctl with its data intact.
  */
-import { connect } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { endpoints, health, inboxPrefix, subjectOf } from "../../shared/endpoints.ts"
+import type { Endpoint, Identity } from "../../shared/endpoints.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError, packValue } from "../../shared/frame.ts"
-import { subject } from "../../shared/subjects.ts"
+import { FrameKinds, HealthReply } from "../../shared/schema.ts"
+import * as Schema from "effect/Schema"
 import type { Natcd } from "./harness.ts"
-import { etcdctl, natcdPorts, sleep, startNatcd, tempDir } from "./harness.ts"
+import { etcdctl, findLeader, natsConnectAs, sleep, startNatcd, tempDir } from "./harness.ts"
 
 const portOffset = 300
 
-describe("malformed frames on every service subject", () => {
+describe("malformed frames on every declared endpoint", () => {
   let natcd: Natcd
   const data = tempDir("bad-input")
 
   beforeAll(async () => {
-    natcd = await startNatcd({ dataDir: data.dir, portOffset })
+    natcd = await startNatcd({ dataDir: data.dir, portOffset, members: 2 })
+    await findLeader(natcd)
   }, 90_000)
 
   afterAll(async () => {
@@ -26,54 +31,81 @@ describe("malformed frames on every service subject", () => {
     data.remove()
   })
 
+  /** The instance token of `role`'s process of m1 (from its health reply), for its per-process subjects. */
+  const instanceOf = async (role: "gateway" | "lease"): Promise<string> => {
+    const nc = await natsConnectAs(natcd, { role: "cli", name: "" })
+    try {
+      const msg = await nc.request(subjectOf(health, { cluster: "natcd", member: "m1", role }), encodeFrame({ kind: "health", version: 1, traceparent: "", id: 1, body: { ready: false } }), { timeout: 5000 })
+      const f = decodeFrame(msg.data)
+      if (isFrameDecodeError(f)) throw new Error(f.reason)
+      const instance = Schema.decodeUnknownSync(HealthReply)(f.body).instance
+      if (instance === undefined) throw new Error(`${role} named no instance`)
+      return instance
+    } finally {
+      await nc.close()
+    }
+  }
+
   it("answers with MalformedFrame, keeps every process up, and keeps serving", async () => {
     expect((await etcdctl(natcd.endpoints[0]!, ["put", "before", "1"])).code).toBe(0)
-    const nc = await connect({ servers: `127.0.0.1:${natcdPorts(portOffset).nats}` })
-    const at = { cluster: "natcd", member: "m1" }
-    const subjects = [
-      subject({ ...at, service: "raft", endpoint: "propose" }),
-      subject({ ...at, service: "raft", endpoint: "readindex" }),
-      subject({ ...at, service: "raft", endpoint: "status" }),
-      subject({ ...at, service: "raft", endpoint: "entries" }),
-      subject({ ...at, service: "wal", endpoint: "append" }),
-      subject({ ...at, service: "wal", endpoint: "load" }),
-      subject({ ...at, service: "mvcc", endpoint: "apply" }),
-      subject({ ...at, service: "mvcc", endpoint: "range" }),
-      subject({ ...at, service: "mvcc", endpoint: "status" })
-    ]
-    const payloads: ReadonlyArray<Uint8Array> = [
-      new Uint8Array([0xc1, 0xc1, 0xc1]),
-      new TextEncoder().encode("not msgpack at all"),
-      packValue({ hello: "world" }),
-      encodeFrame({ kind: "no-such-kind", version: 1, traceparent: "", id: 1, body: {} }),
-      encodeFrame({ kind: "wal.append", version: 99, traceparent: "", id: 1, body: {} }),
-      // Right kinds with bodies of the wrong shape:
-      encodeFrame({ kind: "propose", version: 2, traceparent: "", id: 1, body: { proposals: ["not bytes"] } }),
-      encodeFrame({ kind: "wal.append", version: 1, traceparent: "", id: 1, body: { writer: "x", seq: 1, entries: [{ index: "1" }] } }),
-      encodeFrame({ kind: "range", version: 2, traceparent: "", id: 1, body: { requests: [{ request: { key: 5 }, minAppliedIndex: 0 }] } }),
-      encodeFrame({ kind: "apply", version: 1, traceparent: "", id: 1, body: { entries: [{ term: 1, index: 99, type: "Normal", data: 1 }], commitIndex: 99, term: 1 } })
-    ]
-    const inbox = "_INBOX.bad-input-test"
-    const errors: string[] = []
-    nc.subscribe(inbox, {
-      callback: (_err, msg) => {
-        const f = decodeFrame(msg.data)
-        if (!isFrameDecodeError(f) && f.kind === "error") errors.push((f.body as { err: { _tag: string } }).err._tag)
+    const instances = { gateway: await instanceOf("gateway"), lease: await instanceOf("lease") }
+    let sent = 0
+    const failures: string[] = []
+    for (const endpoint of endpoints as ReadonlyArray<Endpoint<string>>) {
+      // The first declared caller (the operator's cli only when nobody else calls it).
+      const caller = endpoint.callers.find((p) => p.role !== "cli") ?? endpoint.callers[0]!
+      const identity: Identity = { role: caller.role, name: caller.role === "watch" ? "w1" : caller.role === "cli" ? "" : "m1" }
+      const server = endpoint.servers[0]!
+      const tokens = {
+        cluster: "natcd",
+        member: "m1",
+        replica: "w1",
+        from: "m1",
+        role: server.role,
+        instance: server.role === "lease" ? instances.lease : instances.gateway
       }
-    })
-    // Every payload is malformed for every subject: wrong bytes, wrong kind or version, or the
-    // subject's own kind with a body its schema rejects.
-    for (const s of subjects) for (const p of payloads) nc.publish(s, p, { reply: inbox })
-    await nc.flush()
-    await sleep(1000)
-    await nc.close()
-    expect(errors.length).toBe(subjects.length * payloads.length)
-    expect(new Set(errors)).toEqual(new Set(["MalformedFrame"]))
+      const subject = subjectOf(endpoint, tokens as never)
+      const payloads: ReadonlyArray<Uint8Array> = [
+        new Uint8Array([0xc1, 0xc1, 0xc1]),
+        new TextEncoder().encode("not msgpack at all"),
+        packValue({ hello: "world" }),
+        encodeFrame({ kind: "no-such-kind", version: 1, traceparent: "", id: 1, body: {} }),
+        encodeFrame({ kind: endpoint.kind, version: 99, traceparent: "", id: 1, body: {} }),
+        // The endpoint's own kind and version with a body no schema of natcd accepts.
+        encodeFrame({ kind: endpoint.kind, version: FrameKinds[endpoint.kind], traceparent: "", id: 1, body: "not a body" })
+      ]
+      const nc = await natsConnectAs(natcd, identity)
+      const inbox = `${inboxPrefix("natcd", identity)}.bad-input`
+      const errors: string[] = []
+      nc.subscribe(inbox, {
+        callback: (_err, msg) => {
+          const f = decodeFrame(msg.data)
+          if (!isFrameDecodeError(f) && f.kind === "error") errors.push((f.body as { err: { _tag: string } }).err._tag)
+        }
+      })
+      await nc.flush()
+      for (const p of payloads) nc.publish(subject, p, { reply: inbox })
+      sent += payloads.length
+      await nc.flush()
+      const deadline = Date.now() + 3000
+      while (errors.length < payloads.length && Date.now() < deadline) await sleep(20)
+      await nc.close()
+      // Every subscriber answers: one per message, or more where all servers hear each message
+      // (trace.keep, mvcc.events to every watch replica).
+      const fanOut = endpoint.queue === undefined && endpoint.servers.every((p) => p.self.length === 0)
+      if ((fanOut ? errors.length < payloads.length : errors.length !== payloads.length) || errors.some((e) => e !== "MalformedFrame")) {
+        failures.push(`${endpoint.name} (${subject} as ${identity.role}.${identity.name}): ${JSON.stringify(errors)}`)
+      }
+    }
+    console.log(`bad input: ${sent} malformed frames on ${endpoints.length} endpoints`)
+    expect(failures).toEqual([])
 
-    // No service exited (the supervisor logs every restart), and the member still serves.
+    // No service exited (the supervisor logs every restart), and the cluster still serves.
     expect(natcd.output()).not.toContain("process exited")
-    expect((await etcdctl(natcd.endpoints[0]!, ["put", "after", "2"])).code).toBe(0)
-    const r = await etcdctl(natcd.endpoints[0]!, ["get", "", "--from-key", "--print-value-only"])
-    expect(r.stdout.trim().split("\n")).toEqual(["2", "1"])
-  }, 60_000)
+    expect((await etcdctl(natcd.endpoints[1]!, ["put", "after", "2"])).code).toBe(0)
+    for (const endpoint of natcd.endpoints) {
+      const r = await etcdctl(endpoint, ["get", "", "--from-key", "--print-value-only"])
+      expect(r.stdout.trim().split("\n")).toEqual(["2", "1"])
+    }
+  }, 120_000)
 })

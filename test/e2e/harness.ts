@@ -15,7 +15,10 @@ import { connect } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import { RaftStatus } from "../../shared/schema.ts"
-import { subject } from "../../shared/subjects.ts"
+import { credsFileName, inboxPrefix, raftStatus as raftStatusEndpoint, subjectOf } from "../../shared/endpoints.ts"
+import type { Identity } from "../../shared/endpoints.ts"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { natsSecurityOptions } from "../../services/runtime/nats-auth.ts"
 
 const root = fileURLToPath(new URL("../../", import.meta.url))
 
@@ -71,6 +74,7 @@ export const etcdctl = (endpoint: string, args: ReadonlyArray<string>, input?: s
 export interface Natcd {
   readonly endpoints: ReadonlyArray<string>
   readonly dataDir: string
+  readonly portOffset: number
   readonly supervisor: ChildProcess
   /** SIGTERM to the supervisor; resolves when it exited. */
   stop(): Promise<void>
@@ -140,6 +144,7 @@ export const startNatcd = async (options: { dataDir: string; portOffset: number;
   const natcd: Natcd = {
     endpoints,
     dataDir: options.dataDir,
+    portOffset: options.portOffset,
     supervisor,
     stop: async () => {
       if (supervisor.exitCode === null && supervisor.signalCode === null) supervisor.kill("SIGTERM")
@@ -283,14 +288,28 @@ export const findLeader = async (natcd: Natcd, timeoutMs = 15_000, exclude: Read
 }
 
 /**
- * Raft status of `member` read straight from its raft service over NATS (counters etcd's API
- * does not expose), for a cluster started with `portOffset`.
+ * A NATS connection to `natcd`'s nats-server as `identity`, with the NKey the supervisor created
+ * for it under `<data-dir>/creds/` and that identity's inbox prefix (its permission allows no
+ * other). Anonymous when `identity` is undefined (natcd's nats-server refuses it).
  */
-export const raftStatus = async (portOffset: number, member: string) => {
-  const nc = await connect({ servers: `127.0.0.1:${natcdPorts(portOffset).nats}` })
+export const natsConnectAs = (natcd: Pick<Natcd, "dataDir" | "portOffset">, identity: Identity | undefined, options: { readonly reconnect?: boolean } = {}): Promise<NatsConnection> =>
+  connect({
+    servers: `127.0.0.1:${natcdPorts(natcd.portOffset).nats}`,
+    reconnect: options.reconnect ?? false,
+    ...(identity === undefined
+      ? {}
+      : { ...natsSecurityOptions({ natsCreds: join(natcd.dataDir, "creds", credsFileName(identity)) }), inboxPrefix: inboxPrefix("natcd", identity) })
+  })
+
+/**
+ * Raft status of `member` read straight from its raft service over NATS (counters etcd's API
+ * does not expose), as the operator's `cli` identity.
+ */
+export const raftStatus = async (natcd: Pick<Natcd, "dataDir" | "portOffset">, member: string) => {
+  const nc = await natsConnectAs(natcd, { role: "cli", name: "" })
   try {
     const msg = await nc.request(
-      subject({ cluster: "natcd", member, service: "raft", endpoint: "status" }),
+      subjectOf(raftStatusEndpoint, { cluster: "natcd", member }),
       encodeFrame({ kind: "raft.status", version: 1, traceparent: "", id: 1, body: {} }),
       { timeout: 5000 }
     )

@@ -1,10 +1,11 @@
 /**
  * Membership through etcdctl against a 3-member natcd: member list, endpoint status --cluster,
  * move-leader, then a fourth member added as a learner (its four service processes started by
- * hand with --initial-cluster-state=existing, as an operator would), promoted once caught up,
+ * hand with --initial-cluster-state=existing and NATS keys from `natcd creds add`, as an operator
+ * would), promoted once caught up,
  * and removed; plus etcd's errors for bad member requests.
  */
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -36,8 +37,12 @@ const idsByName = async (endpoint: string): Promise<Map<string, string>> => {
 const startExtraMember = (name: string, dataDir: string, clientPort: number): ChildProcess[] => {
   const nats = `nats://127.0.0.1:${natcdPorts(portOffset).nats}`
   const common = [`--member=${name}`, `--nats=${nats}`, `--data-dir=${dataDir}`, "--log-level=Warn"]
-  const run = (service: string, extra: string[] = []) =>
-    spawn(process.execPath, [join(root, "services", service, "main.ts"), ...common, ...extra], { stdio: "ignore" })
+  const run = (service: string, extra: string[] = []) => {
+    // As an operator would: a NATS identity for the new process first (nats-server reloads).
+    execFileSync(join(root, "bin", "natcd"), ["creds", "add", `${service}.${name}`, `--data-dir=${dataDir}`], { stdio: "pipe" })
+    const creds = `--nats-creds=${join(dataDir, "creds", `${service}.${name}.nk`)}`
+    return spawn(process.execPath, [join(root, "services", service, "main.ts"), ...common, creds, ...extra], { stdio: "ignore" })
+  }
   return [
     run("wal"),
     run("mvcc"),

@@ -6,11 +6,10 @@
  * serves again. Also checks raft messages that must be dropped and counted: from an unknown
  * sender, of a stale term, and undecodable.
  */
-import { connect } from "@nats-io/transport-node"
 import { describe, expect, it } from "vitest"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import { subject } from "../../shared/subjects.ts"
-import { etcdctl, findLeader, natcdPorts, raftStatus, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
+import { raftMsg, subjectOf } from "../../shared/endpoints.ts"
+import { etcdctl, findLeader, natsConnectAs, raftStatus, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 
 const portOffset = 600
 
@@ -52,31 +51,37 @@ describe("leader in a minority", () => {
   it("drops and counts raft messages from unknown senders, of stale terms, and undecodable ones", async () => {
     const data = tempDir("raft-bad-input")
     const natcd = await startNatcd({ dataDir: data.dir, portOffset: portOffset + 10, members: 3 })
-    const nc = await connect({ servers: `127.0.0.1:${natcdPorts(portOffset + 10).nats}` })
+    // As member m2's raft: the only identity nats-server lets publish raft messages from m2.
+    const nc = await natsConnectAs(natcd, { role: "raft", name: "m2" })
     try {
       await findLeader(natcd)
-      const at = { cluster: "natcd", member: "m1" }
-      const msgSubject = subject({ ...at, service: "raft", endpoint: "msg" })
-      const m1 = (await raftStatus(portOffset + 10, "m1")).memberId
+      const msgSubject = subjectOf(raftMsg, { cluster: "natcd", member: "m1", from: "m2" })
+      const m1 = (await raftStatus(natcd, "m1")).memberId
       const base = { to: m1, term: 1, logTerm: 1, index: 1, entries: [], commit: 1, reject: false, rejectHint: 0, context: new Uint8Array() }
       const frame = (body: unknown) => encodeFrame({ kind: "raft.msg", version: 1, traceparent: "", id: 0, body })
       // A sender whose id does not derive from its name.
       nc.publish(msgSubject, frame({ from: 12345n, fromName: "m2", messages: [{ ...base, type: "MsgHeartbeat", from: 12345n }] }))
       // A real member's id and name, but a term long past (stale).
-      const m2 = (await raftStatus(portOffset + 10, "m2")).memberId
+      const m2 = (await raftStatus(natcd, "m2")).memberId
       nc.publish(msgSubject, frame({ from: m2, fromName: "m2", messages: [{ ...base, type: "MsgApp", from: m2 }] }))
+      // A claim to be m3 on m2's subject: the subject binds the sender, so it is dropped.
+      const m3 = (await raftStatus(natcd, "m3")).memberId
+      nc.publish(msgSubject, frame({ from: m3, fromName: "m3", messages: [{ ...base, type: "MsgHeartbeat", from: m3, term: 1000 }] }))
       // Undecodable bodies.
-      const inbox = "_INBOX.raft-bad"
+      const inbox = "_INBOX.natcd.natcd.raft.m2.raft-bad"
       let errors = 0
       nc.subscribe(inbox, { callback: (_e, msg) => { const f = decodeFrame(msg.data); if (!isFrameDecodeError(f) && f.kind === "error") errors++ } })
       nc.publish(msgSubject, new Uint8Array([1, 2, 3]), { reply: inbox })
       nc.publish(msgSubject, frame({ from: m2, fromName: "m2", messages: [{ type: "MsgBogus" }] }), { reply: inbox })
       await nc.flush()
       await sleep(500)
-      const status = await raftStatus(portOffset + 10, "m1")
+      const status = await raftStatus(natcd, "m1")
       console.log(`raft peer counters on m1: ${JSON.stringify(status.peers)}`)
       expect(status.peers.droppedUnknownSender).toBeGreaterThanOrEqual(1)
       expect(status.peers.staleTerm).toBeGreaterThanOrEqual(1)
+      expect(status.peers.droppedSenderMismatch).toBe(1)
+      // The forged term-1000 heartbeat never reached raft: the term did not move.
+      expect(status.term).toBeLessThan(1000)
       expect(errors).toBe(2)
       // Nothing crashed, the cluster still serves.
       expect(natcd.output()).not.toContain("process exited")

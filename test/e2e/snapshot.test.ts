@@ -45,7 +45,7 @@ describe("snapshots", () => {
       } finally {
         client.close()
       }
-      const termBefore = (await raftStatus(900, `m${leader + 1}`)).term
+      const termBefore = (await raftStatus(natcd, `m${leader + 1}`)).term
       const walFiles = readdirSync(join(data.dir, `m${leader + 1}`, "wal")).filter((f) => f.endsWith(".wal"))
       const snapFiles = readdirSync(join(data.dir, `m${leader + 1}`, "snap")).filter((f) => f.endsWith(".snap"))
       console.log(`after ${writes} writes: leader WAL segments ${walFiles.length}, raft snapshot files ${snapFiles.length}`)
@@ -67,13 +67,13 @@ describe("snapshots", () => {
         await sleep(300)
       }
       console.log(`${lagName} converged after ${Date.now() - started} ms: ${converged[0]}`)
-      const status = await raftStatus(900, lagName)
+      const status = await raftStatus(natcd, lagName)
       console.log(`${lagName} raft peer counters: ${JSON.stringify(status.peers)}`)
       expect(status.peers.snapshotsInstalled).toBeGreaterThanOrEqual(1)
       const r = await etcdctl(natcd.endpoints[lagging]!, ["get", "snap-999", "--consistency=s", "--print-value-only"])
       expect(r.stdout.trim()).toBe(`v999${pad}`)
       // The transfer did not disturb the leader: no election happened meanwhile.
-      const after = await raftStatus(900, `m${leader + 1}`)
+      const after = await raftStatus(natcd, `m${leader + 1}`)
       expect(after.term).toBe(termBefore)
       expect(await findLeader(natcd)).toBe(leader)
     } finally {

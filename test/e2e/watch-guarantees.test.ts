@@ -13,16 +13,16 @@
  * Scaling: new streams are spread over both replicas (counted on the NATS subjects of their
  * create endpoints); killing one keeps every watcher whole.
  */
-import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { execFileSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { unpackValue } from "../../shared/frame.ts"
-import { HistoryReply, PackedRevisions } from "../../shared/schema.ts"
-import { RpcClient, okOrError } from "../../services/runtime/rpc.ts"
+import { PackedRevisions } from "../../shared/schema.ts"
+import { RpcClient, callEndpoint, okOf } from "../../services/runtime/rpc.ts"
 import type { Natcd } from "./harness.ts"
-import { httpGet, metricsPort, natcdPorts, sleep, startNatcd, tempDir } from "./harness.ts"
+import { inboxPrefix, mvccHistory } from "../../shared/endpoints.ts"
+import { httpGet, metricsPort, natsConnectAs, sleep, startNatcd, tempDir } from "./harness.ts"
 import { kvWriter, openWatch, prefixEnd } from "./watch-client.ts"
 import type { CreateOptions, SeenEvent, SeenResponse, WatchStream } from "./watch-client.ts"
 
@@ -47,8 +47,7 @@ const readHistory = async (rpc: RpcClient, from: number, to: number): Promise<Ar
   const str = (b: Uint8Array) => Buffer.from(b).toString("latin1")
   let next = from
   while (next <= to) {
-    const frame = await rpc.call("natcd.natcd.m1.mvcc.history", "mvcc.history", { fromRev: next, toRev: to, maxBytes: 1 << 20, prevKv: true }, { timeoutMs: 10_000 })
-    const ok = okOrError(frame, HistoryReply)
+    const ok = okOf(await callEndpoint(rpc, mvccHistory, { cluster: "natcd", member: "m1" }, { fromRev: next, toRev: to, maxBytes: 1 << 20, prevKv: true }, { timeoutMs: 10_000 }))
     const revs = Schema.decodeUnknownSync(PackedRevisions)(unpackValue(ok.revs))
     for (const r of revs) {
       out.push({
@@ -93,8 +92,9 @@ describe("watch guarantees", () => {
     process.env.NATCD_WATCH_REPLICAS = "2"
     natcd = await startNatcd({ dataDir: dir.dir, portOffset, members: 3 })
     delete process.env.NATCD_WATCH_REPLICAS
-    nc = await connect({ servers: `nats://127.0.0.1:${natcdPorts(portOffset).nats}` })
-    rpc = new RpcClient(nc, `_INBOX.watch-test.${process.pid}`)
+    // As watch replica w1 (a caller of mvcc.history), with an inbox under w1's prefix.
+    nc = await natsConnectAs(natcd, { role: "watch", name: "w1" })
+    rpc = new RpcClient(nc, `${inboxPrefix("natcd", { role: "watch", name: "w1" })}.test-${process.pid}`)
   }, 120_000)
 
   afterAll(async () => {
@@ -275,13 +275,17 @@ describe("watch guarantees", () => {
         await sleep(100)
       }
     }
+    // Each replica's identity may read its own session subjects: count the creates each gets.
     const creates = new Map<string, number>()
-    const sub = nc.subscribe("natcd.natcd.watch.*.create", {
-      callback: (_e, m) => {
-        const replica = m.subject.split(".")[3]!
-        creates.set(replica, (creates.get(replica) ?? 0) + 1)
-      }
-    })
+    const observers = await Promise.all(["w1", "w2"].map((name) => natsConnectAs(natcd, { role: "watch", name })))
+    const subs = observers.map((o, i) =>
+      o.subscribe(`natcd.natcd.watch.w${i + 1}.create`, {
+        callback: (_e, m) => {
+          const replica = m.subject.split(".")[3]!
+          creates.set(replica, (creates.get(replica) ?? 0) + 1)
+        }
+      }))
+    await Promise.all(observers.map((o) => o.flush()))
     const n = 20
     const streams = Array.from({ length: n }, (_, i) => {
       const s = openWatch(natcd.endpoints[i % natcd.endpoints.length]!)
@@ -289,7 +293,8 @@ describe("watch guarantees", () => {
       return s
     })
     await Promise.all(streams.map((s) => s.until((r) => r.some((x) => x.created))))
-    sub.unsubscribe()
+    subs.forEach((sub) => sub.unsubscribe())
+    await Promise.all(observers.map((o) => o.close()))
     console.log(`watch scaling: streams per replica ${JSON.stringify(Object.fromEntries(creates))}`)
     expect(creates.size).toBe(2)
     const kv = kvWriter(natcd.endpoints[0]!)

@@ -18,7 +18,9 @@
  * {@link AlarmStore}; while a NOSPACE alarm is active the store behaves as etcd's
  * applierV3Capped: a put, and a txn with a put among the top-level ops of either branch, fail
  * with NoSpace and change nothing; deletes, read-only txns, compactions and alarm requests are
- * applied as usual.
+ * applied as usual. While a CORRUPT alarm is active (raised by the corruption check,
+ * ../corrupt-check.ts) the store behaves as etcd's applierV3Corrupt: everything but alarm
+ * requests and read-only txns fails with Corrupt and changes nothing.
  *
  * Follows etcd server/storage/mvcc/kvstore.go, kvstore_txn.go, kvstore_compaction.go and
  * server/etcdserver/txn.
@@ -218,10 +220,16 @@ export class KvStore {
   }
 
   private applyRequest(tx: BackendWriteTx, req: WriteRequest): ApplyResult {
-    if ("compaction" in req) return this.compact(tx, req.compaction)
     if ("alarm" in req) {
       return { ok: { alarm: this.alarms.apply(tx, req.alarm) }, revision: Revision(this.currentRev), events: [] }
     }
+    // etcd applierV3Corrupt (etcdserver/corrupt.go): while CORRUPT is active, everything that
+    // reaches the applier but alarm requests fails. etcd serves read-only txns without raft, so
+    // they never meet that applier; natcd proposes every txn, so it lets read-only ones through.
+    if (this.alarms.has("CORRUPT") && !("txn" in req && txnIsReadOnly(req.txn))) {
+      return { err: { _tag: "Corrupt" } }
+    }
+    if ("compaction" in req) return this.compact(tx, req.compaction)
     // etcd applierV3Capped: while NOSPACE is active, writes that could grow the store fail.
     if (this.alarms.has("NOSPACE") && ("put" in req || ("txn" in req && txnHasPut(req.txn)))) {
       return { err: { _tag: "NoSpace" } }
@@ -317,6 +325,14 @@ export const unsafeReadEvents = (tx: BackendReadTx, startRev: number, endRev: nu
  */
 export const txnHasPut = (t: TxnRequest): boolean =>
   t.success.some((op) => "requestPut" in op) || t.failure.some((op) => "requestPut" in op)
+
+/**
+ * Whether a txn has only range ops among the top-level ops of both branches: etcd 3.4's
+ * isTxnReadonly (etcdserver/v3_server.go), which serves such a txn without raft. A nested txn
+ * makes it not read-only.
+ */
+export const txnIsReadOnly = (t: TxnRequest): boolean =>
+  t.success.every((op) => "requestRange" in op) && t.failure.every((op) => "requestRange" in op)
 
 /** The smallest byte string above `b`: b followed by a zero byte. */
 const successor = (b: Uint8Array): Uint8Array => {

@@ -1,0 +1,187 @@
+/**
+ * etcd's corruption check, run by each member's mvcc service (etcd 3.4 etcdserver/corrupt.go:
+ * CheckInitialHashKV, monitorKVHash, checkHashKV, getPeerHashKVs). The decisions are pure
+ * (./core/corrupt-check.ts); this shell gathers hashes over NATS, logs what etcd logs, and acts:
+ *
+ * - Initial check (`--experimental-initial-corrupt-check`, off by default as in etcd): before
+ *   the mvcc service serves anything, it hashes its key space at its own revision (the state on
+ *   disk, as etcd does before replaying its WAL) and asks every other member's mvcc service for
+ *   `mvcc.hashkv` at that revision. A mismatch (different hash, same compact revision) makes
+ *   the process exit with "found data inconsistency with peers", as etcd's member refuses to
+ *   start; the supervisor's restarts repeat the check (an operator must repair the member).
+ *   Peers that do not answer (e.g. in their own initial check) are skipped, as in etcd.
+ * - Periodic check (`--experimental-corrupt-check-time`, 0 = off, etcd's default): every
+ *   interval, if this member leads, run etcd's checkHashKV and, on a mismatch, propose
+ *   ACTIVATE CORRUPT for the member named through the member's raft service (as etcd's
+ *   raftRequest with an AlarmRequest). Once applied, every member's store refuses what etcd's
+ *   applierV3Corrupt refuses (./core/store.ts, ./lease-apply.ts).
+ *
+ * Departures from etcd, on purpose:
+ * - etcd's linearizableReadNotify between the two local hashes becomes: read the leader's
+ *   commit index from `raft.status` and wait (bounded) until this member applied it. The check
+ *   runs only on the leader, whose commit index is what a ReadIndex would return once its
+ *   leadership is confirmed; the mvcc service is not a caller of `raft.readindex`.
+ * - Peers are asked in parallel (etcd asks one after another), each with the same timeout.
+ * - Members are listed by the member's raft service (`raft.members`), retried for a bounded
+ *   time at start; etcd reads its own membership store.
+ */
+import * as Effect from "effect/Effect"
+import type { WriteRequest } from "../../shared/kv.ts"
+import { mvccHashKv, raftMembers, raftStatus } from "../../shared/endpoints.ts"
+import { callEndpoint, okOf } from "../runtime/rpc.ts"
+import { runDetached } from "../runtime/process.ts"
+import type { RpcClient } from "../runtime/rpc.ts"
+import type { Applier, ResultBody } from "./apply.ts"
+import type { KvStore } from "./core/store.ts"
+import type { BackendReadTx } from "./core/backend.ts"
+import { type Finding, initialCheck, type LocalHash, type PeerHash, periodicCheck } from "./core/corrupt-check.ts"
+import { hashKv } from "./hash.ts"
+
+/** What the corruption check needs from its process. */
+export interface CorruptCheckContext {
+  readonly rpc: RpcClient
+  readonly store: KvStore
+  readonly read: () => BackendReadTx
+  readonly applier: Pick<Applier, "appliedIndex" | "waitApplied">
+  readonly subjects: {
+    readonly raftStatus: string
+    readonly raftMembers: string
+    /** The `mvcc.hashkv` subject of member `name`. */
+    readonly peerHashKv: (name: string) => string
+  }
+  /** Proposes `request` through the member's raft service and waits for its local result (./compactor.ts proposeLocal). */
+  readonly propose: (request: WriteRequest) => Promise<ResultBody | undefined>
+}
+
+/**
+ * Timeout of one peer's HashKV and of the wait for the local apply, in ms: etcd's ReqTimeout
+ * (5 s + 2 × the 1 s election timeout).
+ */
+export const requestTimeoutMs = 7000
+
+/** How long the initial check waits for the member's raft service to list the members. */
+const membersWaitMs = 15_000
+
+const membersRetryMs = 500
+
+const hex = (id: bigint): string => id.toString(16)
+
+const log = (level: "info" | "warn" | "error", message: string, fields: Record<string, unknown>) =>
+  (level === "info" ? Effect.logInfo(message) : level === "warn" ? Effect.logWarning(message) : Effect.logError(message)).pipe(
+    Effect.annotateLogs(fields)
+  )
+
+const logFinding = (f: Finding) => log("warn", f.message, f.fields)
+
+/** This member's hash at its current revision (etcd kv.HashByRev(0)). */
+export const localHash = (ctx: Pick<CorruptCheckContext, "store" | "read">): LocalHash => {
+  const revision = ctx.store.currentRevision()
+  return { hash: hashKv(ctx.read(), revision), revision, compactRevision: ctx.store.compactRevision() }
+}
+
+/** The member's id and its peers' ids and names, from its raft service. */
+const membersOf = async (ctx: CorruptCheckContext): Promise<{ memberId: bigint; leader: bigint; peers: Array<{ id: bigint; name: string }> }> => {
+  const [status, { members }] = await Promise.all([
+    callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 }),
+    callEndpoint(ctx.rpc, raftMembers, ctx.subjects.raftMembers, {}, { timeoutMs: 2000 })
+  ])
+  const peers = members
+    .filter((m) => m.id !== status.memberId)
+    // An unstarted member has no name yet; its peer URL is http://<name>:2380 (README, Membership).
+    .map((m) => ({ id: m.id, name: m.name !== "" ? m.name : (/^https?:\/\/([A-Za-z0-9_-]{1,64})(:\d+)?\/?$/.exec(m.peerUrls[0] ?? "")?.[1] ?? "") }))
+    .filter((m) => m.name !== "")
+  return { memberId: status.memberId, leader: status.leader, peers }
+}
+
+/** Every peer's HashKV at `revision` (etcd getPeerHashKVs); failures become `err` answers. */
+const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint; name: string }>, revision: number): Promise<PeerHash[]> =>
+  Promise.all(peers.map(async (p): Promise<PeerHash> => {
+    try {
+      const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.peerHashKv(p.name), { revision }, { timeoutMs: requestTimeoutMs }))
+      return { memberId: p.id, ok: { hash: r.hash, compactRevision: r.compactRevision, revision: r.revision } }
+    } catch (e) {
+      const tag = (e as { _tag?: unknown } | null)?._tag
+      if (tag === "FutureRevision" || tag === "Compacted") return { memberId: p.id, err: tag }
+      runDetached(log("warn", "failed hash kv request", { "remote-peer-id": hex(p.id), "requested-revision": revision, error: String(tag ?? e) }))
+      return { memberId: p.id, err: "Unreachable" }
+    }
+  }))
+
+/**
+ * etcd CheckInitialHashKV. Succeeds when no peer disagrees (or the members could not be
+ * listed within {@link membersWaitMs}: logged, the check is skipped); fails with an Error
+ * "<id> found data inconsistency with peers" otherwise. Run before serving.
+ */
+export const runInitialCheck = (ctx: CorruptCheckContext) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + membersWaitMs
+    let members: Awaited<ReturnType<typeof membersOf>> | undefined
+    for (let attempt = 1; members === undefined; attempt++) {
+      members = yield* Effect.promise(() => membersOf(ctx).catch(() => undefined))
+      if (members !== undefined) break
+      if (Date.now() >= deadline) {
+        yield* log("warn", "skipping initial corruption check: the raft service did not list the members", { attempts: attempt, waitedMs: membersWaitMs })
+        return
+      }
+      yield* Effect.sleep(membersRetryMs)
+    }
+    const id = hex(members.memberId)
+    yield* log("info", "starting initial corruption check", { "local-member-id": id, timeout: `${requestTimeoutMs}ms` })
+    const local = localHash(ctx)
+    const peers = yield* Effect.promise(() => peerHashes(ctx, members.peers, local.revision))
+    const verdict = initialCheck(local, peers)
+    for (const f of verdict.findings) yield* logFinding({ ...f, fields: { "local-member-id": id, ...f.fields } })
+    if (!verdict.ok) {
+      yield* log("error", "initial corruption check failed", { "local-member-id": id })
+      return yield* Effect.die(new Error(`${id} found data inconsistency with peers`))
+    }
+    yield* log("info", "initial corruption checking passed; no corruption", { "local-member-id": id, "number-of-peers-checked": verdict.checked })
+  })
+
+/** etcd checkHashKV, run on the leader. Resolves when done; throws when a step failed (logged by the caller). */
+const checkHashKv = async (ctx: CorruptCheckContext, members: Awaited<ReturnType<typeof membersOf>>): Promise<void> => {
+  const before = localHash(ctx)
+  const peers = await peerHashes(ctx, members.peers, before.revision)
+  // etcd linearizableReadNotify: wait until this member applied the leader's commit index.
+  const { commitIndex } = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 })
+  const wait = ctx.applier.waitApplied(commitIndex)
+  if (wait !== undefined) {
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      wait.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), requestTimeoutMs)))
+    ]).finally(() => clearTimeout(timer))
+    if (timedOut) throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${requestTimeoutMs} ms`)
+  }
+  const after = localHash(ctx)
+  const verdict = periodicCheck(members.memberId, before, after, peers)
+  for (const f of verdict.findings) runDetached(logFinding(f))
+  if (verdict.alarm !== undefined) {
+    const memberId = verdict.alarm
+    runDetached(log("warn", "raising the CORRUPT alarm", { "member-id": hex(memberId) }))
+    const r = await ctx.propose({ alarm: { action: "ACTIVATE", memberId, alarm: "CORRUPT" } })
+    if (r === undefined || !("ok" in r)) {
+      runDetached(log("warn", "failed to raise alarm", { "member-id": hex(memberId), error: r === undefined ? "no result before the deadline" : r.err._tag }))
+    }
+  }
+  runDetached(log("info", "finished peer corruption check", { "number-of-peers-checked": verdict.checked }))
+}
+
+/**
+ * etcd monitorKVHash: every `intervalMs`, if this member leads, run the check. Each round is
+ * bounded (HashKV and apply waits: {@link requestTimeoutMs}; the alarm proposal: the
+ * proposer's deadline); a failed round is logged and the next one starts on schedule. Runs
+ * until interrupted.
+ */
+export const runPeriodicCheck = (ctx: CorruptCheckContext, intervalMs: number) =>
+  Effect.gen(function*() {
+    yield* log("info", "enabled corruption checking", { intervalMs })
+    for (;;) {
+      yield* Effect.sleep(intervalMs)
+      const members = yield* Effect.promise(() => membersOf(ctx).catch(() => undefined))
+      if (members === undefined || members.leader === 0n || members.leader !== members.memberId) continue
+      yield* Effect.promise(() =>
+        checkHashKv(ctx, members).catch((e) => runDetached(log("warn", "failed to check hash KV", { error: String(e) })))
+      )
+    }
+  })
