@@ -458,6 +458,15 @@ const render = (endpoint: Endpoint, cluster: string, identity: Identity, party: 
     return "*"
   })
 
+/**
+ * How long after the latest request from an inbox a server may still answer it, in seconds
+ * (nats-server's `allow_responses.expires`). A caller re-sends a request at least every
+ * `retryAfterMs` while it waits, so every call's `retryAfterMs` must stay below this
+ * (services/runtime/rpc.ts refuses one that does not): the longest single wait today is an
+ * mvcc.install of a large snapshot, 600 s.
+ */
+export const replyWindowSeconds = 900
+
 /** What an identity may publish and subscribe to (NATS subject patterns), and why. */
 export interface Permissions {
   readonly publish: ReadonlyArray<string>

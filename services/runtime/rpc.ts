@@ -22,7 +22,7 @@ import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame
 import type { Frame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
-import { subjectOf } from "../../shared/endpoints.ts"
+import { replyWindowSeconds, subjectOf } from "../../shared/endpoints.ts"
 import { checkToken } from "../../shared/subjects.ts"
 import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
 import { endpointLabel, natsHandleDuration, natsMalformed, natsRequestDuration } from "./metrics.ts"
@@ -123,6 +123,10 @@ export class RpcClient {
    */
   call(subject: string, kind: FrameKind, body: unknown, options: CallOptions): Promise<Frame> {
     if (this.closed) return Promise.reject(new Stopped())
+    if ((options.retryAfterMs ?? 0) > replyWindowSeconds * 1000) {
+      // nats-server would refuse the answer to a request older than the reply window.
+      return Promise.reject(new Error(`retryAfterMs ${options.retryAfterMs} exceeds the bus's reply window of ${replyWindowSeconds} s`))
+    }
     const id = this.nextId++
     const traceparent = options.traceparent || currentTraceparent()
     const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })

@@ -20,7 +20,7 @@ import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { credsFileName, permissionsFor, roles } from "../../shared/endpoints.ts"
+import { credsFileName, permissionsFor, replyWindowSeconds, roles } from "../../shared/endpoints.ts"
 import type { Identity } from "../../shared/endpoints.ts"
 
 /** An identity with its seed file and public key. */
@@ -78,18 +78,12 @@ const quote = (s: string): string => JSON.stringify(s)
  * sends all its requests from one inbox, so many replies follow one delivery).
  */
 export const responsesMax = 100_000
-/**
- * Seconds after the latest request from an inbox during which replies to it are allowed; above
- * the longest wait for a reply without a retry (calls re-send at least every second while they
- * wait: services/runtime/rpc.ts).
- */
-export const responsesExpireSeconds = 120
 
 /**
  * nats-server's `authorization` block for `credentials` in `cluster`: one NKey user per
  * identity with the permissions {@link permissionsFor} derives, and `allow_responses` so that a
  * server may answer requests it received (to the requester's inbox: {@link responsesMax},
- * {@link responsesExpireSeconds}) without any publish grant on inboxes. No user without a key exists, so anonymous connections are refused.
+ * shared/endpoints.ts replyWindowSeconds) without any publish grant on inboxes. No user without a key exists, so anonymous connections are refused.
  */
 export const authorizationBlock = (cluster: string, credentials: ReadonlyArray<Credential>): string => {
   const users = credentials.map(({ identity, publicKey }) => {
@@ -99,7 +93,7 @@ export const authorizationBlock = (cluster: string, credentials: ReadonlyArray<C
       `    { nkey: ${quote(publicKey)}, permissions: {`,
       `        publish: { allow: [${p.publish.map(quote).join(", ")}] }`,
       `        subscribe: { allow: [${p.subscribe.map(quote).join(", ")}] }`,
-      `        allow_responses: { max: ${responsesMax}, expires: "${responsesExpireSeconds}s" }`,
+      `        allow_responses: { max: ${responsesMax}, expires: "${replyWindowSeconds}s" }`,
       "    } }"
     ].join("\n")
   })
