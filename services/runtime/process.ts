@@ -153,8 +153,8 @@ export class Nats extends Context.Service<Nats, {
       Effect.gen(function*() {
         const securityOptions = yield* Effect.try(() => natsSecurityOptions(security)).pipe(Effect.orDie)
         const nc = yield* Effect.acquireRelease(
-          Effect.tryPromise(() =>
-            connect({
+          Effect.tryPromise({
+            try: () => connect({
               ...securityOptions,
               servers: servers.split(","),
               name,
@@ -166,8 +166,14 @@ export class Nats extends Context.Service<Nats, {
               // drops out with it (as with its network) rather than wandering to servers the
               // cluster gossips; list several servers in --nats to let a process fail over.
               ignoreClusterUpdates: true
-            })
-          ).pipe(Effect.orDie),
+            }),
+            catch: (e) =>
+              (e as { name?: string }).name === "AuthorizationError"
+                ? new Error(`nats-server refused this process's identity (${identity.role}${identity.name === "" ? "" : "." + identity.name}): ${
+                  security.natsCreds ? `check the key in ${security.natsCreds}` : "pass --nats-creds=<data-dir>/creds/<file>.nk (bin/natcd creds add creates one)"
+                }`, { cause: e })
+                : e
+          }).pipe(Effect.orDie),
           (nc) => Effect.promise(() => nc.drain().catch(() => undefined))
         )
         const instance = randomBytes(8).toString("hex")
