@@ -281,7 +281,10 @@ export const serve = <B>(
           handler({
             body: body.value,
             frame,
-            subject: msg.subject,
+            // Decoded from the message's bytes only when a handler asks (raft.msg does).
+            get subject() {
+              return msg.subject
+            },
             traceparent,
             reply: (replyKind, replyBody) => {
               replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
@@ -359,7 +362,9 @@ export const serveEndpoint = <T extends string, Req, Rep>(
     handler({
       body: req.body,
       frame: req.frame,
-      subject: req.subject,
+      get subject() {
+        return req.subject
+      },
       traceparent: req.traceparent,
       reply: (body) => {
         if (replyKind !== undefined) req.reply(replyKind, body)
