@@ -406,13 +406,19 @@ const TOKEN_RE = /\{([a-z]+)\}/g
 
 /**
  * The subject of `endpoint` for `tokens` (each checked: `[A-Za-z0-9_-]{1,64}`). Throws on a
- * missing or invalid token (a programming or configuration error).
+ * missing or invalid token (a programming or configuration error). With `wildcards`, a token
+ * may be `*` (a server's subscription to every value of a token it does not bind, e.g. raft.msg's
+ * `{from}`).
  */
-export const subjectOf = <T extends string>(endpoint: Endpoint<T>, tokens: { readonly [K in TokensOf<T>]: string }): string =>
+export const subjectOf = <T extends string>(
+  endpoint: Endpoint<T>,
+  tokens: { readonly [K in TokensOf<T>]: string },
+  options: { readonly wildcards?: boolean } = {}
+): string =>
   endpoint.subject.replace(TOKEN_RE, (_, name: string) => {
     const value = (tokens as Record<string, string | undefined>)[name]
     if (value === undefined) throw new Error(`${endpoint.name}: subject token {${name}} missing`)
-    return checkToken(name, value)
+    return options.wildcards === true && value === "*" ? value : checkToken(name, value)
   })
 
 /**

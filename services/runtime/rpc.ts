@@ -23,7 +23,6 @@ import type { Frame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
 import { replyWindowSeconds, subjectOf } from "../../shared/endpoints.ts"
-import { checkToken } from "../../shared/subjects.ts"
 import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
 import { endpointLabel, natsHandleDuration, natsMalformed, natsRequestDuration } from "./metrics.ts"
 import { currentTraceparent, endSpan, runInSpan, spanTraceparent, startSpan } from "./tracing.ts"
@@ -352,11 +351,7 @@ export const serveEndpoint = <T extends string, Req, Rep>(
   handler: (request: EndpointRequest<Req, Rep>) => void,
   options: ServeOptions = {}
 ): { readonly counters: EndpointCounters; readonly stop: () => void } => {
-  const subject = endpoint.subject.replace(/\{([a-z]+)\}/g, (_, name: string) => {
-    const v = (tokens as Record<string, string>)[name]
-    if (v === undefined) throw new Error(`${endpoint.name}: subject token {${name}} missing`)
-    return v === "*" ? v : checkToken(name, v)
-  })
+  const subject = subjectOf(endpoint, tokens, { wildcards: true })
   const replyKind = endpoint.reply?.kind
   return serve(nc, subject, endpoint.kind, endpoint.request, (req) =>
     handler({

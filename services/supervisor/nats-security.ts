@@ -20,6 +20,7 @@ import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { readSeed } from "../runtime/nats-auth.ts"
 import { credsFileName, permissionsFor, replyWindowSeconds, roles } from "../../shared/endpoints.ts"
 import type { Identity } from "../../shared/endpoints.ts"
 
@@ -64,9 +65,7 @@ export const ensureCredentials = (credsDir: string, identities: ReadonlyArray<Id
     } else {
       chmodSync(file, 0o600)
     }
-    const line = readFileSync(file, "utf8").split(/\r?\n/).map((l) => l.trim()).find((l) => l.startsWith("SU"))
-    if (line === undefined) throw new Error(`no NKey user seed in ${file}`)
-    return { identity, file, publicKey: fromSeed(new TextEncoder().encode(line)).getPublicKey() }
+    return { identity, file, publicKey: fromSeed(readSeed(file)).getPublicKey() }
   })
 }
 
