@@ -117,6 +117,16 @@ export class LeaseTtlTooLarge extends Schema.TaggedError<LeaseTtlTooLarge>()("Le
  */
 export class ConcurrencyError extends Schema.TaggedError<ConcurrencyError>()("ConcurrencyError", { message: Schema.String }) {}
 
+/**
+ * A reply larger than the receiving process may hold while putting it together from chunks
+ * (services/runtime/rpc.ts busReassemblyBudget), in bytes; as a gRPC client's "received
+ * message larger than max".
+ */
+export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>()("ReplyTooLarge", {
+  sizeBytes: Schema.Number,
+  maxBytes: Schema.Number
+}) {}
+
 /** A frame that could not be decoded or has an unknown kind or version. */
 export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
   reason: Schema.String
@@ -151,6 +161,7 @@ const errorClasses = [
   LeaseExists,
   LeaseTtlTooLarge,
   ConcurrencyError,
+  ReplyTooLarge,
   MalformedFrame
 ] as const
 
@@ -191,6 +202,7 @@ export type EtcdErrorData =
   | { readonly _tag: "LeaseExists"; readonly leaseId: bigint }
   | { readonly _tag: "LeaseTtlTooLarge"; readonly ttl: number }
   | { readonly _tag: "ConcurrencyError"; readonly message: string }
+  | { readonly _tag: "ReplyTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
 /** Each class by its tag (a class's `identifier` is its tag). */

@@ -502,6 +502,12 @@ export const WatchResponsesBody = Schema.Struct({
   responses: Schema.Array(WatchResponseBody)
 })
 
+/**
+ * A piece of a frame too large for one NATS message (shared/chunks.ts): the `stream` number of
+ * the chunked frame, piece `seq` of `count`, the whole encoding's `size` in bytes, and the bytes.
+ */
+export const ChunkBody = Schema.Struct({ stream: Int, seq: Int, count: Int, size: Int, bytes: Bytes })
+
 /** Frame kinds and their current versions; a receiver rejects other versions. */
 export const FrameKinds = {
   propose: 2,
@@ -570,6 +576,7 @@ export const FrameKinds = {
   health: 1,
   "health.reply": 1,
   "trace.keep": 1,
+  chunk: 1,
   error: 1
 } as const
 export type FrameKind = keyof typeof FrameKinds

@@ -42,6 +42,10 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
   LeaseExists: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: lease already exists" }),
   LeaseTtlTooLarge: () => ({ code: status.OUT_OF_RANGE, details: "etcdserver: too large lease TTL" }),
   ConcurrencyError: (e) => ({ code: status.UNKNOWN, details: e.message }),
+  ReplyTooLarge: (e) => ({
+    code: status.RESOURCE_EXHAUSTED,
+    details: `natcd: a reply of ${e.sizeBytes} bytes exceeds the bus's reassembly budget of ${e.maxBytes} bytes (NATCD_BUS_REASSEMBLY_BYTES)`
+  }),
   MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
 }
 

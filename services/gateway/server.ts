@@ -10,6 +10,8 @@
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
 import { fileURLToPath } from "node:url"
+import protobuf from "protobufjs"
+import { defaultMaxTxnOps } from "../mvcc/core/validate.ts"
 import { toGrpcError } from "./errors.ts"
 import type { Wire } from "./convert.ts"
 import { counter, histogram, latencyBuckets } from "../runtime/metrics.ts"
@@ -127,6 +129,50 @@ const observeCall = (
 
 const protoDir = fileURLToPath(new URL("./proto/", import.meta.url))
 
+/**
+ * The deepest message nesting decoded or encoded, in protobuf message levels (protobufjs's
+ * default is protoc's 100, which a Txn nested 49 deep already exceeds: each level is a RequestOp
+ * holding a TxnRequest). etcd decodes any depth; a valid txn is at most `--max-txn-ops` (128)
+ * deep, since every level spends at least one op of its parent's budget (etcd
+ * checkTxnRequest), so its request and its response fit in 2 × 128 levels plus a few. Deeper
+ * requests are answered "too many operations in txn request", as etcd answers them
+ * ({@link tooDeep}). Set on the one protobufjs instance that @grpc/proto-loader uses.
+ */
+export const maxMessageDepth = 4 * defaultMaxTxnOps
+protobuf.util.recursionLimit = maxMessageDepth
+protobuf.Reader.recursionLimit = maxMessageDepth
+
+/**
+ * Marks a request that nests deeper than {@link maxMessageDepth}: the Txn deserializer returns
+ * it instead of failing, so that the call is answered TooManyOps (as etcd, whose budget check
+ * fails first for any txn this deep) rather than gRPC's "Error deserializing request".
+ */
+export const tooDeep: unique symbol = Symbol("natcd.tooDeep")
+
+/** protobufjs's errors for nesting past its limit ("max depth exceeded", "maximum nesting depth exceeded"), or a stack overflow. */
+const isTooDeepError = (e: unknown): boolean => e instanceof RangeError || (e instanceof Error && /depth exceeded/.test(e.message))
+
+/** Txn's definition with a deserializer that returns {@link tooDeep} for over-deep requests. */
+const withDepthGuard = (service: grpc.ServiceDefinition): grpc.ServiceDefinition => {
+  const txn = (service as Record<string, grpc.MethodDefinition<Wire, Wire>>).Txn
+  if (txn === undefined) return service
+  const decode = txn.requestDeserialize
+  return {
+    ...service,
+    Txn: {
+      ...txn,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes)
+        } catch (e) {
+          if (isTooDeepError(e)) return { [tooDeep]: true } as unknown as Wire
+          throw e
+        }
+      }
+    }
+  }
+}
+
 /** proto-loader options: etcd's field names as written, int64 as decimal strings, enums by name. */
 const loaderOptions: protoLoader.Options = {
   keepCase: true,
@@ -146,6 +192,13 @@ export const loadEtcdServices = () => {
   const definition = protoLoader.loadSync(["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"], loaderOptions)
   const pkg = grpc.loadPackageDefinition(definition) as any
   return { ...pkg.etcdserverpb, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election } as Record<string, { service: grpc.ServiceDefinition }>
+}
+
+/** {@link loadEtcdServices} as the server uses them: Txn with the depth guard. */
+const serverDefinitions = () => {
+  const definitions = loadEtcdServices()
+  const kv = definitions.KV
+  return kv === undefined ? definitions : { ...definitions, KV: { ...kv, service: withDepthGuard(kv.service) } }
 }
 
 /** A unary handler: wire request in, promise of wire response out (rejections are errors). */
@@ -249,7 +302,11 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean, service: st
 
 const unary = (handler: UnaryHandler, service: string, method: string): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   const observed = observeCall(call, service, method, "unary")
-  observed.run(() => handler(call.request)).then(
+  const request = call.request as Wire & { [tooDeep]?: true }
+  const handled = request[tooDeep] === true
+    ? () => Promise.reject({ _tag: "TooManyOps", ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps })
+    : () => handler(request)
+  observed.run(handled).then(
     (response) => {
       observed.finish()
       callback(null, response)
@@ -288,7 +345,7 @@ export const startGrpcServer = async (
   services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
   maxRequestBytes: number
 ): Promise<grpc.Server> => {
-  const definitions = loadEtcdServices()
+  const definitions = serverDefinitions()
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxRequestBytes + 512 * 1024,
     "grpc.max_send_message_length": 2 ** 31 - 1

@@ -29,7 +29,8 @@ import type { WatchCtlReply, WatchEvent, WatchResponseBody, WatchResponsesBody }
 import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint, okOf, publishEndpoint, replyMalformed } from "../runtime/rpc.ts"
+import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed } from "../runtime/rpc.ts"
+import type { Assembled } from "../runtime/rpc.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import type { Wire } from "./convert.ts"
@@ -125,13 +126,22 @@ export const makeWatchHandler = (ctx: WatchContext) => {
   let nextSession = 1
   const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
 
+  // Responses bigger than one NATS message (one revision's events can be any size) come in chunks.
+  const assembler = new FrameAssembler()
   const sub = ctx.nc.subscribe(ctx.responseSubject, {
     callback: (err, msg) => {
       if (err) return
-      const frame = decodeFrame(msg.data)
-      if (isFrameDecodeError(frame) || frame.kind !== gatewayWatch.kind || frame.version !== FrameKinds[gatewayWatch.kind]) {
+      const decoded = decodeFrame(msg.data)
+      const assembled: Assembled = isFrameDecodeError(decoded) ? { _tag: "Malformed", reason: decoded.reason } : assembler.accept(decoded)
+      if (assembled._tag === "Pending") return
+      if (assembled._tag !== "Frame") {
         stats.malformed++
-        return replyMalformed(ctx.nc, msg, isFrameDecodeError(frame) ? frame.reason : `expected ${gatewayWatch.kind} v${FrameKinds[gatewayWatch.kind]}`)
+        return replyMalformed(ctx.nc, msg, assembled.reason)
+      }
+      const frame = assembled.frame
+      if (frame.kind !== gatewayWatch.kind || frame.version !== FrameKinds[gatewayWatch.kind]) {
+        stats.malformed++
+        return replyMalformed(ctx.nc, msg, `expected ${gatewayWatch.kind} v${FrameKinds[gatewayWatch.kind]}`)
       }
       const body = decodeResponses(frame.body)
       if (body._tag === "Failure") {

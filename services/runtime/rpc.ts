@@ -11,16 +11,24 @@
  * The server side ({@link serve}) decodes the frame envelope and the body's schema; a malformed
  * frame gets an `error` frame back when it named a reply subject, and is counted either way. It
  * never throws into the NATS client.
+ *
+ * Frames of any size: a frame (request, reply or publish) whose encoding exceeds one NATS
+ * message travels as `chunk` frames (shared/chunks.ts) and is put back together by the receiver
+ * ({@link FrameAssembler}) before anything else looks at it. Memory for frames being put
+ * together is bounded per process by {@link busReassemblyBudget}; a reply larger than that fails
+ * its call at once with ReplyTooLarge (as a gRPC client's max receive size does).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import type { Histogram } from "prom-client"
-import { MalformedFrame, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
+import { MalformedFrame, ReplyTooLarge, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
+import { Reassembler, splitFrame, wholeFrameBytes } from "../../shared/chunks.ts"
+import type { ReassemblyBudget } from "../../shared/chunks.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import type { Frame } from "../../shared/frame.ts"
-import { FrameKinds } from "../../shared/schema.ts"
+import type { Frame, FrameDecodeError } from "../../shared/frame.ts"
+import { ChunkBody, FrameKinds } from "../../shared/schema.ts"
 import type { FrameKind } from "../../shared/schema.ts"
 import { replyWindowSeconds, subjectOf } from "../../shared/endpoints.ts"
 import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
@@ -57,11 +65,114 @@ const observe = (metric: () => Histogram<"endpoint">, key: string, subject: stri
   child.observe(seconds)
 }
 
+/**
+ * Bytes of chunked frames being put together in this process, across every subscription
+ * (shared/chunks.ts ReassemblyBudget): `NATCD_BUS_REASSEMBLY_BYTES`, default 1 GiB. A single
+ * frame larger than this cannot be received: a reply fails its call with ReplyTooLarge.
+ */
+export const busReassemblyBudget: ReassemblyBudget = {
+  maxBytes: Number(process.env.NATCD_BUS_REASSEMBLY_BYTES ?? "") > 0 ? Number(process.env.NATCD_BUS_REASSEMBLY_BYTES) : 1024 * 1024 * 1024,
+  used: 0
+}
+
+/** A partial chunked frame that received no piece for this many ms is dropped. */
+export const chunkIdleMs = 10_000
+
+/** Partial chunked frames one subscription holds at most. */
+export const maxPartialFramesPerSubscription = 64
+
+/**
+ * Publishes `frame` to `subject`: as one message when it fits, else as chunk frames (same id
+ * and traceparent; shared/chunks.ts), in order, synchronously. Throws what `nc.publish` throws
+ * (a closed connection).
+ */
+export const publishFrame = (
+  nc: NatsConnection,
+  subject: string,
+  frame: Frame,
+  options: { readonly reply?: string; readonly headers?: MsgHdrs } = {}
+): void => publishEncoded(nc, subject, encodeFrame(frame), frame.traceparent, frame.id, options)
+
+/** {@link publishFrame} of a frame already encoded; chunks carry `traceparent` and `id`. */
+const publishEncoded = (
+  nc: NatsConnection,
+  subject: string,
+  encoded: Uint8Array,
+  traceparent: string,
+  id: number,
+  options: { readonly reply?: string; readonly headers?: MsgHdrs }
+): void => {
+  if (encoded.length <= wholeFrameBytes) {
+    nc.publish(subject, encoded, options.reply === undefined && options.headers === undefined ? undefined : options)
+    return
+  }
+  const stream = (Math.random() * 0x1_0000_0000) >>> 0
+  for (const chunk of splitFrame(encoded, stream)) {
+    nc.publish(subject, encodeFrame({ kind: "chunk", version: FrameKinds.chunk, traceparent, id, body: chunk }), options)
+  }
+}
+
+const decodeChunk = Schema.decodeUnknownExit(ChunkBody)
+
+/** What {@link FrameAssembler.accept} made of a frame. */
+export type Assembled =
+  | { readonly _tag: "Frame"; readonly frame: Frame }
+  | { readonly _tag: "Pending" }
+  | { readonly _tag: "Malformed"; readonly reason: string }
+  | { readonly _tag: "TooLarge"; readonly reason: string; readonly sizeBytes: number }
+
+/**
+ * One subscription's receiving side of chunked frames: frames that are not chunks pass through;
+ * chunks are collected per (frame id, stream) until the whole frame is there, within
+ * {@link busReassemblyBudget}, {@link maxPartialFramesPerSubscription} and {@link chunkIdleMs}.
+ */
+export class FrameAssembler {
+  private readonly reassembler = new Reassembler({ budget: busReassemblyBudget, idleMs: chunkIdleMs, maxPartials: maxPartialFramesPerSubscription })
+
+  /** The counters of the underlying reassembler (completed, refused, evicted, duplicates). */
+  get counters() {
+    return this.reassembler.counters
+  }
+
+  /** Passes `frame` through, or takes it as a chunk and returns the whole frame once complete. */
+  accept(frame: Frame): Assembled {
+    if (frame.kind !== "chunk") return { _tag: "Frame", frame }
+    if (frame.version !== FrameKinds.chunk) return { _tag: "Malformed", reason: `unsupported chunk version ${frame.version}` }
+    const body = decodeChunk(frame.body)
+    if (body._tag === "Failure") return { _tag: "Malformed", reason: "bad chunk body" }
+    const outcome = this.reassembler.add(String(frame.id), body.value, performance.now())
+    if (outcome._tag === "Pending") return outcome
+    if (outcome._tag === "Refused") {
+      return outcome.tooLarge ? { _tag: "TooLarge", reason: outcome.reason, sizeBytes: body.value.size } : { _tag: "Malformed", reason: outcome.reason }
+    }
+    const whole: Frame | FrameDecodeError = decodeFrame(outcome.encoded)
+    if (isFrameDecodeError(whole)) return { _tag: "Malformed", reason: `reassembled frame: ${whole.reason}` }
+    if (whole.kind === "chunk") return { _tag: "Malformed", reason: "a chunk inside a chunked frame" }
+    return { _tag: "Frame", frame: whole }
+  }
+
+  /** Drops the partial frames of id `id` (a call that finished). */
+  forget(id: number): void {
+    this.reassembler.forget(String(id))
+  }
+
+  /** Drops every partial frame. */
+  clear(): void {
+    this.reassembler.clear()
+  }
+}
+
 /** Options of one call. */
 export interface CallOptions {
-  /** Give up (RequestTimeout) after this many ms in all. */
+  /**
+   * Give up (RequestTimeout) after this many ms without an answer. While the pieces of a
+   * chunked answer keep arriving, the call waits up to {@link chunkIdleMs} after each one.
+   */
   readonly timeoutMs: number
-  /** First retry after this many ms without a reply; doubles per attempt up to 1000 ms. */
+  /**
+   * First retry after this many ms without a reply; doubles per attempt up to 1000 ms. A request
+   * larger than 2 MB waits longer: 1 ms per 10 kB (time to arrive at 10 MB/s).
+   */
   readonly retryAfterMs?: number
   /** W3C traceparent to carry; "" or absent: the current hop's or request's (tracing.ts currentTraceparent). */
   readonly traceparent?: string
@@ -70,6 +181,8 @@ export interface CallOptions {
 interface Pending {
   resolve: (frame: Frame) => void
   reject: (error: unknown) => void
+  /** A piece of a chunked reply arrived: the answer is on its way, so the retry waits. */
+  progress: () => void
 }
 
 /** Counters for /metrics and tests. */
@@ -92,6 +205,7 @@ export class RpcClient {
   readonly counters: RpcCounters = { sent: 0, retries: 0, timeouts: 0, malformedReplies: 0, strayReplies: 0 }
   private readonly nc: NatsConnection
   private readonly inbox: string
+  private readonly assembler = new FrameAssembler()
 
   constructor(nc: NatsConnection, inbox: string) {
     this.nc = nc
@@ -99,18 +213,31 @@ export class RpcClient {
     nc.subscribe(inbox, {
       callback: (err, msg) => {
         if (err) return
-        const frame = decodeFrame(msg.data)
-        if (isFrameDecodeError(frame)) {
+        const decoded = decodeFrame(msg.data)
+        if (isFrameDecodeError(decoded)) {
           this.counters.malformedReplies++
           return
         }
-        const p = this.pending.get(frame.id)
+        const p = this.pending.get(decoded.id)
         if (p === undefined) {
           this.counters.strayReplies++
           return
         }
-        this.pending.delete(frame.id)
-        p.resolve(frame)
+        const assembled = this.assembler.accept(decoded)
+        switch (assembled._tag) {
+          case "Pending":
+            return p.progress()
+          case "Malformed":
+            this.counters.malformedReplies++
+            return
+          case "TooLarge":
+            this.pending.delete(decoded.id)
+            this.assembler.forget(decoded.id)
+            return p.reject(toErrorData(new ReplyTooLarge({ sizeBytes: assembled.sizeBytes, maxBytes: busReassemblyBudget.maxBytes })))
+          case "Frame":
+            this.pending.delete(decoded.id)
+            p.resolve(assembled.frame)
+        }
       }
     })
   }
@@ -128,26 +255,21 @@ export class RpcClient {
     }
     const id = this.nextId++
     const traceparent = options.traceparent || currentTraceparent()
-    const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })
+    const encoded = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })
     const headers = traceHeaders(traceparent)
     return new Promise<Frame>((resolve, reject) => {
-      let retryMs = options.retryAfterMs ?? 200
+      // A large request is not re-sent before it could have arrived (at 10 MB/s).
+      const sizeFloorMs = encoded.length / 10_000
+      let retryMs = Math.max(options.retryAfterMs ?? 200, sizeFloorMs)
       let timer: ReturnType<typeof setTimeout> | undefined
       const startedAt = performance.now()
-      const deadline = startedAt + options.timeoutMs
+      let deadline = startedAt + options.timeoutMs
       const finish = () => {
         if (timer !== undefined) clearTimeout(timer)
         this.pending.delete(id)
+        this.assembler.forget(id)
       }
-      const send = () => {
-        this.counters.sent++
-        try {
-          this.nc.publish(subject, bytes, headers === undefined ? { reply: this.inbox } : { reply: this.inbox, headers })
-        } catch (e) {
-          finish()
-          reject(new Stopped())
-          return
-        }
+      const arm = () => {
         const left = deadline - performance.now()
         if (left <= 0) {
           timer = setTimeout(onTimeout, 0)
@@ -155,9 +277,20 @@ export class RpcClient {
         }
         timer = setTimeout(left <= retryMs ? onTimeout : onRetry, Math.min(left, retryMs))
       }
+      const send = () => {
+        this.counters.sent++
+        try {
+          publishEncoded(this.nc, subject, encoded, traceparent, id, headers === undefined ? { reply: this.inbox } : { reply: this.inbox, headers })
+        } catch (e) {
+          finish()
+          reject(new Stopped())
+          return
+        }
+        arm()
+      }
       const onRetry = () => {
         this.counters.retries++
-        retryMs = Math.min(retryMs * 2, 1000)
+        retryMs = Math.max(Math.min(retryMs * 2, 1000), sizeFloorMs)
         send()
       }
       const onTimeout = () => {
@@ -174,19 +307,27 @@ export class RpcClient {
         reject: (e) => {
           finish()
           reject(e)
+        },
+        progress: () => {
+          // The timeout bounds the wait for an answer to start; a large one keeps arriving.
+          deadline = Math.max(deadline, performance.now() + chunkIdleMs)
+          if (timer !== undefined) clearTimeout(timer)
+          arm()
         }
       })
       send()
     })
   }
 
-  /** Publishes a frame nobody answers (fire and forget; at-most-once). */
+  /**
+   * Publishes a frame nobody answers (fire and forget; at-most-once). A frame too large for one
+   * message goes as chunks under a fresh id (the receiver's key for putting it together).
+   */
   publish(subject: string, kind: FrameKind, body: unknown, traceparent = ""): void {
     if (this.closed) return
     const headers = traceHeaders(traceparent)
-    const bytes = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id: 0, body })
-    if (headers === undefined) this.nc.publish(subject, bytes)
-    else this.nc.publish(subject, bytes, { headers })
+    const encoded = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id: 0, body })
+    publishEncoded(this.nc, subject, encoded, traceparent, encoded.length > wholeFrameBytes ? this.nextId++ : 0, headers === undefined ? {} : { headers })
   }
 
   /** Fails every waiting call with {@link Stopped}; later calls fail at once. */
@@ -194,6 +335,7 @@ export class RpcClient {
     this.closed = true
     for (const p of this.pending.values()) p.reject(new Stopped())
     this.pending.clear()
+    this.assembler.clear()
   }
 }
 
@@ -252,6 +394,8 @@ export const serve = <B>(
 ): { readonly counters: EndpointCounters; readonly stop: () => void } => {
   const counters: EndpointCounters = { handled: 0, malformed: 0 }
   const decode = Schema.decodeUnknownExit(schema)
+  const assembler = new FrameAssembler()
+  const inTransit = new AnswersInTransit()
   const sub = nc.subscribe(subject, {
     ...(options.queue === undefined ? {} : { queue: options.queue }),
     callback: (err, msg) => {
@@ -262,18 +406,24 @@ export const serve = <B>(
         options.onMalformed?.(reason, counters.malformed)
         replyTo(nc, msg, 0, "error", { err: toErrorData(new MalformedFrame({ reason })) }, "")
       }
-      const frame = decodeFrame(msg.data)
-      if (isFrameDecodeError(frame)) return malformed(frame.reason)
+      const decoded = decodeFrame(msg.data)
+      if (isFrameDecodeError(decoded)) return malformed(decoded.reason)
+      const assembled = assembler.accept(decoded)
+      if (assembled._tag === "Pending") return
+      if (assembled._tag !== "Frame") return malformed(assembled.reason)
+      const frame = assembled.frame
       if (frame.kind !== kind) return malformed(`expected kind ${kind}, got ${JSON.stringify(frame.kind)}`)
       if (frame.version !== FrameKinds[kind]) return malformed(`unsupported ${kind} version ${frame.version}`)
       const body = decode(frame.body)
       if (body._tag === "Failure") return malformed(`bad ${kind} body: ${String(body.cause).slice(0, 200)}`)
+      const waited = msg.reply !== undefined && msg.reply !== ""
+      const answerKey = waited ? `${msg.reply} ${frame.id}` : ""
+      if (waited && inTransit.inTransit(answerKey, performance.now())) return
       counters.handled++
       // The hop span: ends at the reply, or when the handler returns if nobody waits for one.
       const receivedAt = performance.now()
       const span = startSpan(kind, messageTraceparent(frame, msg))
       const traceparent = spanTraceparent(span)
-      const waited = msg.reply !== undefined && msg.reply !== ""
       let replied = false
       try {
         runInSpan(span, () =>
@@ -286,7 +436,8 @@ export const serve = <B>(
             },
             traceparent,
             reply: (replyKind, replyBody) => {
-              replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
+              const bytes = replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
+              if (waited) inTransit.answered(answerKey, bytes, performance.now())
               if (replied) return
               replied = true
               observe(natsHandleDuration, `<${subject}`, subject, (performance.now() - receivedAt) / 1000)
@@ -302,24 +453,77 @@ export const serve = <B>(
       if (!waited) endSpan(span)
     }
   })
-  return { counters, stop: () => sub.unsubscribe() }
+  return {
+    counters,
+    stop: () => {
+      sub.unsubscribe()
+      assembler.clear()
+    }
+  }
 }
 
 /**
  * Answers `msg` with an `error` frame carrying MalformedFrame (`reason`) when it named a reply
  * subject; for subscribers that decode frames themselves, as {@link serve} does for its own.
  */
-export const replyMalformed = (nc: NatsConnection, msg: Msg, reason: string): void =>
+export const replyMalformed = (nc: NatsConnection, msg: Msg, reason: string): void => {
   replyTo(nc, msg, 0, "error", { err: toErrorData(new MalformedFrame({ reason })) }, "")
+}
 
-const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body: unknown, traceparent: string) => {
-  if (msg.reply === undefined || msg.reply === "") return
+/**
+ * Sends a reply (chunked when large). A reply that cannot be encoded fails the call at once
+ * with an `error` frame saying why; one lost to a closing connection is left to the caller's
+ * retry or timeout.
+ */
+const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body: unknown, traceparent: string): number => {
+  if (msg.reply === undefined || msg.reply === "") return 0
   try {
-    nc.publish(msg.reply, encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body }))
-  } catch {
-    // The connection is closing; the caller's retry or timeout handles the lost reply.
+    const encoded = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })
+    publishEncoded(nc, msg.reply, encoded, traceparent, id, {})
+    return encoded.length
+  } catch (e) {
+    if (nc.isClosed() || kind === "error") return 0
+    try {
+      const reason = `reply ${kind} could not be sent: ${(e as Error)?.message ?? String(e)}`
+      publishFrame(nc, msg.reply, { kind: "error", version: FrameKinds.error, traceparent, id, body: { err: toErrorData(new MalformedFrame({ reason })) } })
+    } catch {
+      // The connection is closing.
+    }
+    return 0
   }
 }
+
+/**
+ * Requests answered with a chunked reply that may still be on its way, by reply subject and
+ * frame id, with the time (ms) until which a retry of the same request is not served again:
+ * the caller's retry timer can fire while a large answer is being computed or travelling, and
+ * answering it again would only send the same hundreds of MiB once more. Bounded: at most
+ * {@link maxAnswersInTransit} entries, the oldest dropped first.
+ */
+class AnswersInTransit {
+  private readonly until = new Map<string, number>()
+
+  /** Records that `key` was answered with `bytes` at `nowMs`. */
+  answered(key: string, bytes: number, nowMs: number): void {
+    if (bytes <= wholeFrameBytes) return
+    this.until.delete(key)
+    if (this.until.size >= maxAnswersInTransit) this.until.delete(this.until.keys().next().value!)
+    // Time to arrive at 10 MB/s, plus a second.
+    this.until.set(key, nowMs + 1000 + bytes / 10_000)
+  }
+
+  /** True when `key` was answered with a chunked reply that is still on its way at `nowMs`. */
+  inTransit(key: string, nowMs: number): boolean {
+    const t = this.until.get(key)
+    if (t === undefined) return false
+    if (t >= nowMs) return true
+    this.until.delete(key)
+    return false
+  }
+}
+
+/** Entries an endpoint keeps of chunked replies in transit (see AnswersInTransit). */
+export const maxAnswersInTransit = 256
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints as declared in shared/endpoints.ts: typed serve, call and publish.

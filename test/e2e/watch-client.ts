@@ -59,6 +59,9 @@ export interface WatchStream {
   readonly ended: () => boolean
 }
 
+/** etcd's Go client receives messages of any size (clientv3 MaxCallRecvMsgSize = math.MaxInt32); so do these. */
+export const unlimitedReceive: grpc.ClientOptions = { "grpc.max_receive_message_length": -1 }
+
 const services = () => loadEtcdServices() as unknown as Record<string, grpc.ServiceClientConstructor>
 
 const str = (b: unknown): string => (b instanceof Uint8Array ? Buffer.from(b).toString("latin1") : "")
@@ -78,7 +81,7 @@ export const prefixEnd = (p: string): string => {
 
 /** Opens a Watch stream to `endpoint` (host:port). */
 export const openWatch = (endpoint: string): WatchStream => {
-  const client = new (services().Watch!)(endpoint, grpc.credentials.createInsecure()) as any
+  const client = new (services().Watch!)(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
   const call = client.Watch() as grpc.ClientDuplexStream<any, any>
   const responses: SeenResponse[] = []
   let ended = false
@@ -144,7 +147,7 @@ export const openWatch = (endpoint: string): WatchStream => {
 
 /** Promise-returning Txn/Put/DeleteRange/Compact on one channel, for driving writes in tests. */
 export const kvWriter = (endpoint: string) => {
-  const client = new (services().KV!)(endpoint, grpc.credentials.createInsecure()) as any
+  const client = new (services().KV!)(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
   const call = <R>(method: string, request: unknown, timeoutMs = 10_000) =>
     new Promise<R>((resolve, reject) =>
       client[method](request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: R) => (err ? reject(err) : resolve(res)))
