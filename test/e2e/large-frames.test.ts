@@ -3,8 +3,8 @@
  * (8 MiB) cross the bus in chunks, compared with the reference etcd 3.4 from the same empty
  * store (so revisions line up):
  * - 12 values of 1 MiB deleted in one revision reach two watchers (one with prev_kv, 24 MiB in
- *   one WatchResponse), and a put after it reaches a third watcher; `etcdctl get --prefix` of
- *   the 12 MiB before the delete;
+ *   one WatchResponse) and a watcher that asked for fragments (etcd's fragmenting), and a put
+ *   after it reaches a fourth watcher; `etcdctl get --prefix` of the 12 MiB before the delete;
  * - 9000 keys of 1 KiB deleted in one revision (DeleteRange with prev_kv: a 9 MiB result; the
  *   watcher on the prefix gets all 9000 events in one response), then a watch on another key
  *   still works;
@@ -76,11 +76,14 @@ describe("frames larger than one NATS message, as etcd", () => {
     const get = await etcdctl(endpoint, ["get", "--prefix", "big/"])
     const plain = openWatch(endpoint)
     const withPrev = openWatch(endpoint)
+    const fragmented = openWatch(endpoint)
     plain.create({ key: "big/", rangeEnd: prefixEnd("big/") })
     withPrev.create({ key: "big/", rangeEnd: prefixEnd("big/"), prevKv: true })
-    await Promise.all([untilCreated(plain, 1), untilCreated(withPrev, 1)])
+    fragmented.create({ key: "big/", rangeEnd: prefixEnd("big/"), prevKv: true, fragment: true })
+    await Promise.all([untilCreated(plain, 1), untilCreated(withPrev, 1), untilCreated(fragmented, 1)])
     const del = await c.delPrefix("big/", false)
     await Promise.all([plain, withPrev].map((w) => w.until((rs) => rs.some((r) => r.events.length > 0), 30_000)))
+    await fragmented.until((rs) => rs.reduce((n, r) => n + r.events.length, 0) >= 12, 30_000)
     // A watcher created after the big revision still hears later writes.
     const third = openWatch(endpoint)
     third.create({ key: "after" })
@@ -92,14 +95,15 @@ describe("frames larger than one NATS message, as etcd", () => {
       deleted: del.deleted,
       plain: summary(plain.responses),
       withPrev: summary(withPrev.responses),
+      fragmented: summary(fragmented.responses),
       third: summary(third.responses)
     }
-    for (const w of [plain, withPrev, third]) w.close()
+    for (const w of [plain, withPrev, fragmented, third]) w.close()
     c.close()
     return out
   }
 
-  it("12 values of 1 MiB deleted in one revision reach a plain and a prev_kv watcher; a later put reaches a third", async () => {
+  it("12 values of 1 MiB deleted in one revision reach a plain, a prev_kv and a fragmenting watcher as in etcd; a later put reaches a fourth", async () => {
     const etcd = await bigDelete(pair.etcd.endpoint)
     const natcd = await bigDelete(pair.natcd.endpoints[0]!)
     expect(etcd.get.bytes).toBeGreaterThan(12 * MiB)
