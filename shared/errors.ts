@@ -127,6 +127,13 @@ export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>()("ReplyToo
   maxBytes: Schema.Number
 }) {}
 
+/**
+ * A proposal that could not even be handed to a leader before its deadline, because the member
+ * had none: etcd returns its context's error there (raft's node.Propose blocks while there is
+ * no leader), which its clients see as gRPC Unknown "context deadline exceeded".
+ */
+export class ContextDeadlineExceeded extends Schema.TaggedError<ContextDeadlineExceeded>()("ContextDeadlineExceeded", {}) {}
+
 /** A frame that could not be decoded or has an unknown kind or version. */
 export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
   reason: Schema.String
@@ -162,6 +169,7 @@ const errorClasses = [
   LeaseTtlTooLarge,
   ConcurrencyError,
   ReplyTooLarge,
+  ContextDeadlineExceeded,
   MalformedFrame
 ] as const
 
@@ -203,6 +211,7 @@ export type EtcdErrorData =
   | { readonly _tag: "LeaseTtlTooLarge"; readonly ttl: number }
   | { readonly _tag: "ConcurrencyError"; readonly message: string }
   | { readonly _tag: "ReplyTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
+  | { readonly _tag: "ContextDeadlineExceeded" }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
 /** Each class by its tag (a class's `identifier` is its tag). */

@@ -46,6 +46,7 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
     code: status.RESOURCE_EXHAUSTED,
     details: `natcd: a reply of ${e.sizeBytes} bytes exceeds the bus's reassembly budget of ${e.maxBytes} bytes (NATCD_BUS_REASSEMBLY_BYTES)`
   }),
+  ContextDeadlineExceeded: () => ({ code: status.UNKNOWN, details: "context deadline exceeded" }),
   MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
 }
 
@@ -59,4 +60,16 @@ export const toGrpcError = (error: unknown): GrpcError => {
     return (grpcErrorTable as Record<string, (e: unknown) => GrpcError>)[tag]!(error)
   }
   return { code: status.INTERNAL, details: `natcd: internal error: ${(error as Error)?.message ?? String(error)}` }
+}
+
+/**
+ * An error as etcd's v3lock and v3election servers return it: they reach the KV and Lease
+ * services through an embedded clientv3, which turns etcd's status errors into plain Go errors,
+ * so their clients get gRPC Unknown with etcd's message (e.g. "etcdserver: requested lease not
+ * found" with code Unknown, not NotFound). Other errors (defects) pass unchanged.
+ */
+export const asEmbeddedClientError = (error: unknown): unknown => {
+  const tag = (error as { _tag?: unknown } | null)?._tag
+  if (typeof tag !== "string" || !(tag in grpcErrorTable) || tag === "ConcurrencyError") return error
+  return { _tag: "ConcurrencyError", message: toGrpcError(error).details }
 }

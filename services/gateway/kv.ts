@@ -41,6 +41,8 @@ export interface KvContext {
   readonly statusErrors?: (traceparent: string) => Promise<ReadonlyArray<string>>
   /** The backend quota check of Put and Txn (./maintenance.ts); rejects with NoSpace. */
   readonly checkQuota?: (request: Kv.WriteRequest, traceparent: string) => Promise<void>
+  /** Told whether the member has a leader whenever Status learns it (./leader.ts LeaderMonitor.observe). */
+  readonly leaderSeen?: (hasLeader: boolean) => void
   /** What is wrong with the member's services (./health.ts); etcdctl's health probe fails while non-empty. */
   readonly memberProblems?: () => ReadonlyArray<string>
 }
@@ -131,6 +133,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
           callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.mvccStatus, {}, { timeoutMs: ctx.requestTimeoutMs, traceparent: tp }),
           ctx.statusErrors?.(tp) ?? Promise.resolve([])
         ])
+        ctx.leaderSeen?.(raft.leader !== 0n)
         return {
           header: Convert.headerToWire({
             clusterId: raft.clusterId,
@@ -144,7 +147,8 @@ export const makeKvHandlers = (ctx: KvContext) => {
           raftIndex: raft.commitIndex,
           raftTerm: raft.term,
           raftAppliedIndex: mvcc.appliedIndex,
-          errors,
+          // etcd's Status lists a missing leader first, then the alarms.
+          errors: raft.leader === 0n ? ["etcdserver: no leader", ...errors] : errors,
           dbSizeInUse: mvcc.dbSizeInUseBytes,
           isLearner: raft.isLearner
         }

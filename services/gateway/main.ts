@@ -32,6 +32,8 @@ import { minLeaseTtlSec } from "../lease/core/lessor.ts"
 import { abortable, bidiStream, startGrpcServer } from "./server.ts"
 import { makeWatchHandler } from "./watch.ts"
 import { checkMemberReady, MemberHealth } from "./health.ts"
+import { LeaderMonitor } from "./leader.ts"
+import { asEmbeddedClientError } from "./errors.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { onSlowRoot } from "../runtime/tracing.ts"
@@ -55,6 +57,9 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     )
     .addOption(new Option("--election-timeout <ms>", "raft election timeout; sets the minimum lease TTL, ceil(1.5 x it)").env("NATCD_ELECTION_TIMEOUT").argParser(positiveInt).default(1000))
 )
+
+/** How often the gateway asks its raft service whether the member has a leader, ms (./leader.ts). */
+const leaderPollMs = 100
 
 const GatewayLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -110,7 +115,13 @@ const GatewayLive = Layer.effectDiscard(
       rangeSubject: subjectOf(mvccRange, at),
       requestTimeoutMs: flags.requestTimeoutMs
     })
+    // etcd's require-leader requests (./leader.ts).
+    const leader = yield* Effect.acquireRelease(
+      Effect.sync(() => new LeaderMonitor(rpc, { raftStatusSubject, electionTimeoutMs: flags.electionTimeout, pollMs: leaderPollMs })),
+      (m) => Effect.sync(() => m.stop())
+    )
     const handlers = makeKvHandlers({
+      leaderSeen: (hasLeader) => leader.observe(hasLeader),
       memberProblems: () => memberHealth.problems(),
       checkQuota: maintenance.checkQuota,
       statusErrors: maintenance.statusErrors,
@@ -184,6 +195,11 @@ const GatewayLive = Layer.effectDiscard(
       identity: handlers.identity,
       checkQuota: maintenance.checkQuota
     })
+    // Lock and Election answer etcd's errors as its embedded client does (./errors.ts asEmbeddedClientError).
+    const viaClient = <A extends ReadonlyArray<any>, R>(f: (...args: A) => Promise<R>) => (...args: A): Promise<R> =>
+      f(...args).catch((e: unknown) => {
+        throw asEmbeddedClientError(e)
+      })
     const lock = makeLockHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
     const election = makeElectionHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
     const url = new URL(flags.listenClientUrls.split(",")[0]!)
@@ -199,13 +215,13 @@ const GatewayLive = Layer.effectDiscard(
             LeaseTimeToLive: lease.LeaseTimeToLive,
             LeaseLeases: lease.LeaseLeases
           },
-          Lock: { Lock: abortable(lock.Lock), Unlock: lock.Unlock },
+          Lock: { Lock: abortable(viaClient(lock.Lock)), Unlock: viaClient(lock.Unlock) },
           Election: {
-            Campaign: abortable(election.Campaign),
-            Proclaim: election.Proclaim,
-            Leader: election.Leader,
-            Observe: abortable(election.Observe),
-            Resign: election.Resign
+            Campaign: abortable(viaClient(election.Campaign)),
+            Proclaim: viaClient(election.Proclaim),
+            Leader: viaClient(election.Leader),
+            Observe: abortable(viaClient(election.Observe)),
+            Resign: viaClient(election.Resign)
           },
           Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
           Maintenance: {
@@ -217,7 +233,7 @@ const GatewayLive = Layer.effectDiscard(
             Snapshot: backendMaintenance.Snapshot
           },
           Watch: { Watch: bidiStream(watch.Watch) }
-        }, flags.maxRequestBytes)
+        }, flags.maxRequestBytes, leader)
       ).pipe(Effect.orDie),
       // Unary calls in flight get up to 2 s to finish; then long-lived streams (Watch,
       // LeaseKeepAlive, Observe) are cut, as etcd's shutdown does, so that clients reconnect

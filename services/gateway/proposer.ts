@@ -153,7 +153,8 @@ export class Proposer {
   /**
    * Proposes `request` and resolves with its outcome once applied by this member. Rejects
    * with error data: RequestTooLarge (before proposing), any error the apply returned (e.g.
-   * Compacted, KeyNotFound), NoLeader or RequestTimeout at the deadline.
+   * Compacted, KeyNotFound), at the deadline ContextDeadlineExceeded when there was no leader to
+   * take it (as etcd) or RequestTimeout.
    */
   async propose(request: WriteRequest | LeaseWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
     // Callers without a traceparent (lease, lock, election handlers) are traced by their request context.
@@ -199,6 +200,8 @@ export class Proposer {
       }
       if (settled) return await result
       this.counters.failed++
+      // Never handed to a leader: etcd's raft blocks the proposal until the context ends.
+      if (lastError._tag === "NoLeader") throw { _tag: "ContextDeadlineExceeded" } satisfies EtcdErrorData
       throw lastError
     } finally {
       this.waiters.delete(requestId)

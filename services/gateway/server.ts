@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url"
 import protobuf from "protobufjs"
 import { defaultMaxTxnOps } from "../mvcc/core/validate.ts"
 import { toGrpcError } from "./errors.ts"
+import { requireLeaderKey, requireLeaderValue } from "./leader.ts"
 import type { Wire } from "./convert.ts"
 import { counter, histogram, latencyBuckets } from "../runtime/metrics.ts"
 import { endSpan, requestContext, spanTraceparent, startRootSpan } from "../runtime/tracing.ts"
@@ -201,6 +202,43 @@ const serverDefinitions = () => {
   return kv === undefined ? definitions : { ...definitions, KV: { ...kv, service: withDepthGuard(kv.service) } }
 }
 
+/**
+ * What the server needs to honour etcd's require-leader metadata (./leader.ts LeaderMonitor):
+ * whether the member has a leader now, and a way to have a stream cancelled when the leader
+ * stays lost.
+ */
+export interface LeaderGate {
+  hasLeader(): boolean
+  watchStream(cancel: () => void): () => void
+}
+
+const noLeader = toGrpcError({ _tag: "NoLeader" })
+
+/** True when a call carries etcd's `hasleader` metadata (clientv3.WithRequireLeader). */
+const requiresLeader = (call: { readonly metadata: grpc.Metadata }): boolean => call.metadata.get(requireLeaderKey)[0] === requireLeaderValue
+
+/** An error object that grpc-js ends a stream with, carrying code and details. */
+const streamError = (e: { readonly code: grpc.status; readonly details: string }) => Object.assign(new Error(e.details), { code: e.code, details: e.details })
+
+/**
+ * For a streaming call with the require-leader metadata: false (and the call ended "etcdserver:
+ * no leader") when the member has no leader now; otherwise true, with the call registered to be
+ * ended that way once the leader stays lost (etcd's stream interceptor and monitorLeader).
+ */
+const admitStream = (gate: LeaderGate | undefined, call: grpc.ServerWritableStream<Wire, Wire> | grpc.ServerDuplexStream<Wire, Wire>): boolean => {
+  if (gate === undefined || !requiresLeader(call)) return true
+  // grpc-js turns an 'error' event into the call's status and ends the call (destroy would not send it).
+  if (!gate.hasLeader()) {
+    call.emit("error", streamError(noLeader))
+    return false
+  }
+  const unregister = gate.watchStream(() => call.emit("error", streamError(noLeader)))
+  call.once("close", unregister)
+  call.once("cancelled", unregister)
+  call.once("error", unregister)
+  return true
+}
+
 /** A unary handler: wire request in, promise of wire response out (rejections are errors). */
 export type UnaryHandler = (request: Wire) => Promise<Wire>
 
@@ -217,7 +255,8 @@ export interface ServerStreamHandler {
 /** Marks `handle` as a server-streaming method. */
 export const serverStream = (handle: ServerStreamHandler["handle"]): ServerStreamHandler => ({ kind: "serverStream", handle })
 
-const streaming = (handler: ServerStreamHandler, service: string, method: string): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+const streaming = (handler: ServerStreamHandler, service: string, method: string, gate: LeaderGate | undefined): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+  if (!admitStream(gate, call)) return
   const observed = observeCall(call, service, method, "server_stream")
   const write = (response: Wire) =>
     new Promise<void>((resolve) => {
@@ -265,8 +304,13 @@ export interface AbortableHandler {
 /** Marks `handle` as an {@link AbortableHandler}. */
 export const abortable = (handle: AbortableHandler["handle"]): AbortableHandler => ({ kind: "abortable", handle })
 
-const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string) =>
+const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string, gate: LeaderGate | undefined) =>
   (call: grpc.ServerUnaryCall<Wire, Wire> | grpc.ServerWritableStream<Wire, Wire>, callback?: grpc.sendUnaryData<Wire>) => {
+    if (streamed && !admitStream(gate, call as grpc.ServerWritableStream<Wire, Wire>)) return
+    if (!streamed && gate !== undefined && requiresLeader(call) && !gate.hasLeader()) {
+      callback!({ code: noLeader.code, details: noLeader.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
+      return
+    }
     const observed = observeCall(call, service, method, streamed ? "server_stream" : "unary")
     const controller = new AbortController()
     call.on("cancelled", () => controller.abort())
@@ -300,10 +344,12 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean, service: st
     }, fail)
   }
 
-const unary = (handler: UnaryHandler, service: string, method: string): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
+const unary = (handler: UnaryHandler, service: string, method: string, gate: LeaderGate | undefined): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   const observed = observeCall(call, service, method, "unary")
   const request = call.request as Wire & { [tooDeep]?: true }
-  const handled = request[tooDeep] === true
+  const handled = gate !== undefined && requiresLeader(call) && !gate.hasLeader()
+    ? () => Promise.reject({ _tag: "NoLeader" })
+    : request[tooDeep] === true
     ? () => Promise.reject({ _tag: "TooManyOps", ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps })
     : () => handler(request)
   observed.run(handled).then(
@@ -320,7 +366,8 @@ const unary = (handler: UnaryHandler, service: string, method: string): grpc.han
 }
 
 /** A bidi handler counted in grpc_server_started_total / handled_total (no trace: a stream is many requests). */
-const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string, gate: LeaderGate | undefined) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+  if (!admitStream(gate, call)) return
   const metrics = callMetrics("bidi_stream", service, method)
   metrics.started.inc()
   let counted = false
@@ -337,13 +384,16 @@ const countedBidi = (handle: BidiStreamHandler["handle"], service: string, metho
 
 /**
  * Starts a gRPC server on `address` (host:port) serving `services`: a map from etcd service name
- * (KV, Maintenance, ...) to method handlers. Resolves with the server once bound; rejects when
- * the address cannot be bound.
+ * (KV, Maintenance, ...) to method handlers. With `leader`, calls carrying etcd's `hasleader`
+ * metadata are refused "etcdserver: no leader" while the member has none, and such streams are
+ * ended that way when the leader stays lost (./leader.ts). Resolves with the server once bound;
+ * rejects when the address cannot be bound.
  */
 export const startGrpcServer = async (
   address: string,
   services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
-  maxRequestBytes: number
+  maxRequestBytes: number,
+  leader?: LeaderGate
 ): Promise<grpc.Server> => {
   const definitions = serverDefinitions()
   const server = new grpc.Server({
@@ -357,14 +407,14 @@ export const startGrpcServer = async (
     for (const [method, handler] of Object.entries(methods)) {
       if (typeof handler !== "function" && handler.kind === "abortable") {
         const streamed = (def.service as Record<string, { responseStream?: boolean }>)[method]?.responseStream === true
-        impl[method] = abortableCall(handler, streamed, name, method) as grpc.UntypedHandleCall
+        impl[method] = abortableCall(handler, streamed, name, method, leader) as grpc.UntypedHandleCall
         continue
       }
       impl[method] = typeof handler === "function"
-        ? unary(handler, name, method)
+        ? unary(handler, name, method, leader)
         : handler.kind === "bidi"
-        ? countedBidi(handler.handle, name, method)
-        : streaming(handler, name, method)
+        ? countedBidi(handler.handle, name, method, leader)
+        : streaming(handler, name, method, leader)
     }
     server.addService(def.service, impl)
   }

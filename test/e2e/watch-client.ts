@@ -57,6 +57,8 @@ export interface WatchStream {
   /** Cancels the stream (as a client closing its watch context). */
   close(): void
   readonly ended: () => boolean
+  /** The status the stream ended with ("UNAVAILABLE etcdserver: no leader"), if it ended in error. */
+  readonly error: () => string | undefined
 }
 
 /** etcd's Go client receives messages of any size (clientv3 MaxCallRecvMsgSize = math.MaxInt32); so do these. */
@@ -79,12 +81,18 @@ export const prefixEnd = (p: string): string => {
   return "\0"
 }
 
-/** Opens a Watch stream to `endpoint` (host:port). */
-export const openWatch = (endpoint: string): WatchStream => {
+/**
+ * Opens a Watch stream to `endpoint` (host:port). `requireLeader` sends etcd's `hasleader`
+ * metadata (clientv3.WithRequireLeader).
+ */
+export const openWatch = (endpoint: string, options: { readonly requireLeader?: boolean } = {}): WatchStream => {
   const client = new (services().Watch!)(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
-  const call = client.Watch() as grpc.ClientDuplexStream<any, any>
+  const metadata = new grpc.Metadata()
+  if (options.requireLeader === true) metadata.set("hasleader", "true")
+  const call = client.Watch(metadata) as grpc.ClientDuplexStream<any, any>
   const responses: SeenResponse[] = []
   let ended = false
+  let error: string | undefined
   call.on("data", (r: any) => {
     responses.push({
       watchId: Number(r.watch_id),
@@ -109,7 +117,10 @@ export const openWatch = (endpoint: string): WatchStream => {
   const end = () => {
     ended = true
   }
-  call.on("error", end)
+  call.on("error", (e: grpc.ServiceError) => {
+    error = `${grpc.status[e.code]} ${e.details}`
+    end()
+  })
   call.on("end", end)
   return {
     responses,
@@ -141,7 +152,8 @@ export const openWatch = (endpoint: string): WatchStream => {
       call.cancel()
       client.close()
     },
-    ended: () => ended
+    ended: () => ended,
+    error: () => error
   }
 }
 
