@@ -99,12 +99,32 @@ export interface ApplierIo {
   readonly onBatchApplied?: (term: number) => void
 }
 
+/**
+ * An apply that failed part-way: the backend undid the batch's buffered writes, but the key
+ * index, the lease table, the applied index and the buffered events may already hold some of
+ * it. The only safe continuation is etcd's: stop the process (etcd panics) and start again from
+ * the consistent index on disk, re-applying the committed entries from raft.
+ */
+export class ApplyFailed extends Error {
+  readonly index: number
+  constructor(index: number, cause: unknown) {
+    super(`apply of entry ${index} failed: ${(cause as Error)?.message ?? String(cause)}`)
+    this.name = "ApplyFailed"
+    this.index = index
+  }
+}
+
 /** Batching settings of an {@link Applier}. */
 export interface ApplierOptions {
   /** Commit once this many writes are buffered (etcd --backend-batch-limit, 10000). */
   readonly batchLimit: number
   /** Commit at most this many ms after the first buffered write (etcd --backend-batch-interval, 100 ms). */
   readonly batchIntervalMs: number
+  /**
+   * Test builds only: true for an entry index whose apply must fail (after its writes began),
+   * to show that a failed apply stops the process and loses nothing. Absent in production.
+   */
+  readonly injectFailure?: (index: number) => boolean
 }
 
 /**
@@ -162,7 +182,11 @@ export class Applier {
     this.store = store
     this.member = member
     this.io = io
-    this.options = { batchLimit: options?.batchLimit ?? defaultBatchLimit, batchIntervalMs: options?.batchIntervalMs ?? defaultBatchIntervalMs }
+    this.options = {
+      batchLimit: options?.batchLimit ?? defaultBatchLimit,
+      batchIntervalMs: options?.batchIntervalMs ?? defaultBatchIntervalMs,
+      ...(options?.injectFailure === undefined ? {} : { injectFailure: options.injectFailure })
+    }
     this.applied = store.consistentIndex()
     const t = backend.read.get("meta", metaTermKey)
     this.term = t === undefined ? 0 : decodeUint64(t)
@@ -285,21 +309,32 @@ export class Applier {
     }
   }
 
+  /**
+   * Applies `entries` in one write of the backend. Throws {@link ApplyFailed} when an entry's
+   * apply throws: the process must stop (see ApplyFailed); nothing of the batch is published.
+   */
   private applyEntries(entries: ReadonlyArray<Entry>, term: number): void {
     const toSend: Array<Outgoing> = []
-    this.backend.write((tx) => {
-      for (const entry of entries) {
-        if (entry.index !== this.applied + 1) {
-          throw new Error(`apply out of order: applied ${this.applied}, next ${entry.index}`)
+    let current = entries[0]?.index ?? this.applied + 1
+    try {
+      this.backend.write((tx) => {
+        for (const entry of entries) {
+          current = entry.index
+          if (entry.index !== this.applied + 1) {
+            throw new Error(`apply out of order: applied ${this.applied}, next ${entry.index}`)
+          }
+          const sent = this.applyEntry(tx, entry, term)
+          if (this.options.injectFailure?.(entry.index) === true) throw new Error(`injected failure at index ${entry.index}`)
+          if (sent !== undefined) toSend.push(sent)
+          this.applied = entry.index
         }
-        const sent = this.applyEntry(tx, entry, term)
-        if (sent !== undefined) toSend.push(sent)
-        this.applied = entry.index
-      }
-      // No-op, ConfChange and duplicate entries move the consistent index too.
-      this.store.advanceConsistentIndex(tx, Index(this.applied))
-      if (term !== this.term) tx.put("meta", metaTermKey, encodeUint64(term))
-    })
+        // No-op, ConfChange and duplicate entries move the consistent index too.
+        this.store.advanceConsistentIndex(tx, Index(this.applied))
+        if (term !== this.term) tx.put("meta", metaTermKey, encodeUint64(term))
+      })
+    } catch (e) {
+      throw new ApplyFailed(current, e)
+    }
     this.term = term
     this.counters.entries += entries.length
     this.io.onBatchApplied?.(term)

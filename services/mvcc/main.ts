@@ -24,10 +24,11 @@
  * `mvcc.status` reports applied index, revision and db size; `mvcc.alarms` the active alarms.
  */
 import { Option } from "commander"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import { mkdirSync, statSync } from "node:fs"
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
 import type { MvccStatus } from "../../shared/schema.ts"
@@ -41,7 +42,7 @@ import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/r
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
-import { Applier, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
+import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
 import { proposeLocal, runCompactor } from "./compactor.ts"
 import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
@@ -124,6 +125,24 @@ if (autoCompaction !== undefined && "error" in autoCompaction) {
   process.exit(2)
 }
 
+/**
+ * Test builds only: `NATCD_TEST_FAIL_APPLY_AT_INDEX=<n>` makes the apply of entry n fail once
+ * per data directory (a marker file under `dir` records that it did), to show that a failed
+ * apply stops the process and loses nothing. Unset in production: no hook.
+ */
+const injectedApplyFailure = (dir: string): { injectFailure?: (index: number) => boolean } => {
+  const at = Number(process.env.NATCD_TEST_FAIL_APPLY_AT_INDEX ?? "")
+  if (!Number.isSafeInteger(at) || at <= 0) return {}
+  const marker = join(dir, "test-apply-failure-injected")
+  return {
+    injectFailure: (index) => {
+      if (index !== at || existsSync(marker)) return false
+      writeFileSync(marker, `${index}\n`, { mode: 0o600 })
+      return true
+    }
+  }
+}
+
 /** How long a read may wait for its index before the service fetches missing entries itself. */
 const lagCheckMs = 100
 
@@ -191,7 +210,7 @@ const MvccLive = Layer.effectDiscard(
       },
       log: (level, message, fields) =>
         runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
-    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval }, leases)
+    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval, ...injectedApplyFailure(dir) }, leases)
     // Runs before the backend closes: what is buffered is committed at shutdown.
     yield* Effect.addFinalizer(() => Effect.sync(() => applier.commit()))
     yield* Effect.logInfo("mvcc open").pipe(
@@ -208,7 +227,16 @@ const MvccLive = Layer.effectDiscard(
     yield* Queue.take(queue).pipe(
       Effect.flatMap((item) =>
         Effect.promise(() => (item === "catch-up" ? applier.catchUp(Number.MAX_SAFE_INTEGER) : applier.applyBatch(item))).pipe(
-          Effect.catchCause((cause) => Effect.logWarning("apply batch failed; will repair from raft", cause))
+          Effect.catchCause((cause) => {
+            const failed = Cause.squash(cause)
+            if (!(failed instanceof ApplyFailed)) return Effect.logWarning("apply batch failed; will repair from raft", cause)
+            // Fail-stop, as etcd panics: memory may hold part of the batch. Exit without the
+            // shutdown commit; the restart reopens at the consistent index and re-applies from raft.
+            return Effect.logError("apply failed; exiting to restart from the consistent index").pipe(
+              Effect.annotateLogs({ index: failed.index, error: failed.message, appliedIndex: store.consistentIndex() }),
+              Effect.andThen(Effect.sync(() => process.exit(1)))
+            )
+          })
         )
       ),
       Effect.forever,

@@ -349,14 +349,19 @@ export const normaliseStderr = (text: string, line: (l: string) => string = (l) 
  * A one-member natcd and a one-member etcd started side by side for the tests of a differential
  * test file (vitest beforeAll, 90 s), stopped and their data removed afterwards (afterAll).
  * `name` prefixes the temporary data directories; read `natcd` and `etcd` inside the tests.
+ * `natcdEnv` is added to natcd's environment.
  */
-export const natcdBesideEtcd = (name: string, ports: { readonly portOffset: number; readonly clientPort: number; readonly peerPort: number }): { natcd: Natcd; etcd: Etcd } => {
+export const natcdBesideEtcd = (
+  name: string,
+  ports: { readonly portOffset: number; readonly clientPort: number; readonly peerPort: number },
+  natcdEnv?: Record<string, string>
+): { natcd: Natcd; etcd: Etcd } => {
   const natcdDir = tempDir(`${name}-natcd`)
   const etcdDir = tempDir(`${name}-etcd`)
   const pair = {} as { natcd: Natcd; etcd: Etcd }
   beforeAll(async () => {
     ;[pair.natcd, pair.etcd] = await Promise.all([
-      startNatcd({ dataDir: natcdDir.dir, portOffset: ports.portOffset }),
+      startNatcd({ dataDir: natcdDir.dir, portOffset: ports.portOffset, ...(natcdEnv === undefined ? {} : { env: natcdEnv }) }),
       startEtcd({ dataDir: etcdDir.dir, clientPort: ports.clientPort, peerPort: ports.peerPort })
     ])
   }, 90_000)

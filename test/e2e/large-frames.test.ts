@@ -67,9 +67,13 @@ const summary = (responses: ReadonlyArray<SeenResponse>): string[] =>
 
 const untilCreated = (w: WatchStream, n: number) => w.until((rs) => rs.filter((r) => r.created).length >= n, 20_000)
 
-describe("frames larger than one NATS message, as etcd", () => {
-  const pair = natcdBesideEtcd("large-frames", { portOffset: 2000, clientPort: 28790, peerPort: 28791 })
+// One natcd and one etcd for the whole file; each test runs the same steps on both at once.
+const pair = natcdBesideEtcd("large-frames", { portOffset: 2000, clientPort: 28790, peerPort: 28791 })
 
+/** Runs `f` against etcd and natcd concurrently (independent clusters, independent keys). */
+const onBoth = <A>(f: (endpoint: string) => Promise<A>) => Promise.all([f(pair.etcd.endpoint), f(pair.natcd.endpoints[0]!)])
+
+describe("frames larger than one NATS message, as etcd", () => {
   const bigDelete = async (endpoint: string) => {
     const c = kv(endpoint)
     for (let i = 0; i < 12; i++) await c.put(`big/${String(i).padStart(2, "0")}`, valueOf(`big${i}`, MiB))
@@ -104,8 +108,7 @@ describe("frames larger than one NATS message, as etcd", () => {
   }
 
   it("12 values of 1 MiB deleted in one revision reach a plain, a prev_kv and a fragmenting watcher as in etcd; a later put reaches a fourth", async () => {
-    const etcd = await bigDelete(pair.etcd.endpoint)
-    const natcd = await bigDelete(pair.natcd.endpoints[0]!)
+    const [etcd, natcd] = await onBoth(bigDelete)
     expect(etcd.get.bytes).toBeGreaterThan(12 * MiB)
     expect(etcd.withPrev.some((l) => l.includes("events=12") && l.includes(`prev=${MiB}`))).toBe(true)
     expect(natcd).toEqual(etcd)
@@ -142,8 +145,7 @@ describe("frames larger than one NATS message, as etcd", () => {
   }
 
   it("9000 keys of 1 KiB deleted in one revision with prev_kv; a watch on another key still works", async () => {
-    const etcd = await manyDelete(pair.etcd.endpoint)
-    const natcd = await manyDelete(pair.natcd.endpoints[0]!)
+    const [etcd, natcd] = await onBoth(manyDelete)
     expect(etcd.deleted).toBe("9000")
     expect(etcd.onPrefix.some((l) => l.includes("events=9000"))).toBe(true)
     expect(natcd).toEqual(etcd)
@@ -151,7 +153,10 @@ describe("frames larger than one NATS message, as etcd", () => {
 
   const hugeRange = async (endpoint: string) => {
     const c = kv(endpoint)
-    for (let i = 0; i < 200; i++) await c.put(`huge/${String(i).padStart(3, "0")}`, valueOf(`huge${i}`, MiB))
+    // 8 puts in flight: the values, not the order, matter here.
+    for (let i = 0; i < 200; i += 8) {
+      await Promise.all(Array.from({ length: Math.min(8, 200 - i) }, (_, j) => c.put(`huge/${String(i + j).padStart(3, "0")}`, valueOf(`huge${i + j}`, MiB))))
+    }
     const r = await c.rangePrefix("huge/")
     const digest = createHash("sha256")
     for (const kv of r.kvs) digest.update(kv.key).update(kv.value)
@@ -161,16 +166,13 @@ describe("frames larger than one NATS message, as etcd", () => {
   }
 
   it("serves a range of 200 MiB", async () => {
-    const etcd = await hugeRange(pair.etcd.endpoint)
-    const natcd = await hugeRange(pair.natcd.endpoints[0]!)
+    const [etcd, natcd] = await onBoth(hugeRange)
     expect(etcd.bytes).toBe(200 * MiB)
     expect(natcd).toEqual(etcd)
   }, 300_000)
 })
 
 describe("deeply nested txns, as etcd", () => {
-  const pair = natcdBesideEtcd("nested-txn", { portOffset: 2010, clientPort: 28800, peerPort: 28801 })
-
   /** A txn nested `depth` deep whose innermost success branch puts `nest` = depth. */
   const nested = (depth: number): unknown => {
     let txn: unknown = { compare: [], success: [{ request_put: { key: b("nest"), value: b(String(depth)) } }], failure: [] }
@@ -213,8 +215,7 @@ describe("deeply nested txns, as etcd", () => {
   }
 
   it("answers txns nested 10 to 2000 deep as etcd 3.4 does", async () => {
-    const etcd = await answers(pair.etcd.endpoint)
-    const natcd = await answers(pair.natcd.endpoints[0]!)
+    const [etcd, natcd] = await onBoth(answers)
     expect(etcd[0]).toMatch(/^depth 10: ok succeeded=true depth=10; nest=10/)
     expect(natcd).toEqual(etcd)
   }, 120_000)

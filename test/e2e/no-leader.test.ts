@@ -138,14 +138,16 @@ describe("no leader, as etcd 3.4", () => {
   })
 
   it("answers the no-leader table as etcd does", async () => {
-    // etcd's election timeout is 1000 ms by default, as natcd's.
-    const fromEtcd = await table(`127.0.0.1:${etcdPorts[0]}`, () => {
-      etcd[1]!.kill("SIGSTOP")
-      etcd[2]!.kill("SIGSTOP")
-    }, 1000)
-    const fromNatcd = await table(natcd!.endpoints[0]!, () => {
-      for (const m of ["m2", "m3"]) signalMember(natcd!, m, "SIGSTOP")
-    }, 1000)
+    // etcd's election timeout is 1000 ms by default, as natcd's. Both tables are taken at once.
+    const [fromEtcd, fromNatcd] = await Promise.all([
+      table(`127.0.0.1:${etcdPorts[0]}`, () => {
+        etcd[1]!.kill("SIGSTOP")
+        etcd[2]!.kill("SIGSTOP")
+      }, 1000),
+      table(natcd!.endpoints[0]!, () => {
+        for (const m of ["m2", "m3"]) signalMember(natcd!, m, "SIGSTOP")
+      }, 1000)
+    ])
     expect(fromEtcd[2]).toBe('status errors: ["etcdserver: no leader"]')
     console.log(`etcd 3.4's table:\n${fromEtcd.join("\n")}`)
     expect(fromNatcd).toEqual(fromEtcd)

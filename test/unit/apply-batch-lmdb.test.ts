@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import type { Entry } from "../../shared/raft-types.ts"
 import type { ApplierOptions, ResultBody } from "../../services/mvcc/apply.ts"
+import { ApplyFailed } from "../../services/mvcc/apply.ts"
 import { LmdbBackend } from "../../services/mvcc/backend-lmdb.ts"
 import { MemoryBackend } from "../../services/mvcc/core/backend-memory.ts"
 import { unsafeReadConsistentIndex } from "../../services/mvcc/core/backend.ts"
@@ -33,6 +34,32 @@ const revisions = (sent: ReadonlyArray<{ body: ResultBody }>) =>
   new Map(sent.map(({ body }) => [body.requestId, "ok" in body ? body.ok.revision : -1]))
 
 describe("batched apply on LMDB", () => {
+  it("a failed apply rejects with ApplyFailed, publishes nothing of the batch and leaves the backend as before it; a restart re-applies it", async () => {
+    await withFile(async (file) => {
+      const log = [proposal(1, 1n, put("a", "1")), proposal(2, 2n, put("b", "2")), proposal(3, 3n, put("a", "3"))]
+      let failing = true
+      const s = open(file, log, { injectFailure: (index) => failing && index === 3 })
+      await s.applier.applyBatch({ entries: [log[0]!], commitIndex: 1, term: 2 })
+      const sentBefore = s.sent.length
+      const failed = await s.applier.applyBatch({ entries: [log[1]!, log[2]!], commitIndex: 3, term: 2 }).then(() => undefined, (e: unknown) => e)
+      expect(failed).toBeInstanceOf(ApplyFailed)
+      expect((failed as ApplyFailed).index).toBe(3)
+      expect(s.sent).toHaveLength(sentBefore)
+      // The buffered writes of the failed batch are undone: the buffered view is entry 1's.
+      expect(unsafeReadConsistentIndex(s.backend.read)).toBe(1)
+      // The process would exit here; what is on disk is what a restart sees.
+      s.applier.commit()
+      await s.backend.close()
+      failing = false
+      const again = open(file, log)
+      await again.applier.catchUp(3)
+      expect(get(again, "a")).toEqual([{ value: "3", version: 2, mod: 4, create: 2 }])
+      expect(get(again, "b")).toEqual([{ value: "2", version: 1, mod: 3, create: 3 }])
+      expect(again.sent.map(({ body }) => body.requestId)).toEqual([2n, 3n])
+      await again.backend.close()
+    })
+  })
+
   it("serves reads from the uncommitted batch and commits the consistent index with it", async () => {
     await withFile(async (file) => {
       const s = open(file)
