@@ -307,7 +307,7 @@ export const abortable = (handle: AbortableHandler["handle"]): AbortableHandler 
 const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string, gate: LeaderGate | undefined) =>
   (call: grpc.ServerUnaryCall<Wire, Wire> | grpc.ServerWritableStream<Wire, Wire>, callback?: grpc.sendUnaryData<Wire>) => {
     if (streamed && !admitStream(gate, call as grpc.ServerWritableStream<Wire, Wire>)) return
-    if (!streamed && gate !== undefined && requiresLeader(call) && !gate.hasLeader()) {
+    if (!streamed && gate !== undefined && !gate.hasLeader() && requiresLeader(call)) {
       callback!({ code: noLeader.code, details: noLeader.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null)
       return
     }
@@ -347,7 +347,7 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean, service: st
 const unary = (handler: UnaryHandler, service: string, method: string, gate: LeaderGate | undefined): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   const observed = observeCall(call, service, method, "unary")
   const request = call.request as Wire & { [tooDeep]?: true }
-  const handled = gate !== undefined && requiresLeader(call) && !gate.hasLeader()
+  const handled = gate !== undefined && !gate.hasLeader() && requiresLeader(call)
     ? () => Promise.reject({ _tag: "NoLeader" })
     : request[tooDeep] === true
     ? () => Promise.reject({ _tag: "TooManyOps", ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps })

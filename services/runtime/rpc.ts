@@ -417,8 +417,8 @@ export const serve = <B>(
       const body = decode(frame.body)
       if (body._tag === "Failure") return malformed(`bad ${kind} body: ${String(body.cause).slice(0, 200)}`)
       const waited = msg.reply !== undefined && msg.reply !== ""
-      const answerKey = waited ? `${msg.reply} ${frame.id}` : ""
-      if (waited && inTransit.inTransit(answerKey, performance.now())) return
+      // Looked up only while some chunked answer is in transit (rare); no key built otherwise.
+      if (waited && inTransit.size > 0 && inTransit.inTransit(`${msg.reply} ${frame.id}`, performance.now())) return
       counters.handled++
       // The hop span: ends at the reply, or when the handler returns if nobody waits for one.
       const receivedAt = performance.now()
@@ -437,7 +437,7 @@ export const serve = <B>(
             traceparent,
             reply: (replyKind, replyBody) => {
               const bytes = replyTo(nc, msg, frame.id, replyKind, replyBody, traceparent)
-              if (waited) inTransit.answered(answerKey, bytes, performance.now())
+              if (bytes > wholeFrameBytes) inTransit.answered(`${msg.reply} ${frame.id}`, bytes, performance.now())
               if (replied) return
               replied = true
               observe(natsHandleDuration, `<${subject}`, subject, (performance.now() - receivedAt) / 1000)
@@ -503,9 +503,13 @@ const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body
 class AnswersInTransit {
   private readonly until = new Map<string, number>()
 
-  /** Records that `key` was answered with `bytes` at `nowMs`. */
+  /** Answers remembered now. */
+  get size(): number {
+    return this.until.size
+  }
+
+  /** Records that `key` was answered with a chunked reply of `bytes` at `nowMs`. */
   answered(key: string, bytes: number, nowMs: number): void {
-    if (bytes <= wholeFrameBytes) return
     this.until.delete(key)
     if (this.until.size >= maxAnswersInTransit) this.until.delete(this.until.keys().next().value!)
     // Time to arrive at 10 MB/s, plus a second.
