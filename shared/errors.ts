@@ -63,6 +63,13 @@ export class NoLeader extends Schema.TaggedError<NoLeader>()("NoLeader", {}) {}
 /** A proposal's fate is unknown after the request timeout (etcd rpctypes.ErrGRPCTimeout). */
 export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {}) {}
 
+/**
+ * Too many requests are waiting on a member for it to catch up, so it refuses more (etcd
+ * rpctypes.ErrGRPCTooManyRequests; natcd: the mvcc service's bound on reads waiting for their
+ * applied index).
+ */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {}) {}
+
 /** The receiving service is stopping (etcd rpctypes.ErrGRPCStopped). */
 export class Stopped extends Schema.TaggedError<Stopped>()("Stopped", {}) {}
 
@@ -152,6 +159,7 @@ const errorClasses = [
   Corrupt,
   NoLeader,
   RequestTimeout,
+  TooManyRequests,
   Stopped,
   InvalidRequest,
   MemberExists,
@@ -194,6 +202,7 @@ export type EtcdErrorData =
   | { readonly _tag: "Corrupt" }
   | { readonly _tag: "NoLeader" }
   | { readonly _tag: "RequestTimeout" }
+  | { readonly _tag: "TooManyRequests" }
   | { readonly _tag: "Stopped" }
   | { readonly _tag: "InvalidRequest"; readonly message: string }
   | { readonly _tag: "MemberExists"; readonly memberId: bigint }

@@ -26,6 +26,7 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
   Corrupt: () => ({ code: status.DATA_LOSS, details: "etcdserver: corrupt cluster" }),
   NoLeader: () => ({ code: status.UNAVAILABLE, details: "etcdserver: no leader" }),
   RequestTimeout: () => ({ code: status.UNAVAILABLE, details: "etcdserver: request timed out" }),
+  TooManyRequests: () => ({ code: status.RESOURCE_EXHAUSTED, details: "etcdserver: too many requests" }),
   Stopped: () => ({ code: status.UNAVAILABLE, details: "etcdserver: server stopped" }),
   InvalidRequest: (e) => ({ code: status.INVALID_ARGUMENT, details: e.message }),
   MemberExists: () => ({ code: status.FAILED_PRECONDITION, details: "etcdserver: member ID already exist" }),

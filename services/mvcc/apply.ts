@@ -31,9 +31,23 @@
  * fetches the missing entries from the member's raft service (`raft.entries`), and a frame whose
  * commit index is beyond its last entry triggers the same catch-up.
  *
- * Dedup pruning is a function of the log alone, so every member prunes alike: a record is
- * dropped once an applied proposal's deadline is more than {@link dedupRetentionMs} past the
- * record's deadline; the proposer stops retrying at its deadline.
+ * Dedup pruning is a function of the log alone, so every member prunes alike: see
+ * ./core/dedup.ts for the clock (derived from proposals' deadlines, moving at most 1 s per
+ * proposal), the retention rules, the cap on records and the guarantees that remain.
+ *
+ * Compaction in the background (etcd 3.4 mvcc/kvstore_compaction.go scheduleCompaction):
+ * applying a compaction only records it and compacts the index (./core/store.ts). The records
+ * it drops are deleted afterwards by {@link Applier} itself, in batches of
+ * {@link ApplierOptions.compactionBatchLimit} records (etcd
+ * --experimental-compaction-batch-limit, 1000), each batch one LMDB transaction run on the
+ * event loop between apply batches, never inside one, {@link compactionPauseMs} (etcd: 10 ms)
+ * after the previous batch. The last batch records finishedCompactRev. A compaction asked for
+ * with `physical: true` is answered once that has happened (etcd waits for its physc channel).
+ *
+ * Waiting readers (etcd's linearizable read waits for the applied index under the request's
+ * context): a read waits at most {@link ApplierOptions.waitTimeoutMs} (default
+ * {@link applyWaitTimeoutMs}) for its index, and at most {@link ApplierOptions.waitersMax}
+ * (default {@link applyWaitersMax}) reads wait at once; see {@link Applier.waitApplied}.
  */
 import * as Schema from "effect/Schema"
 import type { EtcdErrorData } from "../../shared/errors.ts"
@@ -42,6 +56,7 @@ import { Index } from "../../shared/ids.ts"
 import type { Entry } from "../../shared/raft-types.ts"
 import { Proposal } from "../../shared/schema.ts"
 import { decodeUint64, encodeUint64 } from "./core/backend.ts"
+import { decodeDedupValue, type DedupBounds, type DedupRecord, DedupWindow, encodeDedupValue, metaDedupClockKey } from "./core/dedup.ts"
 import type { KvStore } from "./core/store.ts"
 import type { MvccEvent } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
@@ -55,14 +70,47 @@ import { applyWithLeases } from "./lease-apply.ts"
 import { LeaseTable } from "./lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 
-/** How long past its deadline a request id is remembered (covers clock skew between gateways). */
-export const dedupRetentionMs = 60_000
-
 /** etcd's default backend batch limit (--backend-batch-limit), in writes. */
 export const defaultBatchLimit = 10_000
 
 /** etcd's default backend batch interval (--backend-batch-interval), in ms. */
 export const defaultBatchIntervalMs = 100
+
+/**
+ * etcd's default --experimental-compaction-batch-limit: key-bucket records read (and, when
+ * dropped, deleted) per background compaction batch (records).
+ */
+export const defaultCompactionBatchLimit = 1000
+
+/**
+ * Pause between two background compaction batches, in ms (etcd scheduleCompaction waits
+ * 10 ms after committing each batch), so that applies run in between.
+ */
+export const compactionPauseMs = 10
+
+/** Pause before retrying a background compaction batch that failed (an LMDB error), in ms. */
+const compactionRetryMs = 1000
+
+/**
+ * How long a read waits for the applied index it needs, in ms, before it fails with
+ * RequestTimeout ("etcdserver: request timed out"); shorter than the gateway's own request
+ * timeout (7 s), so the gateway gets the answer rather than no reply.
+ */
+export const applyWaitTimeoutMs = 5_000
+
+/**
+ * Most reads that may wait for an applied index at once (waiters). One more fails at once with
+ * TooManyRequests ("etcdserver: too many requests"), as etcd refuses requests when its applied
+ * index lags too far behind the committed one.
+ */
+export const applyWaitersMax = 10_000
+
+/**
+ * Most `physical: true` compactions of this member waiting for the background deletion to
+ * finish (results). Beyond it the oldest is answered at once: the compaction itself is applied
+ * and durable, only its space is not all freed yet.
+ */
+const physicalWaitersMax = 1024
 
 /** Results kept in memory for re-sending to retried proposals. */
 const resultCacheSize = 4096
@@ -121,10 +169,34 @@ export interface ApplierOptions {
   /** Commit at most this many ms after the first buffered write (etcd --backend-batch-interval, 100 ms). */
   readonly batchIntervalMs: number
   /**
+   * Records read per background compaction batch, each batch one LMDB transaction (etcd
+   * --experimental-compaction-batch-limit, 1000; natcd --compaction-batch-limit).
+   */
+  readonly compactionBatchLimit: number
+  /** How long a read waits for its applied index before RequestTimeout, in ms ({@link applyWaitTimeoutMs}). */
+  readonly waitTimeoutMs: number
+  /** Most reads waiting for an applied index at once; more fail with TooManyRequests ({@link applyWaitersMax}). */
+  readonly waitersMax: number
+  /** Bounds of the dedup window (./core/dedup.ts); mutable only so tests can shrink them. */
+  readonly dedup?: Partial<DedupBounds>
+  /**
    * Test builds only: true for an entry index whose apply must fail (after its writes began),
    * to show that a failed apply stops the process and loses nothing. Absent in production.
    */
   readonly injectFailure?: (index: number) => boolean
+}
+
+/**
+ * How a wait for an applied index ended: the index was applied, the wait timed out
+ * (RequestTimeout), or too many reads were waiting already (TooManyRequests).
+ */
+export type WaitOutcome = "applied" | "timedOut" | "tooMany"
+
+/** A reader waiting for an applied index. */
+interface Waiter {
+  readonly index: number
+  readonly resolve: (outcome: WaitOutcome) => void
+  timer: ReturnType<typeof setTimeout> | undefined
 }
 
 /**
@@ -149,17 +221,19 @@ const idKey = (requestId: bigint): Uint8Array => {
 }
 
 /**
- * Applies batches in index order. Invariant: `applied` is the consistent index stored in the
- * backend (the last entry applied, including no-ops); waiters are resolved in index order.
+ * Applies batches in index order. Invariants: `applied` is the consistent index stored in the
+ * backend (the last entry applied, including no-ops); `waiters` is sorted by index, holds at
+ * most waitersMax readers, each with a running timer, and a waiter leaves it when resolved
+ * (applied or timed out); `dedup` holds exactly the dedup table's records, in apply order.
  */
 export class Applier {
   private applied: number
   private term: number
-  private readonly waiters: Array<{ index: number; resolve: () => void }> = []
-  /** The dedup table's records ordered by deadline (ties by id), mirroring the table. */
-  private readonly dedupOrder: Array<{ id: Uint8Array; deadlineMs: number }> = []
+  private readonly waiters: Waiter[] = []
+  /** The dedup table's records and the log clock (./core/dedup.ts), mirroring the backend. */
+  private readonly dedup: DedupWindow
   private readonly results = new Map<bigint, ResultBody>()
-  readonly counters = { entries: 0, duplicates: 0, undecodable: 0, gapsRepaired: 0 }
+  readonly counters = { entries: 0, duplicates: 0, undecodable: 0, gapsRepaired: 0, compactedKeys: 0, waitTimeouts: 0, waitRefusals: 0 }
   private readonly backend: LmdbBackend
   private readonly store: KvStore
   private readonly member: string
@@ -175,6 +249,14 @@ export class Applier {
   private commitTrace = ""
   /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
   private readonly leases: LeaseTable
+  /** The next background compaction batch, when one is due. */
+  private compactionTimer: ReturnType<typeof setTimeout> | undefined
+  /** Results of this member's `physical: true` compactions, sent once the deletion finished. */
+  private physicalWaiters: Outgoing[] = []
+  /** Set by {@link close}: no more background batches. */
+  private closed = false
+  /** Records dropped from the dedup window at restore (a lowered cap), deleted from the table with the next proposal. */
+  private pendingDedupDeletes: DedupRecord[]
 
   constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>, leases?: LeaseTable) {
     this.leases = leases ?? LeaseTable.restore(backend.read, store.consistentIndex())
@@ -185,12 +267,26 @@ export class Applier {
     this.options = {
       batchLimit: options?.batchLimit ?? defaultBatchLimit,
       batchIntervalMs: options?.batchIntervalMs ?? defaultBatchIntervalMs,
+      compactionBatchLimit: options?.compactionBatchLimit ?? defaultCompactionBatchLimit,
+      waitTimeoutMs: options?.waitTimeoutMs ?? applyWaitTimeoutMs,
+      waitersMax: options?.waitersMax ?? applyWaitersMax,
+      ...(options?.dedup === undefined ? {} : { dedup: options.dedup }),
       ...(options?.injectFailure === undefined ? {} : { injectFailure: options.injectFailure })
+    }
+    if (!Number.isSafeInteger(this.options.compactionBatchLimit) || this.options.compactionBatchLimit < 1) {
+      throw new Error(`compaction batch limit must be a positive integer: ${this.options.compactionBatchLimit}`)
     }
     this.applied = store.consistentIndex()
     const t = backend.read.get("meta", metaTermKey)
     this.term = t === undefined ? 0 : decodeUint64(t)
-    for (const { key, value } of backend.dedupEntries()) this.rememberId(key, decodeUint64(value))
+    const clock = backend.read.get("meta", metaDedupClockKey)
+    const records: DedupRecord[] = backend.dedupEntries().map(({ key, value }) => ({ id: idOf(key), ...decodeDedupValue(value) }))
+    const { window, dropped } = DedupWindow.restore(clock === undefined ? 0 : decodeUint64(clock), records, this.options.dedup)
+    this.dedup = window
+    // Only when the cap was lowered: the table is trimmed alike on every member at its next apply.
+    this.pendingDedupDeletes = dropped
+    // A compaction whose deletion a restart cut short resumes (etcd restore).
+    this.scheduleCompaction()
   }
 
   /** The last applied raft index. */
@@ -203,13 +299,44 @@ export class Applier {
     return this.term
   }
 
-  /** undefined when `index` is applied already, else a promise resolved once it is. */
-  waitApplied(index: number): Promise<void> | undefined {
+  /**
+   * Waits until raft index `index` is applied. Returns undefined when it is already, else a
+   * promise of how the wait ended: "applied"; "timedOut" after `timeoutMs` (default
+   * {@link ApplierOptions.waitTimeoutMs}; the waiter is removed then); or "tooMany", at once,
+   * when {@link ApplierOptions.waitersMax} readers wait already. Callers answer "timedOut"
+   * with RequestTimeout and "tooMany" with TooManyRequests.
+   */
+  waitApplied(index: number, timeoutMs: number = this.options.waitTimeoutMs): Promise<WaitOutcome> | undefined {
     if (index <= this.applied) return undefined
-    return new Promise((resolve) => {
-      this.waiters.push({ index, resolve })
-      this.waiters.sort((a, b) => a.index - b.index)
+    if (this.waiters.length >= this.options.waitersMax) {
+      this.counters.waitRefusals++
+      return Promise.resolve("tooMany")
+    }
+    return new Promise<WaitOutcome>((resolve) => {
+      const waiter: Waiter = { index, resolve, timer: undefined }
+      waiter.timer = setTimeout(() => {
+        waiter.timer = undefined
+        const at = this.waiters.indexOf(waiter)
+        if (at !== -1) this.waiters.splice(at, 1)
+        this.counters.waitTimeouts++
+        resolve("timedOut")
+      }, timeoutMs)
+      waiter.timer.unref?.()
+      // Sorted insert (after waiters of the same index, so they are woken in arrival order).
+      let lo = 0
+      let hi = this.waiters.length
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if (this.waiters[mid]!.index <= index) lo = mid + 1
+        else hi = mid
+      }
+      this.waiters.splice(lo, 0, waiter)
     })
+  }
+
+  /** Readers waiting for an applied index now (tests and metrics). */
+  waitingReaders(): number {
+    return this.waiters.length
   }
 
   /**
@@ -280,6 +407,87 @@ export class Applier {
   }
 
   /**
+   * Stops the background compaction and the interval commit, then commits what is buffered.
+   * Called at shutdown, before the backend closes; a compaction not finished resumes at the
+   * next start.
+   */
+  close(): void {
+    this.closed = true
+    if (this.compactionTimer !== undefined) {
+      clearTimeout(this.compactionTimer)
+      this.compactionTimer = undefined
+    }
+    this.commit()
+  }
+
+  /**
+   * Runs the pending compaction's remaining batches now, one after another without pausing
+   * (each still its own LMDB transaction), blocking applies meanwhile. For defragmenting,
+   * which should copy the database without the records the compaction dropped; etcd's defrag
+   * blocks writes for its whole length too. Throws when a batch fails.
+   */
+  finishCompaction(): void {
+    if (this.compactionTimer !== undefined) {
+      clearTimeout(this.compactionTimer)
+      this.compactionTimer = undefined
+    }
+    while (this.store.pendingCompaction() !== undefined) {
+      const batch = this.backend.write((tx) => this.store.compactBatch(tx, this.options.compactionBatchLimit))
+      this.commit()
+      this.counters.compactedKeys += batch.deleted
+    }
+    this.answerPhysical()
+  }
+
+  /** Answers the `physical` compactions waiting (the deletion finished). */
+  private answerPhysical(): void {
+    const waiting = this.physicalWaiters
+    this.physicalWaiters = []
+    this.send(waiting.map((out) => this.cached(out)))
+  }
+
+  /** Schedules the next background compaction batch, if a compaction is pending and none is scheduled. */
+  private scheduleCompaction(pauseMs = compactionPauseMs): void {
+    if (this.closed || this.compactionTimer !== undefined || this.store.pendingCompaction() === undefined) return
+    this.compactionTimer = setTimeout(() => {
+      this.compactionTimer = undefined
+      this.runCompactionBatch()
+    }, pauseMs)
+    this.compactionTimer.unref?.()
+  }
+
+  /**
+   * Runs one background compaction batch: deletes up to compactionBatchLimit dropped records
+   * in one write, then commits (etcd ForceCommit after each batch; the commit also takes the
+   * applied writes buffered so far, which are whole entries with their consistent index). Runs
+   * as its own event-loop task, so never inside an apply. On the last batch, answers the
+   * `physical` compactions waiting. A failure is logged and the batch retried after
+   * {@link compactionRetryMs}.
+   */
+  private runCompactionBatch(): void {
+    if (this.closed) return
+    let batch
+    try {
+      batch = this.backend.write((tx) => this.store.compactBatch(tx, this.options.compactionBatchLimit))
+    } catch (e) {
+      // The write undid its deletions and the scan did not move: the same batch runs again.
+      this.io.log("warn", "compaction batch failed; will retry", { error: String(e), compactRevision: this.store.pendingCompaction() })
+      this.scheduleCompaction(compactionRetryMs)
+      return
+    }
+    try {
+      this.commit()
+    } catch (e) {
+      // The buffer keeps the deletions; the next commit takes them.
+      this.io.log("warn", "backend commit failed", { error: String(e) })
+    }
+    this.counters.compactedKeys += batch.deleted
+    if (!batch.done) return this.scheduleCompaction()
+    if (batch.revision !== undefined) this.io.log("info", "finished scheduled compaction", { compactRevision: batch.revision })
+    this.answerPhysical()
+  }
+
+  /**
    * Applies one batch (skipping entries already applied, repairing a gap before it), then
    * wakes readers and publishes results. Rejects only on a broken invariant (a defect).
    */
@@ -316,6 +524,7 @@ export class Applier {
   private applyEntries(entries: ReadonlyArray<Entry>, term: number): void {
     const toSend: Array<Outgoing> = []
     let current = entries[0]?.index ?? this.applied + 1
+    const clockBefore = this.dedup.clockMs()
     try {
       this.backend.write((tx) => {
         for (const entry of entries) {
@@ -331,6 +540,7 @@ export class Applier {
         // No-op, ConfChange and duplicate entries move the consistent index too.
         this.store.advanceConsistentIndex(tx, Index(this.applied))
         if (term !== this.term) tx.put("meta", metaTermKey, encodeUint64(term))
+        if (this.dedup.clockMs() !== clockBefore) tx.put("meta", metaDedupClockKey, encodeUint64(this.dedup.clockMs()))
       })
     } catch (e) {
       throw new ApplyFailed(current, e)
@@ -338,16 +548,27 @@ export class Applier {
     this.term = term
     this.counters.entries += entries.length
     this.io.onBatchApplied?.(term)
-    // etcd commits at once after recording a compaction (kvstore.go updateCompactRev ForceCommit).
+    // etcd commits at once after recording a compaction (kvstore.go updateCompactRev ForceCommit),
+    // then deletes what it dropped in the background.
     if (this.compacted) {
       this.compacted = false
       this.commit()
+      this.scheduleCompaction()
     } else {
       this.scheduleCommit()
     }
-    while (this.waiters.length > 0 && this.waiters[0]!.index <= this.applied) this.waiters.shift()!.resolve()
-    // Published before the commit: see the durability invariant in the module comment. One
-    // frame per proposer subject.
+    let woken = 0
+    while (woken < this.waiters.length && this.waiters[woken]!.index <= this.applied) woken++
+    for (const w of this.waiters.splice(0, woken)) {
+      clearTimeout(w.timer)
+      w.resolve("applied")
+    }
+    // Published before the commit: see the durability invariant in the module comment.
+    this.send(toSend)
+  }
+
+  /** Publishes results: local ones to their waiters, the rest in one frame per proposer subject. */
+  private send(toSend: ReadonlyArray<Outgoing>): void {
     const bySubject = new Map<string, { bodies: ResultBody[]; traceparent: string }>()
     for (const { subject, body, traceparent } of toSend) {
       if (subject === localReplyTo) {
@@ -386,7 +607,10 @@ export class Applier {
     }
     return withHopSpan("mvcc.apply", p.traceparent, (traceparent) => {
       if (this.commitTrace === "") this.commitTrace = traceparent
-      this.pruneDedup(tx, p.deadlineMs)
+      const deadlineMs = Math.max(0, p.deadlineMs)
+      this.forget(tx, this.pendingDedupDeletes)
+      this.pendingDedupDeletes = []
+      this.forget(tx, this.dedup.advance(deadlineMs, entry.index))
       const id = idKey(p.requestId)
       const mine = p.origin === this.member
       if (tx.dedupGet(id) !== undefined) {
@@ -394,9 +618,8 @@ export class Applier {
         const cached = mine ? this.results.get(p.requestId) : undefined
         return cached === undefined ? undefined : { subject: p.replyTo, body: cached, traceparent }
       }
-      const deadlineMs = Math.max(0, p.deadlineMs)
-      tx.dedupPut(id, encodeUint64(deadlineMs))
-      this.rememberId(id, deadlineMs)
+      tx.dedupPut(id, encodeDedupValue(deadlineMs, entry.index))
+      this.forget(tx, this.dedup.add({ id: p.requestId, deadlineMs, index: entry.index }))
       const r = applyWithLeases(this.store, this.leases, tx, Index(entry.index), p.request)
       if ("ok" in r && r.events.length > 0) this.io.onEvents?.(r.revision, r.events)
       if ("compaction" in p.request && "ok" in r) this.compacted = true
@@ -404,26 +627,30 @@ export class Applier {
       const body: ResultBody = "err" in r
         ? { requestId: p.requestId, err: r.err }
         : { requestId: p.requestId, ok: { response: r.ok, revision: r.revision, term } }
-      this.results.set(p.requestId, body)
-      if (this.results.size > resultCacheSize) this.results.delete(this.results.keys().next().value!)
-      return { subject: p.replyTo, body, traceparent }
+      const out = { subject: p.replyTo, body, traceparent }
+      // etcd v3_server Compact: with physical set, the answer waits for the deletion to finish
+      // (and is cached for retries only then, so a retry does not get it early).
+      if ("compaction" in p.request && p.request.compaction.physical === true && "ok" in r) {
+        this.physicalWaiters.push(out)
+        const oldest = this.physicalWaiters.length > physicalWaitersMax ? this.physicalWaiters.shift() : undefined
+        return oldest === undefined ? undefined : this.cached(oldest)
+      }
+      return this.cached(out)
     })
   }
 
-  /** Inserts into `dedupOrder` keeping it sorted; deadlines arrive nearly sorted, so this is O(1) amortised. */
-  private rememberId(id: Uint8Array, deadlineMs: number): void {
-    let i = this.dedupOrder.length
-    while (i > 0 && this.dedupOrder[i - 1]!.deadlineMs > deadlineMs) i--
-    this.dedupOrder.splice(i, 0, { id, deadlineMs })
+  /** Keeps `out`'s result for re-sending to a retry of its proposal (the newest {@link resultCacheSize}). */
+  private cached(out: Outgoing): Outgoing {
+    this.results.set(out.body.requestId, out.body)
+    if (this.results.size > resultCacheSize) this.results.delete(this.results.keys().next().value!)
+    return out
   }
 
-  /** Drops every id whose deadline is over {@link dedupRetentionMs} before `nowDeadlineMs`. */
-  private pruneDedup(tx: LmdbWriteTx, nowDeadlineMs: number): void {
-    let n = 0
-    while (n < this.dedupOrder.length && this.dedupOrder[n]!.deadlineMs < nowDeadlineMs - dedupRetentionMs) {
-      tx.dedupDelete(this.dedupOrder[n]!.id)
-      n++
-    }
-    if (n > 0) this.dedupOrder.splice(0, n)
+  /** Deletes dropped dedup records from the table, in the apply's transaction. */
+  private forget(tx: LmdbWriteTx, records: ReadonlyArray<DedupRecord>): void {
+    for (const r of records) tx.dedupDelete(idKey(r.id))
   }
 }
+
+/** The request id stored under an 8-byte dedup key. */
+const idOf = (key: Uint8Array): bigint => new DataView(key.buffer, key.byteOffset, key.byteLength).getBigUint64(0)

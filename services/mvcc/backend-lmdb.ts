@@ -7,8 +7,9 @@
  * kv.mdb-lock), with named databases:
  * - `key`, `meta`: the buckets of core/backend.ts (revision-keyed records, store metadata,
  *   alarms);
- * - `dedup`: request id (8 bytes big-endian) -> the proposer's deadline (8 bytes, ms since
- *   the epoch), so a retried proposal is applied once (see ./apply.ts).
+ * - `dedup`: request id (8 bytes big-endian) -> the proposer's deadline (ms since the epoch)
+ *   and the raft index that applied it (8 bytes big-endian each; earlier versions wrote the
+ *   deadline alone), so a retried proposal is applied once (see ./apply.ts, ./core/dedup.ts).
  *
  * Batching (etcd server/storage/backend/batch_tx.go batchTxBuffered, tx_buffer.go): writes
  * made through {@link LmdbBackend.write} do not touch LMDB. They go into an in-memory write

@@ -76,7 +76,7 @@ const logFinding = (f: Finding) => log("warn", f.message, f.fields)
 /** This member's hash at its current revision (etcd kv.HashByRev(0)). */
 export const localHash = (ctx: Pick<CorruptCheckContext, "store" | "read">): LocalHash => {
   const revision = ctx.store.currentRevision()
-  return { hash: hashKv(ctx.read(), revision), revision, compactRevision: ctx.store.compactRevision() }
+  return { hash: hashKv(ctx.read(), revision, (k, v) => ctx.store.isLiveRecord(k, v)), revision, compactRevision: ctx.store.compactRevision() }
 }
 
 /** The member's id and its peers' ids and names, from its raft service. */
@@ -144,15 +144,9 @@ const checkHashKv = async (ctx: CorruptCheckContext, members: Awaited<ReturnType
   const peers = await peerHashes(ctx, members.peers, before.revision)
   // etcd linearizableReadNotify: wait until this member applied the leader's commit index.
   const { commitIndex } = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 })
-  const wait = ctx.applier.waitApplied(commitIndex)
-  if (wait !== undefined) {
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      wait.then(() => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), requestTimeoutMs)))
-    ]).finally(() => clearTimeout(timer))
-    if (timedOut) throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${requestTimeoutMs} ms`)
-  }
+  const outcome = await (ctx.applier.waitApplied(commitIndex, requestTimeoutMs) ?? "applied")
+  if (outcome === "timedOut") throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${requestTimeoutMs} ms`)
+  if (outcome === "tooMany") throw new Error("too many reads wait for the applied index")
   const after = localHash(ctx)
   const verdict = periodicCheck(members.memberId, before, after, peers)
   for (const f of verdict.findings) runDetached(logFinding(f))

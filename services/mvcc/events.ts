@@ -23,7 +23,6 @@ import type { KeyValue } from "../../shared/kv.ts"
 import type { HistoryBody } from "../../shared/schema.ts"
 import type { BackendReadTx } from "./core/backend.ts"
 import type { KvStore, MvccEvent } from "./core/store.ts"
-import { unsafeReadEvents } from "./core/store.ts"
 
 /** The events of one revision, as they travel (shared/schema.ts RevisionEvents). */
 export interface RevisionBatch {
@@ -169,7 +168,7 @@ export const readHistory = (
   let covered = req.fromRev - 1
   while (rev <= last && bytes < req.maxBytes) {
     const until = Math.min(last, rev + step - 1)
-    const events = unsafeReadEvents(tx, rev, until)
+    const events = store.unsafeReadEvents(tx, rev, until)
     // Group by revision, stopping at a revision boundary once over budget.
     let i = 0
     while (i < events.length && bytes < req.maxBytes) {

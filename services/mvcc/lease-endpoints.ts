@@ -10,6 +10,7 @@
  * leader's commit index), as linearizable ranges do, and then answer from memory.
  */
 import type { NatsConnection } from "@nats-io/transport-node"
+import type { EtcdErrorData } from "../../shared/errors.ts"
 import type { MvccLeaseReply, MvccLeasesReply } from "../../shared/schema.ts"
 import { mvccLease, mvccLeases } from "../../shared/endpoints.ts"
 import type { ServeOptions } from "../runtime/rpc.ts"
@@ -36,17 +37,22 @@ const lagCheckMs = 100
 
 /** Starts both endpoints; returns their stop functions. */
 export const serveLeaseEndpoints = (ctx: LeaseEndpointsContext): Array<{ readonly stop: () => void }> => {
-  const whenApplied = (index: number, f: () => void) => {
+  // A wait that times out or is refused (./apply.ts waitApplied) is answered with etcd's
+  // RequestTimeout or TooManyRequests as an error frame.
+  const whenApplied = (index: number, req: { replyError: (err: EtcdErrorData) => void }, f: () => void) => {
     const wait = ctx.applier.waitApplied(index)
     if (wait === undefined) return f()
-    wait.then(f)
+    wait.then((outcome) => {
+      if (outcome === "applied") f()
+      else req.replyError({ _tag: outcome === "timedOut" ? "RequestTimeout" : "TooManyRequests" })
+    })
     setTimeout(() => {
       if (ctx.applier.appliedIndex() < index) ctx.catchUp()
     }, lagCheckMs)
   }
   return [
     serveEndpoint(ctx.nc, mvccLeases, ctx.at, (req) => {
-      whenApplied(req.body.minAppliedIndex, () => {
+      whenApplied(req.body.minAppliedIndex, req, () => {
         const appliedIndex = ctx.applier.appliedIndex()
         const changes = ctx.leases.changesSince(req.body.sinceIndex)
         const reply: typeof MvccLeasesReply.Type = { appliedIndex, ...changes }
@@ -54,7 +60,7 @@ export const serveLeaseEndpoints = (ctx: LeaseEndpointsContext): Array<{ readonl
       })
     }, ctx.options),
     serveEndpoint(ctx.nc, mvccLease, ctx.at, (req) => {
-      whenApplied(req.body.minAppliedIndex, () => {
+      whenApplied(req.body.minAppliedIndex, req, () => {
         const lease = ctx.leases.get(req.body.id)
         const reply: typeof MvccLeaseReply.Type = {
           ...(lease === undefined ? {} : { lease }),

@@ -2,17 +2,21 @@
  * The mvcc process: a member's key-value state machine on LMDB.
  *
  *   node services/mvcc/main.ts --member=m1 [--apply-queue=1024] [--backend-batch-limit=10000]
- *     [--backend-batch-interval=100ms] [--auto-compaction-mode=periodic|revision]
+ *     [--backend-batch-interval=100ms] [--compaction-batch-limit=1000]
+ *     [--auto-compaction-mode=periodic|revision]
  *     [--auto-compaction-retention=0] [--experimental-initial-corrupt-check]
  *     [--experimental-corrupt-check-time=0] (+ the common flags)
  *
  * Every flag can also be set through its environment variable (NATCD_BACKEND_BATCH_LIMIT,
- * NATCD_BACKEND_BATCH_INTERVAL, NATCD_AUTO_COMPACTION_MODE, NATCD_AUTO_COMPACTION_RETENTION,
+ * NATCD_BACKEND_BATCH_INTERVAL, NATCD_COMPACTION_BATCH_LIMIT, NATCD_AUTO_COMPACTION_MODE, NATCD_AUTO_COMPACTION_RETENTION,
  * NATCD_INITIAL_CORRUPT_CHECK, NATCD_CORRUPT_CHECK_TIME, ...), which is how `make run` (the supervisor passes its environment on) configures them.
  *
  * Writes are batched into LMDB transactions of up to --backend-batch-limit writes or
  * --backend-batch-interval (etcd's defaults: 10000, 100 ms); reads see the batch before it is
- * committed (./apply.ts, ./backend-lmdb.ts). The auto compactor (./compactor.ts) runs here
+ * committed (./apply.ts, ./backend-lmdb.ts). A compaction is applied at once (the index, and
+ * the compact revision reads check); the records it drops are deleted in the background in
+ * batches of --compaction-batch-limit records, one LMDB transaction each, between applies
+ * (etcd --experimental-compaction-batch-limit, ./apply.ts). The auto compactor (./compactor.ts) runs here
  * when --auto-compaction-retention is not 0, proposing compactions through raft while this
  * member leads.
  *
@@ -20,7 +24,9 @@
  * takes from it and applies batches in raft index order (./apply.ts), as etcd's FIFO scheduler
  * does. A full queue drops the frame (counted): the gap is repaired from the raft service, so
  * the bound costs a re-fetch, never a lost entry. `mvcc.range` serves reads once the applied
- * index reaches the request's `minAppliedIndex` (the ReadIndex of a linearizable read);
+ * index reaches the request's `minAppliedIndex` (the ReadIndex of a linearizable read), waiting
+ * at most 5 s (then RequestTimeout) with at most 10000 reads waiting (beyond: TooManyRequests,
+ * see ./apply.ts waitApplied);
  * `mvcc.status` reports applied index, revision and db size; `mvcc.alarms` the active alarms.
  */
 import { Option } from "commander"
@@ -42,7 +48,7 @@ import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/r
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
-import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit } from "./apply.ts"
+import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit, defaultCompactionBatchLimit, type WaitOutcome } from "./apply.ts"
 import { proposeLocal, runCompactor } from "./compactor.ts"
 import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
@@ -61,6 +67,7 @@ interface MvccFlags {
   readonly maxSnapshots: number
   readonly backendBatchLimit: number
   readonly backendBatchInterval: number
+  readonly compactionBatchLimit: number
   readonly autoCompactionMode: string
   readonly autoCompactionRetention: string
   readonly autoCompactionCheckIntervalMs: number
@@ -95,6 +102,10 @@ const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
     .addOption(
       new Option("--backend-batch-interval <duration>", "commit the backend at most this long after a write (Go duration or ms)")
         .env("NATCD_BACKEND_BATCH_INTERVAL").argParser(durationMs).default(defaultBatchIntervalMs)
+    )
+    .addOption(
+      new Option("--compaction-batch-limit <records>", "records deleted per background compaction batch, one LMDB transaction each (etcd --experimental-compaction-batch-limit: 1000)")
+        .env("NATCD_COMPACTION_BATCH_LIMIT").argParser(positiveInt).default(defaultCompactionBatchLimit)
     )
     .addOption(
       new Option("--auto-compaction-mode <mode>", "periodic or revision (etcd)")
@@ -210,12 +221,22 @@ const MvccLive = Layer.effectDiscard(
       },
       log: (level, message, fields) =>
         runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
-    }, { batchLimit: flags.backendBatchLimit, batchIntervalMs: flags.backendBatchInterval, ...injectedApplyFailure(dir) }, leases)
-    // Runs before the backend closes: what is buffered is committed at shutdown.
-    yield* Effect.addFinalizer(() => Effect.sync(() => applier.commit()))
+    }, {
+      batchLimit: flags.backendBatchLimit,
+      batchIntervalMs: flags.backendBatchInterval,
+      compactionBatchLimit: flags.compactionBatchLimit,
+      ...injectedApplyFailure(dir)
+    }, leases)
+    // Runs before the backend closes: the background compaction stops (it resumes at the next
+    // start) and what is buffered is committed.
+    yield* Effect.addFinalizer(() => Effect.sync(() => applier.close()))
     yield* Effect.logInfo("mvcc open").pipe(
       Effect.annotateLogs({ revision: store.currentRevision(), appliedIndex: applier.appliedIndex(), compactRevision: store.compactRevision() })
     )
+    const resumed = store.pendingCompaction()
+    if (resumed !== undefined) {
+      yield* Effect.logInfo("resuming scheduled compaction").pipe(Effect.annotateLogs({ compactRevision: resumed }))
+    }
 
     // The FIFO apply scheduler: a bounded queue and one fiber applying in order.
     const queue = yield* Queue.bounded<ApplyBatch | "catch-up">(flags.applyQueue)
@@ -290,7 +311,12 @@ const MvccLive = Layer.effectDiscard(
         }
         const wait = applier.waitApplied(minAppliedIndex)
         if (wait === undefined) return serveRanges()
-        wait.then(serveRanges)
+        wait.then((outcome: WaitOutcome) => {
+          if (outcome === "applied") return serveRanges()
+          // Each read of the batch fails alike: etcd's ErrTimeout or ErrTooManyRequests.
+          const err = outcome === "timedOut" ? { _tag: "RequestTimeout" as const } : { _tag: "TooManyRequests" as const }
+          req.reply({ ok: { results: requests.map(() => ({ err })) } })
+        })
         // If the entries the read needs were lost in transit, fetch them rather than wait.
         setTimeout(() => {
           if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")
@@ -316,7 +342,8 @@ const MvccLive = Layer.effectDiscard(
         const compactRevision = store.compactRevision()
         if (revision > current) return req.reply({ err: { _tag: "FutureRevision", requestedRevision: revision, currentRevision: current } })
         if (revision < compactRevision) return req.reply({ err: { _tag: "Compacted", requestedRevision: revision, compactRevision } })
-        req.reply({ ok: { hash: hashKv(backend.read, revision), compactRevision, hashRevision: revision, revision: current } })
+        const hash = hashKv(backend.read, revision, (k, v) => store.isLiveRecord(k, v))
+        req.reply({ ok: { hash, compactRevision, hashRevision: revision, revision: current } })
       }, opts),
       serveEndpoint(nc, mvccSnapshot, at, (req) => {
         snapshots.create(() => applier.commit(), () => applier.appliedIndex(), (path) => backend.backup(path), flags.maxSnapshots).then(
@@ -335,6 +362,12 @@ const MvccLive = Layer.effectDiscard(
         // first) and restarts on it, as after installing a snapshot. Entries applied meanwhile
         // are applied again from raft after the restart.
         if (restarting) return req.reply({ err: toErrorData(new MalformedFrame({ reason: "restarting" })) })
+        // A compaction's dropped records still waiting for deletion would go into the copy.
+        try {
+          applier.finishCompaction()
+        } catch (e) {
+          return req.reply({ err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
+        }
         applier.commit()
         restarting = true
         backend.backup(`${dbPath}.install`, true).then(
@@ -414,6 +447,10 @@ const MvccLive = Layer.effectDiscard(
     counterFrom("natcd_mvcc_apply_gaps_repaired_total", "Times missing committed entries were fetched from raft.", () => applier.counters.gapsRepaired)
     counterFrom("natcd_mvcc_duplicate_proposals_total", "Retried proposals skipped because their request id was applied before.", () => applier.counters.duplicates)
     counterFrom("natcd_mvcc_backend_commits_total", "LMDB transactions committed.", () => backend.commits)
+    counterFrom("etcd_debugging_mvcc_db_compaction_keys_total", "Total number of db keys compacted.", () => applier.counters.compactedKeys)
+    gaugeFrom("natcd_mvcc_range_waiters", "Reads waiting for the applied index they need.", () => applier.waitingReaders())
+    counterFrom("natcd_mvcc_range_wait_timeouts_total", "Reads that timed out waiting for their applied index (RequestTimeout).", () => applier.counters.waitTimeouts)
+    counterFrom("natcd_mvcc_range_wait_refusals_total", "Reads refused because too many were waiting (TooManyRequests).", () => applier.counters.waitRefusals)
     addReadinessCheck("apply", () => (restarting ? "restarting on a new backend" : undefined))
 
     // Catch up at start: entries committed while this process was down.

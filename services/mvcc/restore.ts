@@ -6,7 +6,9 @@
  * Maintenance.Snapshot sends it. Restoring checks the hash, then makes the file the starting
  * state of a new cluster: the keys, revisions and compaction state stay; what belonged to the
  * old cluster's raft log goes — the consistent index and term are reset to 0 (the new cluster's
- * log starts at index 1) and the applied request ids are forgotten.
+ * log starts at index 1) and the applied request ids and the dedup clock are forgotten. A
+ * snapshot saved while a compaction's background deletion ran keeps scheduledCompactRev ahead
+ * of finishedCompactRev; each member resumes that deletion when it starts (KvStore.restore).
  */
 import { createHash } from "node:crypto"
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -14,6 +16,7 @@ import { join } from "node:path"
 import { privateDirMode, privateFileMode } from "../runtime/private-files.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
 import { encodeUint64, metaConsistentIndexKey } from "./core/backend.ts"
+import { metaDedupClockKey } from "./core/dedup.ts"
 
 const metaTermKey = new TextEncoder().encode("term")
 
@@ -54,6 +57,8 @@ export const restoreSnapshot = async (options: {
       tx.put("meta", metaConsistentIndexKey, encodeUint64(0))
       tx.put("meta", metaTermKey, encodeUint64(0))
       for (const { key } of backend.dedupEntries()) tx.dedupDelete(key)
+      // The dedup clock belongs to the old log too (./core/dedup.ts); the new one starts it again.
+      tx.delete("meta", metaDedupClockKey)
     })
     backend.commit()
   } finally {

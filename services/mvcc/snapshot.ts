@@ -156,12 +156,23 @@ export class SnapshotFiles {
     mkdirSync(this.dir, { recursive: true, mode: dirMode })
   }
 
+  /** The copy being made, which a request arriving meanwhile (a retry) shares. */
+  private creating: Promise<MvccSnapshotInfo> | undefined
+
   /**
    * Copies the state: `flush` commits buffered writes, `backup` copies the environment to a path,
    * `appliedIndex` is read after the flush (the copy's consistent index). Keeps the newest
-   * `keep` files.
+   * `keep` files. While a copy is being made, another call (a retried mvcc.snapshot request)
+   * gets that copy rather than starting a second one over the same temporary file.
    */
-  async create(flush: () => void, appliedIndex: () => number, backup: (path: string) => Promise<void>, keep: number): Promise<MvccSnapshotInfo> {
+  create(flush: () => void, appliedIndex: () => number, backup: (path: string) => Promise<void>, keep: number): Promise<MvccSnapshotInfo> {
+    this.creating ??= this.copy(flush, appliedIndex, backup, keep).finally(() => {
+      this.creating = undefined
+    })
+    return this.creating
+  }
+
+  private async copy(flush: () => void, appliedIndex: () => number, backup: (path: string) => Promise<void>, keep: number): Promise<MvccSnapshotInfo> {
     flush()
     const index = appliedIndex()
     const file = snapshotFileName(index)

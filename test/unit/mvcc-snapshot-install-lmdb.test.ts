@@ -134,6 +134,23 @@ describe("mvcc snapshot install", () => {
     })
   })
 
+  it("a request that arrives while a copy is made (a retry) shares that copy", async () => {
+    await withCluster(async (root) => {
+      const src = await memberWith(root, "m1", [noop(1), proposal(2, 1n, put("k", "v"))])
+      let copies = 0
+      const backup = async (p: string) => {
+        copies++
+        await src.backend.backup(p)
+      }
+      const args = [() => src.applier.commit(), () => src.applier.appliedIndex(), backup, 5] as const
+      const [a, b] = await Promise.all([src.files.create(...args), src.files.create(...args)])
+      expect(copies).toBe(1)
+      expect(b).toEqual(a)
+      expect(a.index).toBe(2)
+      await src.backend.close()
+    })
+  })
+
   it("reads the consistent index of an LMDB file", async () => {
     await withCluster(async (root) => {
       const { src, info } = await setUp(root)

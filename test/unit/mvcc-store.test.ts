@@ -71,7 +71,12 @@ const setup = (options?: KvStoreOptions) => {
     store = KvStore.restore(backend, options)
     return store
   }
-  return { backend, store: () => store, apply, ok, err, put, del, get, getErr, reopen, nextIndex: () => index + 1 }
+  /** Runs the background deletion of the pending compaction to its end, `limit` records a batch. */
+  const finishCompaction = (limit = 2) => {
+    for (let i = 0; i < 10_000; i++) if (store.compactBatch(backend, limit).done) return
+    throw new Error("compaction did not finish")
+  }
+  return { backend, store: () => store, apply, ok, err, put, del, get, getErr, reopen, finishCompaction, nextIndex: () => index + 1 }
 }
 
 const txn = (t: Partial<TxnRequest>): WriteRequest => ({ txn: { compare: [], success: [], failure: [], ...t } })
@@ -546,12 +551,19 @@ describe("compaction", () => {
     t.put("a", "3") // 8
     t.ok({ compaction: { revision: 7 } })
     const revs = () => t.backend.range("key", new Uint8Array(), undefined).map((e) => bytesToRev(e.key).main + (isTombstone(e.key) ? "t" : ""))
+    // The apply dropped them from the index only; the records go in background batches.
+    expect(revs()).toEqual(["2", "3", "4", "5t", "6", "7t", "8"])
+    expect(t.get("a", { revision: 7 }).kvs).toEqual(["a=2@2/3/v2"])
+    expect(t.store().pendingCompaction()).toBe(7)
+    t.finishCompaction()
+    expect(t.store().pendingCompaction()).toBeUndefined()
     // a keeps 3 (newest <= 7) and 8; the tombstones 5 and 7 go (etcd 3.4/3.5: also the one
     // at the compact revision).
     expect(revs()).toEqual(["3", "8"])
     expect(t.get("a", { revision: 7 }).kvs).toEqual(["a=2@2/3/v2"])
     expect(t.get(ZERO, { rangeEnd: ZERO, revision: 7 }).kvs).toEqual(["a=2@2/3/v2"])
     t.ok({ compaction: { revision: 8 } })
+    t.finishCompaction()
     expect(revs()).toEqual(["8"])
     expect(t.get("a").kvs).toEqual(["a=3@2/8/v3"])
     expect([...t.store().unsafeIndex().keyIndexes()].map((k) => k.key)).toEqual(["a"])
@@ -570,10 +582,80 @@ describe("compaction", () => {
     expect(t.get("e").kvs).toEqual(["e=2@3/3/v1"])
   })
 
-  it("persists the compact revision in meta", () => {
+  it("deletes in batches of the limit, oldest first; a later compaction restarts the scan with its revision", () => {
+    const t = setup()
+    t.put("a", "1") // 2
+    t.put("a", "2") // 3
+    t.put("b", "1") // 4
+    t.put("b", "2") // 5
+    t.put("a", "3") // 6
+    const revs = () => t.backend.range("key", new Uint8Array(), undefined).map((e) => bytesToRev(e.key).main)
+    t.ok({ compaction: { revision: 5 } }) // keeps a@3 and b@5
+    // The first batch reads 2, 3 and deletes 2; a full batch, so not done.
+    expect(t.store().compactBatch(t.backend, 2)).toEqual({ revision: 5, scanned: 2, deleted: 1, done: false })
+    expect(revs()).toEqual([3, 4, 5, 6])
+    // A compaction at 6 while that one runs: a@6 and b@5 stay, a@3 goes; the scan starts over.
+    t.ok({ compaction: { revision: 6 } })
+    expect(t.store().pendingCompaction()).toBe(6)
+    expect(t.store().compactBatch(t.backend, 2)).toEqual({ revision: 6, scanned: 2, deleted: 2, done: false })
+    expect(t.store().compactBatch(t.backend, 2)).toEqual({ revision: 6, scanned: 2, deleted: 0, done: false })
+    // Fewer records than the limit left (none): the last batch writes finishedCompactRev.
+    expect(t.backend.get("meta", b("finishedCompactRev"))).toBeUndefined()
+    expect(t.store().compactBatch(t.backend, 2)).toEqual({ revision: 6, scanned: 0, deleted: 0, done: true })
+    expect(revs()).toEqual([5, 6])
+    expect(t.store().compactBatch(t.backend, 2)).toEqual({ revision: undefined, scanned: 0, deleted: 0, done: true })
+    expect(bytesToRev(t.backend.get("meta", b("finishedCompactRev"))!).main).toBe(6)
+  })
+
+  it("a restart with a compaction not finished compacts the rebuilt index again and resumes the deletion (etcd restore)", () => {
+    const t = setup()
+    t.put("a", "1") // 2
+    t.put("b", "1") // 3
+    t.del("a") // 4 (t)
+    t.put("a", "2") // 5: a new generation
+    t.put("b", "2") // 6
+    t.put("b", "3") // 7
+    t.ok({ compaction: { revision: 6 } }) // keeps a@5 and b@6
+    t.store().compactBatch(t.backend, 2) // deletes 2 and 3
+    const before = [6, 7].map((rev) => t.get(ZERO, { rangeEnd: ZERO, revision: rev }).kvs)
+    // The crash: the 4(t) of a is still there, its creating put 2 is gone.
+    const restored = t.reopen()
+    expect(restored.compactRevision()).toBe(6)
+    expect(restored.pendingCompaction()).toBe(6)
+    expect([6, 7].map((rev) => t.get(ZERO, { rangeEnd: ZERO, revision: rev }).kvs)).toEqual(before)
+    expect(before[0]).toEqual(["a=2@5/5/v1", "b=2@3/6/v2"])
+    expect(t.getErr("a", { revision: 5 })).toEqual({ _tag: "Compacted", requestedRevision: 5, compactRevision: 6 })
+    t.finishCompaction(1)
+    expect(t.backend.range("key", new Uint8Array(), undefined).map((e) => bytesToRev(e.key).main)).toEqual([5, 6, 7])
+    // Versions and create revisions continue from the right generation.
+    t.put("a", "3")
+    expect(t.get("a").kvs).toEqual(["a=3@5/8/v2"])
+  })
+
+  it("reads of the key bucket leave out records waiting for deletion (watch history, HashKV)", () => {
+    const t = setup()
+    t.put("a", "1") // 2
+    t.ok(txn({ success: [opPut("b", "1"), opDel("a")] })) // 3: b put (3.0), a deleted (3.1)
+    t.ok({ compaction: { revision: 3 } }) // drops a@2 and the tombstone 3.1
+    const show1 = (evs: ReadonlyArray<{ type: string; kv: KeyValue }>) => evs.map((e) => `${e.type} ${show(e.kv)}`)
+    // The raw bucket still holds the tombstone; the store's view is the finished one.
+    expect(show1(unsafeReadEvents(t.backend, 3, 3))).toEqual(["PUT b=1@3/3/v1", "DELETE a=@0/3/v0"])
+    expect(show1(t.store().unsafeReadEvents(t.backend, 3, 3))).toEqual(["PUT b=1@3/3/v1"])
+    const live = () => t.backend.range("key", new Uint8Array(), undefined).filter((r) => t.store().isLiveRecord(r.key, r.value)).length
+    expect(live()).toBe(1)
+    t.finishCompaction()
+    expect(show1(unsafeReadEvents(t.backend, 3, 3))).toEqual(["PUT b=1@3/3/v1"])
+    expect(t.backend.size("key")).toBe(1)
+    expect(live()).toBe(1)
+  })
+
+  it("persists the compact revision in meta: scheduled when applied, finished after the last batch (etcd)", () => {
     const t = setup()
     t.put("a", "1")
     t.ok({ compaction: { revision: 2 } })
+    expect(bytesToRev(t.backend.get("meta", b("scheduledCompactRev"))!).main).toBe(2)
+    expect(t.backend.get("meta", b("finishedCompactRev"))).toBeUndefined()
+    t.finishCompaction()
     expect(bytesToRev(t.backend.get("meta", b("finishedCompactRev"))!).main).toBe(2)
     expect(bytesToRev(t.backend.get("meta", b("scheduledCompactRev"))!).main).toBe(2)
   })
@@ -646,9 +728,11 @@ describe("apply index and restore", () => {
     u.put("a", "1")
     u.del("a") // 3 (t)
     u.ok({ compaction: { revision: 3 } })
+    u.finishCompaction()
     u.put("b", "1") // 4
     u.del("b") // 5 (t)
     u.ok({ compaction: { revision: 5 } })
+    u.finishCompaction()
     // No record is left at all; the revision stays 5.
     expect(u.backend.size("key")).toBe(0)
     expect(u.reopen().currentRevision()).toBe(5)

@@ -12,8 +12,9 @@
  * Meta records (names and encodings as etcd's schema, so a dump reads the same):
  * - `consistent_index`: 8-byte big-endian raft index of the last applied entry.
  * - `scheduledCompactRev`, `finishedCompactRev`: the compact revision as a 17-byte revision
- *   key {main: rev, sub: 0}. natcd compacts inside the apply transaction, so both are always
- *   written together and are equal.
+ *   key {main: rev, sub: 0}. The scheduled one is written by the apply of a compaction, the
+ *   finished one by the last batch of its background deletion (store.ts compactBatch); they
+ *   differ while that deletion runs, or when it was cut short by a crash (resumed at restart).
  *
  * The store calls the transaction from one thread and never keeps a returned array past the
  * call that produced it; a backend may therefore hand out buffers it reuses.

@@ -242,6 +242,22 @@ export class KeyIndex {
     return [genIdx, revIndex]
   }
 
+  /**
+   * True when revision `r` is one of the revisions this keyIndex holds (a record the backend
+   * must keep). Revisions are walked oldest first and the walk stops at the first one above
+   * `r`, so asking about a revision at or below the last compaction costs O(1): compaction
+   * leaves at most one such revision per key, the first of the first generation.
+   */
+  holds(r: Rev): boolean {
+    for (const g of this.generations) {
+      for (const x of g.revs) {
+        if (x.main === r.main && x.sub === r.sub) return true
+        if (revGreaterThan(x, r)) return false
+      }
+    }
+    return false
+  }
+
   /** True when the keyIndex holds no revision at all (one empty generation, or none). */
   isEmpty(): boolean {
     return this.generations.length === 0 ||

@@ -76,6 +76,34 @@ export const encodeKeyValue = (kv: KeyValue): Uint8Array => {
 }
 
 /**
+ * The user key of a record written by {@link encodeKeyValue}, without decoding the rest (a
+ * copy). Throws on an unknown format byte or a truncated record.
+ */
+export const decodeKey = (b: Uint8Array): Uint8Array => {
+  if (b[0] !== FORMAT) throw new Error(`kv-codec: unknown record format ${b[0]}`)
+  let pos = 1
+  // createRevision, modRevision, version, lease: four varints to skip (the lease is 0 or a varint).
+  for (let field = 0; field < 4; field++) {
+    for (;;) {
+      if (pos >= b.length) throw new Error("kv-codec: truncated record")
+      if (b[pos++]! < 0x80) break
+    }
+  }
+  let keyLen = 0
+  let mul = 1
+  for (;;) {
+    if (pos >= b.length) throw new Error("kv-codec: truncated record")
+    const byte = b[pos++]!
+    keyLen += (byte & 0x7f) * mul
+    if (byte < 0x80) break
+    mul *= 128
+    if (mul > 2 ** 56) throw new Error("kv-codec: varint too long")
+  }
+  if (pos + keyLen > b.length) throw new Error("kv-codec: truncated record")
+  return b.slice(pos, pos + keyLen)
+}
+
+/**
  * Decodes a record written by {@link encodeKeyValue}. Throws on an unknown format byte or a
  * truncated record (a corrupt backend is a defect).
  */

@@ -7,10 +7,18 @@
  * {@link KvStore.apply}, and commits; reads call {@link KvStore.range} with a read
  * transaction. The in-memory index is rebuilt from the backend by {@link KvStore.restore}.
  *
+ * Compaction has two parts, as in etcd (kvstore.go compact / updateCompactRev and
+ * kvstore_compaction.go scheduleCompaction). Applying it records scheduledCompactRev in the
+ * apply transaction and compacts the index at once, so reads below the revision fail at once;
+ * the records the compaction drops stay in the backend until {@link KvStore.compactBatch},
+ * called by the shell between applies, deletes them in batches and finally records
+ * finishedCompactRev (./compaction.ts). Until then {@link KvStore.isLiveRecord} tells which
+ * records belong to the key space; every reader that walks the key bucket instead of the
+ * index (watch history, HashKV) filters with it, so what members answer never depends on how
+ * far their deletion got. A restart with a compaction not finished compacts the rebuilt index
+ * again and resumes the deletion (etcd restore does the same).
+ *
  * Differences from etcd, on purpose:
- * - Compaction runs inside the apply, in the same backend transaction that records the
- *   scheduled and finished compact revision (etcd deletes in background batches). The
- *   `physical` flag therefore changes nothing.
  * - The consistent index is stored by the store itself in every apply transaction.
  * - A txn that etcd would crash on is failed and undone instead (see txn.ts).
  *
@@ -49,14 +57,23 @@ import { AlarmStore } from "./alarms.ts"
 import { KeyIndex } from "./key-index.ts"
 import { toKeyString } from "./key-bytes.ts"
 import { decodeKeyValue } from "./kv-codec.ts"
+import {
+  type CompactionBatch,
+  compactionEnd,
+  type CompactionScan,
+  isLiveRecord,
+  nextScanKey,
+  planCompactionBatch
+} from "./compaction.ts"
 import { executeRange } from "./range.ts"
-import { bytesToRev, isTombstone, mainPrefix, revId, revToBytes } from "./revision.ts"
+import { bytesToRev, isTombstone, mainPrefix, revToBytes } from "./revision.ts"
 import { TreeIndex } from "./tree-index.ts"
 import { applyPut, applyTxn, executeDeleteRange, type LeaseExists } from "./txn.ts"
 import { type MvccEvent, StoreTxnWrite } from "./write-txn.ts"
 
 export { validateRange, validateWrite, defaultMaxTxnOps } from "./validate.ts"
 export type { MvccEvent } from "./write-txn.ts"
+export type { CompactionBatch } from "./compaction.ts"
 
 /** Options of {@link KvStore.restore}. */
 export interface KvStoreOptions {
@@ -87,16 +104,20 @@ export type ApplyResult =
   | { readonly err: EtcdErrorData }
   | { readonly skipped: true }
 
-/** Records read per backend range call during restore and compaction. */
+/** Records read per backend range call during restore and event reads. */
 const chunkRecords = 10_000
 
 /**
  * Invariants: 1 <= currentRev; compactRev <= currentRev (compactRev is -1 until the first
- * compaction, as etcd's compactMainRev); the index holds exactly the revisions of the
- * records in the backend's key bucket; consistentIndex is the value stored in meta.
+ * compaction, as etcd's compactMainRev; it is the scheduled compact revision); every revision
+ * the index holds has its record in the backend's key bucket, and every record there whose
+ * revision the index does not hold has main revision <= compactRev and waits for the
+ * background deletion, which `compaction` tracks (undefined when none is pending, i.e.
+ * finishedCompactRev = scheduledCompactRev); consistentIndex is the value stored in meta.
  */
 export class KvStore {
   private readonly state: { index: TreeIndex; compactRev: number }
+  private compaction: CompactionScan | undefined
   private currentRev = 1
   private consistentIdx = 0
   private readonly leaseExists: LeaseExists
@@ -110,18 +131,19 @@ export class KvStore {
   /**
    * Builds a store from the backend: reads the key bucket in revision order to rebuild the
    * index (etcd restore / restoreIntoIndex), the compact revision and the consistent index.
-   * An empty backend gives a fresh store at revision 1. Throws on a corrupt backend or when
-   * the scheduled compact revision is ahead of the finished one (natcd writes both in one
-   * transaction, so that means another writer).
+   * An empty backend gives a fresh store at revision 1. When the scheduled compact revision is
+   * ahead of the finished one (a compaction whose deletion had not finished), the rebuilt index
+   * is compacted at the scheduled revision and the deletion starts over from the first record
+   * ({@link pendingCompaction}), as etcd's restore calls compactLockfree. Throws on a corrupt
+   * backend.
    */
   static restore(tx: BackendReadTx, options?: KvStoreOptions): KvStore {
     const s = new KvStore(options)
     const finished = unsafeReadCompactRev(tx, "finished")
     const scheduled = unsafeReadCompactRev(tx, "scheduled")
-    if (scheduled !== undefined && (finished === undefined || scheduled > finished)) {
-      throw new Error(`scheduled compaction ${scheduled} never finished (finished: ${finished ?? "none"})`)
-    }
-    if (finished !== undefined) s.state.compactRev = finished
+    const pending = scheduled !== undefined && (finished === undefined || scheduled > finished) ? scheduled : undefined
+    if (pending !== undefined) s.state.compactRev = pending
+    else if (finished !== undefined) s.state.compactRev = finished
     const index = s.state.index
     let currentRev = 1
     let start = revToBytes({ main: 1, sub: 0 })
@@ -149,6 +171,12 @@ export class KvStore {
       if (records.length < chunkRecords) break
       start = successor(records[records.length - 1]!.key)
     }
+    if (pending !== undefined) {
+      // The records are a suffix of each key's history (./compaction.ts), so compacting the
+      // rebuilt index again gives the index the compaction produced before the restart.
+      index.compact(pending)
+      s.compaction = { revision: pending, next: new Uint8Array() }
+    }
     // Every record of the newest revisions may be compacted away; the revision never goes back.
     s.currentRev = Math.max(currentRev, s.state.compactRev, scheduled ?? 0)
     s.consistentIdx = unsafeReadConsistentIndex(tx)
@@ -164,6 +192,59 @@ export class KvStore {
   /** The compact revision: reads below it fail as Compacted; -1 until the first compaction. */
   compactRevision(): Revision {
     return Revision(this.state.compactRev)
+  }
+
+  /**
+   * The compact revision whose dropped records are still being deleted (etcd: scheduled
+   * compaction not finished), or undefined when none is. The shell then calls
+   * {@link compactBatch} until it reports `done`.
+   */
+  pendingCompaction(): Revision | undefined {
+    return this.compaction === undefined ? undefined : Revision(this.compaction.revision)
+  }
+
+  /**
+   * One batch of the physical compaction (one iteration of etcd's scheduleCompaction loop), in
+   * backend write transaction `tx`: reads up to `limit` (>= 1) key-bucket records of main
+   * revision <= the pending compact revision, from where the last batch stopped, and deletes
+   * those the index does not hold. When fewer than `limit` records were left it also writes
+   * finishedCompactRev in `tx` and reports `done`. A no-op reporting `done` when nothing is
+   * pending. The caller commits `tx` afterwards; it must not call this inside an apply's
+   * transaction (a batch is its own transaction, between applies).
+   */
+  compactBatch(tx: BackendWriteTx, limit: number): CompactionBatch {
+    const scan = this.compaction
+    if (scan === undefined) return { revision: undefined, scanned: 0, deleted: 0, done: true }
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`compaction batch limit must be a positive integer: ${limit}`)
+    const records = tx.range("key", scan.next, compactionEnd(scan.revision), limit)
+    const doomed = planCompactionBatch(this.state.index, records)
+    for (const key of doomed) tx.delete("key", key)
+    const done = records.length < limit
+    if (done) unsafeSetCompactRev(tx, "finished", scan.revision)
+    // Last, so that a throwing transaction leaves the scan where it was.
+    this.compaction = done ? undefined : { revision: scan.revision, next: nextScanKey(records[records.length - 1]!.key) }
+    return { revision: scan.revision, scanned: records.length, deleted: doomed.length, done }
+  }
+
+  /**
+   * Whether the key-bucket record `bucketKey` (value `value`) belongs to the key space: true
+   * unless it waits for the background deletion of a compaction. Readers that walk the key
+   * bucket rather than the index filter with this, so their answer does not depend on how far
+   * the deletion got (HashKV, watch history).
+   */
+  isLiveRecord(bucketKey: Uint8Array, value: Uint8Array): boolean {
+    if (this.compaction === undefined) return true
+    if (bytesToRev(bucketKey).main > this.state.compactRev) return true
+    return isLiveRecord(this.state.index, bucketKey, value)
+  }
+
+  /**
+   * The key changes of main revisions startRev..endRev (inclusive) read from the key bucket
+   * ({@link unsafeReadEvents}), leaving out records that wait for the background deletion.
+   * Callers refuse startRev below the compact revision first.
+   */
+  unsafeReadEvents(tx: BackendReadTx, startRev: number, endRev: number): MvccEvent[] {
+    return unsafeReadEvents(tx, startRev, endRev, (k, v) => this.isLiveRecord(k, v))
   }
 
   /** The raft index of the last applied entry (0 for none), as stored in the backend. */
@@ -253,10 +334,12 @@ export class KvStore {
   }
 
   /**
-   * Compacts at `req.revision` (etcd updateCompactRev + scheduleCompaction): the index and the
-   * backend drop every revision <= rev except, for each key alive at rev, its version at rev;
-   * tombstones <= rev go too, and keys with nothing left leave the index (etcd 3.4/3.5, see
-   * key-index.ts). Errors: Compacted when rev <= the compact revision, FutureRevision when
+   * Compacts at `req.revision` (etcd updateCompactRev + compact): records scheduledCompactRev
+   * = rev in `tx` and compacts the index, which drops every revision <= rev except, for each
+   * key alive at rev, its version at rev; tombstones <= rev go too, and keys with nothing left
+   * leave the index (etcd 3.4/3.5, see key-index.ts). The backend records so dropped are
+   * deleted later by {@link compactBatch} (a compaction still pending restarts its scan with
+   * the new revision). Errors: Compacted when rev <= the compact revision, FutureRevision when
    * rev > the current revision. Reads at rev itself stay possible.
    */
   private compact(tx: BackendWriteTx, req: CompactionRequest): ApplyResult {
@@ -269,18 +352,8 @@ export class KvStore {
     }
     this.state.compactRev = rev
     unsafeSetCompactRev(tx, "scheduled", rev)
-    const keep = this.state.index.compact(rev)
-    const end = mainPrefix(rev + 1)
-    let start: Uint8Array = new Uint8Array()
-    for (;;) {
-      const records = tx.range("key", start, end, chunkRecords)
-      for (const { key } of records) {
-        if (!keep.has(revId(bytesToRev(key)))) tx.delete("key", key)
-      }
-      if (records.length < chunkRecords) break
-      start = successor(records[records.length - 1]!.key)
-    }
-    unsafeSetCompactRev(tx, "finished", rev)
+    this.state.index.compact(rev)
+    this.compaction = { revision: rev, next: new Uint8Array() }
     return { ok: { compaction: {} }, revision: Revision(this.currentRev), events: [] }
   }
 
@@ -293,10 +366,16 @@ export class KvStore {
 /**
  * The key changes of main revisions startRev..endRev (inclusive), in revision order, read from
  * the backend's key bucket as etcd's watchable store does when a watcher catches up
- * (watchable_store.go syncWatchers). Events carry no prevKv. Revisions below the compact
- * revision may be partly gone: callers check the compact revision first.
+ * (watchable_store.go syncWatchers). Events carry no prevKv. Revisions at or below the compact
+ * revision may be partly gone, or wait for deletion: callers check the compact revision first
+ * and pass `live` (KvStore.isLiveRecord) to leave out records a compaction dropped.
  */
-export const unsafeReadEvents = (tx: BackendReadTx, startRev: number, endRev: number): MvccEvent[] => {
+export const unsafeReadEvents = (
+  tx: BackendReadTx,
+  startRev: number,
+  endRev: number,
+  live?: (bucketKey: Uint8Array, value: Uint8Array) => boolean
+): MvccEvent[] => {
   const events: MvccEvent[] = []
   if (endRev < startRev) return events
   const end = mainPrefix(endRev + 1)
@@ -304,6 +383,7 @@ export const unsafeReadEvents = (tx: BackendReadTx, startRev: number, endRev: nu
   for (;;) {
     const records = tx.range("key", start, end, chunkRecords)
     for (const { key: bucketKey, value } of records) {
+      if (live !== undefined && !live(bucketKey, value)) continue
       const kv = decodeKeyValue(value)
       if (isTombstone(bucketKey)) {
         const main = Revision(bytesToRev(bucketKey).main)

@@ -165,6 +165,16 @@ export class TreeIndex {
     return available
   }
 
+  /**
+   * True when the index holds revision `rev` of `key`, i.e. the backend record under that
+   * revision belongs to the key space. After a compaction, the records at or below the compact
+   * revision that the index does not hold are the ones the background deletion removes
+   * (./compaction.ts).
+   */
+  holds(key: string, rev: Rev): boolean {
+    return this.tree.get(key)?.holds(rev) ?? false
+  }
+
   /** The revisions a compaction at `rev` would keep, without compacting (etcd Keep). */
   keep(rev: number): Set<string> {
     const available = new Set<string>()
