@@ -63,7 +63,7 @@ export class RaftDriver {
   private readCounter = 0
   /** Reads waiting for the next round. */
   private pendingReads: Array<(index: number | "NoLeader") => void> = []
-  /** Rounds issued to the core, awaiting their read state. */
+  /** Rounds issued to the core, oldest first, awaiting their read state (which answers its round and every older one). */
   private readonly rounds = new Map<string, ReadRound>()
   private appliedIndex = 0
   /** Trace of the first proposal since the last persist, carried to the wal service. */
@@ -196,10 +196,15 @@ export class RaftDriver {
         if (late.length > 0) this.io.send(late)
         for (const rs of rd.readStates) {
           const key = Buffer.from(rs.requestCtx).toString("latin1")
-          const round = this.rounds.get(key)
-          if (round === undefined) continue
-          this.rounds.delete(key)
-          for (const w of round.waiters) w(rs.index)
+          if (!this.rounds.has(key)) continue
+          // Rounds started before this one are answered with its index too: the leader
+          // confirmed its leadership after they began, so the index is as good for them (and a
+          // round whose message was lost does not wait, or stay in `rounds`, for ever).
+          for (const [k, round] of this.rounds) {
+            this.rounds.delete(k)
+            for (const w of round.waiters) w(rs.index)
+            if (k === key) break
+          }
         }
         if (rd.committedEntries.length > 0) {
           for (const e of rd.committedEntries) {

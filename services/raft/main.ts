@@ -53,6 +53,7 @@ import { endSpan, nowUs, proposalTraceparent, recordSpan, spanTraceparent, start
 import type { ActiveSpan } from "../runtime/tracing.ts"
 import { encodeConfChange } from "./core/conf-change.ts"
 import { RawNode } from "./core/raw-node.ts"
+import { catchUpCompactIndex } from "./core/catch-up.ts"
 import { MemoryStorage } from "./core/storage.ts"
 import { RaftDriver } from "./driver.ts"
 import {
@@ -71,8 +72,23 @@ import { raftMsg, subjectOf, tokensOf } from "../../shared/endpoints.ts"
 import { publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 
 interface RaftFlags {
+  /** Applied entries between snapshots (etcd --snapshot-count). */
   readonly snapshotCount: number
+  /**
+   * Bytes of entry data (the sum of `data.byteLength`) applied between snapshots, next to the
+   * count: a snapshot is taken when either is reached. natcd's own flag: etcd bounds only the
+   * count, and 100000 entries of up to 1.5 MiB (etcd's request limit) is up to about 150 GiB of
+   * log held in memory by raft and again by the wal service until the next snapshot.
+   */
+  readonly snapshotBytes: number
+  /** Entries kept before a snapshot for slow followers (etcd SnapshotCatchUpEntries). */
   readonly snapshotCatchupEntries: number
+  /**
+   * Bytes of entry data kept before a snapshot for slow followers, next to the count: the log is
+   * compacted so that both hold (./core/catch-up.ts). natcd's own flag, for the same reason as
+   * `snapshotBytes`; a follower further behind gets a snapshot, as in etcd.
+   */
+  readonly snapshotCatchupBytes: number
   readonly initialCluster?: string
   readonly initialClusterState: "new" | "existing"
   readonly advertiseClientUrls: string
@@ -89,6 +105,8 @@ const flags = parseFlags<RaftFlags>("raft", process.argv, (c) =>
     .addOption(new Option("--election-timeout <ms>", "raft election timeout (etcd default 1000)").argParser(positiveInt).default(1000))
     .addOption(new Option("--snapshot-count <n>", "applied entries between snapshots (etcd --snapshot-count)").env("NATCD_SNAPSHOT_COUNT").argParser(positiveInt).default(100000))
     .addOption(new Option("--snapshot-catchup-entries <n>", "entries kept before a snapshot for slow followers (etcd SnapshotCatchUpEntries)").env("NATCD_SNAPSHOT_CATCHUP_ENTRIES").argParser(positiveInt).default(5000))
+    .addOption(new Option("--snapshot-bytes <n>", "bytes of entry data applied between snapshots, next to --snapshot-count (natcd's own)").env("NATCD_SNAPSHOT_BYTES").argParser(positiveInt).default(64 * 1024 * 1024))
+    .addOption(new Option("--snapshot-catchup-bytes <n>", "bytes of entry data kept before a snapshot for slow followers, next to --snapshot-catchup-entries (natcd's own)").env("NATCD_SNAPSHOT_CATCHUP_BYTES").argParser(positiveInt).default(16 * 1024 * 1024))
 )
 
 /** Largest batch of committed entries in one mvcc.apply frame (entry data bytes). */
@@ -97,6 +115,30 @@ const maxApplyFrameBytes = 1024 * 1024
 const maxLearners = 1
 /** A learner is ready for promotion when its match index is this share of the leader's (etcd). */
 const learnerReadyPercent = 0.9
+/**
+ * Most traced entries (count) awaiting their raft.commit span. An entry overwritten before it
+ * committed never ends its span; past the bound the oldest are forgotten (their commit span is
+ * not recorded).
+ */
+const maxAppendSpansKept = 10_000
+/**
+ * Most membership changes (count of history records) kept since the last snapshot; reaching it
+ * takes a snapshot, which drops the records below the snapshot index. Without it the history is
+ * bounded only by --snapshot-count (one record per applied membership or attribute entry).
+ */
+const maxMembershipHistory = 1000
+/**
+ * How long raft waits for the mvcc service's copy of its state (mvcc.snapshot), in ms. The
+ * request is not re-sent meanwhile: the copy of a large LMDB file takes seconds, and each
+ * re-sent request would start another copy of the same file in the mvcc service.
+ */
+const mvccSnapshotTimeoutMs = 120_000
+/**
+ * After a snapshot attempt that took none (an error, or an mvcc service with nothing applied
+ * since the last one), the next attempt waits at least this long, in ms. Without it every
+ * applied batch past the trigger would ask for another copy of the whole state.
+ */
+const snapshotRetryDelayMs = 5000
 
 const RaftLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -143,7 +185,7 @@ const RaftLive = Layer.effectDiscard(
         appended.set(s.index, { traceparent: s.traceparent, appendedUs: now })
       }
       // Entries overwritten before they committed never end their commit span; bound the map.
-      while (appended.size > 10_000) appended.delete(appended.keys().next().value!)
+      while (appended.size > maxAppendSpansKept) appended.delete(appended.keys().next().value!)
     }
 
     // 1. Load the log from the wal service (retrying until it answers).
@@ -215,7 +257,16 @@ const RaftLive = Layer.effectDiscard(
     let history: Array<{ index: number; members: MemberInfo[] }> = [{ index: startSnapshot?.metadata.index ?? 0, members: membership.list() }]
     const membershipAt = (index: number) => [...history].reverse().find((h) => h.index <= index)?.members ?? []
     let lastSnapshotIndex = startSnapshot?.metadata.index ?? 0
+    /**
+     * Bytes of entry data applied since the last snapshot started (or since the start): the
+     * --snapshot-bytes trigger. Reset when a snapshot starts, not when it ends at its index, so
+     * an mvcc service that lags raft by more than --snapshot-bytes does not make every snapshot
+     * start the next one at once; given back when the snapshot fails.
+     */
+    let appliedBytesSinceSnapshot = 0
     let snapshotting = false
+    /** No snapshot attempt before this time (ms since the epoch); see snapshotRetryDelayMs. */
+    let snapshotRetryAtMs = 0
     const confWaiters = new Map<string, (members: MemberInfo[]) => void>()
     const transferWaiters: Array<{ target: MemberId; resolve: (ok: boolean) => void }> = []
     let removed = false
@@ -288,7 +339,12 @@ const RaftLive = Layer.effectDiscard(
         }
         const entries = committed.filter((e) => e.index > skipApplyUpTo).map(toMvcc)
         if (entries.length > 0) publishApply(entries, commitIndex, applyTrace)
-        if (driver.applied() - lastSnapshotIndex >= flags.snapshotCount) void takeSnapshot()
+        for (const e of committed) appliedBytesSinceSnapshot += e.data.byteLength
+        if (
+          driver.applied() - lastSnapshotIndex >= flags.snapshotCount ||
+          appliedBytesSinceSnapshot >= flags.snapshotBytes ||
+          history.length > maxMembershipHistory
+        ) void takeSnapshot()
       },
       persistSnapshot: async (snapshot) => {
         okOf(await callForever(() => callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 })))
@@ -296,6 +352,7 @@ const RaftLive = Layer.effectDiscard(
         if (data !== undefined) membership.restore(data.members)
         history = [{ index: snapshot.metadata.index, members: membership.list() }]
         lastSnapshotIndex = snapshot.metadata.index
+        appliedBytesSinceSnapshot = 0
       },
       onSoftState: (soft) => {
         if (soft.lead !== 0n && soft.lead !== lastLeader) leaderChanges++
@@ -317,13 +374,17 @@ const RaftLive = Layer.effectDiscard(
      * Takes a snapshot (etcd's triggerSnapshot): the mvcc service copies its state at its applied
      * index I; the raft snapshot at I (membership as of I, and the mvcc file) is saved through
      * the wal service (file, WAL marker, sync, release); then the in-memory log keeps only the
-     * last --snapshot-catchup-entries entries before I for slow followers.
+     * last --snapshot-catchup-entries entries before I for slow followers, and no more than
+     * --snapshot-catchup-bytes of entry data (./core/catch-up.ts).
      */
     const takeSnapshot = async () => {
-      if (snapshotting) return
+      if (snapshotting || Date.now() < snapshotRetryAtMs) return
       snapshotting = true
+      const bytesCounted = appliedBytesSinceSnapshot
+      appliedBytesSinceSnapshot = 0
+      let taken = false
       try {
-        const info = okOf(await callEndpoint(rpc, mvccSnapshot, mvccSnapshotSubject, { minIndex: 0 }, { timeoutMs: 120_000 }))
+        const info = okOf(await callEndpoint(rpc, mvccSnapshot, mvccSnapshotSubject, { minIndex: 0 }, { timeoutMs: mvccSnapshotTimeoutMs, retryAfterMs: mvccSnapshotTimeoutMs }))
         const index = Math.min(info.index, driver.applied())
         if (index <= lastSnapshotIndex || info.index > driver.applied()) return
         const term = storage.term(Index(index))
@@ -335,16 +396,28 @@ const RaftLive = Layer.effectDiscard(
         const data = encodeSnapshotData({ members, mvcc: info, source: flags.member })
         const snapshot = { metadata: { index: Index(index), term, confState }, data }
         okOf(await callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 }))
-        storage.createSnapshot(Index(index), confState, data)
-        const compactIndex = index - flags.snapshotCatchupEntries
-        if (compactIndex > storage.firstIndex()) storage.compact(Index(compactIndex))
+        taken = true
+        // A newer snapshot from the leader may have been installed meanwhile: it replaced the log.
+        if (typeof storage.createSnapshot(Index(index), confState, data) === "string") return
+        const upToSnapshot = storage.entries(storage.firstIndex(), Index(index + 1), Number.POSITIVE_INFINITY)
+        const compactIndex = typeof upToSnapshot === "string"
+          ? undefined
+          : catchUpCompactIndex(upToSnapshot, { entries: flags.snapshotCatchupEntries, bytes: flags.snapshotCatchupBytes })
+        if (compactIndex !== undefined) storage.compact(Index(compactIndex))
         lastSnapshotIndex = index
         history = [...history.filter((h) => h.index > index), { index, members }].sort((a, b) => a.index - b.index)
         runDetached(Effect.logInfo("snapshot taken").pipe(Effect.annotateLogs({ index, term, mvccFile: info.file, sizeBytes: info.sizeBytes, firstIndex: storage.firstIndex() })))
       } catch (e) {
-        runDetached(Effect.logWarning("snapshot failed; will retry").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) })))
+        const reason = (e as { reason?: unknown })?.reason
+        runDetached(Effect.logWarning("snapshot failed; will retry").pipe(
+          Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e), ...(typeof reason === "string" ? { reason } : {}), retryInMs: snapshotRetryDelayMs })
+        ))
       } finally {
         snapshotting = false
+        if (!taken) {
+          appliedBytesSinceSnapshot += bytesCounted
+          snapshotRetryAtMs = Date.now() + snapshotRetryDelayMs
+        }
       }
     }
 
@@ -519,8 +592,14 @@ const RaftLive = Layer.effectDiscard(
         if (target === memberId) return req.reply({ ok: { term: s.hardState.term } })
         if (!s.confState.voters.includes(target)) return req.reply(fail(new BadLeaderTransferee({ memberId: target })))
         new Promise<boolean>((resolve) => {
-          transferWaiters.push({ target, resolve })
-          setTimeout(() => resolve(false), requestTimeoutMs)
+          const waiter = { target, resolve }
+          transferWaiters.push(waiter)
+          setTimeout(() => {
+            // A transfer that never happened leaves no waiter behind.
+            const i = transferWaiters.indexOf(waiter)
+            if (i >= 0) transferWaiters.splice(i, 1)
+            resolve(false)
+          }, requestTimeoutMs)
           driver.transferLeader(target)
         }).then((ok) =>
           ok

@@ -54,6 +54,12 @@ export interface PeersIo {
   readonly term: () => number
 }
 
+/**
+ * Most member names learned from incoming frames (1024, as the derived-id cache): a cluster has a
+ * handful of members, so the cap is only reached by frames of members long removed.
+ */
+const maxLearnedPeers = 1024
+
 /** Sends and receives raft messages for member `self`. */
 export class Peers {
   readonly counters: PeerCounters = {
@@ -102,7 +108,7 @@ export class Peers {
     let id = this.derived.get(name)
     if (id === undefined) {
       id = memberIdFor(this.cluster, name)
-      if (this.derived.size < 1024) this.derived.set(name, id)
+      if (this.derived.size < maxLearnedPeers) this.derived.set(name, id)
     }
     return id
   }
@@ -125,7 +131,7 @@ export class Peers {
       this.counters.droppedRemovedSender += body.messages.length
       return
     }
-    this.learned.set(from, body.fromName)
+    if (!this.learned.has(from) && this.learned.size < maxLearnedPeers) this.learned.set(from, body.fromName)
     const term = this.io.term()
     for (const raw of body.messages) {
       this.counters.received++

@@ -3,9 +3,27 @@
  * with every append so that `wal.load` can page through it without re-reading files. Applies
  * raft's overwrite rule: entries starting at index i replace the suffix from i on.
  *
+ * Bound: the mirror holds only the entries after the last snapshot, plus those appended since:
+ * the wal service calls {@link LogMirror.compactTo} with each snapshot it saves (raft's
+ * `--snapshot-count` and `--snapshot-bytes` decide how often). The entries it holds own their
+ * data ({@link ownedEntry}), so dropping them frees their memory.
+ *
  * Invariant: `entries` are contiguous, `entries[k].index === firstIndex + k`.
  */
 import type { Entry, HardState } from "../../shared/raft-types.ts"
+
+/**
+ * `e` with its data in a buffer of its own: `e` itself when its data spans its whole buffer,
+ * otherwise a copy. The entries of a `wal.append` frame are views into the frame's receive
+ * buffer (shared/frame.ts decodes binary fields without copying), which NATS shares with other
+ * messages of the same socket read (up to 64 KiB) or over-allocates for a message assembled
+ * from several reads (about twice its size); a kept view would keep that whole buffer alive.
+ * The raft service copies the entries it keeps the same way (services/raft/core/storage.ts).
+ * The copy is made with `new Uint8Array(view)`, which copies for a Node Buffer too (a Buffer's
+ * `slice` returns a view).
+ */
+export const ownedEntry = (e: Entry): Entry =>
+  e.data.byteLength === e.data.buffer.byteLength ? e : { term: e.term, index: e.index, type: e.type, data: new Uint8Array(e.data) }
 
 export class LogMirror {
   private hardState: HardState
@@ -14,7 +32,7 @@ export class LogMirror {
 
   constructor(hardState: HardState, entries: ReadonlyArray<Entry>, metadata: Uint8Array) {
     this.hardState = hardState
-    this.entries = [...entries]
+    this.entries = entries.map(ownedEntry)
     this.metadata = metadata
   }
 
@@ -38,7 +56,8 @@ export class LogMirror {
   /**
    * Records an append: the hard state (when given) and `entries`, which must start at most one
    * past the last index (raft never leaves a hole); an earlier start overwrites the suffix.
-   * Throws on a hole (a defect in the caller).
+   * Throws on a hole (a defect in the caller). Data that is a view into a larger buffer is
+   * copied ({@link ownedEntry}).
    */
   save(hardState: HardState | undefined, entries: ReadonlyArray<Entry>): void {
     // Checked before anything changes, so a refused append leaves the mirror as it was.
@@ -50,18 +69,21 @@ export class LogMirror {
     const first = entries[0]!.index
     if (this.entries.length === 0) {
       // After a snapshot the log may be empty; raft appends from the snapshot index + 1 on.
-      this.entries = [...entries]
+      this.entries = entries.map(ownedEntry)
       return
     }
     const base = this.entries[0]!.index
-    if (first <= base) this.entries = [...entries]
+    if (first <= base) this.entries = entries.map(ownedEntry)
     else {
       this.entries.length = first - base
-      for (const e of entries) this.entries.push(e)
+      for (const e of entries) this.entries.push(ownedEntry(e))
     }
   }
 
-  /** Drops entries with index <= `index` (covered by a snapshot); later appends continue from there. */
+  /**
+   * Drops entries with index <= `index` (covered by a snapshot); later appends continue from
+   * there. The kept entries move to a new array, so the dropped ones are freed.
+   */
   compactTo(index: number): void {
     if (this.entries.length === 0) return
     const base = this.entries[0]!.index

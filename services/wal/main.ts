@@ -71,8 +71,13 @@ const WalLive = Layer.effectDiscard(
       ? undefined
       : yield* Effect.promise(() => loadSnap(snapDir, contents.snapshot!.term, contents.snapshot!.index))
     const mirror = new LogMirror(contents.hardState, contents.entries, contents.metadata)
+    const replayedEntries = contents.entries.length
+    // The mirror holds the replayed entries from here on. `contents` stays reachable until
+    // shutdown (the release step above keeps what was acquired), so it must not hold them too:
+    // they would outlive the mirror's compaction at the next snapshot.
+    contents.entries = []
     yield* Effect.logInfo("WAL open").pipe(
-      Effect.annotateLogs({ dir, entries: contents.entries.length, lastIndex: mirror.lastIndex(), term: contents.hardState.term })
+      Effect.annotateLogs({ dir, entries: replayedEntries, lastIndex: mirror.lastIndex(), term: contents.hardState.term })
     )
     const at = { cluster: flags.cluster, member: flags.member, service: "wal" as const }
     let closing = false
