@@ -439,9 +439,11 @@ export const HistoryReply = okOrErr(Schema.Struct({ head: Int, compactRev: Int, 
 
 /**
  * watch.open (queue group): gateway asks some replica to hold watch session `session`, whose
- * responses go to subject `gateway`. Idempotent per session id.
+ * responses go to subject `gateway`. Idempotent per session id. `windowBytes`: the most
+ * unacknowledged response bytes the gateway wants in flight for it (its own budget shared by
+ * its streams).
  */
-export const WatchOpenBody = Schema.Struct({ session: Schema.String, gateway: Schema.String })
+export const WatchOpenBody = Schema.Struct({ session: Schema.String, gateway: Schema.String, windowBytes: opt(Int) })
 export const WatchOpenReply = okOrErr(Schema.Struct({ replica: Schema.String, head: Int }))
 
 /**
@@ -470,10 +472,10 @@ export const WatchCloseBody = Schema.Struct({ session: Schema.String })
 export const WatchCtlReply = okOrErr(Schema.Struct({ known: Schema.Boolean }))
 /** watch.ack (publish): the gateway has written every response message up to `seq` to its client. */
 export const WatchAckBody = Schema.Struct({ session: Schema.String, seq: Int })
-/** watch.ping: the sessions gateway `gateway` holds on this replica, with their acked seqs. */
+/** watch.ping: the sessions gateway `gateway` holds on this replica, with their acked seqs and windows (bytes). */
 export const WatchPingBody = Schema.Struct({
   gateway: Schema.String,
-  sessions: Schema.Array(Schema.Struct({ session: Schema.String, acked: Int }))
+  sessions: Schema.Array(Schema.Struct({ session: Schema.String, acked: Int, windowBytes: opt(Int) }))
 })
 /** The pinged sessions the replica does not hold (lost or never opened). */
 export const WatchPingReply = Schema.Struct({ unknown: Schema.Array(Schema.String) })

@@ -30,7 +30,7 @@ import { makeLeaseHandlers } from "./lease.ts"
 import { makeLockHandlers } from "./lock.ts"
 import { minLeaseTtlSec } from "../lease/core/lessor.ts"
 import { abortable, bidiStream, startGrpcServer } from "./server.ts"
-import { makeWatchHandler } from "./watch.ts"
+import { defaultUnackedBudgetBytes, makeWatchHandler } from "./watch.ts"
 import { checkMemberReady, MemberHealth } from "./health.ts"
 import { LeaderMonitor } from "./leader.ts"
 import { asEmbeddedClientError } from "./errors.ts"
@@ -44,7 +44,15 @@ interface GatewayFlags {
   readonly maxRequestBytes: number
   readonly quotaBackendBytes: number
   readonly electionTimeout: number
+  readonly maxConcurrentStreams: number
+  readonly watchUnackedBudgetBytes: number
 }
+
+/**
+ * Default --max-concurrent-streams: 10000 streams per client connection. etcd 3.5 allows
+ * 2^32 - 1; natcd bounds it so that one connection cannot hold unbounded per-stream state.
+ */
+const defaultMaxConcurrentStreams = 10_000
 
 const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
   c
@@ -56,6 +64,14 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
         .env("NATCD_QUOTA_BACKEND_BYTES").argParser((v) => Number.parseInt(v, 10)).default(0)
     )
     .addOption(new Option("--election-timeout <ms>", "raft election timeout; sets the minimum lease TTL, ceil(1.5 x it)").env("NATCD_ELECTION_TIMEOUT").argParser(positiveInt).default(1000))
+    .addOption(
+      new Option("--max-concurrent-streams <n>", "concurrent gRPC streams per client connection (etcd 3.5's flag; etcd's default is unlimited)")
+        .env("NATCD_MAX_CONCURRENT_STREAMS").argParser(positiveInt).default(defaultMaxConcurrentStreams)
+    )
+    .addOption(
+      new Option("--watch-unacked-budget-bytes <n>", "watch response bytes in flight to this gateway over all its streams, shared equally as their windows")
+        .env("NATCD_GATEWAY_WATCH_UNACKED_BUDGET_BYTES").argParser(positiveInt).default(defaultUnackedBudgetBytes)
+    )
 )
 
 /** How often the gateway asks its raft service whether the member has a leader, ms (./leader.ts). */
@@ -167,6 +183,7 @@ const GatewayLive = Layer.effectDiscard(
       Effect.sync(() =>
         makeWatchHandler({
           nc, rpc, cluster: flags.cluster, instance, maxRequestBytes: flags.maxRequestBytes, identity: handlers.identity,
+          unackedBudgetBytes: flags.watchUnackedBudgetBytes,
           responseSubject: subjectOf(gatewayWatch, { ...at, instance }),
           log: (level, message, fields) =>
             Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
@@ -233,7 +250,7 @@ const GatewayLive = Layer.effectDiscard(
             Snapshot: backendMaintenance.Snapshot
           },
           Watch: { Watch: bidiStream(watch.Watch) }
-        }, flags.maxRequestBytes, leader)
+        }, { maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams }, leader)
       ).pipe(Effect.orDie),
       // Unary calls in flight get up to 2 s to finish; then long-lived streams (Watch,
       // LeaseKeepAlive, Observe) are cut, as etcd's shutdown does, so that clients reconnect

@@ -382,6 +382,14 @@ const countedBidi = (handle: BidiStreamHandler["handle"], service: string, metho
   handle(call)
 }
 
+/** Limits of the client port's gRPC server. */
+export interface GrpcServerLimits {
+  /** Largest request accepted, bytes (etcd --max-request-bytes); gRPC's own limit is 512 KiB above it. */
+  readonly maxRequestBytes: number
+  /** Concurrent HTTP/2 streams per client connection (etcd 3.5 --max-concurrent-streams). */
+  readonly maxConcurrentStreams: number
+}
+
 /**
  * Starts a gRPC server on `address` (host:port) serving `services`: a map from etcd service name
  * (KV, Maintenance, ...) to method handlers. With `leader`, calls carrying etcd's `hasleader`
@@ -392,13 +400,14 @@ const countedBidi = (handle: BidiStreamHandler["handle"], service: string, metho
 export const startGrpcServer = async (
   address: string,
   services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
-  maxRequestBytes: number,
+  limits: GrpcServerLimits,
   leader?: LeaderGate
 ): Promise<grpc.Server> => {
   const definitions = serverDefinitions()
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": maxRequestBytes + 512 * 1024,
-    "grpc.max_send_message_length": 2 ** 31 - 1
+    "grpc.max_receive_message_length": limits.maxRequestBytes + 512 * 1024,
+    "grpc.max_send_message_length": 2 ** 31 - 1,
+    "grpc.max_concurrent_streams": limits.maxConcurrentStreams
   })
   for (const [name, methods] of Object.entries(services)) {
     const def = definitions[name]

@@ -11,14 +11,21 @@
  *
  * Sessions and failover. A stream opens a session through the queue group `watch.open`, which
  * NATS hands to one replica. The replica's responses come back in messages numbered 1, 2, ...;
- * the gateway writes them to the client in order and acknowledges each message once the
- * client's stream took it (gRPC write buffer below its high-water mark), which is the
- * replica's flow control. For every watch the gateway remembers the next revision its client
- * has not seen (after the last event, or after a progress notification's revision). When the
+ * the gateway writes them to the client in order and acknowledges each message once all its
+ * responses were sent on the client's HTTP/2 stream (within the client's flow-control
+ * window), which is the replica's flow control. For every watch the gateway remembers the next
+ * revision its client has not seen (after the last event, or after a progress notification's
+ * revision). When the
  * session breaks — the replica stops answering pings, does not know the session, or a message
  * number is skipped (a lost NATS message) — the gateway opens a new session, on whichever
  * replica the queue group picks, and re-creates each watch from that revision with the same id;
  * the client sees nothing but a pause: no event lost, none repeated.
+ *
+ * Memory. Each session asks its replica for a window (the unacknowledged bytes it may have in
+ * flight): the gateway's budget {@link WatchContext.unackedBudgetBytes} shared equally by its
+ * sessions, never below {@link minSessionWindowBytes}; the window is sent at open and with every
+ * ping, so it shrinks as streams are added. What a gateway holds for clients that do not read
+ * is thus about max(budget, sessions x 64 KiB), plus one revision per stream.
  */
 import type * as grpc from "@grpc/grpc-js"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -40,6 +47,12 @@ export const emptyRangeReason = "mvcc: watcher range is empty"
 /** etcd mvcc.ErrWatcherDuplicateID. */
 export const duplicateIdReason = "mvcc: duplicate watch ID provided on the WatchStream"
 
+/** The smallest window a session asks of its replica, in bytes (so every stream makes progress). */
+export const minSessionWindowBytes = 64 * 1024
+
+/** Default {@link WatchContext.unackedBudgetBytes}: 128 MiB. */
+export const defaultUnackedBudgetBytes = 128 * 1024 * 1024
+
 /** What the Watch handler needs from the gateway. */
 export interface WatchContext {
   readonly nc: NatsConnection
@@ -55,6 +68,11 @@ export interface WatchContext {
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
   /** Ping period, in ms (default 1000); a replica silent for 3 periods is presumed dead. */
   readonly pingMs?: number
+  /**
+   * Watch response bytes this gateway lets replicas have in flight to it, over all its streams
+   * (default {@link defaultUnackedBudgetBytes}); shared equally as the sessions' windows.
+   */
+  readonly unackedBudgetBytes?: number
 }
 
 /** One watch of a stream, as the gateway tracks it for resumption. */
@@ -125,6 +143,9 @@ export const makeWatchHandler = (ctx: WatchContext) => {
   const sessions = new Map<string, Session>()
   let nextSession = 1
   const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
+  const budgetBytes = ctx.unackedBudgetBytes ?? defaultUnackedBudgetBytes
+  /** The window each session asks for now, in bytes. */
+  const sessionWindow = (): number => Math.max(minSessionWindowBytes, Math.floor(budgetBytes / Math.max(1, sessions.size)))
 
   // Responses bigger than one NATS message (one revision's events can be any size) come in chunks.
   const assembler = new FrameAssembler()
@@ -170,9 +191,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     for (const [replica, list] of byReplica) {
       if (pinging.has(replica)) continue
       pinging.add(replica)
+      const windowBytes = sessionWindow()
       callEndpoint(ctx.rpc, watchPing, { cluster: ctx.cluster, replica }, {
         gateway: ctx.responseSubject,
-        sessions: list.map((s) => ({ session: s.id, acked: s.acked }))
+        sessions: list.map((s) => ({ session: s.id, acked: s.acked, windowBytes }))
       }, { timeoutMs: 3 * pingMs, retryAfterMs: pingMs }).then(
         (reply) => {
           pinging.delete(replica)
@@ -200,13 +222,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private opening: Promise<Session | undefined> | undefined
     private closed = false
     private progressPending = false
-    /** Messages written but not acknowledged, waiting for the client's stream to drain. */
-    private waitingDrain: Array<{ session: Session; seq: number }> = []
 
     constructor(call: grpc.ServerDuplexStream<Wire, Wire>) {
       this.call = call
       call.on("data", (req: Wire) => this.onRequest(req))
-      call.on("drain", () => this.onDrain())
       const end = () => this.close()
       call.on("cancelled", end)
       call.on("error", end)
@@ -225,9 +244,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       return headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: term })
     }
 
-    private write(response: Wire): boolean {
-      if (this.closed) return true
-      return this.call.write(response)
+    /** Writes `response`; `sent` is called once grpc handed it to HTTP/2 (within the client's flow-control window). */
+    private write(response: Wire, sent?: () => void): void {
+      if (this.closed) return
+      this.call.write(response, sent)
     }
 
     private onRequest(req: Wire): void {
@@ -348,7 +368,8 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         try {
           s.replica = okOf(await callEndpoint(ctx.rpc, watchOpen, { cluster: ctx.cluster }, {
             session: s.id,
-            gateway: ctx.responseSubject
+            gateway: ctx.responseSubject,
+            windowBytes: sessionWindow()
           }, { timeoutMs: 3000 })).replica
           stats.sessions++
           if (this.closed) this.closeSession(s)
@@ -380,7 +401,6 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       ctx.log("info", "moving watch stream to another session", { session: s.id, replica: s.replica, reason })
       this.closeSession(s)
       this.session = undefined
-      this.waitingDrain = []
       for (const w of [...this.watches.values()]) {
         if (w.canceling) {
           this.watches.delete(w.id)
@@ -405,21 +425,27 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       void this.deliver(s, body)
     }
 
+    /**
+     * Writes the message's responses and acknowledges it once all of them were sent: grpc
+     * serializes and hands one response at a time to the HTTP/2 stream, whose flow control
+     * holds it while the client does not read. Until then the message counts against the
+     * session's window at the replica, so a stream that does not read holds at most its
+     * window here. (The stream's own buffer counts objects, 16 before it reports back-pressure,
+     * whatever their size, so it cannot be the measure.)
+     */
     private async deliver(s: Session, body: typeof WatchResponsesBody.Type): Promise<void> {
       const id = await ctx.identity()
-      let room = true
-      for (const r of body.responses) {
-        const wire = this.toWire(r, body.term, id)
-        for (const out of wire) room = this.write(out)
+      let unsent = 1
+      const sent = () => {
+        if (--unsent === 0) this.ack(s, body.seq)
       }
-      if (room) this.ack(s, body.seq)
-      else this.waitingDrain.push({ session: s, seq: body.seq })
-    }
-
-    private onDrain(): void {
-      const waiting = this.waitingDrain
-      this.waitingDrain = []
-      for (const { session, seq } of waiting) this.ack(session, seq)
+      for (const r of body.responses) {
+        for (const out of this.toWire(r, body.term, id)) {
+          unsent++
+          this.write(out, sent)
+        }
+      }
+      sent()
     }
 
     private ack(s: Session, seq: number): void {

@@ -3,7 +3,8 @@
  * events out to watch streams. Replicas belong to no member and share nothing: run one or many.
  *
  *   node services/watch/main.ts --replica=w1 [--progress-notify-interval=10m]
- *     [--window-bytes=4194304] [--session-timeout-ms=15000] (+ --cluster, --nats, --log-level)
+ *     [--window-bytes=4194304] [--unacked-budget-bytes=268435456] [--session-timeout-ms=15000]
+ *     (+ --cluster, --nats, --log-level)
  *
  * What it does (the pure part is ./core/hub.ts):
  * - follows `natcd.<cluster>.*.mvcc.events`, the committed event stream every member's mvcc
@@ -47,6 +48,7 @@ interface WatchFlags {
   readonly replica: string
   readonly progressNotifyInterval: number
   readonly windowBytes: number
+  readonly unackedBudgetBytes: number
   readonly sessionTimeoutMs: number
 }
 
@@ -68,6 +70,10 @@ const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
         .env("NATCD_WATCH_WINDOW_BYTES").argParser(positiveInt).default(4 * 1024 * 1024)
     )
     .addOption(
+      new Option("--unacked-budget-bytes <n>", "unacknowledged response bytes of all streams on this replica, shared equally as their windows")
+        .env("NATCD_WATCH_UNACKED_BUDGET_BYTES").argParser(positiveInt).default(256 * 1024 * 1024)
+    )
+    .addOption(
       new Option("--session-timeout-ms <ms>", "drop a watch stream whose gateway was silent this long")
         .env("NATCD_WATCH_SESSION_TIMEOUT_MS").argParser(positiveInt).default(15_000)
     )
@@ -85,7 +91,7 @@ const WatchLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc } = yield* Nats
     const cluster = flags.cluster
-    const hub = new WatchHub({ windowBytes: flags.windowBytes })
+    const hub = new WatchHub({ windowBytes: flags.windowBytes, budgetBytes: flags.unackedBudgetBytes })
     const log = (level: "info" | "warn", message: string, fields: Record<string, unknown>) =>
       Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(
         Effect.annotateLogs({ service: "watch", replica, ...fields })
@@ -114,6 +120,7 @@ const WatchLive = Layer.effectDiscard(
     gaugeFrom("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers (on this watch replica).", () => hub.stats().unsynced)
     gaugeFrom("natcd_watch_victim_watchers", "Watchers whose stream is over its window (etcd's victims), on this replica.", () => hub.stats().victims)
     gaugeFrom("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams (sessions on this watch replica).", () => hub.stats().sessions)
+    gaugeFrom("natcd_watch_unacked_bytes", "Watch response bytes sent or queued and not yet acknowledged by gateways, on this replica.", () => hub.stats().unackedBytes)
     gaugeFrom("natcd_watch_head_revision", "The newest revision this replica has of the event stream.", () => hub.stats().head)
     counterFrom("etcd_debugging_mvcc_events_total", "Total number of events sent by this replica.", () => hub.stats().eventsSent)
     counterFrom("natcd_watch_victim_moves_total", "Times watchers became victims.", () => hub.stats().victimMoves)
@@ -231,7 +238,7 @@ const WatchLive = Layer.effectDiscard(
     const startOpenEndpoint = () => {
       // Joins the declared queue group ("watch").
       openEndpoint = serveEndpoint(nc, watchOpen, { cluster }, (req) => {
-        hub.openSession(req.body.session, req.body.gateway, Date.now())
+        hub.openSession(req.body.session, req.body.gateway, Date.now(), req.body.windowBytes)
         req.reply({ ok: { replica, head: hub.headRevision() } })
       }, opts)
       endpoints.push(openEndpoint)

@@ -1,15 +1,15 @@
 /**
  * Crash loop: while clients put through all three members, the wal and raft processes of a
- * random member are killed with SIGKILL at random moments, 20 times (the supervisor restarts
- * them). After every restart every acknowledged put is readable, and at the end the members'
- * HashKV agree. A small --snapshot-count makes snapshots and log compaction part of the loop.
+ * random member are killed with SIGKILL at random moments, 10 times (CRASH_LOOP_ROUNDS; the
+ * supervisor restarts them). After every restart every acknowledged put is readable, and at
+ * the end the members' HashKV agree. A small --snapshot-count makes snapshots and log compaction part of the loop.
  */
 import { describe, expect, it } from "vitest"
 import { kvClient } from "./grpc-client.ts"
 import type { KvClient } from "./grpc-client.ts"
 import { etcdctl, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 
-const rounds = Number(process.env.CRASH_LOOP_ROUNDS ?? 20)
+const rounds = Number(process.env.CRASH_LOOP_ROUNDS ?? 10)
 
 /** A small seeded PRNG so a failing run can be repeated (CRASH_LOOP_SEED). */
 const mulberry32 = (seed: number) => () => {

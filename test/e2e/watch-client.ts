@@ -82,11 +82,28 @@ export const prefixEnd = (p: string): string => {
 }
 
 /**
- * Opens a Watch stream to `endpoint` (host:port). `requireLeader` sends etcd's `hasleader`
- * metadata (clientv3.WithRequireLeader).
+ * Client options that give a client its own HTTP/2 connection (grpc-js otherwise shares one
+ * connection among clients of the same target, and streams that stop reading would then hold
+ * up the others through the connection's flow-control window).
  */
-export const openWatch = (endpoint: string, options: { readonly requireLeader?: boolean } = {}): WatchStream => {
-  const client = new (services().Watch!)(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
+export const ownConnection: grpc.ClientOptions = { "grpc.use_local_subchannel_pool": 1 }
+
+/** A Watch client of `endpoint` (host:port), for {@link openWatch}'s `client` option. */
+export const watchClient = (endpoint: string, options: grpc.ClientOptions = {}): grpc.Client =>
+  new (services().Watch!)(endpoint, grpc.credentials.createInsecure(), { ...unlimitedReceive, ...options })
+
+/**
+ * Opens a Watch stream to `endpoint` (host:port). `requireLeader` sends etcd's `hasleader`
+ * metadata (clientv3.WithRequireLeader); `ownConnection` gives it a connection of its own;
+ * `client` opens it on that client (many streams on one client, as etcd's clients do) instead of
+ * a client of its own, which {@link WatchStream.close} then leaves open.
+ */
+export const openWatch = (
+  endpoint: string,
+  options: { readonly requireLeader?: boolean; readonly ownConnection?: boolean; readonly client?: grpc.Client } = {}
+): WatchStream => {
+  const shared = options.client
+  const client = (shared ?? watchClient(endpoint, options.ownConnection === true ? ownConnection : {})) as any
   const metadata = new grpc.Metadata()
   if (options.requireLeader === true) metadata.set("hasleader", "true")
   const call = client.Watch(metadata) as grpc.ClientDuplexStream<any, any>
@@ -150,16 +167,19 @@ export const openWatch = (endpoint: string, options: { readonly requireLeader?: 
     },
     close: () => {
       call.cancel()
-      client.close()
+      if (shared === undefined) client.close()
     },
     ended: () => ended,
     error: () => error
   }
 }
 
-/** Promise-returning Txn/Put/DeleteRange/Compact on one channel, for driving writes in tests. */
-export const kvWriter = (endpoint: string) => {
-  const client = new (services().KV!)(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
+/**
+ * Promise-returning Txn/Put/DeleteRange/Compact on one channel, for driving writes in tests;
+ * `options` are added to the client's (e.g. {@link ownConnection}).
+ */
+export const kvWriter = (endpoint: string, options: grpc.ClientOptions = {}) => {
+  const client = new (services().KV!)(endpoint, grpc.credentials.createInsecure(), { ...unlimitedReceive, ...options }) as any
   const call = <R>(method: string, request: unknown, timeoutMs = 10_000) =>
     new Promise<R>((resolve, reject) =>
       client[method](request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: R) => (err ? reject(err) : resolve(res)))

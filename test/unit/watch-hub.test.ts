@@ -392,6 +392,56 @@ describe("watch hub: slow sessions", () => {
     const bytes = h.received.get("slow")!.reduce((n, r) => n + r.events.reduce((m, e) => m + 40 + e.kv.key.length + e.kv.value.length + 8, 48), 0)
     expect(bytes).toBeLessThan(2000 + 400)
   })
+
+  it("the replica's budget is shared: stalled sessions hold at most budget plus one response each, and a reading one still gets everything", () => {
+    const budgetBytes = 50_000
+    const h = new Harness({ windowBytes: 100_000, budgetBytes, minWindowBytes: 1000 })
+    const stalled = Array.from({ length: 20 }, (_, i) => `slow${i}`)
+    h.open("fast")
+    h.create("fast", { watchId: 1, key: "k" })
+    for (const s of stalled) {
+      h.open(s, false)
+      h.create(s, { watchId: 1, key: "k" })
+    }
+    const n = 300
+    let peak = 0
+    for (let i = 1; i <= n; i++) {
+      h.write([{ key: "k", value: "z".repeat(500) + i }])
+      h.step()
+      peak = Math.max(peak, h.hub.stats().unackedBytes)
+    }
+    // One revision here is about 600 bytes; each session may exceed its share by one.
+    expect(peak).toBeLessThanOrEqual(budgetBytes + 21 * 700)
+    expect(peak).toBeGreaterThan(budgetBytes / 2)
+    expect(h.events("fast", 1)).toHaveLength(n)
+    for (const s of stalled) expect(h.events(s, 1).length).toBeLessThan(n / 2)
+    // Once they read again, every stalled session gets every event, in order, once.
+    for (const s of stalled) h.resume(s)
+    h.settle(50)
+    const want = Array.from({ length: n }, (_, i) => `PUT k=${"z".repeat(500)}${i + 1}@${i + 2}`)
+    for (const s of stalled) expect(h.events(s, 1)).toEqual(want)
+  })
+
+  it("a session's gateway can ask for a smaller window, at open and with each ping", () => {
+    const h = new Harness({ windowBytes: 100_000 })
+    h.open("slow", false)
+    h.hub.openSession("slow", "gw.slow", 0, 2000)
+    h.create("slow", { watchId: 1, key: "k" })
+    const sent = () => h.received.get("slow")!.reduce((n, r) => n + r.events.reduce((m, e) => m + 48 + e.kv.key.length + e.kv.value.length, 48), 0)
+    for (let i = 0; i < 100; i++) {
+      h.write([{ key: "k", value: "y".repeat(100) }])
+      h.step()
+    }
+    expect(sent()).toBeLessThan(2000 + 200)
+    // The gateway's budget grew (streams closed): the next ping widens the window.
+    h.hub.ping([{ session: "slow", acked: 0, windowBytes: 10_000 }], 0)
+    for (let i = 0; i < 100; i++) {
+      h.write([{ key: "k", value: "y".repeat(100) }])
+      h.step()
+    }
+    expect(sent()).toBeGreaterThan(8000)
+    expect(sent()).toBeLessThan(10_000 + 200)
+  })
 })
 
 const keys = ["a", "ab", "b", "ba", "c"]

@@ -25,10 +25,16 @@
  * session carry consecutive sequence numbers, so the gateway can tell a lost message and move
  * the session elsewhere, resuming each watcher after the last event it delivered.
  *
- * Flow control: a session may have {@link HubOptions.windowBytes} of responses sent but not yet
- * acknowledged by its gateway (which acknowledges once its client's stream took them). An
- * events response that does not fit makes the watcher a victim. Control responses (created,
- * canceled, progress) are small, bounded by the client's own requests, and always go out.
+ * Flow control: a session may have its window of responses sent but not yet acknowledged by its
+ * gateway (which acknowledges once its client's stream took them). An events response that does
+ * not fit makes the watcher a victim. Control responses (created, canceled, progress) are small,
+ * bounded by the client's own requests, and always go out. A session's window is the smallest
+ * of {@link HubOptions.windowBytes}, the window its gateway asked for (the gateway's own budget
+ * shared by its streams), and the replica's fair share {@link HubOptions.budgetBytes} / sessions
+ * (never below {@link HubOptions.minWindowBytes}): however many streams stall, the replica and
+ * its gateways hold at most about max(budgetBytes, sessions x minWindowBytes) of unacknowledged
+ * responses (plus one revision each: a revision goes out whole into a window with room), and a stream
+ * that reads keeps a window of its own, so stalled streams cannot starve it.
  *
  * Example (window of two responses, one watcher on "a", client stalled after the first):
  *   rev 5 put a -> response [5] sent             minRev 6, synced
@@ -43,6 +49,10 @@ import type { RevisionEvents, Watcher, WatchEvent } from "./watcher-group.ts"
 export interface HubOptions {
   /** Unacknowledged response bytes a session may have; beyond, its watchers become victims. */
   readonly windowBytes: number
+  /** Unacknowledged response bytes of all sessions together, shared equally as their windows. */
+  readonly budgetBytes: number
+  /** The smallest window a fair share gives a session, in bytes (so every stream makes progress). */
+  readonly minWindowBytes: number
   /** Largest message (several responses) to a gateway, in bytes (one response may exceed it). */
   readonly maxMessageBytes: number
   /** Events of one response are cut at the revision boundary past this many bytes. */
@@ -64,6 +74,8 @@ export interface HubOptions {
 /** Defaults: etcd's batch sizes; memory bounds sized for a replica of tens of thousands of watchers. */
 export const defaultHubOptions: HubOptions = {
   windowBytes: 4 * 1024 * 1024,
+  budgetBytes: 256 * 1024 * 1024,
+  minWindowBytes: 64 * 1024,
   maxMessageBytes: 1024 * 1024,
   maxResponseBytes: 1024 * 1024,
   batchMaxRevs: 1000,
@@ -146,6 +158,8 @@ export interface HubStats {
   unsynced: number
   victims: number
   ringRevs: number
+  /** Responses queued or sent and not yet acknowledged, all sessions, in bytes. */
+  unackedBytes: number
   eventsSent: number
   responsesSent: number
   victimMoves: number
@@ -164,6 +178,8 @@ interface Session {
   /** Sent, not yet acknowledged messages, oldest first. */
   readonly inflight: Array<{ seq: number; bytes: number }>
   unackedBytes: number
+  /** The window the session's gateway asked for, in bytes (Infinity: none asked). */
+  gatewayWindowBytes: number
   outbox: WatchResponseData[]
   outboxBytes: number
   lastSeq: number
@@ -348,16 +364,20 @@ export class WatchHub {
   // -------------------------------------------------------------------------------------------
   // Sessions and watchers.
 
-  /** Opens session `id` answering to subject `gateway` (idempotent). */
-  openSession(id: string, gateway: string, nowMs: number): void {
+  /**
+   * Opens session `id` answering to subject `gateway` (idempotent), with the window its gateway
+   * asks for (`windowBytes`, bytes; absent: no limit of the gateway's).
+   */
+  openSession(id: string, gateway: string, nowMs: number, windowBytes?: number): void {
     const s = this.sessions.get(id)
     if (s !== undefined) {
       s.lastSeenMs = nowMs
+      if (windowBytes !== undefined) s.gatewayWindowBytes = windowBytes
       return
     }
     this.sessions.set(id, {
       id, gateway, lastSeenMs: nowMs, watchers: new Map(), victims: new Set(), inflight: [], unackedBytes: 0,
-      outbox: [], outboxBytes: 0, lastSeq: 0, deferredProgress: false
+      gatewayWindowBytes: windowBytes ?? Infinity, outbox: [], outboxBytes: 0, lastSeq: 0, deferredProgress: false
     })
   }
 
@@ -466,14 +486,22 @@ export class WatchHub {
   }
 
   /**
-   * A gateway's liveness ping listing its sessions here with their acked seqs. Returns the
-   * listed sessions this hub does not hold (the gateway moves them to another replica).
+   * A gateway's liveness ping listing its sessions here with their acked seqs and the window
+   * (bytes) it now asks for each. Returns the listed sessions this hub does not hold (the
+   * gateway moves them to another replica).
    */
-  ping(sessions: ReadonlyArray<{ readonly session: string; readonly acked: number }>, nowMs: number): string[] {
+  ping(
+    sessions: ReadonlyArray<{ readonly session: string; readonly acked: number; readonly windowBytes?: number | undefined }>,
+    nowMs: number
+  ): string[] {
     const unknown: string[] = []
-    for (const { session, acked } of sessions) {
-      if (!this.sessions.has(session)) unknown.push(session)
-      else this.ack(session, acked, nowMs)
+    for (const { session, acked, windowBytes } of sessions) {
+      const s = this.sessions.get(session)
+      if (s === undefined) unknown.push(session)
+      else {
+        if (windowBytes !== undefined) s.gatewayWindowBytes = windowBytes
+        this.ack(session, acked, nowMs)
+      }
     }
     return unknown
   }
@@ -512,8 +540,15 @@ export class WatchHub {
   // -------------------------------------------------------------------------------------------
   // Sending.
 
+  /** The session's window now, in bytes (see the flow control note at the top). */
+  private window(s: Session): number {
+    const o = this.options
+    const share = Math.max(o.minWindowBytes, Math.floor(o.budgetBytes / Math.max(1, this.sessions.size)))
+    return Math.min(o.windowBytes, s.gatewayWindowBytes, share)
+  }
+
   private room(s: Session): boolean {
-    return s.unackedBytes + s.outboxBytes < this.options.windowBytes
+    return s.unackedBytes + s.outboxBytes < this.window(s)
   }
 
   private queue(s: Session, r: WatchResponseData): void {
@@ -544,6 +579,9 @@ export class WatchHub {
     let i = 0
     while (i < out.length) {
       if (!this.room(s)) return out[i]!.kv.modRevision
+      // A response fills what is left of the window (never less than one revision), so a
+      // session overshoots its window by at most one revision.
+      const limit = Math.min(this.options.maxResponseBytes, this.window(s) - s.unackedBytes - s.outboxBytes)
       let j = i
       let bytes = 0
       while (j < out.length) {
@@ -551,7 +589,7 @@ export class WatchHub {
         let k = j
         let revBytes = 0
         while (k < out.length && out[k]!.kv.modRevision === rev) revBytes += eventBytes(out[k++]!)
-        if (j > i && bytes + revBytes > this.options.maxResponseBytes) break
+        if (j > i && bytes + revBytes > limit) break
         bytes += revBytes
         j = k
       }
@@ -805,9 +843,11 @@ export class WatchHub {
   stats(): HubStats {
     let victims = 0
     let watchers = 0
+    let unackedBytes = 0
     for (const s of this.sessions.values()) {
       victims += s.victims.size
       watchers += s.watchers.size
+      unackedBytes += s.unackedBytes + s.outboxBytes
     }
     return {
       head: this.head ?? 0,
@@ -817,6 +857,7 @@ export class WatchHub {
       unsynced: this.unsynced.size,
       victims,
       ringRevs: this.ring.length,
+      unackedBytes,
       ...this.counters
     }
   }
