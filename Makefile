@@ -66,9 +66,9 @@ system-deps:
 run: deps system-deps
 	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR) --nats-cluster=$(NATS_CLUSTER)
 
-# The raft simulation runs SIM_SEEDS seeded schedules (2000 here; the test file's own default is
+# The raft simulation runs SIM_SEEDS seeded schedules (1000 here; the test file's own default is
 # smaller for quick local runs).
-SIM_SEEDS ?= 2000
+SIM_SEEDS ?= 1000
 export SIM_SEEDS
 
 test: deps system-deps typecheck

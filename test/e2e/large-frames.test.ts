@@ -9,6 +9,7 @@
  *   watcher on the prefix gets all 9000 events in one response), then a watch on another key
  *   still works;
  * - a 200 MiB range;
+ * - a lease's 9000 keys (9 MiB of key names) listed by LeaseTimeToLive, then revoked;
  * and deeply nested Txns (depths 10 to 2000), answered as etcd answers them: committed and
  * acknowledged up to etcd's --max-txn-ops depth, "too many operations in txn request" beyond it,
  * never a committed write reported as a failure.
@@ -168,6 +169,43 @@ describe("frames larger than one NATS message, as etcd", () => {
   it("serves a range of 200 MiB", async () => {
     const [etcd, natcd] = await onBoth(hugeRange)
     expect(etcd.bytes).toBe(200 * MiB)
+    expect(natcd).toEqual(etcd)
+  }, 300_000)
+
+  const leaseKeys = async (endpoint: string) => {
+    const services = loadEtcdServices() as unknown as Record<string, grpc.ServiceClientConstructor>
+    const lease = new services.Lease!(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
+    const c = new services.KV!(endpoint, grpc.credentials.createInsecure(), unlimitedReceive) as any
+    const call = <R>(client: any, method: string, request: unknown) =>
+      new Promise<R>((resolve, reject) =>
+        client[method](request, { deadline: Date.now() + 60_000 }, (err: grpc.ServiceError | null, res: R) => (err ? reject(err) : resolve(res)))
+      )
+    const g = await call<{ ID: string }>(lease, "LeaseGrant", { TTL: 600 })
+    const name = (i: number) => `lk/${String(i).padStart(5, "0")}/${"n".repeat(1024)}`
+    for (let t = 0; t < 90; t++) {
+      const success = Array.from({ length: 100 }, (_, j) => ({ request_put: { key: b(name(t * 100 + j)), value: b("v"), lease: g.ID } }))
+      await call(c, "Txn", { compare: [], success, failure: [] })
+    }
+    const ttl = await call<{ grantedTTL: string; keys: Buffer[] }>(lease, "LeaseTimeToLive", { ID: g.ID, keys: true })
+    // etcd lists a lease's keys in no particular order.
+    const names = ttl.keys.map((k) => k.toString("latin1")).sort()
+    await call(lease, "LeaseRevoke", { ID: g.ID })
+    const after = await call<{ count: string }>(c, "Range", { key: b("lk/"), range_end: b(prefixEnd("lk/")), count_only: true })
+    lease.close()
+    c.close()
+    return {
+      grantedTTL: ttl.grantedTTL,
+      keys: names.length,
+      bytes: names.reduce((n, k) => n + k.length, 0),
+      digest: createHash("sha256").update(names.join("\n")).digest("hex"),
+      afterRevoke: after.count
+    }
+  }
+
+  it("lists the 9000 keys (9 MiB of names) of one lease and revokes them, as etcd", async () => {
+    const [etcd, natcd] = await onBoth(leaseKeys)
+    expect(etcd.keys).toBe(9000)
+    expect(etcd.bytes).toBeGreaterThan(9 * MiB - MiB / 4)
     expect(natcd).toEqual(etcd)
   }, 300_000)
 })

@@ -14,6 +14,7 @@ import type * as grpc from "@grpc/grpc-js"
 import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
+import { groupPids, memory } from "../../bench/proc.ts"
 import { natcdBesideEtcd, sleep } from "./harness.ts"
 import type { Natcd } from "./harness.ts"
 import { kvWriter, openWatch, ownConnection, prefixEnd, watchClient } from "./watch-client.ts"
@@ -24,28 +25,24 @@ const puts = 150
 const value = "v".repeat(16 * 1024)
 const mib = 2 ** 20
 
-/** Peak and current RSS of `pid` in bytes (/proc VmHWM, VmRSS); zeros once it is gone. */
+/** Peak and current RSS of `pid` in bytes; zeros once it is gone. */
 const memoryOf = (pid: number): { peak: number; rss: number } => {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8")
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024
-    return { peak: kb("VmHWM"), rss: kb("VmRSS") }
-  } catch {
-    return { peak: 0, rss: 0 }
-  }
+  const m = memory(pid)
+  return { peak: m.peakRssBytes, rss: m.rssBytes }
 }
 
-/** natcd's processes (the supervisor's process group) labelled by service, member or replica. */
+/** natcd's processes (the supervisor's process group) labelled by service. */
 const natcdProcesses = (natcd: Natcd): Array<{ label: string; pid: number }> =>
-  execFileSync("ps", ["-eo", "pid=,pgid=,args="], { encoding: "utf8" })
-    .split("\n")
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null && Number(m[2]) === natcd.supervisor.pid)
-    .map((m) => {
-      const args = m[3]!
-      const service = /services\/(\w+)\/main\.ts/.exec(args)?.[1] ?? (args.includes("nats-server") ? "nats-server" : "other")
-      return { label: service, pid: Number(m[1]) }
-    })
+  groupPids(natcd.supervisor.pid!).map((pid) => {
+    let args = ""
+    try {
+      args = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")
+    } catch {
+      // Gone meanwhile.
+    }
+    const service = /services\/(\w+)\/main\.ts/.exec(args)?.[1] ?? (args.includes("nats-server") ? "nats-server" : "other")
+    return { label: service, pid }
+  })
 
 /** The etcd started with data under `marker` (found by command line). */
 const etcdPid = (marker: string): number => {
