@@ -18,8 +18,8 @@
  * Metrics and health: every process gets its own `--metrics-port` ({@link metricsPort}:
  * --metrics-base (12000) + port offset + 10 x member index + service slot, watch replica j at
  * + 90 + j), serving /metrics, /livez, /readyz and /health. The supervisor polls each
- * process's /livez every 2 s once it answered (or had 60 s to start), and kills (then restarts)
- * one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 10,
+ * process's /livez every 2 s, counting failures once it answered (or had 60 s to start), and
+ * kills (then restarts) one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 10,
  * i.e. 20 s, about Kubernetes' default of 3 x 10 s; 0: never): a hung process is restarted like
  * a crashed one.
  *
@@ -161,13 +161,14 @@ const supervise = (spec: ProcessSpec) =>
         (child) =>
           Effect.callback<{ code: number | null; signal: string | null }>((resume) => {
             const poll = spec.healthPort === undefined || opts.livenessFailures <= 0 ? undefined : setInterval(() => {
-              // Failures count once the process answered once, or after the grace period: a
-              // slow start on a loaded machine is not a hang.
-              if ((!answered && Date.now() - startedAt < livenessGraceMs) || probing) return
+              if (probing) return
               probing = true
               probeLivez(spec.healthPort!).then((ok) => {
                 probing = false
                 if (ok) answered = true
+                // Failures count once the process answered once, or after the grace period: a
+                // slow start on a loaded machine is not a hang.
+                if (!ok && !answered && Date.now() - startedAt < livenessGraceMs) return
                 failures = ok ? 0 : failures + 1
                 if (failures < opts.livenessFailures || child.exitCode !== null || child.signalCode !== null) return
                 Effect.runFork(Effect.logWarning("process failed its liveness checks; killing it").pipe(
