@@ -132,8 +132,26 @@ export const onSlowRoot = (f: ((traceId: string) => void) | undefined): void => 
   state.onSlowRoot = f
 }
 
-/** Microseconds since the Unix epoch, with sub-millisecond precision. */
-export const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000)
+/**
+ * The wall clock (ms since the epoch) at performance.now() = 0, re-read from Date.now() every
+ * {@link clockAnchorMs}: performance.timeOrigin is fixed at process start and the monotonic
+ * clock drifts from the wall clock, so processes started at different times would otherwise
+ * disagree by milliseconds, and a span could seem to start before its parent in another process.
+ */
+let wallAtZeroMs = Date.now() - performance.now()
+/** How often the anchor is re-read, in ms. */
+const clockAnchorMs = 1000
+setInterval(() => {
+  wallAtZeroMs = Date.now() - performance.now()
+}, clockAnchorMs).unref()
+
+/**
+ * Microseconds since the Unix epoch: the wall clock (1 ms resolution) at the last anchor plus
+ * the monotonic time since, so sub-millisecond within a process and within about 1 ms of the
+ * wall clock across processes of one host. A re-anchor may move it back by under 1 ms (the
+ * wall clock's resolution): a span across one may look shorter by that much.
+ */
+export const nowUs = (): number => Math.round((wallAtZeroMs + performance.now()) * 1000)
 
 // Random ids from a pooled buffer: one randomFillSync per 256 ids instead of one per id.
 const pool = Buffer.alloc(4096)
