@@ -192,6 +192,13 @@ export interface ApplierOptions {
  */
 export type WaitOutcome = "applied" | "timedOut" | "tooMany"
 
+/**
+ * The error a reader answers for a wait that did not end "applied": etcd's ErrTimeout
+ * ("etcdserver: request timed out") or ErrTooManyRequests ("etcdserver: too many requests").
+ */
+export const waitError = (outcome: Exclude<WaitOutcome, "applied">): EtcdErrorData =>
+  outcome === "timedOut" ? { _tag: "RequestTimeout" } : { _tag: "TooManyRequests" }
+
 /** A reader waiting for an applied index. */
 interface Waiter {
   readonly index: number

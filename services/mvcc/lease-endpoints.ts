@@ -16,6 +16,7 @@ import { mvccLease, mvccLeases } from "../../shared/endpoints.ts"
 import type { ServeOptions } from "../runtime/rpc.ts"
 import { serveEndpoint } from "../runtime/rpc.ts"
 import type { Applier } from "./apply.ts"
+import { waitError } from "./apply.ts"
 import type { KvStore } from "./core/store.ts"
 import type { LeaseTable } from "./lease-table.ts"
 
@@ -37,14 +38,14 @@ const lagCheckMs = 100
 
 /** Starts both endpoints; returns their stop functions. */
 export const serveLeaseEndpoints = (ctx: LeaseEndpointsContext): Array<{ readonly stop: () => void }> => {
-  // A wait that times out or is refused (./apply.ts waitApplied) is answered with etcd's
-  // RequestTimeout or TooManyRequests as an error frame.
+  // A wait that times out or is refused (./apply.ts waitApplied) is answered with its error
+  // (./apply.ts waitError) as an error frame.
   const whenApplied = (index: number, req: { replyError: (err: EtcdErrorData) => void }, f: () => void) => {
     const wait = ctx.applier.waitApplied(index)
     if (wait === undefined) return f()
     wait.then((outcome) => {
       if (outcome === "applied") f()
-      else req.replyError({ _tag: outcome === "timedOut" ? "RequestTimeout" : "TooManyRequests" })
+      else req.replyError(waitError(outcome))
     })
     setTimeout(() => {
       if (ctx.applier.appliedIndex() < index) ctx.catchUp()

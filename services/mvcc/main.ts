@@ -8,17 +8,18 @@
  *     [--experimental-corrupt-check-time=0] (+ the common flags)
  *
  * Every flag can also be set through its environment variable (NATCD_BACKEND_BATCH_LIMIT,
- * NATCD_BACKEND_BATCH_INTERVAL, NATCD_COMPACTION_BATCH_LIMIT, NATCD_AUTO_COMPACTION_MODE, NATCD_AUTO_COMPACTION_RETENTION,
- * NATCD_INITIAL_CORRUPT_CHECK, NATCD_CORRUPT_CHECK_TIME, ...), which is how `make run` (the supervisor passes its environment on) configures them.
+ * NATCD_BACKEND_BATCH_INTERVAL, NATCD_COMPACTION_BATCH_LIMIT, NATCD_AUTO_COMPACTION_MODE,
+ * NATCD_AUTO_COMPACTION_RETENTION, NATCD_INITIAL_CORRUPT_CHECK, NATCD_CORRUPT_CHECK_TIME, ...),
+ * which is how `make run` (the supervisor passes its environment on) configures them.
  *
  * Writes are batched into LMDB transactions of up to --backend-batch-limit writes or
  * --backend-batch-interval (etcd's defaults: 10000, 100 ms); reads see the batch before it is
  * committed (./apply.ts, ./backend-lmdb.ts). A compaction is applied at once (the index, and
  * the compact revision reads check); the records it drops are deleted in the background in
  * batches of --compaction-batch-limit records, one LMDB transaction each, between applies
- * (etcd --experimental-compaction-batch-limit, ./apply.ts). The auto compactor (./compactor.ts) runs here
- * when --auto-compaction-retention is not 0, proposing compactions through raft while this
- * member leads.
+ * (etcd --experimental-compaction-batch-limit, ./apply.ts). The auto compactor
+ * (./compactor.ts) runs here when --auto-compaction-retention is not 0, proposing compactions
+ * through raft while this member leads.
  *
  * Committed entries arrive on `mvcc.apply` and go into a bounded FIFO queue; exactly one fiber
  * takes from it and applies batches in raft index order (./apply.ts), as etcd's FIFO scheduler
@@ -48,7 +49,7 @@ import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/r
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
-import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit, defaultCompactionBatchLimit, type WaitOutcome } from "./apply.ts"
+import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit, defaultCompactionBatchLimit, waitError } from "./apply.ts"
 import { proposeLocal, runCompactor } from "./compactor.ts"
 import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
 import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
@@ -311,10 +312,10 @@ const MvccLive = Layer.effectDiscard(
         }
         const wait = applier.waitApplied(minAppliedIndex)
         if (wait === undefined) return serveRanges()
-        wait.then((outcome: WaitOutcome) => {
+        wait.then((outcome) => {
           if (outcome === "applied") return serveRanges()
-          // Each read of the batch fails alike: etcd's ErrTimeout or ErrTooManyRequests.
-          const err = outcome === "timedOut" ? { _tag: "RequestTimeout" as const } : { _tag: "TooManyRequests" as const }
+          // Each read of the batch fails alike.
+          const err = waitError(outcome)
           req.reply({ ok: { results: requests.map(() => ({ err })) } })
         })
         // If the entries the read needs were lost in transit, fetch them rather than wait.

@@ -11,19 +11,7 @@
  * Invariant: `entries` are contiguous, `entries[k].index === firstIndex + k`.
  */
 import type { Entry, HardState } from "../../shared/raft-types.ts"
-
-/**
- * `e` with its data in a buffer of its own: `e` itself when its data spans its whole buffer,
- * otherwise a copy. The entries of a `wal.append` frame are views into the frame's receive
- * buffer (shared/frame.ts decodes binary fields without copying), which NATS shares with other
- * messages of the same socket read (up to 64 KiB) or over-allocates for a message assembled
- * from several reads (about twice its size); a kept view would keep that whole buffer alive.
- * The raft service copies the entries it keeps the same way (services/raft/core/storage.ts).
- * The copy is made with `new Uint8Array(view)`, which copies for a Node Buffer too (a Buffer's
- * `slice` returns a view).
- */
-export const ownedEntry = (e: Entry): Entry =>
-  e.data.byteLength === e.data.buffer.byteLength ? e : { term: e.term, index: e.index, type: e.type, data: new Uint8Array(e.data) }
+import { ownedEntry } from "../../shared/raft-types.ts"
 
 export class LogMirror {
   private hardState: HardState

@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest"
 import { Index, Term } from "../../shared/ids.ts"
 import type { Entry } from "../../shared/raft-types.ts"
 import { catchUpCompactIndex } from "../../services/raft/core/catch-up.ts"
-import { MemoryStorage, ownedEntry } from "../../services/raft/core/storage.ts"
+import { MemoryStorage } from "../../services/raft/core/storage.ts"
+import { ownedEntry } from "../../shared/raft-types.ts"
 
 /** The log [first, first + sizes.length - 1], entry i holding sizes[i - first] bytes of data. */
 const log = (first: number, sizes: ReadonlyArray<number>): Entry[] =>

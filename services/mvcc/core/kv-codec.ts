@@ -76,31 +76,41 @@ export const encodeKeyValue = (kv: KeyValue): Uint8Array => {
 }
 
 /**
+ * Reads the unsigned varint (below 2^56) at `cursor.pos` of `b` and moves the cursor past it.
+ * Throws on a truncated or over-long varint (a corrupt backend).
+ */
+const readUvarint = (b: Uint8Array, cursor: { pos: number }): number => {
+  let n = 0
+  let mul = 1
+  for (;;) {
+    if (cursor.pos >= b.length) throw new Error("kv-codec: truncated record")
+    const byte = b[cursor.pos++]!
+    n += (byte & 0x7f) * mul
+    if (byte < 0x80) return n
+    mul *= 128
+    if (mul > 2 ** 56) throw new Error("kv-codec: varint too long")
+  }
+}
+
+/**
  * The user key of a record written by {@link encodeKeyValue}, without decoding the rest (a
  * copy). Throws on an unknown format byte or a truncated record.
  */
 export const decodeKey = (b: Uint8Array): Uint8Array => {
   if (b[0] !== FORMAT) throw new Error(`kv-codec: unknown record format ${b[0]}`)
   let pos = 1
-  // createRevision, modRevision, version, lease: four varints to skip (the lease is 0 or a varint).
+  // createRevision, modRevision, version, lease: four varints to skip (the lease, up to 64
+  // bits, is longer than readUvarint reads, so bytes are skipped up to the last one).
   for (let field = 0; field < 4; field++) {
     for (;;) {
       if (pos >= b.length) throw new Error("kv-codec: truncated record")
       if (b[pos++]! < 0x80) break
     }
   }
-  let keyLen = 0
-  let mul = 1
-  for (;;) {
-    if (pos >= b.length) throw new Error("kv-codec: truncated record")
-    const byte = b[pos++]!
-    keyLen += (byte & 0x7f) * mul
-    if (byte < 0x80) break
-    mul *= 128
-    if (mul > 2 ** 56) throw new Error("kv-codec: varint too long")
-  }
-  if (pos + keyLen > b.length) throw new Error("kv-codec: truncated record")
-  return b.slice(pos, pos + keyLen)
+  const cursor = { pos }
+  const keyLen = readUvarint(b, cursor)
+  if (cursor.pos + keyLen > b.length) throw new Error("kv-codec: truncated record")
+  return b.slice(cursor.pos, cursor.pos + keyLen)
 }
 
 /**
@@ -109,30 +119,18 @@ export const decodeKey = (b: Uint8Array): Uint8Array => {
  */
 export const decodeKeyValue = (b: Uint8Array): KeyValue => {
   if (b[0] !== FORMAT) throw new Error(`kv-codec: unknown record format ${b[0]}`)
-  let pos = 1
-  const uvarint = (): number => {
-    let n = 0
-    let mul = 1
-    for (;;) {
-      if (pos >= b.length) throw new Error("kv-codec: truncated record")
-      const byte = b[pos++]!
-      n += (byte & 0x7f) * mul
-      if (byte < 0x80) return n
-      mul *= 128
-      if (mul > 2 ** 56) throw new Error("kv-codec: varint too long")
-    }
-  }
-  const createRevision = uvarint()
-  const modRevision = uvarint()
-  const version = uvarint()
+  const cursor = { pos: 1 }
+  const createRevision = readUvarint(b, cursor)
+  const modRevision = readUvarint(b, cursor)
+  const version = readUvarint(b, cursor)
   let lease = 0n
-  if (b[pos] === 0) {
-    pos++
+  if (b[cursor.pos] === 0) {
+    cursor.pos++
   } else {
     let shift = 0n
     for (;;) {
-      if (pos >= b.length) throw new Error("kv-codec: truncated record")
-      const byte = b[pos++]!
+      if (cursor.pos >= b.length) throw new Error("kv-codec: truncated record")
+      const byte = b[cursor.pos++]!
       lease |= BigInt(byte & 0x7f) << shift
       if (byte < 0x80) break
       shift += 7n
@@ -140,7 +138,8 @@ export const decodeKeyValue = (b: Uint8Array): KeyValue => {
     }
     lease = BigInt.asIntN(64, lease & u64)
   }
-  const keyLen = uvarint()
+  const keyLen = readUvarint(b, cursor)
+  const pos = cursor.pos
   if (pos + keyLen > b.length) throw new Error("kv-codec: truncated record")
   const key = b.slice(pos, pos + keyLen)
   const value = b.slice(pos + keyLen)

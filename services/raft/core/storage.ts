@@ -12,12 +12,12 @@
  *     ents:   [dummy 5/2] [6/2] [7/3] [8/3]     firstIndex = 6, lastIndex = 8
  *     term(5) = 2, term(4) = "Compacted", term(9) = "Unavailable"
  *
- * Stored entries own their data (see {@link ownedEntry}), so that compacting the log frees the
- * memory of what it drops.
+ * Stored entries own their data (shared/raft-types.ts {@link ownedEntry}), so that compacting
+ * the log frees the memory of what it drops.
  */
 import type { Index, Term } from "../../../shared/ids.ts"
 import type { ConfState, Entry, HardState } from "../../../shared/raft-types.ts"
-import { emptyHardState } from "../../../shared/raft-types.ts"
+import { emptyHardState, ownedEntry } from "../../../shared/raft-types.ts"
 import { limitSize } from "./entry-size.ts"
 import type { Snapshot } from "./types.ts"
 
@@ -61,20 +61,6 @@ export interface Storage {
 }
 
 const emptyConfState: ConfState = { voters: [], learners: [] }
-
-/**
- * `e` with its data in a buffer of its own: `e` itself when its data spans its whole buffer,
- * otherwise a copy. Entries decoded from a frame hold views into the frame's receive buffer
- * (shared/frame.ts decodes binary fields without copying), and NATS hands a message a view
- * into a socket read of up to 64 KiB shared with other messages, or, for a message assembled
- * from several reads, into a buffer about twice its size. A stored entry would keep that whole
- * buffer alive as long as it stays in the log (measured: a 100-byte message pins 64 KiB, a
- * 1 MiB one about 2 MiB). The copy costs one memcpy of the data, once per stored entry.
- * The copy is made with `new Uint8Array(view)`, which copies for a Node Buffer too (a Buffer's
- * `slice` returns a view).
- */
-export const ownedEntry = (e: Entry): Entry =>
-  e.data.byteLength === e.data.buffer.byteLength ? e : { term: e.term, index: e.index, type: e.type, data: new Uint8Array(e.data) }
 
 /**
  * An in-memory {@link Storage} (etcd MemoryStorage). The shell appends entries, saves the hard
