@@ -130,6 +130,20 @@ export const raftStatus = rr({
   servers: [server("raft")], callers: [own("gateway"), own("lease"), own("mvcc"), any("cli")],
   doc: "raft status: ids, term, leader, commit and applied index"
 })
+/**
+ * raft.state: the member's raft status (as raft.status answers it), published by its raft
+ * service within a tick of a change of leader, role or term, and at least every
+ * {@link raftStateEveryMs} ms; the member's gateway and lease service follow it instead of
+ * polling raft.status.
+ */
+export const raftState = pub({
+  name: "raft.state", subject: "natcd.{cluster}.{member}.raft.state",
+  kind: "raft.state", request: S.RaftStatus,
+  servers: [server("gateway"), server("lease")], callers: [own("raft")],
+  doc: "the member's raft status, pushed on a change of leader, role or term and every second"
+})
+/** The longest gap between two raft.state frames of a running raft service, in ms. */
+export const raftStateEveryMs = 1000
 /** raft.entries: committed entries from an index, for mvcc's apply gap repair. */
 export const raftEntries = rr({
   name: "raft.entries", subject: "natcd.{cluster}.{member}.raft.entries",
@@ -390,7 +404,7 @@ export const traceKeep = pub({
 
 /** Every endpoint, in the README's order. */
 export const endpoints: ReadonlyArray<Endpoint> = [
-  raftPropose, raftReadIndex, raftStatus, raftEntries, raftMsg, raftMembers, raftConfChange, raftTransfer,
+  raftPropose, raftReadIndex, raftStatus, raftState, raftEntries, raftMsg, raftMembers, raftConfChange, raftTransfer,
   walAppend, walLoad, walSnapshot,
   mvccApply, mvccRange, mvccStatus, mvccAlarms, mvccHashKv, mvccSnapshot, mvccChunk, mvccInstall, mvccDefragment,
   mvccEvents, mvccHistory, mvccLeases, mvccLease,

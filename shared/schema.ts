@@ -518,6 +518,7 @@ export const FrameKinds = {
   "readindex.reply": 1,
   "raft.status": 1,
   "raft.status.reply": 1,
+  "raft.state": 1,
   entries: 1,
   "entries.reply": 1,
   "wal.append": 1,

@@ -7,13 +7,15 @@
  * - streams opened with it are cancelled with that error once the member has had no leader for
  *   {@link noLeaderChecks} election timeouts in a row (etcd monitorLeader's maxNoLeaderCnt).
  *
- * The state comes from the member's raft service (`raft.status`), polled every
- * {@link LeaderMonitorOptions.pollMs}. Until the first answer the member is taken to have a
+ * The state comes from the member's raft service: the `raft.state` frames it publishes when the
+ * leader changes (and every second), and a slower poll of `raft.status` every
+ * {@link LeaderMonitorOptions.pollMs}. Until the first news the member is taken to have a
  * leader; a poll that gets no answer counts as no leader (the raft service is down or wedged).
  */
-import type { RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint } from "../runtime/rpc.ts"
-import { raftStatus } from "../../shared/endpoints.ts"
+import type { NatsConnection } from "@nats-io/transport-node"
+import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
+import { callEndpoint, serveEndpoint } from "../runtime/rpc.ts"
+import { raftState, raftStatus } from "../../shared/endpoints.ts"
 
 /** The gRPC metadata key and value of a require-leader request (etcd rpctypes.MetadataRequireLeaderKey / MetadataHasLeader). */
 export const requireLeaderKey = "hasleader"
@@ -26,6 +28,8 @@ export const noLeaderChecks = 3
 export interface LeaderMonitorOptions {
   /** The member's `raft.status` subject. */
   readonly raftStatusSubject: string
+  /** The member whose `raft.state` frames are followed. */
+  readonly at: { readonly cluster: string; readonly member: string }
   /** The member's election timeout, ms: the period of etcd's monitorLeader check. */
   readonly electionTimeoutMs: number
   /** How often the raft service is asked, ms. */
@@ -40,13 +44,24 @@ export class LeaderMonitor {
   private readonly checkTimer: ReturnType<typeof setInterval>
   private polling = false
   private failedChecks = 0
+  private readonly stateFrames: { readonly stop: () => void }
+  /** When the last raft.state frame arrived (ms since the epoch): older poll answers are dropped. */
+  private statePushedAtMs = 0
 
-  constructor(rpc: RpcClient, options: LeaderMonitorOptions) {
+  constructor(nc: NatsConnection, rpc: RpcClient, options: LeaderMonitorOptions, serveOptions: ServeOptions = {}) {
+    this.stateFrames = serveEndpoint(nc, raftState, options.at, (req) => {
+      this.statePushedAtMs = Date.now()
+      this.observe(req.body.leader !== 0n)
+    }, serveOptions)
     const poll = () => {
       if (this.polling) return
       this.polling = true
+      const askedAtMs = Date.now()
       callEndpoint(rpc, raftStatus, options.raftStatusSubject, {}, { timeoutMs: Math.max(options.pollMs, 500), traceparent: "" }).then(
-        (s) => this.observe(s.leader !== 0n),
+        (s) => {
+          // A raft.state frame that came while this poll was out is at least as new.
+          if (this.statePushedAtMs < askedAtMs) this.observe(s.leader !== 0n)
+        },
         () => this.observe(false)
       ).finally(() => (this.polling = false))
     }
@@ -88,8 +103,9 @@ export class LeaderMonitor {
     return () => this.streams.delete(cancel)
   }
 
-  /** Stops polling. */
+  /** Stops following the raft service. */
   stop(): void {
+    this.stateFrames.stop()
     clearInterval(this.pollTimer)
     clearInterval(this.checkTimer)
     this.streams.clear()

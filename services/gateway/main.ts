@@ -16,7 +16,7 @@ import {
   gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
   mvccRange, mvccSnapshot, mvccStatus, raftPropose, raftReadIndex, raftStatus, subjectOf, traceKeep
 } from "../../shared/endpoints.ts"
-import { launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
 import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
@@ -74,8 +74,11 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     )
 )
 
-/** How often the gateway asks its raft service whether the member has a leader, ms (./leader.ts). */
-const leaderPollMs = 100
+/**
+ * How often the gateway asks its raft service whether the member has a leader, ms (./leader.ts):
+ * a backstop that notices a stopped raft service; leader changes arrive sooner as raft.state.
+ */
+const leaderPollMs = 1000
 
 const GatewayLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -133,7 +136,7 @@ const GatewayLive = Layer.effectDiscard(
     })
     // etcd's require-leader requests (./leader.ts).
     const leader = yield* Effect.acquireRelease(
-      Effect.sync(() => new LeaderMonitor(rpc, { raftStatusSubject, electionTimeoutMs: flags.electionTimeout, pollMs: leaderPollMs })),
+      Effect.sync(() => new LeaderMonitor(nc, rpc, { raftStatusSubject, at, electionTimeoutMs: flags.electionTimeout, pollMs: leaderPollMs }, endpointOptions("gateway"))),
       (m) => Effect.sync(() => m.stop())
     )
     const handlers = makeKvHandlers({

@@ -71,7 +71,7 @@ const LeaseLive = Layer.effectDiscard(
           checkpointIntervalMs: flags.leaseCheckpoint ? flags.leaseCheckpointInterval : undefined,
           revokeRate: flags.leaseRevokeRate,
           requestTimeoutMs: flags.requestTimeoutMs,
-          statusPollMs: 100,
+          statusPollMs: 1000,
           syncPollMs: 200
         }, { info: log("info"), warn: log("warn") })
         s.start(endpointOptions("lease"))

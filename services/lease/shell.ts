@@ -3,8 +3,9 @@
  * role, the applied lease table and a clock, and serves keep-alives and TimeToLive.
  *
  * Only the leader's lease service tracks expiry (etcd: only the primary lessor does):
- * - every {@link LeaseShellOptions.statusPollMs} it asks its raft service (`raft.status`)
- *   whether this member leads. On becoming leader (or on a new term while leading) it reads the
+ * - it follows its raft service's `raft.state` frames (pushed within a tick of a change of
+ *   leader, role or term, and every second), and asks `raft.status` every
+ *   {@link LeaseShellOptions.statusPollMs} besides, to learn whether this member leads. On becoming leader (or on a new term while leading) it reads the
  *   whole lease table from its mvcc service at the leader's commit index and promotes the
  *   lessor: every lease gets its remaining TTL (the checkpointed one, else its TTL) plus one
  *   election timeout from now (etcd Promote), so no lease expires early because of the
@@ -30,7 +31,7 @@ import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"
 import type { RaftStatus } from "../../shared/schema.ts"
 import {
-  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftStatus, subjectOf
+  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftState, raftStatus, subjectOf
 } from "../../shared/endpoints.ts"
 import { Proposer } from "../gateway/proposer.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
@@ -49,7 +50,7 @@ export interface LeaseShellOptions {
   readonly revokeRate: number
   /** Time a request may take in all, ms. */
   readonly requestTimeoutMs: number
-  /** How often the raft role is checked, ms. */
+  /** How often the raft role is asked for besides the pushed raft.state frames, ms. */
   readonly statusPollMs: number
   /** How often the leader follows the lease table, ms. */
   readonly syncPollMs: number
@@ -128,6 +129,10 @@ export class LeaseShell {
   start(serveOptions: ServeOptions): void {
     const at = { cluster: this.options.cluster, member: this.options.member }
     this.endpoints.push(
+      serveEndpoint(this.nc, raftState, at, (req) => {
+        this.statusPushedAtMs = Date.now()
+        void this.onStatus(req.body)
+      }, serveOptions),
       serveEndpoint(this.nc, leaseKeepAlive, at, (req) => {
         this.keepAlive(req.body.id, req.body.forwarded, req.traceparent).then(
           (ttl) => req.reply({ ok: { ttl } }),
@@ -162,8 +167,12 @@ export class LeaseShell {
     return this.lessor.isPrimary()
   }
 
-  /** Asks raft for the role; promotes or demotes the lessor on a change. */
+  /** When the last raft.state frame arrived (ms since the epoch): older poll answers are dropped. */
+  private statusPushedAtMs = 0
+
+  /** Asks raft for the role (the backstop of the raft.state frames); see {@link onStatus}. */
   private async pollStatus(): Promise<void> {
+    const askedAtMs = Date.now()
     let status: typeof RaftStatus.Type
     try {
       status = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 1000 })
@@ -172,6 +181,13 @@ export class LeaseShell {
       // partitioned leader and we learn it at the next answer.
       return
     }
+    // A raft.state frame that came while this poll was out is at least as new.
+    if (this.statusPushedAtMs >= askedAtMs) return
+    await this.onStatus(status)
+  }
+
+  /** Takes the member's raft status (pushed or polled): promotes or demotes the lessor on a change. */
+  private async onStatus(status: typeof RaftStatus.Type): Promise<void> {
     if (this.stopped) return
     this.status = status
     const leading = status.raftState === "StateLeader" && status.leader === status.memberId

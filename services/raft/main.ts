@@ -42,7 +42,7 @@ import { clusterIdFor, memberIdFor } from "../../shared/membership.ts"
 import type { ConfChangeType, Entry } from "../../shared/raft-types.ts"
 import type { MemberInfo, RaftStatus } from "../../shared/schema.ts"
 import {
-  mvccApply, mvccInstall, mvccSnapshot, mvccStatus, raftConfChange, raftEntries, raftMembers, raftPropose, raftReadIndex, raftStatus,
+  mvccApply, mvccInstall, mvccSnapshot, mvccStatus, raftConfChange, raftEntries, raftMembers, raftPropose, raftReadIndex, raftState, raftStateEveryMs, raftStatus,
   raftTransfer, walAppend, walLoad, walSnapshot
 } from "../../shared/endpoints.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
@@ -456,6 +456,21 @@ const RaftLive = Layer.effectDiscard(
     }
 
     // 4. Endpoints.
+    /** The member's raft status, as raft.status answers and raft.state publishes it. */
+    const statusNow = (): typeof RaftStatus.Type => {
+      const s = node.status()
+      return {
+        memberId,
+        clusterId,
+        leader: s.softState.lead,
+        term: s.hardState.term,
+        commitIndex: s.commit,
+        appliedIndex: driver.applied(),
+        raftState: s.softState.raftState,
+        isLearner: s.confState.learners.includes(memberId),
+        peers: { ...peers.counters }
+      }
+    }
     const opts = endpointOptions("raft")
     const fail = (error: EtcdError) => ({ err: toErrorData(error) })
     /** How long a follower waits for the leader's raft to answer a forwarded membership change. */
@@ -507,21 +522,7 @@ const RaftLive = Layer.effectDiscard(
           else req.reply({ ok: { index } })
         })
       }, opts),
-      serveEndpoint(nc, raftStatus, at, (req) => {
-        const s = node.status()
-        const status: typeof RaftStatus.Type = {
-          memberId,
-          clusterId,
-          leader: s.softState.lead,
-          term: s.hardState.term,
-          commitIndex: s.commit,
-          appliedIndex: driver.applied(),
-          raftState: s.softState.raftState,
-          isLearner: s.confState.learners.includes(memberId),
-          peers: { ...peers.counters }
-        }
-        req.reply(status)
-      }, opts),
+      serveEndpoint(nc, raftStatus, at, (req) => req.reply(statusNow()), opts),
       serveEndpoint(nc, raftEntries, at, (req) => {
         const commitIndex = node.status().commit
         const hi = Math.min(commitIndex, driver.applied(), storage.lastIndex()) + 1
@@ -628,6 +629,19 @@ const RaftLive = Layer.effectDiscard(
     // Once per tick after entries were applied, an empty apply frame repeats the applied index,
     // so the mvcc service notices a lost last frame (and fetches it) within a tick.
     let lastAppliedTold = 0
+    // raft.state goes out at the first tick after the leader, role or term changed, and at least
+    // every raftStateEveryMs (a lost frame is repaired by the next; the followers poll raft.status
+    // slowly besides, to notice a raft service that stopped).
+    const stateSubject = subjectOf(raftState, at)
+    let stateTold = { leader: -1n, raftState: "", term: -1, atMs: 0 }
+    const tellState = () => {
+      const status = statusNow()
+      const now = Date.now()
+      const told = stateTold
+      if (status.leader === told.leader && status.raftState === told.raftState && status.term === told.term && now - told.atMs < raftStateEveryMs) return
+      stateTold = { leader: status.leader, raftState: status.raftState, term: status.term, atMs: now }
+      publishEndpoint(rpc, raftState, stateSubject, status)
+    }
     const everyTick = () => {
       if (removed) return
       const applied = driver.applied()
@@ -646,6 +660,7 @@ const RaftLive = Layer.effectDiscard(
         driver.propose(encodeAttributes({ id: memberId, name: flags.member, clientUrls }))
       }
       driver.tick()
+      tellState()
     }
     const timer = setInterval(everyTick, flags.heartbeatInterval)
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))

@@ -37,7 +37,7 @@ describe("endpoint declarations", () => {
       identity: { role: "raft", name: "m1" },
       publish: [
         "natcd.c.*.raft.confchange", "natcd.c.*.raft.msg.m1", "natcd.c.m1.mvcc.apply", "natcd.c.m1.mvcc.install", "natcd.c.m1.mvcc.snapshot",
-        "natcd.c.m1.mvcc.status", "natcd.c.m1.wal.append", "natcd.c.m1.wal.load", "natcd.c.m1.wal.snapshot"
+        "natcd.c.m1.mvcc.status", "natcd.c.m1.raft.state", "natcd.c.m1.wal.append", "natcd.c.m1.wal.load", "natcd.c.m1.wal.snapshot"
       ],
       subscribe: [
         "_INBOX.natcd.c.raft.m1.>", "natcd.c.m1.raft.confchange", "natcd.c.m1.raft.entries", "natcd.c.m1.raft.health",
@@ -71,11 +71,12 @@ describe("endpoint declarations", () => {
       expect(p.publish.filter((s) => s.startsWith("_INBOX")), role).toEqual([])
       expect(p.subscribe.filter((s) => s.startsWith("_INBOX")), role).toEqual([`${inboxPrefix("natcd", identity)}.>`])
     }
-    // Only mN's raft may publish mN's mvcc.apply and wal.append; only mvcc publishes events.
+    // Only mN's raft may publish mN's mvcc.apply, wal.append and raft.state; only mvcc publishes events.
     const publishers = (subject: string) =>
       roles.filter((role) => permissionsFor("natcd", { role, name: role === "watch" ? "w1" : "m1" }).publish.includes(subject))
     expect(publishers("natcd.natcd.m1.mvcc.apply")).toEqual(["raft"])
     expect(publishers("natcd.natcd.m1.wal.append")).toEqual(["raft"])
+    expect(publishers("natcd.natcd.m1.raft.state")).toEqual(["raft"])
     expect(publishers("natcd.natcd.m1.mvcc.events")).toEqual(["mvcc"])
     expect(publishers("natcd.natcd.m1.mvcc.install")).toEqual(["raft"])
     expect(publishers("natcd.natcd.m1.mvcc.defragment")).toEqual(["gateway"])
