@@ -44,6 +44,30 @@ describe("apply path on LMDB", () => {
     })
   })
 
+  it("re-sends the results of the newest 4096 proposals to their retries, not older ones", async () => {
+    await withLmdbFile(async (file) => {
+      const s = open(file)
+      // 4100 proposals (ids 1..4100) in frames of 100, then retries of ids 1..5 and 4096..4100.
+      const total = 4100
+      let index = 0
+      for (let first = 1; first <= total; first += 100) {
+        const entries = Array.from({ length: 100 }, (_, i) => proposal(++index, BigInt(first + i), put(`k${first + i}`, "v")))
+        await s.applier.applyBatch({ entries, commitIndex: index, term: 2 })
+      }
+      const sentBefore = s.sent.length
+      const retried = [1n, 2n, 3n, 4n, 5n, 4096n, 4097n, 4098n, 4099n, 4100n]
+      const retries = retried.map((id) => proposal(++index, id, put(`k${id}`, "v")))
+      await s.applier.applyBatch({ entries: retries, commitIndex: index, term: 2 })
+      // Every retry is a duplicate (applied once); only the newest 4096 still have a result to
+      // re-send, so ids 1..4 (the oldest) get none, 5 and later get theirs.
+      expect(s.applier.counters.duplicates).toBe(retried.length)
+      const resent = s.sent.slice(sentBefore).map((x) => x.body.requestId)
+      expect(resent).toEqual([5n, 4096n, 4097n, 4098n, 4099n, 4100n])
+      expect(s.store.currentRevision()).toBe(total + 1)
+      await s.backend.close()
+    })
+  })
+
   it("repairs a gap from the raft log before applying a later batch", async () => {
     await withLmdbFile(async (file) => {
       const log = [noop(1), proposal(2, 1n, put("k", "a")), proposal(3, 2n, put("k", "b")), proposal(4, 3n, put("k", "c"))]
