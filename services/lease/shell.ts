@@ -5,11 +5,12 @@
  * Only the leader's lease service tracks expiry (etcd: only the primary lessor does):
  * - it follows its raft service's `raft.state` frames (pushed within a tick of a change of
  *   leader, role or term, and every second), and asks `raft.status` every
- *   {@link LeaseShellOptions.statusPollMs} besides, to learn whether this member leads. On becoming leader (or on a new term while leading) it reads the
- *   whole lease table from its mvcc service at the leader's commit index and promotes the
- *   lessor: every lease gets its remaining TTL (the checkpointed one, else its TTL) plus one
- *   election timeout from now (etcd Promote), so no lease expires early because of the
- *   election. On losing leadership it demotes: nothing expires.
+ *   {@link LeaseShellOptions.statusPollMs} besides, to learn whether this member leads. On
+ *   becoming leader (or on a new term while leading) it reads the whole lease table from its
+ *   mvcc service at the leader's commit index and promotes the lessor: every lease gets its
+ *   remaining TTL (the checkpointed one, else its TTL) plus one election timeout from now (etcd
+ *   Promote), so no lease expires early because of the election. On losing leadership it
+ *   demotes: nothing expires.
  * - while leading it follows the table's changes (`mvcc.leases`, incremental by raft index)
  *   every {@link LeaseShellOptions.syncPollMs}, and every 500 ms proposes the revocation of
  *   expired leases through raft, at most half the revoke rate per tick (etcd
