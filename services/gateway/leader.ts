@@ -7,15 +7,14 @@
  * - streams opened with it are cancelled with that error once the member has had no leader for
  *   {@link noLeaderChecks} election timeouts in a row (etcd monitorLeader's maxNoLeaderCnt).
  *
- * The state comes from the member's raft service: the `raft.state` frames it publishes when the
- * leader changes (and every second), and a slower poll of `raft.status` every
- * {@link LeaderMonitorOptions.pollMs}. Until the first news the member is taken to have a
- * leader; a poll that gets no answer counts as no leader (the raft service is down or wedged).
+ * The state comes from the member's raft service, followed as ../runtime/raft-state.ts does it
+ * (pushed `raft.state` frames, and a `raft.status` poll as a backstop). Until the first news the
+ * member is taken to have a leader; a poll that gets no answer counts as no leader (the raft
+ * service is down or wedged).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
+import { followRaftState } from "../runtime/raft-state.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
-import { callEndpoint, serveEndpoint } from "../runtime/rpc.ts"
-import { raftState, raftStatus } from "../../shared/endpoints.ts"
 
 /** The gRPC metadata key and value of a require-leader request (etcd rpctypes.MetadataRequireLeaderKey / MetadataHasLeader). */
 export const requireLeaderKey = "hasleader"
@@ -26,47 +25,25 @@ export const noLeaderChecks = 3
 
 /** Settings of a {@link LeaderMonitor}. */
 export interface LeaderMonitorOptions {
-  /** The member's `raft.status` subject. */
-  readonly raftStatusSubject: string
-  /** The member whose `raft.state` frames are followed. */
+  /** The member whose raft service is followed. */
   readonly at: { readonly cluster: string; readonly member: string }
   /** The member's election timeout, ms: the period of etcd's monitorLeader check. */
   readonly electionTimeoutMs: number
-  /** How often the raft service is asked, ms. */
-  readonly pollMs: number
 }
 
 /** Follows the member's leader; see the module note. */
 export class LeaderMonitor {
   private leaderKnown = true
   private readonly streams = new Set<() => void>()
-  private readonly pollTimer: ReturnType<typeof setInterval>
   private readonly checkTimer: ReturnType<typeof setInterval>
-  private polling = false
   private failedChecks = 0
-  private readonly stateFrames: { readonly stop: () => void }
-  /** When the last raft.state frame arrived (ms since the epoch): older poll answers are dropped. */
-  private statePushedAtMs = 0
+  private readonly raft: { readonly stop: () => void }
 
   constructor(nc: NatsConnection, rpc: RpcClient, options: LeaderMonitorOptions, serveOptions: ServeOptions = {}) {
-    this.stateFrames = serveEndpoint(nc, raftState, options.at, (req) => {
-      this.statePushedAtMs = Date.now()
-      this.observe(req.body.leader !== 0n)
-    }, serveOptions)
-    const poll = () => {
-      if (this.polling) return
-      this.polling = true
-      const askedAtMs = Date.now()
-      callEndpoint(rpc, raftStatus, options.raftStatusSubject, {}, { timeoutMs: Math.max(options.pollMs, 500), traceparent: "" }).then(
-        (s) => {
-          // A raft.state frame that came while this poll was out is at least as new.
-          if (this.statePushedAtMs < askedAtMs) this.observe(s.leader !== 0n)
-        },
-        () => this.observe(false)
-      ).finally(() => (this.polling = false))
-    }
-    poll()
-    this.pollTimer = setInterval(poll, options.pollMs)
+    this.raft = followRaftState(nc, rpc, options.at, {
+      onStatus: (s) => this.observe(s.leader !== 0n),
+      onNoAnswer: () => this.observe(false)
+    }, { serveOptions })
     // etcd monitorLeader: every election timeout, count checks without a leader.
     this.checkTimer = setInterval(() => {
       if (this.leaderKnown) {
@@ -79,7 +56,6 @@ export class LeaderMonitor {
       this.streams.clear()
       for (const cancel of cancels) cancel()
     }, options.electionTimeoutMs)
-    this.pollTimer.unref?.()
     this.checkTimer.unref?.()
   }
 
@@ -105,8 +81,7 @@ export class LeaderMonitor {
 
   /** Stops following the raft service. */
   stop(): void {
-    this.stateFrames.stop()
-    clearInterval(this.pollTimer)
+    this.raft.stop()
     clearInterval(this.checkTimer)
     this.streams.clear()
   }

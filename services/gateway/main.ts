@@ -74,12 +74,6 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     )
 )
 
-/**
- * How often the gateway asks its raft service whether the member has a leader, ms (./leader.ts):
- * a backstop that notices a stopped raft service; leader changes arrive sooner as raft.state.
- */
-const leaderPollMs = 1000
-
 const GatewayLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc, instance } = yield* Nats
@@ -136,7 +130,7 @@ const GatewayLive = Layer.effectDiscard(
     })
     // etcd's require-leader requests (./leader.ts).
     const leader = yield* Effect.acquireRelease(
-      Effect.sync(() => new LeaderMonitor(nc, rpc, { raftStatusSubject, at, electionTimeoutMs: flags.electionTimeout, pollMs: leaderPollMs }, endpointOptions("gateway"))),
+      Effect.sync(() => new LeaderMonitor(nc, rpc, { at, electionTimeoutMs: flags.electionTimeout }, endpointOptions("gateway"))),
       (m) => Effect.sync(() => m.stop())
     )
     const handlers = makeKvHandlers({

@@ -21,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { raftStatePollMs } from "../runtime/raft-state.ts"
 import { defaultCheckpointIntervalMs, defaultLeaseRevokeRate } from "./core/lessor.ts"
 import { LeaseShell } from "./shell.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
@@ -71,7 +72,7 @@ const LeaseLive = Layer.effectDiscard(
           checkpointIntervalMs: flags.leaseCheckpoint ? flags.leaseCheckpointInterval : undefined,
           revokeRate: flags.leaseRevokeRate,
           requestTimeoutMs: flags.requestTimeoutMs,
-          statusPollMs: 1000,
+          statusPollMs: raftStatePollMs,
           syncPollMs: 200
         }, { info: log("info"), warn: log("warn") })
         s.start(endpointOptions("lease"))

@@ -3,9 +3,9 @@
  * role, the applied lease table and a clock, and serves keep-alives and TimeToLive.
  *
  * Only the leader's lease service tracks expiry (etcd: only the primary lessor does):
- * - it follows its raft service's `raft.state` frames (pushed within a tick of a change of
- *   leader, role or term, and every second), and asks `raft.status` every
- *   {@link LeaseShellOptions.statusPollMs} besides, to learn whether this member leads. On
+ * - it follows its raft service's status (../runtime/raft-state.ts: pushed `raft.state` frames,
+ *   and `raft.status` every {@link LeaseShellOptions.statusPollMs} as a backstop) to learn
+ *   whether this member leads. On
  *   becoming leader (or on a new term while leading) it reads the whole lease table from its
  *   mvcc service at the leader's commit index and promotes the lessor: every lease gets its
  *   remaining TTL (the checkpointed one, else its TTL) plus one election timeout from now (etcd
@@ -32,10 +32,11 @@ import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"
 import type { RaftStatus } from "../../shared/schema.ts"
 import {
-  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftState, raftStatus, subjectOf
+  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftStatus, subjectOf
 } from "../../shared/endpoints.ts"
 import { Proposer } from "../gateway/proposer.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
+import { followRaftState } from "../runtime/raft-state.ts"
 import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import { Lessor, maxCheckpointBatch } from "./core/lessor.ts"
 
@@ -130,10 +131,9 @@ export class LeaseShell {
   start(serveOptions: ServeOptions): void {
     const at = { cluster: this.options.cluster, member: this.options.member }
     this.endpoints.push(
-      serveEndpoint(this.nc, raftState, at, (req) => {
-        this.statusPushedAtMs = Date.now()
-        void this.onStatus(req.body)
-      }, serveOptions),
+      // A poll that gets no answer keeps the role we know: the raft service's own CheckQuorum
+      // demotes a partitioned leader and we learn it at the next answer.
+      followRaftState(this.nc, this.rpc, at, { onStatus: (s) => void this.onStatus(s) }, { pollMs: this.options.statusPollMs, serveOptions }),
       serveEndpoint(this.nc, leaseKeepAlive, at, (req) => {
         this.keepAlive(req.body.id, req.body.forwarded, req.traceparent).then(
           (ttl) => req.reply({ ok: { ttl } }),
@@ -147,12 +147,10 @@ export class LeaseShell {
         )
       }, serveOptions)
     )
-    this.timers.push(setInterval(() => void this.pollStatus(), this.options.statusPollMs))
     this.timers.push(setInterval(() => {
       if (this.lessor.isPrimary()) void this.sync(0).catch(() => undefined)
     }, this.options.syncPollMs))
     this.timers.push(setInterval(() => this.tick(), tickMs))
-    void this.pollStatus()
   }
 
   /** Stops loops and endpoints; waiting requests fail with Stopped. */
@@ -166,25 +164,6 @@ export class LeaseShell {
   /** True while this lease service tracks expiry. */
   isPrimary(): boolean {
     return this.lessor.isPrimary()
-  }
-
-  /** When the last raft.state frame arrived (ms since the epoch): older poll answers are dropped. */
-  private statusPushedAtMs = 0
-
-  /** Asks raft for the role (the backstop of the raft.state frames); see {@link onStatus}. */
-  private async pollStatus(): Promise<void> {
-    const askedAtMs = Date.now()
-    let status: typeof RaftStatus.Type
-    try {
-      status = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 1000 })
-    } catch {
-      // No answer: keep the role we know; the raft service's own CheckQuorum demotes a
-      // partitioned leader and we learn it at the next answer.
-      return
-    }
-    // A raft.state frame that came while this poll was out is at least as new.
-    if (this.statusPushedAtMs >= askedAtMs) return
-    await this.onStatus(status)
   }
 
   /** Takes the member's raft status (pushed or polled): promotes or demotes the lessor on a change. */

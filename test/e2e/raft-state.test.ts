@@ -89,6 +89,7 @@ describe("raft.state", () => {
     const oldLeader = await findLeader(natcd)
     expect(oldLeader).not.toBe(1)
     const oldLeaderId = (await raftStatus(natcd, `m${oldLeader + 1}`)).memberId
+    const stoppedAtMs = Date.now()
     signalMember(natcd, `m${oldLeader + 1}`, "SIGSTOP")
     try {
       // Poll m2's own raft.status until it names another leader; the frame must be no later
@@ -106,8 +107,10 @@ describe("raft.state", () => {
         await sleep(20)
       }
       expect(newLeader).not.toBe(0n)
-      while (Date.now() < knownAtMs + 2000 && !frames.some((f) => f.status.leader === newLeader)) await sleep(10)
-      const told = frames.find((f) => f.status.leader === newLeader)
+      // Only frames sent after the freeze count (the new leader may have led before).
+      const newsOf = (f: (typeof frames)[number]) => f.atMs >= stoppedAtMs && f.status.leader === newLeader
+      while (Date.now() < knownAtMs + 2000 && !frames.some(newsOf)) await sleep(10)
+      const told = frames.find(newsOf)
       expect(told, "no raft.state frame named the new leader").toBeDefined()
       console.log(`raft.state named the new leader ${told!.atMs - knownAtMs} ms after raft.status did`)
       expect(told!.atMs - knownAtMs).toBeLessThan(400)
