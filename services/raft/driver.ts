@@ -7,7 +7,8 @@
  *
  * 1. persist the Ready's hard state and entries through `persist` (the wal service; resolves
  *    after fdatasync), then record them in MemoryStorage; a Ready whose only change is the
- *    commit index (no MustSync) is written without waiting for its fdatasync;
+ *    commit index (no MustSync) is not written at once: that hard state rides on the next
+ *    persist, or is written at the next tick or before a snapshot (see `pendingHardState`);
  * 2. send its messages (never before 1: votes and append acknowledgements depend on it), except
  *    a leader's replication messages, which leave before 1 (Raft thesis §10.2.1; the core
  *    counts the leader's own entries only after 5);
@@ -68,6 +69,19 @@ export class RaftDriver {
   private appliedIndex = 0
   /** Trace of the first proposal since the last persist, carried to the wal service. */
   private batchTrace = ""
+  /**
+   * The newest hard state whose only change was the commit index, not yet handed to `persist`.
+   * etcd writes such a HardState without fsync (raft's MustSync); here it costs a wal round trip
+   * (two NATS messages) per member per commit, so it waits for the next persist with entries,
+   * the next tick (`flushHardState`, at most one heartbeat interval later) or a snapshot. A
+   * commit index lost in a crash is learned again from the leader; the log never holds a
+   * snapshot beyond its hard state's commit (the core refuses to load that), because a Ready
+   * with a snapshot persists its hard state at once and `flushHardState` precedes the
+   * snapshot's wal record.
+   */
+  private pendingHardState: HardState | undefined
+  /** The last persist that carried a hard state (settles when it is written). */
+  private hardStateWrite: Promise<void> = Promise.resolve()
   private readonly node: RawNode
   private readonly storage: MemoryStorage
   private readonly io: DriverIo
@@ -80,10 +94,25 @@ export class RaftDriver {
     this.onFatal = onFatal
   }
 
-  /** Advances the core's logical clock by one tick. */
+  /** Advances the core's logical clock by one tick; writes a pending commit-only hard state. */
   tick(): void {
     this.node.tick()
+    this.flushHardState().catch(this.onFatal)
     this.kick()
+  }
+
+  /**
+   * Writes the pending commit-only hard state, if any; resolves once every hard state handed
+   * to `persist` so far is written (the raft shell awaits it before recording a snapshot in
+   * the WAL). Rejects as `persist`.
+   */
+  flushHardState(): Promise<void> {
+    const hardState = this.pendingHardState
+    if (hardState !== undefined) {
+      this.pendingHardState = undefined
+      this.hardStateWrite = this.io.persist(hardState, [], "")
+    }
+    return this.hardStateWrite
   }
 
   /** Starts an election (used at startup by a member that is the only voter, as etcd does). */
@@ -179,17 +208,21 @@ export class RaftDriver {
         const state = this.node.status().softState.raftState
         const early = state === "StateLeader" ? rd.messages.filter((m) => sendableBeforePersist(m, state)) : []
         if (early.length > 0) this.io.send(early)
-        if (rd.entries.length > 0 || rd.mustSync) {
+        if (rd.entries.length > 0 || rd.mustSync || rd.snapshot !== undefined) {
           const trace = this.batchTrace
           this.batchTrace = ""
-          await this.io.persist(rd.hardState, rd.entries, trace)
+          // A hard state left pending is older than this Ready's (which, when present, has
+          // every field of the newest), so one of the two is written.
+          const hardState = rd.hardState ?? this.pendingHardState
+          this.pendingHardState = undefined
+          const written = this.io.persist(hardState, rd.entries, trace)
+          if (hardState !== undefined) this.hardStateWrite = written
+          await written
           this.storage.append(rd.entries)
           if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState)
         } else if (rd.hardState !== undefined) {
-          // Only the commit index moved: written without waiting for it (etcd saves such a
-          // HardState without fsync, raft's MustSync). A commit index lost in a crash is
-          // learned again from the leader; nothing depends on it being durable.
-          this.io.persist(rd.hardState, [], "").catch(this.onFatal)
+          // Only the commit index moved: kept for later (see pendingHardState).
+          this.pendingHardState = rd.hardState
           this.storage.setHardState(rd.hardState)
         }
         const late = early.length === 0 ? rd.messages : rd.messages.filter((m) => !early.includes(m))

@@ -221,7 +221,11 @@ const RaftLive = Layer.effectDiscard(
     } else if (!fresh) {
       if (loaded.snapshot !== undefined) storage.applySnapshot(loaded.snapshot)
       storage.append(loaded.entries)
-      storage.setHardState(loaded.hardState)
+      // A snapshot holds only committed entries: a crash between writing a snapshot received
+      // from the leader and the hard state after it leaves a lower commit, which the core
+      // would refuse to load.
+      const snapshotIndex = loaded.snapshot?.metadata.index ?? 0
+      storage.setHardState(loaded.hardState.commit >= snapshotIndex ? loaded.hardState : { ...loaded.hardState, commit: Index(snapshotIndex) })
     }
     const startSnapshot = loaded.snapshot
     const startSnapshotData = startSnapshot === undefined ? undefined : decodeSnapshotData(startSnapshot.data)
@@ -395,6 +399,8 @@ const RaftLive = Layer.effectDiscard(
         const confState = probe.confState()
         const data = encodeSnapshotData({ members, mvcc: info, source: flags.member })
         const snapshot = { metadata: { index: Index(index), term, confState }, data }
+        // The WAL's hard state must commit at least up to the snapshot before its record.
+        await driver.flushHardState()
         okOf(await callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 }))
         taken = true
         // A newer snapshot from the leader may have been installed meanwhile: it replaced the log.
