@@ -21,8 +21,16 @@ export interface Cluster {
   pids(): number[]
   /** Server processes per member (for RSS per member). */
   memberPids(): ReadonlyArray<{ readonly member: string; readonly pids: ReadonlyArray<number> }>
+  /**
+   * NATS messages so far, from nats-server's /varz (natcd only): `published` counts messages
+   * the services sent, `delivered` the copies nats-server handed to subscribers.
+   */
+  busMessages?(): Promise<{ readonly published: number; readonly delivered: number }>
   stop(): Promise<void>
 }
+
+/** nats-server's monitoring port of the benchmark's natcd (before the port offset). */
+const natsMonitorPort = 8222
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
@@ -71,7 +79,7 @@ export const startNatcd = async (members: number, portOffset: number): Promise<C
   // Trace as in production (1% of requests, plus slow ones) unless the caller says otherwise:
   // the development default traces every request, which etcd does not pay for.
   env.NATCD_TRACE_SAMPLE_RATIO ??= "0.01"
-  const child = spawn(process.execPath, [supervisor, `--members=${members}`, `--data-dir=${dataDir}`, `--port-offset=${portOffset}`, "--log-level=Warn"], {
+  const child = spawn(process.execPath, [supervisor, `--members=${members}`, `--data-dir=${dataDir}`, `--port-offset=${portOffset}`, "--log-level=Warn", `--nats-monitor-port=${natsMonitorPort}`], {
     detached: true,
     stdio: ["ignore", "ignore", "inherit"],
     env
@@ -87,6 +95,10 @@ export const startNatcd = async (members: number, portOffset: number): Promise<C
         member: `m${i + 1}`,
         pids: groupPids(child.pid!).filter((pid) => cmdline(pid).includes(`--member=m${i + 1} `))
       })),
+    busMessages: async () => {
+      const varz = await (await fetch(`http://127.0.0.1:${natsMonitorPort + portOffset}/varz`)).json() as { in_msgs: number; out_msgs: number }
+      return { published: varz.in_msgs, delivered: varz.out_msgs }
+    },
     stop: async () => {
       await stopChild(child, true)
       rmSync(dataDir, { recursive: true, force: true })

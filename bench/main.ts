@@ -87,6 +87,8 @@ interface Result {
   readonly serverCpuMsPerOp: number
   /** The same, per kind of server process (natcd: per service and nats-server, summed over members). */
   readonly serverCpuMsPerOpBy: Record<string, number>
+  /** natcd: NATS messages per operation, published by the services and delivered to them (setup and idle traffic included). */
+  readonly busMessagesPerOp?: { published: number; delivered: number }
 }
 
 const percentile = (sorted: Float64Array, p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!)
@@ -106,6 +108,7 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
     if (plan.name === "range-prefix") await preload(pool, o, 100, "/prefix/")
     const pids = cluster.pids()
     const cpuBefore = new Map(pids.map((pid) => [pid, cpuMs(pid)]))
+    const busBefore = await cluster.busMessages?.()
     let m: Measurement
     switch (plan.name) {
       case "put":
@@ -145,6 +148,7 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
       cpuBy[label] = (cpuBy[label] ?? 0) + used
       cpu += used
     }
+    const busAfter = await cluster.busMessages?.()
     const sorted = Float64Array.from(m.latenciesMs).sort()
     progress("")
     return {
@@ -157,7 +161,13 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
       opsPerSec: round(m.ops / (m.elapsedMs / 1000), 1),
       latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted[sorted.length - 1] ?? 0) },
       serverCpuMsPerOp: round(cpu / Math.max(1, m.ops), 4),
-      serverCpuMsPerOpBy: Object.fromEntries(Object.entries(cpuBy).sort(([, a], [, b]) => b - a).map(([k, v]) => [k, round(v / Math.max(1, m.ops), 4)]))
+      serverCpuMsPerOpBy: Object.fromEntries(Object.entries(cpuBy).sort(([, a], [, b]) => b - a).map(([k, v]) => [k, round(v / Math.max(1, m.ops), 4)])),
+      ...(busBefore === undefined || busAfter === undefined ? {} : {
+        busMessagesPerOp: {
+          published: round((busAfter.published - busBefore.published) / Math.max(1, m.ops), 2),
+          delivered: round((busAfter.delivered - busBefore.delivered) / Math.max(1, m.ops), 2)
+        }
+      })
     }
   } finally {
     pool.close()
@@ -227,7 +237,7 @@ const main = async () => {
 }
 
 const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>) => {
-  const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e"]]
+  const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e", "natcd msgs/op"]]
   for (const plan of chosen) {
     const n = results.find((r) => r.workload === plan.name && r.system === "natcd")
     const e = results.find((r) => r.workload === plan.name && r.system === "etcd")
@@ -251,7 +261,8 @@ const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArr
       `${p} ${n.latencyMs[p]}/${e?.latencyMs[p] ?? "-"}`,
       lat,
       mark(lat, plan.target.latency?.ratio, false),
-      `${n.errors}/${e?.errors ?? "-"}`
+      `${n.errors}/${e?.errors ?? "-"}`,
+      n.busMessagesPerOp === undefined ? "-" : `${n.busMessagesPerOp.published} pub, ${n.busMessagesPerOp.delivered} dlv`
     ])
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))

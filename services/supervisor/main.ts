@@ -76,6 +76,10 @@ const command = new Command("natcd run")
     new Option("--service-node-flags <flags>", "Node and V8 flags of every service process, space-separated")
       .env("NATCD_SERVICE_NODE_FLAGS").default("--max-semi-space-size=4")
   )
+  .addOption(
+    new Option("--nats-monitor-port <port>", "serve nats-server's monitoring endpoints (/varz, /connz) on 127.0.0.1 at this port (before the port offset; server j of a NATS cluster adds 10000 × j); off unless set")
+      .env("NATCD_NATS_MONITOR_PORT").argParser(positiveInt)
+  )
   .addOption(new Option("--nats-tls", "TLS to NATS with a CA and certificates created under <data-dir>/creds/tls (env NATS_TLS=1)"))
   .parse(process.argv)
 
@@ -92,6 +96,7 @@ const opts = command.opts<{
   natsCluster: number
   livenessFailures: number
   serviceNodeFlags: string
+  natsMonitorPort?: number
   natsTls?: boolean
 }>()
 const dataDir = resolve(opts.dataDir)
@@ -273,6 +278,8 @@ const program = Effect.gen(function*() {
         `max_payload: ${maxFrameBytes}`,
         "max_pending: 268435456",
         "write_deadline: \"10s\"",
+        // Message and connection statistics (no payloads) for benchmarks and debugging; off by default.
+        ...(opts.natsMonitorPort === undefined ? [] : [`http: 127.0.0.1:${opts.natsMonitorPort + opts.portOffset + 10000 * j}`]),
         // Quiet runs (--log-level Warn or Error) keep nats-server's informational lines in a file.
         ...(opts.logLevel === "Warn" || opts.logLevel === "Error"
           ? [`log_file: ${JSON.stringify(join(dataDir, servers === 1 ? "nats-server.log" : `nats-server-${j + 1}.log`))}`]
