@@ -7,7 +7,8 @@
 # Variables: DATA_DIR (default ./data), MEMBERS (default 3), NATS_URL (use an existing
 # nats-server instead of starting one), NATS_CLUSTER (default 1: nats-servers started, joined
 # by routes; member i's services use server i mod NATS_CLUSTER), NATS_TLS (1: TLS to NATS with
-# certificates created under DATA_DIR/creds/tls).
+# certificates created under DATA_DIR/creds/tls), TLS (1: https client URLs with client
+# certificates, from a CA and certificates created under DATA_DIR/creds/client-tls).
 
 SHELL := /bin/bash
 NODE_VERSION := 24.21.0
@@ -30,7 +31,8 @@ DATA_DIR ?= ./data
 MEMBERS ?= 3
 NATS_CLUSTER ?= 1
 NATS_TLS ?= 0
-export DATA_DIR MEMBERS NATS_CLUSTER NATS_TLS
+TLS ?= 0
+export DATA_DIR MEMBERS NATS_CLUSTER NATS_TLS TLS
 
 .PHONY: run test bench typecheck deps system-deps clean-data help
 

@@ -9,6 +9,8 @@
  * (./lock.ts) and v3election Election (./election.ts) services. --election-timeout sets the
  * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
+import * as grpc from "@grpc/grpc-js"
+import { join } from "node:path"
 import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -16,7 +18,9 @@ import {
   gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
   mvccRange, mvccSnapshot, mvccStatus, raftPropose, raftReadIndex, raftStatus, subjectOf, traceKeep
 } from "../../shared/endpoints.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { ensureSelfSignedCertificate } from "../runtime/certs.ts"
+import { planClientListener, serveClientTls } from "./client-tls.ts"
 import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
@@ -46,6 +50,13 @@ interface GatewayFlags {
   readonly electionTimeout: number
   readonly maxConcurrentStreams: number
   readonly watchUnackedBudgetBytes: number
+  readonly certFile: string
+  readonly keyFile: string
+  readonly trustedCaFile: string
+  readonly clientCertAuth: boolean
+  readonly autoTls: boolean
+  readonly tlsMinVersion: string
+  readonly cipherSuites: string
 }
 
 /**
@@ -72,7 +83,24 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
       new Option("--watch-unacked-budget-bytes <n>", "watch response bytes in flight to this gateway over all its streams, shared equally as their windows")
         .env("NATCD_GATEWAY_WATCH_UNACKED_BUDGET_BYTES").argParser(positiveInt).default(defaultUnackedBudgetBytes)
     )
+    // Client TLS, etcd's flags (./client-tls.ts).
+    .addOption(new Option("--cert-file <path>", "client server TLS certificate file (PEM)").env("NATCD_CERT_FILE").default(""))
+    .addOption(new Option("--key-file <path>", "client server TLS key file (PEM)").env("NATCD_KEY_FILE").default(""))
+    .addOption(new Option("--trusted-ca-file <path>", "client server TLS trusted CA certificate file").env("NATCD_TRUSTED_CA_FILE").default(""))
+    .addOption(new Option("--client-cert-auth [bool]", "enable client cert authentication").env("NATCD_CLIENT_CERT_AUTH").argParser(parseBool).default(false))
+    .addOption(new Option("--auto-tls [bool]", "client TLS using generated certificates").env("NATCD_AUTO_TLS").argParser(parseBool).default(false))
+    .addOption(new Option("--tls-min-version <version>", "minimum TLS version supported (TLS1.2 or TLS1.3)").env("NATCD_TLS_MIN_VERSION").default("TLS1.2"))
+    .addOption(new Option("--cipher-suites <list>", "comma-separated TLS 1.2 cipher suites, Go's names (default: Node's)").env("NATCD_CIPHER_SUITES").default(""))
 )
+
+// The client listener is checked before anything starts: a bad TLS configuration is a start-up
+// error with etcd's message, and an https:// URL never serves plain text.
+const listenUrl = flags.listenClientUrls.split(",")[0]!
+const listenerPlan = planClientListener(listenUrl, flags, join(memberDir(flags), "fixtures", "client"))
+if (listenerPlan._tag === "Invalid") {
+  process.stderr.write(`${JSON.stringify({ level: "FATAL", service: "gateway", member: flags.member, message: listenerPlan.message })}\n`)
+  process.exit(1)
+}
 
 const GatewayLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -216,11 +244,16 @@ const GatewayLive = Layer.effectDiscard(
       })
     const lock = makeLockHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
     const election = makeElectionHandlers({ kv: internalKv, proposer, minTtl: minLeaseTtlSec(flags.electionTimeout) })
-    const url = new URL(flags.listenClientUrls.split(",")[0]!)
-    const address = `${url.hostname}:${url.port || "2379"}`
-    yield* Effect.acquireRelease(
+    const plan = listenerPlan
+    for (const warning of plan.warnings) yield* Effect.logWarning(warning).pipe(Effect.annotateLogs({ clientUrl: listenUrl }))
+    if (plan._tag === "Tls" && plan.selfSigned) {
+      // etcd's --auto-tls: a self-signed certificate for the listen URL's host, kept for restarts.
+      yield* Effect.try(() => ensureSelfSignedCertificate(plan.certFile, plan.keyFile, [plan.host])).pipe(Effect.orDie)
+    }
+    const address = `${plan.host.includes(":") ? `[${plan.host}]` : plan.host}:${plan.port}`
+    const server = yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
-        startGrpcServer(address, {
+        startGrpcServer(plan._tag === "Plain" ? address : undefined, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
           Lease: {
             LeaseGrant: lease.LeaseGrant,
@@ -266,7 +299,20 @@ const GatewayLive = Layer.effectDiscard(
           })
         )
     )
-    yield* Effect.logInfo("serving etcd v3 gRPC").pipe(Effect.annotateLogs({ address }))
+    if (plan._tag === "Tls") {
+      const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure())
+      // Released before the gRPC server's shutdown above: no new connections, then the drain.
+      yield* Effect.acquireRelease(
+        Effect.tryPromise(() =>
+          serveClientTls(plan, (connection) => injector.injectConnection(connection), (level, message, fields) =>
+            runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields))))
+        ).pipe(Effect.orDie),
+        (tlsServer) => Effect.promise(() => tlsServer.close())
+      )
+    }
+    yield* Effect.logInfo(`serving etcd v3 gRPC${plan._tag === "Tls" ? " over TLS" : ""}`).pipe(
+      Effect.annotateLogs({ address, ...(plan._tag === "Tls" ? { clientCertAuth: plan.clientCertAuth } : {}) })
+    )
   })
 )
 

@@ -391,14 +391,15 @@ export interface GrpcServerLimits {
 }
 
 /**
- * Starts a gRPC server on `address` (host:port) serving `services`: a map from etcd service name
- * (KV, Maintenance, ...) to method handlers. With `leader`, calls carrying etcd's `hasleader`
- * metadata are refused "etcdserver: no leader" while the member has none, and such streams are
- * ended that way when the leader stays lost (./leader.ts). Resolves with the server once bound;
- * rejects when the address cannot be bound.
+ * Starts a gRPC server on `address` (host:port, plain text) serving `services`: a map from etcd
+ * service name (KV, Maintenance, ...) to method handlers. With `leader`, calls carrying etcd's
+ * `hasleader` metadata are refused "etcdserver: no leader" while the member has none, and such
+ * streams are ended that way when the leader stays lost (./leader.ts). Resolves with the server
+ * once bound; rejects when the address cannot be bound. With `address` undefined nothing is
+ * bound: connections come through `server.createConnectionInjector` (a TLS listener, ./client-tls.ts).
  */
 export const startGrpcServer = async (
-  address: string,
+  address: string | undefined,
   services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
   limits: GrpcServerLimits,
   leader?: LeaderGate
@@ -427,8 +428,10 @@ export const startGrpcServer = async (
     }
     server.addService(def.service, impl)
   }
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
-  )
+  if (address !== undefined) {
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
+    )
+  }
   return server
 }

@@ -43,7 +43,7 @@ import {
   gatewayResult, mvccAlarms, mvccApply, mvccChunk, mvccDefragment, mvccEvents, mvccHashKv, mvccHistory, mvccInstall, mvccRange,
   mvccSnapshot, mvccStatus, raftEntries, raftMembers, raftPropose, raftStatus, subjectOf
 } from "../../shared/endpoints.ts"
-import { endpointOptions, launch, memberDir, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { privateDirMode, touchPrivateDir } from "../runtime/private-files.ts"
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
@@ -84,13 +84,6 @@ const durationMs = (value: string): number => {
 
 /** A duration flag that may be 0 (off): Go duration or ms. */
 const checkIntervalMs = (value: string): number => (/^0+(s|ms|m|h)?$/.test(value) ? 0 : durationMs(value))
-
-/** A boolean flag given bare (`--flag`), as `--flag=true|false`, or through its env variable. */
-const parseBool = (value: string | boolean | undefined): boolean => {
-  if (value === undefined || value === true || value === "true" || value === "1") return true
-  if (value === false || value === "false" || value === "0") return false
-  throw new Error(`not a boolean: ${String(value)}`)
-}
 
 const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
   c

@@ -121,6 +121,13 @@ export const positiveInt = (value: string): number => {
   return n
 }
 
+/** A boolean flag given bare (`--flag`), as `--flag=true|false`, or through its env variable. */
+export const parseBool = (value: string | boolean | undefined): boolean => {
+  if (value === undefined || value === true || value === "true" || value === "1") return true
+  if (value === false || value === "false" || value === "0") return false
+  throw new Error(`not a boolean: ${String(value)}`)
+}
+
 /** Parses a flag value as a non-negative integer or exits with commander's error. */
 export const nonNegativeInt = (value: string): number => {
   const n = Number(value)

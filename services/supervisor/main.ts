@@ -53,8 +53,9 @@ import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { maxFrameBytes } from "../../shared/frame.ts"
 import { loggingLayer, positiveInt } from "../runtime/process.ts"
-import { authorizationFileName, clusterIdentities, ensureCredentials, ensureTlsFiles, privateDir, privateFile, routePassword, tlsBlock, writeAuthorization } from "./nats-security.ts"
-import type { NatsTlsFiles } from "./nats-security.ts"
+import { authorizationFileName, clusterIdentities, ensureCredentials, privateDir, privateFile, routePassword, tlsBlock, writeAuthorization } from "./nats-security.ts"
+import { ensureTlsFiles } from "../runtime/certs.ts"
+import type { TlsFiles } from "../runtime/certs.ts"
 
 // Data, keys and configs are private to the user running natcd (etcd: 0700 dirs, 0600 files).
 process.umask(0o077)
@@ -80,6 +81,10 @@ const command = new Command("natcd run")
     new Option("--nats-monitor-port <port>", "serve nats-server's monitoring endpoints (/varz, /connz) on 127.0.0.1 at this port (before the port offset; server j of a NATS cluster adds 10000 × j); off unless set")
       .env("NATCD_NATS_MONITOR_PORT").argParser(positiveInt)
   )
+  .addOption(
+    new Option("--client-tls [mode]", "https client URLs: 'ca' (bare flag, env TLS=1): a CA and certificates created under <data-dir>/creds/client-tls, client certificates required; 'auto' (env TLS=auto): each gateway's self-signed certificate, etcd's --auto-tls")
+      .choices(["ca", "auto"])
+  )
   .addOption(new Option("--nats-tls", "TLS to NATS with a CA and certificates created under <data-dir>/creds/tls (env NATS_TLS=1)"))
   .parse(process.argv)
 
@@ -98,6 +103,7 @@ const opts = command.opts<{
   serviceNodeFlags: string
   natsMonitorPort?: number
   natsTls?: boolean
+  clientTls?: boolean | "ca" | "auto"
 }>()
 const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
@@ -220,7 +226,26 @@ ensureCredentials(credsDir, clusterIdentities(memberNames, watchReplicaNames))
 const credentials = writeAuthorization(dataDir, opts.cluster)
 // NATS_TLS=1 (make run NATS_TLS=1) as --nats-tls; commander would take NATS_TLS=0 as "on".
 const natsTlsOn = opts.natsTls === true || ["1", "true", "yes"].includes((process.env.NATS_TLS ?? "").toLowerCase())
-const natsTls: NatsTlsFiles | undefined = natsTlsOn ? ensureTlsFiles(join(credsDir, "tls")) : undefined
+const natsTls: TlsFiles | undefined = natsTlsOn
+  ? ensureTlsFiles(join(credsDir, "tls"), { ca: "natcd NATS CA", server: "natcd nats-server", client: "natcd" })
+  : undefined
+
+// TLS=1 or TLS=auto (make run TLS=...) as --client-tls; TLS=0 or unset: plain text.
+const tlsEnv = (process.env.TLS ?? "").toLowerCase()
+const clientTlsMode: "ca" | "auto" | undefined = opts.clientTls === "auto" || (opts.clientTls === undefined && tlsEnv === "auto")
+  ? "auto"
+  : opts.clientTls === true || opts.clientTls === "ca" || ["1", "true", "yes", "ca"].includes(tlsEnv)
+  ? "ca"
+  : undefined
+const clientTls: TlsFiles | undefined = clientTlsMode === "ca"
+  ? ensureTlsFiles(join(credsDir, "client-tls"), { ca: "natcd client CA", server: "natcd", client: "root" })
+  : undefined
+/** The gateway's TLS flags (services/gateway/client-tls.ts) with --client-tls. */
+const clientTlsArgs: ReadonlyArray<string> = clientTlsMode === "auto"
+  ? ["--auto-tls"]
+  : clientTls === undefined
+  ? []
+  : [`--cert-file=${clientTls.serverCert}`, `--key-file=${clientTls.serverKey}`, `--trusted-ca-file=${clientTls.ca}`, "--client-cert-auth"]
 
 /** The flags that let a process of `identity` onto the bus: its NKey seed file, TLS files. */
 const natsSecurityArgs = (identity: { readonly role: string; readonly name: string }): ReadonlyArray<string> => {
@@ -314,13 +339,13 @@ const program = Effect.gen(function*() {
   const members = memberNames
   for (const [i, member] of members.entries()) {
     privateDir(join(dataDir, member))
-    const clientUrl = `http://127.0.0.1:${clientPort(i)}`
+    const clientUrl = `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`
     const url = memberNatsUrl(i)
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", i, member, url))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", i, member, url))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", i, member, url))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", i, member, url, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, [`--listen-client-urls=${clientUrl}`]))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, [`--listen-client-urls=${clientUrl}`, ...clientTlsArgs]))))
   }
   // Watch replicas belong to no member: no --member on their command line, named w1, w2, ...
   for (let i = 1; i <= opts.watchReplicas; i++) {

@@ -7,7 +7,7 @@
  * - `creds/<service>.<member>.nk` per member service, `creds/watch.<replica>.nk` per watch
  *   replica, `creds/cli.nk` for operator tools: the NKey user seed (`SU…`), one line;
  * - `creds/routes.secret`: the password nats-servers of a NATS cluster use on their routes;
- * - `creds/tls/`: with `--nats-tls`, a CA and the server and client certificates (openssl).
+ * - `creds/tls/`: with `--nats-tls`, a CA and the server and client certificates (../runtime/certs.ts).
  *
  * A seed is never rewritten once it exists, so restarts keep identities. `natcd creds` adds an
  * identity (e.g. one more watch replica) or rotates a key while the cluster runs: it writes the
@@ -16,13 +16,13 @@
  * reconnects with the new seed from its file (services/runtime/nats-auth.ts re-reads it).
  */
 import { createUser, fromSeed } from "@nats-io/nkeys"
-import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { readSeed } from "../runtime/nats-auth.ts"
 import { credsFileName, permissionsFor, replyWindowSeconds, roles } from "../../shared/endpoints.ts"
 import type { Identity } from "../../shared/endpoints.ts"
+import type { TlsFiles } from "../runtime/certs.ts"
 
 /** An identity with its seed file and public key. */
 export interface Credential {
@@ -145,49 +145,6 @@ export const routePassword = (credsDir: string): string => {
   return readFileSync(file, "utf8").trim()
 }
 
-/** Files of TLS to NATS: the CA, the server's certificate and key, a client certificate and key. */
-export interface NatsTlsFiles {
-  readonly ca: string
-  readonly serverCert: string
-  readonly serverKey: string
-  readonly clientCert: string
-  readonly clientKey: string
-}
-
-/**
- * Creates (once) a CA and certificates for TLS to NATS under `dir` with openssl: a server
- * certificate for 127.0.0.1 and localhost and one client certificate all natcd processes
- * present (nats-server verifies it; the NKey still names the identity). Keys 0600.
- */
-export const ensureTlsFiles = (dir: string): NatsTlsFiles => {
-  privateDir(dir)
-  const f: NatsTlsFiles = {
-    ca: join(dir, "ca.pem"),
-    serverCert: join(dir, "server.pem"),
-    serverKey: join(dir, "server-key.pem"),
-    clientCert: join(dir, "client.pem"),
-    clientKey: join(dir, "client-key.pem")
-  }
-  const caKey = join(dir, "ca-key.pem")
-  const openssl = (args: ReadonlyArray<string>) => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] })
-  if (!existsSync(f.ca)) {
-    openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", f.ca, "-days", "3650", "-subj", "/CN=natcd NATS CA"])
-  }
-  const issue = (cert: string, key: string, cn: string, ext: string) => {
-    if (existsSync(cert)) return
-    const csr = cert + ".csr"
-    const extFile = cert + ".ext"
-    openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", `/CN=${cn}`])
-    writeFileSync(extFile, ext)
-    openssl(["x509", "-req", "-in", csr, "-CA", f.ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "825", "-extfile", extFile])
-    for (const tmp of [csr, extFile]) rmSync(tmp, { force: true })
-  }
-  issue(f.serverCert, f.serverKey, "natcd nats-server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-  issue(f.clientCert, f.clientKey, "natcd", "extendedKeyUsage=clientAuth\n")
-  for (const key of [caKey, f.serverKey, f.clientKey]) chmodSync(key, 0o600)
-  return f
-}
-
 /** nats-server's `tls` block: its certificate, and client certificates verified against the CA. */
-export const tlsBlock = (files: NatsTlsFiles): string =>
+export const tlsBlock = (files: TlsFiles): string =>
   ["tls {", `  cert_file: ${quote(files.serverCert)}`, `  key_file: ${quote(files.serverKey)}`, `  ca_file: ${quote(files.ca)}`, "  verify: true", "  timeout: 5", "}"].join("\n")

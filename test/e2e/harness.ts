@@ -122,7 +122,17 @@ export const httpGet = async (port: number, path: string): Promise<{ status: num
  * Starts `node services/supervisor/main.ts` with the given data dir and port offset, and waits
  * until every member answers a linearizable `etcdctl get`.
  */
-export const startNatcd = async (options: { dataDir: string; portOffset: number; members?: number; env?: Record<string, string>; extraArgs?: ReadonlyArray<string> }): Promise<Natcd> => {
+export const startNatcd = async (options: {
+  dataDir: string
+  portOffset: number
+  members?: number
+  env?: Record<string, string>
+  extraArgs?: ReadonlyArray<string>
+  /** The client URLs' scheme (https with `--client-tls`); endpoints are then URLs. */
+  scheme?: "http" | "https"
+  /** etcdctl flags the readiness probe needs (e.g. --cacert, --cert, --key). */
+  ctlArgs?: ReadonlyArray<string>
+}): Promise<Natcd> => {
   const members = options.members ?? 1
   const ports = natcdPorts(options.portOffset, members)
   let output = ""
@@ -140,7 +150,7 @@ export const startNatcd = async (options: { dataDir: string; portOffset: number;
   supervisor.stdout!.on("data", keep)
   supervisor.stderr!.on("data", keep)
   const exited = new Promise<void>((r) => supervisor.once("exit", () => r()))
-  const endpoints = ports.clients.map((p) => `127.0.0.1:${p}`)
+  const endpoints = ports.clients.map((p) => `${options.scheme === "https" ? "https://" : ""}127.0.0.1:${p}`)
   const natcd: Natcd = {
     endpoints,
     dataDir: options.dataDir,
@@ -169,7 +179,7 @@ export const startNatcd = async (options: { dataDir: string; portOffset: number;
   const deadline = Date.now() + 60_000
   for (const endpoint of endpoints) {
     for (;;) {
-      const r = await etcdctl(endpoint, ["get", "natcd-startup-probe"])
+      const r = await etcdctl(endpoint, [...(options.ctlArgs ?? []), "get", "natcd-startup-probe"])
       if (r.code === 0) break
       if (Date.now() > deadline) {
         await natcd.stop()
@@ -188,8 +198,17 @@ export interface Etcd {
 }
 
 /** Starts the reference etcd on loopback with a fresh data dir under `dataDir`; `extraArgs` are further etcd flags. */
-export const startEtcd = async (options: { dataDir: string; clientPort: number; peerPort: number; extraArgs?: ReadonlyArray<string> }): Promise<Etcd> => {
-  const client = `http://127.0.0.1:${options.clientPort}`
+export const startEtcd = async (options: {
+  dataDir: string
+  clientPort: number
+  peerPort: number
+  extraArgs?: ReadonlyArray<string>
+  /** The client URL's scheme (https with etcd's TLS flags in `extraArgs`); the endpoint is then a URL. */
+  scheme?: "http" | "https"
+  /** etcdctl flags the readiness probe needs (e.g. --cacert, --cert, --key). */
+  ctlArgs?: ReadonlyArray<string>
+}): Promise<Etcd> => {
+  const client = `${options.scheme ?? "http"}://127.0.0.1:${options.clientPort}`
   const peer = `http://127.0.0.1:${options.peerPort}`
   const child = spawn("etcd", [
     "--name=etcd-ref",
@@ -204,10 +223,10 @@ export const startEtcd = async (options: { dataDir: string; clientPort: number; 
     ...(options.extraArgs ?? [])
   ], { stdio: "ignore" })
   const exited = new Promise<void>((r) => child.once("exit", () => r()))
-  const endpoint = `127.0.0.1:${options.clientPort}`
+  const endpoint = `${options.scheme === "https" ? "https://" : ""}127.0.0.1:${options.clientPort}`
   const deadline = Date.now() + 30_000
   for (;;) {
-    const r = await etcdctl(endpoint, ["get", "probe"])
+    const r = await etcdctl(endpoint, [...(options.ctlArgs ?? []), "get", "probe"])
     if (r.code === 0) break
     if (Date.now() > deadline) throw new Error(`etcd did not start: ${r.stderr}`)
     await sleep(200)

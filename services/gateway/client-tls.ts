@@ -1,0 +1,205 @@
+/**
+ * The client port's transport security, with etcd's flags and errors (etcd embed/config.go
+ * ClientTLSInfo and configureClientListeners, pkg/transport/listener.go, pkg/tlsutil):
+ *
+ *   --cert-file, --key-file        the server certificate and key (PEM); required for https://
+ *   --trusted-ca-file              the CA that signs client certificates
+ *   --client-cert-auth             refuse connections without a client certificate signed by it
+ *   --auto-tls                     a self-signed certificate under <member dir>/fixtures/client
+ *   --tls-min-version              TLS1.2 (default) or TLS1.3
+ *   --cipher-suites                Go's names of the TLS 1.2 suites allowed (comma-separated)
+ *
+ * The pure part ({@link planClientListener}) turns a listen URL and the flags into what to serve,
+ * or etcd's start-up error. The shell ({@link serveClientTls}) terminates TLS in a Node
+ * `tls.Server` (ALPN h2) and hands each connection to the gRPC server, and re-reads the
+ * certificate, key and CA files when they change, so a rotation needs no restart (etcd reads
+ * them at every handshake). An http:// URL serves plain text and ignores the TLS flags with a
+ * warning, as etcd does.
+ */
+import { watchFile, unwatchFile, readFileSync } from "node:fs"
+import type { Duplex } from "node:stream"
+import * as tls from "node:tls"
+
+/** The TLS flags of the gateway, as etcd names them. */
+export interface ClientTlsFlags {
+  readonly certFile: string
+  readonly keyFile: string
+  readonly trustedCaFile: string
+  readonly clientCertAuth: boolean
+  readonly autoTls: boolean
+  readonly tlsMinVersion: string
+  readonly cipherSuites: string
+}
+
+/** What the client port serves. */
+export type ClientListenerPlan =
+  | { readonly _tag: "Plain"; readonly host: string; readonly port: number; readonly warnings: ReadonlyArray<string> }
+  | {
+    readonly _tag: "Tls"
+    readonly host: string
+    readonly port: number
+    /** Create a self-signed certificate at certFile/keyFile when they do not exist (--auto-tls). */
+    readonly selfSigned: boolean
+    readonly certFile: string
+    readonly keyFile: string
+    readonly trustedCaFile: string | undefined
+    readonly clientCertAuth: boolean
+    readonly minVersion: "TLSv1.2" | "TLSv1.3"
+    /** OpenSSL cipher list, or undefined for Node's defaults. */
+    readonly ciphers: string | undefined
+    readonly warnings: ReadonlyArray<string>
+  }
+  | { readonly _tag: "Invalid"; readonly message: string }
+
+/**
+ * The TLS 1.2 cipher suites etcd accepts (pkg/tlsutil/cipher_suites.go, Go's crypto/tls names),
+ * with their OpenSSL names.
+ */
+export const cipherSuites: Readonly<Record<string, string>> = {
+  TLS_RSA_WITH_RC4_128_SHA: "RC4-SHA",
+  TLS_RSA_WITH_3DES_EDE_CBC_SHA: "DES-CBC3-SHA",
+  TLS_RSA_WITH_AES_128_CBC_SHA: "AES128-SHA",
+  TLS_RSA_WITH_AES_256_CBC_SHA: "AES256-SHA",
+  TLS_RSA_WITH_AES_128_CBC_SHA256: "AES128-SHA256",
+  TLS_RSA_WITH_AES_128_GCM_SHA256: "AES128-GCM-SHA256",
+  TLS_RSA_WITH_AES_256_GCM_SHA384: "AES256-GCM-SHA384",
+  TLS_ECDHE_ECDSA_WITH_RC4_128_SHA: "ECDHE-ECDSA-RC4-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: "ECDHE-ECDSA-AES128-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: "ECDHE-ECDSA-AES256-SHA",
+  TLS_ECDHE_RSA_WITH_RC4_128_SHA: "ECDHE-RSA-RC4-SHA",
+  TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA: "ECDHE-RSA-DES-CBC3-SHA",
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: "ECDHE-RSA-AES128-SHA",
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: "ECDHE-RSA-AES256-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: "ECDHE-RSA-AES128-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: "ECDHE-RSA-AES128-GCM-SHA256",
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: "ECDHE-RSA-AES256-GCM-SHA384",
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: "ECDHE-ECDSA-AES256-GCM-SHA384",
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: "ECDHE-RSA-CHACHA20-POLY1305",
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: "ECDHE-ECDSA-CHACHA20-POLY1305"
+}
+
+const tlsVersions: Readonly<Record<string, "TLSv1.2" | "TLSv1.3">> = { "TLS1.2": "TLSv1.2", "TLS1.3": "TLSv1.3" }
+
+/**
+ * Plans the client listener for `listenUrl` (the first of --listen-client-urls) and the TLS
+ * flags; `fixturesDir` is where --auto-tls keeps its certificate (etcd: <data-dir>/fixtures/client).
+ * Invalid: etcd's messages, e.g. "TLS key/cert (--cert-file, --key-file) must be provided for
+ * client url https://127.0.0.1:2379 with HTTPS scheme", `unexpected TLS cipher suite "X"`.
+ */
+export const planClientListener = (listenUrl: string, flags: ClientTlsFlags, fixturesDir: string): ClientListenerPlan => {
+  let url: URL
+  try {
+    url = new URL(listenUrl)
+  } catch {
+    return { _tag: "Invalid", message: `unexpected client url ${JSON.stringify(listenUrl)}` }
+  }
+  const scheme = url.protocol.replace(/:$/, "")
+  if (scheme !== "http" && scheme !== "https") return { _tag: "Invalid", message: `URL scheme must be http or https: ${listenUrl}` }
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
+  const port = Number(url.port || "2379")
+  const minVersion = tlsVersions[flags.tlsMinVersion]
+  if (minVersion === undefined) return { _tag: "Invalid", message: `unexpected TLS version ${JSON.stringify(flags.tlsMinVersion)} (must be one of: TLS1.2, TLS1.3)` }
+  const names = flags.cipherSuites.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const unknown = names.find((n) => cipherSuites[n] === undefined)
+  if (unknown !== undefined) return { _tag: "Invalid", message: `unexpected TLS cipher suite ${JSON.stringify(unknown)}` }
+  if (names.length > 0 && minVersion === "TLSv1.3") return { _tag: "Invalid", message: "cipher suites cannot be configured when only TLS1.3 is enabled" }
+  const hasFiles = flags.certFile !== "" || flags.keyFile !== ""
+  if (scheme === "http") {
+    const warnings: string[] = []
+    if (hasFiles || flags.autoTls) warnings.push("scheme is HTTP while key and certificate files are present; ignoring key and certificate files")
+    if (flags.clientCertAuth) warnings.push("scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL")
+    return { _tag: "Plain", host, port, warnings }
+  }
+  const selfSigned = flags.autoTls && !hasFiles
+  if (!selfSigned && (flags.certFile === "" || flags.keyFile === "")) {
+    return { _tag: "Invalid", message: `TLS key/cert (--cert-file, --key-file) must be provided for client url ${listenUrl} with HTTPS scheme` }
+  }
+  const warnings: string[] = []
+  if (flags.autoTls && hasFiles) warnings.push("ignoring --auto-tls since --cert-file and --key-file are given")
+  return {
+    _tag: "Tls",
+    host,
+    port,
+    selfSigned,
+    certFile: selfSigned ? `${fixturesDir}/cert.pem` : flags.certFile,
+    keyFile: selfSigned ? `${fixturesDir}/key.pem` : flags.keyFile,
+    trustedCaFile: flags.trustedCaFile === "" ? undefined : flags.trustedCaFile,
+    clientCertAuth: flags.clientCertAuth,
+    minVersion,
+    ciphers: names.length === 0 ? undefined : names.map((n) => cipherSuites[n]).join(":"),
+    warnings
+  }
+}
+
+type TlsPlan = Extract<ClientListenerPlan, { _tag: "Tls" }>
+
+/** Reads the plan's files into secure context options; throws when a file is missing or unreadable. */
+const contextOptions = (plan: TlsPlan): tls.SecureContextOptions => ({
+  cert: readFileSync(plan.certFile),
+  key: readFileSync(plan.keyFile),
+  ...(plan.trustedCaFile === undefined ? {} : { ca: readFileSync(plan.trustedCaFile) }),
+  minVersion: plan.minVersion,
+  ...(plan.ciphers === undefined ? {} : { ciphers: plan.ciphers })
+})
+
+/** A TLS listener in front of the gRPC server (see the module comment). */
+export interface ClientTlsServer {
+  /** Stops accepting connections and watching the files. */
+  close(): Promise<void>
+}
+
+/** How often the certificate, key and CA files are checked for changes (ms). */
+export const certificatePollMs = 1000
+
+/**
+ * Listens on the plan's host and port with TLS (ALPN "h2"; with --client-cert-auth, a client
+ * certificate signed by the trusted CA is required) and passes each established connection to
+ * `inject` (the gRPC server's connection injector). Rejects when the files do not load or the
+ * port cannot be bound. `log` reports certificate reloads and reload failures (the previous
+ * certificate stays in use).
+ */
+export const serveClientTls = async (
+  plan: TlsPlan,
+  inject: (connection: Duplex) => void,
+  log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
+): Promise<ClientTlsServer> => {
+  const server = tls.createServer({
+    ...contextOptions(plan),
+    ALPNProtocols: ["h2"],
+    requestCert: plan.clientCertAuth,
+    rejectUnauthorized: plan.clientCertAuth
+  }, (socket) => inject(socket))
+  // A failed handshake (no or an untrusted client certificate, a plain-text client) is the
+  // client's problem; the listener keeps serving.
+  server.on("tlsClientError", () => undefined)
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(plan.port, plan.host, () => {
+      server.off("error", reject)
+      resolve()
+    })
+  })
+  const files = [plan.certFile, plan.keyFile, ...(plan.trustedCaFile === undefined ? [] : [plan.trustedCaFile])]
+  const reload = () => {
+    try {
+      const options = contextOptions(plan)
+      // Validates the pair (a half-written rotation fails here and keeps the old context).
+      tls.createSecureContext(options)
+      server.setSecureContext(options)
+      log("info", "reloaded client TLS certificate", { certFile: plan.certFile })
+    } catch (e) {
+      log("warn", "client TLS certificate did not load; keeping the previous one", { certFile: plan.certFile, error: String(e) })
+    }
+  }
+  for (const f of files) watchFile(f, { interval: certificatePollMs, persistent: false }, (now, before) => {
+    if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) reload()
+  })
+  return {
+    close: () => {
+      for (const f of files) unwatchFile(f)
+      return new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
