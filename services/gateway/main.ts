@@ -211,7 +211,7 @@ const GatewayLive = Layer.effectDiscard(
           unackedBudgetBytes: flags.watchUnackedBudgetBytes,
           responseSubject: subjectOf(gatewayWatch, { ...at, instance }),
           log: (level, message, fields) =>
-            Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
+            runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))
         })
       ),
       (w) => Effect.sync(() => w.close())

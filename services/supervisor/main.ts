@@ -166,7 +166,15 @@ const stopChild = (child: ChildProcess) =>
     child.kill("SIGTERM")
   })
 
-/** Runs `spec` until interrupted, restarting it with backoff whenever it exits. */
+/**
+ * Set once the supervisor is told to stop (SIGINT or SIGTERM). Ctrl-C reaches every process of
+ * the terminal's process group, so services may exit before the supervisor stops them: such an
+ * exit is the shutdown, not a failure to report and restart.
+ */
+let stopping = false
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true))
+
+/** Runs `spec` until interrupted, restarting it with backoff whenever it exits (unless stopping). */
 const supervise = (spec: ProcessSpec) =>
   Effect.gen(function*() {
     let backoffMs = 100
@@ -209,6 +217,7 @@ const supervise = (spec: ProcessSpec) =>
           }),
         stopChild
       )
+      if (stopping) return yield* Effect.never
       if (Date.now() - startedAt > 30_000) backoffMs = 100
       yield* Effect.logWarning("process exited; restarting").pipe(
         Effect.annotateLogs({ process: spec.name, code: exit.code, signal: exit.signal, backoffMs })
@@ -357,7 +366,7 @@ const program = Effect.gen(function*() {
     })))
   }
   yield* Effect.logInfo("natcd running").pipe(
-    Effect.annotateLogs({ members: members.join(","), dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `http://127.0.0.1:${clientPort(i)}`).join(",") })
+    Effect.annotateLogs({ members: members.join(","), dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`).join(",") })
   )
   // Stop services before nats-server: interrupt in reverse start order.
   yield* Effect.addFinalizer(() => Effect.forEach([...fibers].reverse(), (f) => Fiber.interrupt(f), { discard: true }))

@@ -36,7 +36,7 @@ import {
 } from "../../shared/endpoints.ts"
 import { checkToken } from "../../shared/subjects.ts"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt } from "../runtime/process.ts"
+import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
@@ -92,9 +92,10 @@ const WatchLive = Layer.effectDiscard(
     const { nc, rpc } = yield* Nats
     const cluster = flags.cluster
     const hub = new WatchHub({ windowBytes: flags.windowBytes, budgetBytes: flags.unackedBudgetBytes })
+    // Through the process's JSON logger and level (runDetached), as every other log line.
     const log = (level: "info" | "warn", message: string, fields: Record<string, unknown>) =>
-      Effect.runFork((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(
-        Effect.annotateLogs({ service: "watch", replica, ...fields })
+      runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(
+        Effect.annotateLogs({ replica, ...fields })
       ))
 
     /** Members heard of on the event stream: their head and failed history reads. */
