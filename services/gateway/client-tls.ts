@@ -146,7 +146,10 @@ const contextOptions = (plan: TlsPlan): tls.SecureContextOptions => ({
 
 /** A TLS listener in front of the gRPC server (see the module comment). */
 export interface ClientTlsServer {
-  /** Stops accepting connections and watching the files. */
+  /**
+   * Stops accepting connections and watching the files. Established connections stay: the gRPC
+   * server's shutdown drains and closes them.
+   */
   close(): Promise<void>
 }
 
@@ -199,7 +202,8 @@ export const serveClientTls = async (
   return {
     close: () => {
       for (const f of files) unwatchFile(f)
-      return new Promise<void>((resolve) => server.close(() => resolve()))
+      server.close()
+      return Promise.resolve()
     }
   }
 }

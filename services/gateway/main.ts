@@ -98,7 +98,9 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
 const listenUrl = flags.listenClientUrls.split(",")[0]!
 const listenerPlan = planClientListener(listenUrl, flags, join(memberDir(flags), "fixtures", "client"))
 if (listenerPlan._tag === "Invalid") {
-  process.stderr.write(`${JSON.stringify({ level: "FATAL", service: "gateway", member: flags.member, message: listenerPlan.message })}\n`)
+  process.stderr.write(`${JSON.stringify({
+    message: listenerPlan.message, level: "FATAL", timestamp: new Date().toISOString(), annotations: { service: "gateway", member: flags.member }
+  })}\n`)
   process.exit(1)
 }
 

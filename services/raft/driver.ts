@@ -97,7 +97,7 @@ export class RaftDriver {
   /** Advances the core's logical clock by one tick; writes a pending commit-only hard state. */
   tick(): void {
     this.node.tick()
-    this.flushHardState().catch(this.onFatal)
+    if (this.pendingHardState !== undefined) this.flushHardState().catch(this.onFatal)
     this.kick()
   }
 
