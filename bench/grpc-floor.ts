@@ -16,6 +16,7 @@ import { fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Command, Option } from "commander"
 import { connect } from "./client.ts"
+import { answerCpuProbes } from "./proc.ts"
 
 const port = 15379
 
@@ -23,11 +24,7 @@ if (process.argv[2] === "serve") {
   const { startGrpcServer } = await import("../services/gateway/server.ts")
   const header = { cluster_id: "1", member_id: "1", revision: "1", raft_term: "1" }
   await startGrpcServer(`127.0.0.1:${port}`, { KV: { Put: async () => ({ header }) } }, { maxRequestBytes: 1.5 * 1024 * 1024, maxConcurrentStreams: 10000 })
-  process.on("message", (m) => {
-    if (m === "cpu") process.send!(process.cpuUsage())
-    if (m === "exit") process.exit(0)
-  })
-  process.send!("ready")
+  answerCpuProbes()
 } else {
   const opts = new Command("grpc-floor")
     .addOption(new Option("--calls <n>").default("50000"))

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url"
 import { setTimeout as sleep } from "node:timers/promises"
 import { connect } from "@nats-io/transport-node"
 import { Command, Option } from "commander"
-import { cpuMs } from "./proc.ts"
+import { answerCpuProbes, cpuMs } from "./proc.ts"
 
 const natsPort = 15422
 
@@ -27,11 +27,7 @@ if (process.argv[2] === "echo") {
   const nc = await connect({ servers: `127.0.0.1:${natsPort}` })
   nc.subscribe("floor.ping", { callback: (_err, m) => nc.publish("floor.pong", m.data) })
   await nc.flush()
-  process.on("message", (m) => {
-    if (m === "cpu") process.send!(process.cpuUsage())
-    if (m === "exit") process.exit(0)
-  })
-  process.send!("ready")
+  answerCpuProbes()
 } else {
   const opts = new Command("nats-floor")
     .addOption(new Option("--round-trips <n>").default("5000"))

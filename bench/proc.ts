@@ -70,3 +70,15 @@ export const processLabel = (pid: number): string => {
   const program = args.split(" ")[0] ?? ""
   return program.slice(program.lastIndexOf("/") + 1) || `pid ${pid}`
 }
+
+/**
+ * In a child process a benchmark forked (`fork`): answers the message "cpu" with its
+ * `process.cpuUsage()` and exits on "exit", then tells the parent "ready".
+ */
+export const answerCpuProbes = (): void => {
+  process.on("message", (m) => {
+    if (m === "cpu") process.send!(process.cpuUsage())
+    if (m === "exit") process.exit(0)
+  })
+  process.send!("ready")
+}

@@ -21,6 +21,7 @@ import {
 import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { ensureSelfSignedCertificate } from "../runtime/certs.ts"
 import { planClientListener, serveClientTls } from "./client-tls.ts"
+import type { ClientTlsFlags } from "./client-tls.ts"
 import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
@@ -42,7 +43,7 @@ import { addReadinessCheck } from "../runtime/health.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { onSlowRoot } from "../runtime/tracing.ts"
 
-interface GatewayFlags {
+interface GatewayFlags extends ClientTlsFlags {
   readonly listenClientUrls: string
   readonly requestTimeoutMs: number
   readonly maxRequestBytes: number
@@ -50,13 +51,6 @@ interface GatewayFlags {
   readonly electionTimeout: number
   readonly maxConcurrentStreams: number
   readonly watchUnackedBudgetBytes: number
-  readonly certFile: string
-  readonly keyFile: string
-  readonly trustedCaFile: string
-  readonly clientCertAuth: boolean
-  readonly autoTls: boolean
-  readonly tlsMinVersion: string
-  readonly cipherSuites: string
 }
 
 /**
