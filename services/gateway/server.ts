@@ -9,6 +9,8 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
+import { ReflectionService } from "@grpc/reflection"
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check"
 import { fileURLToPath } from "node:url"
 import protobuf from "protobufjs"
 import { defaultMaxTxnOps } from "../mvcc/core/validate.ts"
@@ -184,13 +186,16 @@ const loaderOptions: protoLoader.Options = {
   includeDirs: [protoDir]
 }
 
+/** The .proto files of the services the client port serves (under ./proto). */
+const etcdProtoFiles = ["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"]
+
 /**
  * Loads etcd's service definitions: package etcdserverpb (KV, Watch, Lease, Cluster,
  * Maintenance), plus the Lock service of package v3lockpb and the Election service of package
  * v3electionpb under the names `Lock` and `Election`.
  */
 export const loadEtcdServices = () => {
-  const definition = protoLoader.loadSync(["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"], loaderOptions)
+  const definition = protoLoader.loadSync(etcdProtoFiles, loaderOptions)
   const pkg = grpc.loadPackageDefinition(definition) as any
   return { ...pkg.etcdserverpb, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election } as Record<string, { service: grpc.ServiceDefinition }>
 }
@@ -392,7 +397,8 @@ export interface GrpcServerLimits {
 
 /**
  * Starts a gRPC server on `address` (host:port, plain text) serving `services`: a map from etcd
- * service name (KV, Maintenance, ...) to method handlers. With `leader`, calls carrying etcd's
+ * service name (KV, Maintenance, ...) to method handlers, plus grpc.health.v1.Health and server
+ * reflection. With `leader`, calls carrying etcd's
  * `hasleader` metadata are refused "etcdserver: no leader" while the member has none, and such
  * streams are ended that way when the leader stays lost (./leader.ts). Resolves with the server
  * once bound; rejects when the address cannot be bound. With `address` undefined nothing is
@@ -428,6 +434,13 @@ export const startGrpcServer = async (
     }
     server.addService(def.service, impl)
   }
+  // The standard gRPC health service (grpc.health.v1.Health, Check and Watch) for the whole
+  // server (service ""): SERVING while the server serves, also without a leader, as etcd 3.4
+  // answers (test/e2e/no-leader.test.ts; HTTP /health is the check that judges the leader); and
+  // server reflection (v1 and v1alpha), so that tools like grpcurl list and call the services
+  // without .proto files.
+  new HealthImplementation({ "": "SERVING" }).addToServer(server)
+  new ReflectionService(protoLoader.loadSync([...etcdProtoFiles, healthProtoPath], loaderOptions)).addToServer(server)
   if (address !== undefined) {
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))

@@ -7,9 +7,12 @@
  * natcd and must be equal: require-leader put and serializable get, the same without the
  * metadata, lease grant, new and existing watches with and without the metadata, and Status;
  * and, with a leader, v3lock and v3election's answer to an unknown lease (gRPC Unknown, as
- * etcd's embedded client returns it).
+ * etcd's embedded client returns it); the gRPC health check with and without a leader (etcd 3.4
+ * answers SERVING in both).
  */
 import * as grpc from "@grpc/grpc-js"
+import * as protoLoader from "@grpc/proto-loader"
+import { protoPath as healthProtoPath } from "grpc-health-check"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { join } from "node:path"
@@ -46,6 +49,17 @@ const status = (endpoint: string) =>
     })
   })
 
+/** grpc.health.v1.Health/Check of the whole server (service ""): its status, or the error. */
+const healthCheck = (endpoint: string) =>
+  new Promise<string>((resolve) => {
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String })) as any
+    const client = new pkg.grpc.health.v1.Health(endpoint, grpc.credentials.createInsecure())
+    client.Check({ service: "" }, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, r: { status: string }) => {
+      client.close()
+      resolve(err === null ? r.status : `${grpc.status[err.code]} ${err.details}`)
+    })
+  })
+
 /** Takes the table from a cluster whose first endpoint stays up while `stopOthers` freezes the rest. */
 const table = async (endpoint: string, stopOthers: () => void, electionMs: number): Promise<string[]> => {
   const kv = new (services().KV!)(endpoint, grpc.credentials.createInsecure()) as any
@@ -55,6 +69,7 @@ const table = async (endpoint: string, stopOthers: () => void, electionMs: numbe
   const lock = new (services().Lock!)(endpoint, grpc.credentials.createInsecure()) as any
   const election = new (services().Election!)(endpoint, grpc.credentials.createInsecure()) as any
   const before = [
+    `grpc health: ${await healthCheck(endpoint)}`,
     `lock, unknown lease: ${await outcome(lock, "Lock", { name: b("l"), lease: "12345" }, false)}`,
     `campaign, unknown lease: ${await outcome(election, "Campaign", { name: b("e"), lease: "12345", value: b("v") }, false)}`
   ]
@@ -72,6 +87,7 @@ const table = async (endpoint: string, stopOthers: () => void, electionMs: numbe
   }
   const rows: string[] = [...before]
   rows.push(`status errors: ${JSON.stringify((await status(endpoint)).errors)}`)
+  rows.push(`grpc health, no leader: ${await healthCheck(endpoint)}`)
   rows.push(`put, require leader: ${await outcome(kv, "Put", { key: b("k"), value: b("v2") }, true)}`)
   rows.push(`get serializable, require leader: ${await outcome(kv, "Range", { key: b("k"), serializable: true }, true)}`)
   rows.push(`get serializable: ${await outcome(kv, "Range", { key: b("k"), serializable: true }, false)}`)
@@ -148,7 +164,7 @@ describe("no leader, as etcd 3.4", () => {
         for (const m of ["m2", "m3"]) signalMember(natcd!, m, "SIGSTOP")
       }, 1000)
     ])
-    expect(fromEtcd[2]).toBe('status errors: ["etcdserver: no leader"]')
+    expect(fromEtcd[3]).toBe('status errors: ["etcdserver: no leader"]')
     console.log(`etcd 3.4's table:\n${fromEtcd.join("\n")}`)
     expect(fromNatcd).toEqual(fromEtcd)
   }, 240_000)
