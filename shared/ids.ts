@@ -49,9 +49,3 @@ export const uint64FromDigest = (digest: Uint8Array): bigint => {
 
 /** Renders a 64-bit id as etcd prints it: lower-case hex without padding (types.ID.String). */
 export const idToHex = (id: bigint): string => (id & U64_MASK).toString(16)
-
-/** Parses an id printed by {@link idToHex}; throws on anything but 1..16 hex digits. */
-export const idFromHex = (s: string): bigint => {
-  if (!/^[0-9a-fA-F]{1,16}$/.test(s)) throw new Error(`not a 64-bit hex id: ${JSON.stringify(s)}`)
-  return BigInt("0x" + s)
-}

@@ -415,11 +415,6 @@ export class Applier {
     this.commitTimer.unref?.()
   }
 
-  /** True when a reader waits for an index not applied yet (so a catch-up may be due). */
-  lagging(): boolean {
-    return this.waiters.length > 0
-  }
-
   /**
    * Stops the background compaction and the interval commit, then commits what is buffered.
    * Called at shutdown, before the backend closes; a compaction not finished resumes at the

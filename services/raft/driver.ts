@@ -60,7 +60,6 @@ interface ReadRound {
  */
 export class RaftDriver {
   private running = false
-  private lastSoftState: SoftState | undefined
   private readCounter = 0
   /** Reads waiting for the next round. */
   private pendingReads: Array<(index: number | "NoLeader") => void> = []
@@ -194,7 +193,6 @@ export class RaftDriver {
       while (this.node.hasReady()) {
         const rd = this.node.ready()
         if (rd.softState !== undefined) {
-          this.lastSoftState = rd.softState
           this.io.onSoftState?.(rd.softState)
           if (rd.softState.lead === 0n) this.failRounds()
         }
@@ -265,10 +263,5 @@ export class RaftDriver {
     this.rounds.clear()
     for (const w of this.pendingReads) w("NoLeader")
     this.pendingReads = []
-  }
-
-  /** The role and leader last reported by the core. */
-  softState(): SoftState | undefined {
-    return this.lastSoftState
   }
 }

@@ -363,6 +363,3 @@ export const proposalTraceparent = (data: Uint8Array): string => {
 
 // msgpack fixstr header (0xa0 | 11) followed by "traceparent".
 const traceparentKey = Buffer.concat([Buffer.from([0xa0 | 11]), Buffer.from("traceparent", "latin1")])
-
-/** True when `traceparent` names a trace whose spans are recorded (sampled or tail-kept). */
-export const isTraced = (traceparent: string): boolean => traceparent.length === 55

@@ -31,9 +31,6 @@
  */
 import { LeaseQueue } from "./lease-queue.ts"
 
-/** etcd's MaxLeaseTTL: 9,000,000,000 seconds (about 285 years). */
-export const maxLeaseTtlSec = 9_000_000_000
-
 /** etcd's default lease revocation rate, in leases per second (leaseRevokeRate). */
 export const defaultLeaseRevokeRate = 1000
 

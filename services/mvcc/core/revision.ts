@@ -41,9 +41,6 @@ export const revGreaterThan = (a: Rev, b: Rev): boolean => a.main > b.main || (a
 /** Orders revisions by (main, sub): negative, zero or positive as `a` is below, equal or above `b`. */
 export const compareRev = (a: Rev, b: Rev): number => a.main !== b.main ? a.main - b.main : a.sub - b.sub
 
-/** True when both pairs are equal. */
-export const revEquals = (a: Rev, b: Rev): boolean => a.main === b.main && a.sub === b.sub
-
 /**
  * A string identity for a revision, for use as a Set/Map key (e.g. the "available" sets of
  * compaction). Not an ordering: compare with {@link compareRev}.

@@ -381,11 +381,6 @@ export class WatchHub {
     })
   }
 
-  /** Whether session `id` is held here. */
-  hasSession(id: string): boolean {
-    return this.sessions.has(id)
-  }
-
   /** Drops session `id` and its watchers (its stream ended or its gateway is gone). */
   closeSession(id: string): void {
     const s = this.sessions.get(id)
