@@ -16,6 +16,7 @@ import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
+import { setTimeout as sleep } from "node:timers/promises"
 
 /** What the cluster handlers need. */
 export interface ClusterContext {
@@ -34,7 +35,6 @@ const memberToWire = (m: MemberInfo): Wire => ({
   isLearner: m.isLearner
 })
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Makes the Cluster handlers and MoveLeader as promise-returning functions of wire objects. */
 export const makeClusterHandlers = (ctx: ClusterContext) => {

@@ -28,6 +28,7 @@ import { gatewayResult, leaseResult, raftPropose, tokensOf } from "../../shared/
 import type { EndpointRequest, RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import { currentTraceparent } from "../runtime/tracing.ts"
+import { setTimeout as sleep } from "node:timers/promises"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
 export interface WriteOutcome {
@@ -221,4 +222,3 @@ export class Proposer {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

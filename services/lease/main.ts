@@ -19,8 +19,7 @@
 import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { durationMs, endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { raftStatePollMs } from "../runtime/raft-state.ts"
 import { defaultCheckpointIntervalMs, defaultLeaseRevokeRate } from "./core/lessor.ts"
 import { LeaseShell } from "./shell.ts"
@@ -32,12 +31,6 @@ interface LeaseFlags {
   readonly leaseCheckpointInterval: number
   readonly leaseRevokeRate: number
   readonly requestTimeoutMs: number
-}
-
-const durationMs = (value: string): number => {
-  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
-  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
-  return ms
 }
 
 const bool = (value: string): boolean => {

@@ -39,6 +39,7 @@ import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
 import { followRaftState } from "../runtime/raft-state.ts"
 import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import { Lessor, maxCheckpointBatch } from "./core/lessor.ts"
+import { setTimeout as sleep } from "node:timers/promises"
 
 /** Settings of the lease service. */
 export interface LeaseShellOptions {
@@ -64,7 +65,6 @@ export interface LeaseShellLog {
   readonly warn: (message: string, fields: Record<string, unknown>) => void
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** The period of the expiry and checkpoint loop (etcd lessor runLoop). */
 const tickMs = 500

@@ -43,7 +43,7 @@ import {
   gatewayResult, mvccAlarms, mvccApply, mvccChunk, mvccDefragment, mvccEvents, mvccHashKv, mvccHistory, mvccInstall, mvccRange,
   mvccSnapshot, mvccStatus, raftEntries, raftMembers, raftPropose, raftStatus, subjectOf
 } from "../../shared/endpoints.ts"
-import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { durationMs, endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { privateDirMode, touchPrivateDir } from "../runtime/private-files.ts"
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
@@ -52,7 +52,7 @@ import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
 import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit, defaultCompactionBatchLimit, waitError } from "./apply.ts"
 import { proposeLocal, runCompactor } from "./compactor.ts"
 import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
-import { parseCompactionRetention, parseGoDurationMs, revisionCheckIntervalMs } from "./core/compactor.ts"
+import { parseCompactionRetention, revisionCheckIntervalMs } from "./core/compactor.ts"
 import type { ApplyBatch } from "./apply.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
 import { hashKv } from "./hash.ts"
@@ -74,12 +74,6 @@ interface MvccFlags {
   readonly autoCompactionCheckIntervalMs: number
   readonly experimentalInitialCorruptCheck: boolean
   readonly experimentalCorruptCheckTime: number
-}
-
-const durationMs = (value: string): number => {
-  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
-  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
-  return ms
 }
 
 /** A duration flag that may be 0 (off): Go duration or ms. */

@@ -43,6 +43,7 @@ import type { NatsSecurityFlags } from "./nats-auth.ts"
 import { observabilityLayer } from "./observability.ts"
 import { RpcClient } from "./rpc.ts"
 import { currentTraceId } from "./tracing.ts"
+import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import type { ServeOptions } from "./rpc.ts"
 
 /** Flags common to every service. */
@@ -119,6 +120,16 @@ export const positiveInt = (value: string): number => {
   const n = Number(value)
   if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`not a positive integer: ${value}`)
   return n
+}
+
+/**
+ * Parses a positive duration flag: milliseconds as a bare number, or a Go duration ("1.5s",
+ * "10m", as etcd's flags take them); throws commander's error otherwise.
+ */
+export const durationMs = (value: string): number => {
+  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
+  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
+  return ms
 }
 
 /** A boolean flag given bare (`--flag`), as `--flag=true|false`, or through its env variable. */

@@ -35,8 +35,7 @@ import {
   gatewayWatch, mvccEvents, mvccHistory, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress
 } from "../../shared/endpoints.ts"
 import { checkToken } from "../../shared/subjects.ts"
-import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { durationMs, endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
@@ -50,12 +49,6 @@ interface WatchFlags {
   readonly windowBytes: number
   readonly unackedBudgetBytes: number
   readonly sessionTimeoutMs: number
-}
-
-const durationMs = (value: string): number => {
-  const ms = /^\d+$/.test(value) ? Number(value) : parseGoDurationMs(value)
-  if (ms === undefined || ms <= 0) throw new Error(`not a positive duration: ${value}`)
-  return ms
 }
 
 const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
