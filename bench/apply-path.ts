@@ -9,7 +9,7 @@
  * {@link Applier} on a real LMDB file with etcd's batched commits (100 ms / 10000 writes), the
  * lease table, and the {@link EventStream} of watch events. Each frame of B committed entries
  * (default 16, about what one raft Ready carries at 64 clients) holds put proposals packed as the
- * gateway packs them (services/gateway/proposer.ts: request id, origin, reply subject, deadline,
+ * gateway packs them (services/runtime/proposer.ts: request id, origin, reply subject, deadline,
  * an unsampled traceparent, and the Put of a random 8-byte key of K, default 100000, with a
  * V-byte value, default 256). The results frames and the events frames are encoded with the
  * frame codec, as they would be for NATS, and dropped.

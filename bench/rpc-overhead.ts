@@ -4,7 +4,7 @@
  *   node bench/rpc-overhead.ts [--calls=N]        (N calls per variant and mode, default 50000)
  *
  * One process, one hot-path-shaped call: `raft.propose` (shared/endpoints.ts) with one proposal
- * of ~300 bytes built like the gateway's (services/gateway/proposer.ts: a packed Proposal of a
+ * of ~300 bytes built like the gateway's (services/runtime/proposer.ts: a packed Proposal of a
  * Put), replied `{ ok: { leader } }`. The "transport" in every variant is an in-memory hand-over
  * that copies each message's bytes once (as NATS hands every message a fresh buffer); no
  * sockets, no nats-server. Variants:

@@ -18,7 +18,7 @@ import type * as Kv from "../../shared/kv.ts"
 import type { InternalKv, Revisioned } from "./internal-kv.ts"
 import { prefixRangeEnd } from "./internal-kv.ts"
 import type { LeaseWriteResponse } from "../../shared/kv.ts"
-import type { Proposer } from "./proposer.ts"
+import type { Proposer } from "../runtime/proposer.ts"
 import { randomLeaseId } from "./lease.ts"
 
 /** Poll interval of waiters, ms. */

@@ -8,8 +8,8 @@ import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { validateWrite } from "../mvcc/core/validate.ts"
 import type { Header } from "./convert.ts"
-import type { Proposer } from "./proposer.ts"
-import type { Reader } from "./reader.ts"
+import type { Proposer } from "../runtime/proposer.ts"
+import type { Reader } from "../runtime/reader.ts"
 
 /** What the internal client needs. */
 export interface InternalKvContext {

@@ -15,17 +15,14 @@ import type * as Kv from "../../shared/kv.ts"
 import { mvccStatus, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
-import { validateRange, validateWrite } from "../mvcc/core/validate.ts"
+import { defaultMaxTxnOps, validateRange, validateWrite } from "../mvcc/core/validate.ts"
 import * as Convert from "./convert.ts"
 import type { Header, Wire } from "./convert.ts"
-import type { Proposer, WriteOutcome } from "./proposer.ts"
-import type { Reader } from "./reader.ts"
+import type { Proposer, WriteOutcome } from "../runtime/proposer.ts"
+import type { Reader } from "../runtime/reader.ts"
 
 /** The etcd API version natcd's wire implements; reported by Maintenance.Status. */
 export const apiVersion = "3.5.0"
-
-/** etcd's limit on operations in one txn (--max-txn-ops). */
-export const maxTxnOps = 128
 
 /** The subjects and clients the handlers use. */
 export interface KvContext {
@@ -72,7 +69,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
   }
 
   const write = async (request: Kv.WriteRequest, traceparent: string): Promise<WriteOutcome> => {
-    const invalid = validateWrite(request, maxTxnOps)
+    const invalid = validateWrite(request, defaultMaxTxnOps)
     if (invalid !== undefined) throw invalid
     if (ctx.checkQuota !== undefined) await ctx.checkQuota(request, traceparent)
     return ctx.proposer.propose(request, traceparent)

@@ -26,7 +26,7 @@ import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import { headerToWire, wireBig, wireInt } from "./convert.ts"
 import type { Header, Wire } from "./convert.ts"
 import { toGrpcError } from "./errors.ts"
-import type { Proposer } from "./proposer.ts"
+import type { Proposer } from "../runtime/proposer.ts"
 
 /** What the lease handlers need. */
 export interface LeaseContext {

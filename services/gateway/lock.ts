@@ -25,7 +25,7 @@ import { byCreate, createRevisionIs, keyPrefix, ownerKey, sessionLease, waitDele
 import { headerToWire, wireBig } from "./convert.ts"
 import type { Wire } from "./convert.ts"
 import type { InternalKv } from "./internal-kv.ts"
-import type { Proposer } from "./proposer.ts"
+import type { Proposer } from "../runtime/proposer.ts"
 
 const EMPTY = new Uint8Array(0)
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY)

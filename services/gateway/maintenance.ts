@@ -32,7 +32,7 @@ import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
 import type { Wire } from "./convert.ts"
 import { wireBig } from "./convert.ts"
-import type { Proposer } from "./proposer.ts"
+import type { Proposer } from "../runtime/proposer.ts"
 
 /** etcd's default --quota-backend-bytes: 2 GiB. */
 export const defaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024

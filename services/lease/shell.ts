@@ -34,7 +34,7 @@ import type { RaftStatus } from "../../shared/schema.ts"
 import {
   leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftStatus, subjectOf
 } from "../../shared/endpoints.ts"
-import { Proposer } from "../gateway/proposer.ts"
+import { Proposer } from "../runtime/proposer.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
 import { followRaftState } from "../runtime/raft-state.ts"
 import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"

@@ -347,7 +347,7 @@ export const requestContext = new AsyncLocalStorage<RequestContext>()
 
 /**
  * Proposals carry their trace in the `traceparent` field of the msgpack map the gateway's
- * proposer packs (services/gateway/proposer.ts), which precedes the request body. Raft does not
+ * proposer packs (services/runtime/proposer.ts), which precedes the request body. Raft does not
  * decode proposals; it finds the field with a bounded byte search for the key, then reads the
  * 55-character string after it (msgpack str8 header 0xd9 0x37). Returns "" when absent or empty.
  */

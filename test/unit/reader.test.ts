@@ -1,5 +1,5 @@
 /**
- * The gateway's batching read path (services/gateway/reader.ts) against a scripted RPC client:
+ * The gateway's batching read path (services/runtime/reader.ts) against a scripted RPC client:
  * reads of one turn share one ReadIndex and one range frame, a read never joins a ReadIndex
  * request already sent, results map back in order, and `retry` results are asked again alone.
  */
@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest"
 import type { Frame } from "../../shared/frame.ts"
 import type { RangeRequest } from "../../shared/kv.ts"
 import type { RpcClient } from "../../services/runtime/rpc.ts"
-import { Reader } from "../../services/gateway/reader.ts"
+import { Reader } from "../../services/runtime/reader.ts"
 
 interface Call {
   readonly kind: string

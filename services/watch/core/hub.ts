@@ -42,7 +42,8 @@
  *   rev 7 put a -> no room: victim               minRev 7
  *   ack of [5] and [6] -> unsynced; next round delivers [7] from the ring, minRev 8, synced.
  */
-import { keyString, watches, WatcherGroup } from "./watcher-group.ts"
+import { toKeyString as keyString } from "../../mvcc/core/key-bytes.ts"
+import { watches, WatcherGroup } from "./watcher-group.ts"
 import type { RevisionEvents, Watcher, WatchEvent } from "./watcher-group.ts"
 
 /** Bounds and batch sizes of a hub. Each field's bound says what happens when reached. */

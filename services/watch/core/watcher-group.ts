@@ -67,15 +67,6 @@ export interface Watcher {
   state: WatcherState
 }
 
-/** A byte string as a latin1 string, so that `<` compares bytewise. */
-export const keyString = (bytes: Uint8Array): string => {
-  let s = ""
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[])
-  }
-  return s
-}
-
 /** Whether watcher `w` watches `key` (a latin1 string). */
 export const watches = (w: Watcher, key: string): boolean => {
   if (w.end === undefined) return key === w.key

@@ -1,7 +1,8 @@
 /**
- * The gateway's write path: turns a write request into a proposal, hands it to the member's raft
- * service, and waits for the apply result that the member's mvcc service publishes to this
- * gateway instance's result subject.
+ * The client side of the bus for writes, shared by the gateway and the lease service: turns a
+ * write request into a proposal, hands it to the member's raft service, and waits for the apply
+ * result that the member's mvcc service publishes to this process's result subject (a gateway's
+ * gateway.result, the lease service's lease.result).
  *
  * Loss handling (NATS core is at-most-once): a proposal that raft did not acknowledge, or whose
  * result did not arrive within `resultWaitMs`, is proposed again with the same request id until
@@ -25,9 +26,9 @@ import { packValue } from "../../shared/frame.ts"
 import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
 import type { ApplyResults } from "../../shared/schema.ts"
 import { gatewayResult, leaseResult, raftPropose, tokensOf } from "../../shared/endpoints.ts"
-import type { EndpointRequest, RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
-import { currentTraceparent } from "../runtime/tracing.ts"
+import type { EndpointRequest, RpcClient } from "./rpc.ts"
+import { callEndpoint, okOf, serveEndpoint } from "./rpc.ts"
+import { currentTraceparent } from "./tracing.ts"
 import { setTimeout as sleep } from "node:timers/promises"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */

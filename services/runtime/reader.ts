@@ -1,6 +1,6 @@
 /**
- * The gateway's read path, shared by the KV handlers (./kv.ts) and the internal client
- * (./internal-kv.ts): a linearizable Range first learns a ReadIndex from the member's raft
+ * The client side of the bus for reads: the gateway's read path, shared by its KV handlers
+ * (services/gateway/kv.ts) and its internal client (services/gateway/internal-kv.ts): a linearizable Range first learns a ReadIndex from the member's raft
  * service, then the member's mvcc service serves it once it applied that index (etcd
  * server/etcdserver/v3_server.go linearizableReadLoop); a serializable Range goes to mvcc at
  * once.
@@ -15,8 +15,8 @@
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccRange, raftReadIndex } from "../../shared/endpoints.ts"
-import type { RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint, okOf } from "../runtime/rpc.ts"
+import type { RpcClient } from "./rpc.ts"
+import { callEndpoint, okOf } from "./rpc.ts"
 
 /** Most ranges in one `range` frame. */
 export const maxRangeBatch = 128
