@@ -5,16 +5,12 @@
  * Errors: openssl's, thrown (with its stderr) when it is missing or fails.
  */
 import { execFileSync } from "node:child_process"
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, rmSync, writeFileSync } from "node:fs"
 import { isIP } from "node:net"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { privateFileMode, touchPrivateDir } from "./private-files.ts"
 
 const openssl = (args: ReadonlyArray<string>) => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] })
-
-const privateDir = (dir: string) => {
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
-  chmodSync(dir, 0o700)
-}
 
 /** openssl's subjectAltName value for `hosts`: IP addresses as IP entries, anything else as DNS names. */
 const altNames = (hosts: ReadonlyArray<string>) => hosts.map((h) => (isIP(h) !== 0 ? `IP:${h}` : `DNS:${h}`)).join(",")
@@ -26,8 +22,8 @@ const altNames = (hosts: ReadonlyArray<string>) => hosts.map((h) => (isIP(h) !==
  */
 export const ensureSelfSignedCertificate = (certFile: string, keyFile: string, hosts: ReadonlyArray<string>, days = 365): void => {
   if (existsSync(certFile) && existsSync(keyFile)) return
-  privateDir(join(certFile, ".."))
-  privateDir(join(keyFile, ".."))
+  touchPrivateDir(dirname(certFile))
+  touchPrivateDir(dirname(keyFile))
   openssl([
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyFile, "-out", certFile,
     "-days", String(days), "-subj", "/O=etcd",
@@ -36,7 +32,7 @@ export const ensureSelfSignedCertificate = (certFile: string, keyFile: string, h
     "-addext", "extendedKeyUsage=serverAuth",
     "-addext", "basicConstraints=critical,CA:FALSE"
   ])
-  chmodSync(keyFile, 0o600)
+  chmodSync(keyFile, privateFileMode)
 }
 
 /** The files of a CA and the server and client certificates it signed (PEM paths). */
@@ -57,7 +53,7 @@ export interface TlsFiles {
  * an operator can sign more client certificates with it.
  */
 export const ensureTlsFiles = (dir: string, names: { readonly ca: string; readonly server: string; readonly client: string }): TlsFiles => {
-  privateDir(dir)
+  touchPrivateDir(dir)
   const f: TlsFiles = {
     ca: join(dir, "ca.pem"),
     caKey: join(dir, "ca-key.pem"),
@@ -80,6 +76,6 @@ export const ensureTlsFiles = (dir: string, names: { readonly ca: string; readon
   }
   issue(f.serverCert, f.serverKey, names.server, `subjectAltName=${altNames(["127.0.0.1", "localhost"])}\nextendedKeyUsage=serverAuth\n`)
   issue(f.clientCert, f.clientKey, names.client, "extendedKeyUsage=clientAuth\n")
-  for (const key of [f.caKey, f.serverKey, f.clientKey]) chmodSync(key, 0o600)
+  for (const key of [f.caKey, f.serverKey, f.clientKey]) chmodSync(key, privateFileMode)
   return f
 }
