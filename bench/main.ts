@@ -22,7 +22,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { ConnectionPool } from "./client.ts"
+import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
 import { cpuMs, memory, processLabel } from "./proc.ts"
@@ -32,7 +32,7 @@ import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload
 const root = fileURLToPath(new URL("../", import.meta.url))
 
 const cli = new Command("natcd bench")
-  .argument("[workloads...]", "put, put-1, range, range-serializable, range-prefix, txn-put, watch, lease (default: all)")
+  .argument("[workloads...]", "put, put-1, range, range-serializable, range-prefix, txn-put, watch, lease, put-auth, range-auth (default: all)")
   .addOption(new Option("--members <n>", "members per cluster").default("3"))
   .addOption(new Option("--clients <n>", "concurrent clients (per workload default when absent)"))
   .addOption(new Option("--conns <n>", "gRPC connections").default("8"))
@@ -71,7 +71,11 @@ const plans: ReadonlyArray<Plan> = [
   { name: "range-prefix", clients: 16, total: 5_000, target: {} },
   { name: "txn-put", clients: 64, total: 10_000, target: { throughput: 0.6, cpu: 2.5 } },
   { name: "watch", clients: 4, total: 0, target: { throughput: 1.0, cpu: 3, latency: { p: "p99", ratio: 1.5 } } },
-  { name: "lease", clients: 16, total: 5_000, target: { throughput: 0.6, cpu: 2.5 } }
+  { name: "lease", clients: 16, total: 5_000, target: { throughput: 0.6, cpu: 2.5 } },
+  // With authentication on (simple tokens, a non-root user with a read-write role on every key),
+  // on both systems: the cost of resolving the token and checking permissions.
+  { name: "put-auth", clients: 64, total: 20_000, target: {} },
+  { name: "range-auth", clients: 64, total: 20_000, target: {} }
 ]
 
 const chosen = cli.args.length === 0 ? plans : plans.filter((p) => cli.args.includes(p.name))
@@ -102,7 +106,10 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
   const clients = Number(opts.clients ?? plan.clients)
   const total = Number(opts.total ?? plan.total)
   const o: WorkloadOptions = { clients, total, keySpace: Number(opts.keySpace), keyBytes: 8, valueBytes: Number(opts.valueSize) }
-  const pool = new ConnectionPool(cluster.endpoints, Math.min(Number(opts.conns), Math.max(1, clients)))
+  // The *-auth workloads run with authentication on, turned off again afterwards.
+  const withAuth = plan.name.endsWith("-auth")
+  const token = withAuth ? await benchAuth(cluster.endpoints[0]!, true) : undefined
+  const pool = new ConnectionPool(cluster.endpoints, Math.min(Number(opts.conns), Math.max(1, clients)), token)
   const say = (n: number) => progress(`${plan.name} on ${cluster.name}: ${n} done`)
   try {
     // Setup outside the measured window.
@@ -115,9 +122,11 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
     switch (plan.name) {
       case "put":
       case "put-1":
+      case "put-auth":
         m = await putWorkload(pool, o, say)
         break
       case "range":
+      case "range-auth":
         m = await rangeWorkload(pool, o, opts.serializable === true, 10_000, say)
         break
       case "range-serializable":
@@ -173,6 +182,7 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
     }
   } finally {
     pool.close()
+    if (withAuth) await benchAuth(cluster.endpoints[0]!, false)
   }
 }
 

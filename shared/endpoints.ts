@@ -292,6 +292,13 @@ export const mvccLeases = rr({
   servers: [server("mvcc")], callers: [own("lease"), own("gateway")],
   doc: "the lease table's changes since a raft index (lease service, LeaseLeases)"
 })
+/** mvcc.auth: token resolution, password checks and permission checks against the auth store. */
+export const mvccAuth = rr({
+  name: "mvcc.auth", subject: "natcd.{cluster}.{member}.mvcc.auth",
+  kind: "mvcc.auth", request: S.MvccAuthBody, reply: "mvcc.auth.reply", replySchema: S.MvccAuthReply,
+  servers: [server("mvcc")], callers: [own("gateway")],
+  doc: "auth: who a token or certificate names, password checks, permission checks"
+})
 /** mvcc.lease: one lease with its keys. */
 export const mvccLease = rr({
   name: "mvcc.lease", subject: "natcd.{cluster}.{member}.mvcc.lease",
@@ -407,7 +414,7 @@ export const endpoints: ReadonlyArray<Endpoint> = [
   raftPropose, raftReadIndex, raftStatus, raftState, raftEntries, raftMsg, raftMembers, raftConfChange, raftTransfer,
   walAppend, walLoad, walSnapshot,
   mvccApply, mvccRange, mvccStatus, mvccAlarms, mvccHashKv, mvccSnapshot, mvccChunk, mvccInstall, mvccDefragment,
-  mvccEvents, mvccHistory, mvccLeases, mvccLease,
+  mvccEvents, mvccHistory, mvccLeases, mvccLease, mvccAuth,
   gatewayResult, leaseResult, leaseKeepAlive, leaseTimeToLive,
   watchOpen, watchCreate, watchCancel, watchProgress, watchPing, watchAck, watchClose, gatewayWatch,
   health, traceKeep

@@ -141,6 +141,36 @@ export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>()("ReplyToo
  */
 export class ContextDeadlineExceeded extends Schema.TaggedError<ContextDeadlineExceeded>()("ContextDeadlineExceeded", {}) {}
 
+/**
+ * The failures of etcd's auth store (etcd auth/store.go errors, as rpctypes sends them), one
+ * tag with the error's name as `code`: their messages and gRPC codes are in the gateway's table
+ * (services/gateway/errors.ts authErrorTable).
+ */
+export const authErrorCodes = [
+  "RootUserNotExist",
+  "RootRoleNotExist",
+  "UserAlreadyExist",
+  "UserEmpty",
+  "UserNotFound",
+  "RoleAlreadyExist",
+  "RoleNotFound",
+  "RoleEmpty",
+  "AuthFailed",
+  "NoPasswordUser",
+  "PermissionNotGiven",
+  "PermissionDenied",
+  "RoleNotGranted",
+  "PermissionNotGranted",
+  "AuthNotEnabled",
+  "InvalidAuthToken",
+  "InvalidAuthMgmt",
+  "AuthOldRevision"
+] as const
+export type AuthErrorCode = (typeof authErrorCodes)[number]
+
+/** An auth store failure (see {@link authErrorCodes}). */
+export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", { code: Schema.Literals(authErrorCodes) }) {}
+
 /** A frame that could not be decoded or has an unknown kind or version. */
 export class MalformedFrame extends Schema.TaggedError<MalformedFrame>()("MalformedFrame", {
   reason: Schema.String
@@ -178,6 +208,7 @@ const errorClasses = [
   ConcurrencyError,
   ReplyTooLarge,
   ContextDeadlineExceeded,
+  AuthError,
   MalformedFrame
 ] as const
 
@@ -221,6 +252,7 @@ export type EtcdErrorData =
   | { readonly _tag: "ConcurrencyError"; readonly message: string }
   | { readonly _tag: "ReplyTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
   | { readonly _tag: "ContextDeadlineExceeded" }
+  | { readonly _tag: "AuthError"; readonly code: AuthErrorCode }
   | { readonly _tag: "MalformedFrame"; readonly reason: string }
 
 /** Each class by its tag (a class's `identifier` is its tag). */

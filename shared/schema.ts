@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import type { EtcdErrorData } from "./errors.ts"
 import type { Index, LeaseId, MemberId, Revision, Term } from "./ids.ts"
+import type * as Auth from "./auth.ts"
 import type * as Kv from "./kv.ts"
 import type { Entry, HardState, SnapshotMetadata } from "./raft-types.ts"
 
@@ -105,8 +106,43 @@ const TxnRequest: Schema.Codec<Kv.TxnRequest, TxnRequestEncoded> = Schema.Struct
   failure: Schema.Array(RequestOp)
 }) as any
 
+// ---------------------------------------------------------------------------------------------
+// Auth (shared/auth.ts).
+
+const PermissionSchema = Schema.Struct({
+  permType: Schema.Literals(["READ", "WRITE", "READWRITE"]),
+  key: Bytes,
+  rangeEnd: Bytes
+})
+
+/** Who made a request, as its member resolved it (shared/auth.ts AuthInfo). */
+export const AuthInfoSchema = Schema.Struct({ username: Schema.String, revision: Int })
+
+const Empty = Schema.Struct({})
+
+/** An Auth request as proposed (shared/auth.ts AuthRequest). */
+const AuthRequestSchema: Schema.Codec<Auth.AuthRequest, unknown> = Schema.Union([
+  Schema.Struct({ authEnable: Empty }),
+  Schema.Struct({ authDisable: Empty }),
+  Schema.Struct({ authStatus: Empty }),
+  Schema.Struct({ authenticate: Schema.Struct({ name: Schema.String, simpleToken: Schema.String }) }),
+  Schema.Struct({ userAdd: Schema.Struct({ name: Schema.String, hashedPassword: Schema.String, noPassword: Schema.Boolean }) }),
+  Schema.Struct({ userGet: Schema.Struct({ name: Schema.String }) }),
+  Schema.Struct({ userList: Empty }),
+  Schema.Struct({ userDelete: Schema.Struct({ name: Schema.String }) }),
+  Schema.Struct({ userChangePassword: Schema.Struct({ name: Schema.String, hashedPassword: Schema.String }) }),
+  Schema.Struct({ userGrantRole: Schema.Struct({ user: Schema.String, role: Schema.String }) }),
+  Schema.Struct({ userRevokeRole: Schema.Struct({ name: Schema.String, role: Schema.String }) }),
+  Schema.Struct({ roleAdd: Schema.Struct({ name: Schema.String }) }),
+  Schema.Struct({ roleGet: Schema.Struct({ role: Schema.String }) }),
+  Schema.Struct({ roleList: Empty }),
+  Schema.Struct({ roleDelete: Schema.Struct({ role: Schema.String }) }),
+  Schema.Struct({ roleGrantPermission: Schema.Struct({ name: Schema.String, perm: PermissionSchema }) }),
+  Schema.Struct({ roleRevokePermission: Schema.Struct({ role: Schema.String, key: Bytes, rangeEnd: Bytes }) })
+]) as any
+
 /** A write request as it travels inside a proposal. */
-export const WriteRequest: Schema.Codec<Kv.WriteRequest | Kv.LeaseWriteRequest, unknown> = Schema.Union([
+export const WriteRequest: Schema.Codec<Kv.WriteRequest | Kv.LeaseWriteRequest | Auth.AuthWriteRequest, unknown> = Schema.Union([
   Schema.Struct({ put: PutRequest }),
   Schema.Struct({ deleteRange: DeleteRangeRequest }),
   Schema.Struct({ txn: TxnRequest }),
@@ -121,7 +157,9 @@ export const WriteRequest: Schema.Codec<Kv.WriteRequest | Kv.LeaseWriteRequest, 
   // Leases (shared/kv.ts LeaseWriteRequest).
   Schema.Struct({ leaseGrant: Schema.Struct({ id: U64, ttl: Int, minTtl: Int }) }),
   Schema.Struct({ leaseRevoke: Schema.Struct({ id: U64 }) }),
-  Schema.Struct({ leaseCheckpoint: Schema.Struct({ checkpoints: Schema.Array(Schema.Struct({ id: U64, remainingTtl: Int })) }) })
+  Schema.Struct({ leaseCheckpoint: Schema.Struct({ checkpoints: Schema.Array(Schema.Struct({ id: U64, remainingTtl: Int })) }) }),
+  // Auth (shared/auth.ts AuthWriteRequest).
+  Schema.Struct({ auth: AuthRequestSchema })
 ]) as any
 
 // ---------------------------------------------------------------------------------------------
@@ -150,9 +188,13 @@ const HardStateSchema: Schema.Codec<HardState, unknown> = Schema.Struct({
   commit: Int
 }) as any
 
-/** Plain error data as carried in replies; the receiver rebuilds the class with toEtcdError. */
-const ErrorData: Schema.Codec<EtcdErrorData, unknown> = Schema.Struct({ _tag: Schema.String }).pipe(
-  Schema.check(Schema.makeFilter((e: { _tag: string }) => e._tag.length > 0))
+/**
+ * Plain error data as carried in replies: a map with a non-empty string `_tag` and the error's
+ * fields, all kept (a Struct of `_tag` alone would drop them, e.g. an AuthError's `code`); the
+ * receiver rebuilds the class with toEtcdError.
+ */
+const ErrorData: Schema.Codec<EtcdErrorData, unknown> = Schema.Record(Schema.String, Schema.Unknown).pipe(
+  Schema.check(Schema.makeFilter((e: Record<string, unknown>) => typeof e._tag === "string" && e._tag.length > 0))
 ) as any
 
 /** A reply that is either `{ ok: A }` or `{ err: EtcdErrorData }`. */
@@ -181,7 +223,13 @@ export const Proposal = Schema.Struct({
   deadlineMs: Int,
   /** W3C traceparent of the proposing hop, so the apply continues the request's trace. */
   traceparent: Schema.String,
-  request: WriteRequest
+  request: WriteRequest,
+  /**
+   * Who made the request, as the proposing gateway resolved it (etcd RequestHeader username and
+   * auth_revision); the apply checks its permissions with it. Absent on the system's own
+   * proposals (lease expiry, checkpoints, auto compaction), which are not checked.
+   */
+  authInfo: opt(AuthInfoSchema)
 })
 export type Proposal = typeof Proposal.Type
 
@@ -289,7 +337,14 @@ export const ApplyBody = Schema.Struct({ entries: Schema.Array(EntrySchema), com
  * mvcc.range: Ranges (a gateway's reads of one event-loop turn), each served once the member
  * applied at least its `minAppliedIndex`.
  */
-export const RangeBody = Schema.Struct({ requests: Schema.Array(Schema.Struct({ request: RangeRequest, minAppliedIndex: Int })) })
+export const RangeBody = Schema.Struct({
+  requests: Schema.Array(Schema.Struct({
+    request: RangeRequest,
+    minAppliedIndex: Int,
+    /** Who reads (shared/auth.ts AuthInfo): checked for READ on the range while auth is enabled. */
+    authInfo: AuthInfoSchema
+  }))
+})
 /**
  * One Range's result: the response with its header's revision and term, an error, or `retry`
  * when it did not fit the reply frame beside the others (ask again alone).
@@ -526,7 +581,7 @@ export const FrameKinds = {
   "wal.load": 1,
   "wal.load.reply": 1,
   apply: 1,
-  range: 2,
+  range: 3,
   "range.reply": 2,
   "mvcc.status": 1,
   "mvcc.status.reply": 1,
@@ -579,6 +634,8 @@ export const FrameKinds = {
   health: 1,
   "health.reply": 1,
   "trace.keep": 1,
+  "mvcc.auth": 1,
+  "mvcc.auth.reply": 1,
   chunk: 1,
   error: 1
 } as const
@@ -664,3 +721,32 @@ export const HealthReply = Schema.Struct({ healthy: Schema.Boolean, reasons: Sch
  * process holds unsampled (tail sampling of a slow request; services/runtime/tracing.ts).
  */
 export const TraceKeepBody = Schema.Struct({ traceId: Schema.String })
+
+// ---------------------------------------------------------------------------------------------
+// Auth: the mvcc service's auth store and token provider (services/mvcc/auth-endpoint.ts).
+
+/**
+ * mvcc.auth: the auth questions a gateway asks its member, answered from the applied auth
+ * store once it applied `minAppliedIndex` (0: at once):
+ * - `info`: who a request is made by (etcd AuthInfoFromCtx/AuthInfoFromTLS): the user a
+ *   `token` names (error InvalidAuthToken when it names none), or the `commonName` of a
+ *   verified client certificate, with the auth revision to check against;
+ * - `checkPassword`: etcd CheckPassword, before an Authenticate is proposed: the auth revision
+ *   the password was checked at, or AuthNotEnabled, AuthFailed, NoPasswordUser;
+ * - `check`: whether `authInfo` may read the range (a Watch creation, a TimeToLive with keys:
+ *   etcd IsRangePermitted) or is an admin (Maintenance: etcd IsAdminPermitted).
+ */
+export const MvccAuthBody = Schema.Union([
+  Schema.Struct({ info: Schema.Struct({ token: opt(Schema.String), commonName: opt(Schema.String) }) }),
+  Schema.Struct({ checkPassword: Schema.Struct({ name: Schema.String, password: Schema.String, minAppliedIndex: Int }) }),
+  Schema.Struct({
+    check: Schema.Struct({
+      authInfo: AuthInfoSchema,
+      minAppliedIndex: Int,
+      ranges: opt(Schema.Array(Schema.Struct({ key: Bytes, rangeEnd: opt(Bytes) }))),
+      admin: opt(Schema.Boolean)
+    })
+  })
+])
+/** The answer: `authInfo` for info, `revision` for checkPassword, nothing for check; or an error (AuthError). */
+export const MvccAuthReply = okOrErr(Schema.Struct({ authInfo: opt(AuthInfoSchema), revision: opt(Int), enabled: Schema.Boolean }))

@@ -4,7 +4,30 @@
  * on these strings (clientv3 turns them back into typed errors), so they are etcd's word for word.
  */
 import { status } from "@grpc/grpc-js"
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import type { AuthErrorCode, EtcdErrorData } from "../../shared/errors.ts"
+
+/** etcd's gRPC code and message per auth store error (etcd rpctypes ErrGRPC*, v3rpc/util.go toGRPCErrorMap). */
+export const authErrorTable: { readonly [C in AuthErrorCode]: GrpcError } = {
+  RootUserNotExist: { code: status.FAILED_PRECONDITION, details: "etcdserver: root user does not exist" },
+  RootRoleNotExist: { code: status.FAILED_PRECONDITION, details: "etcdserver: root user does not have root role" },
+  UserAlreadyExist: { code: status.FAILED_PRECONDITION, details: "etcdserver: user name already exists" },
+  UserEmpty: { code: status.INVALID_ARGUMENT, details: "etcdserver: user name is empty" },
+  UserNotFound: { code: status.FAILED_PRECONDITION, details: "etcdserver: user name not found" },
+  RoleAlreadyExist: { code: status.FAILED_PRECONDITION, details: "etcdserver: role name already exists" },
+  RoleNotFound: { code: status.FAILED_PRECONDITION, details: "etcdserver: role name not found" },
+  RoleEmpty: { code: status.INVALID_ARGUMENT, details: "etcdserver: role name is empty" },
+  AuthFailed: { code: status.INVALID_ARGUMENT, details: "etcdserver: authentication failed, invalid user ID or password" },
+  // etcd has no gRPC error for it: togRPCError sends the auth store's own text with Unknown.
+  NoPasswordUser: { code: status.UNKNOWN, details: "auth: authentication failed, password was given for no password user" },
+  PermissionNotGiven: { code: status.INVALID_ARGUMENT, details: "etcdserver: permission not given" },
+  PermissionDenied: { code: status.PERMISSION_DENIED, details: "etcdserver: permission denied" },
+  RoleNotGranted: { code: status.FAILED_PRECONDITION, details: "etcdserver: role is not granted to the user" },
+  PermissionNotGranted: { code: status.FAILED_PRECONDITION, details: "etcdserver: permission is not granted to the role" },
+  AuthNotEnabled: { code: status.FAILED_PRECONDITION, details: "etcdserver: authentication is not enabled" },
+  InvalidAuthToken: { code: status.UNAUTHENTICATED, details: "etcdserver: invalid auth token" },
+  InvalidAuthMgmt: { code: status.INVALID_ARGUMENT, details: "etcdserver: invalid auth management" },
+  AuthOldRevision: { code: status.INVALID_ARGUMENT, details: "etcdserver: revision of auth store is old" }
+}
 
 /** A gRPC error as grpc-js sends it. */
 export interface GrpcError {
@@ -48,6 +71,7 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
     details: `natcd: a reply of ${e.sizeBytes} bytes exceeds the bus's reassembly budget of ${e.maxBytes} bytes (NATCD_BUS_REASSEMBLY_BYTES)`
   }),
   ContextDeadlineExceeded: () => ({ code: status.UNKNOWN, details: "context deadline exceeded" }),
+  AuthError: (e) => authErrorTable[e.code] ?? { code: status.INTERNAL, details: `natcd: unknown auth error ${JSON.stringify(e.code)}` },
   MalformedFrame: (e) => ({ code: status.INTERNAL, details: `natcd: malformed internal frame: ${e.reason}` })
 }
 

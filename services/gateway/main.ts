@@ -11,11 +11,11 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { join } from "node:path"
-import { Option } from "commander"
+import { InvalidArgumentError, Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import {
-  gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
+  gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccAuth, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
   mvccRange, mvccSnapshot, mvccStatus, raftPropose, raftReadIndex, raftStatus, subjectOf, traceKeep
 } from "../../shared/endpoints.ts"
 import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
@@ -34,11 +34,12 @@ import { makeInternalKv } from "./internal-kv.ts"
 import { makeLeaseHandlers } from "./lease.ts"
 import { makeLockHandlers } from "./lock.ts"
 import { minLeaseTtlSec } from "../lease/core/lessor.ts"
-import { abortable, bidiStream, startGrpcServer } from "./server.ts"
+import { abortable, bidiStream, serverStream, startGrpcServer } from "./server.ts"
 import { defaultUnackedBudgetBytes, makeWatchHandler } from "./watch.ts"
 import { checkMemberReady, MemberHealth } from "./health.ts"
 import { LeaderMonitor } from "./leader.ts"
 import { asEmbeddedClientError } from "./errors.ts"
+import { asRawAuthError, defaultBcryptCost, makeAuth } from "./auth.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { onSlowRoot } from "../runtime/tracing.ts"
@@ -51,6 +52,7 @@ interface GatewayFlags extends ClientTlsFlags {
   readonly electionTimeout: number
   readonly maxConcurrentStreams: number
   readonly watchUnackedBudgetBytes: number
+  readonly bcryptCost: number
 }
 
 /**
@@ -58,6 +60,13 @@ interface GatewayFlags extends ClientTlsFlags {
  * 2^32 - 1; natcd bounds it so that one connection cannot hold unbounded per-stream state.
  */
 const defaultMaxConcurrentStreams = 10_000
+
+/** etcd --bcrypt-cost: an integer 4..31 (bcrypt's MinCost..MaxCost). */
+const bcryptCost = (value: string): number => {
+  const n = positiveInt(value)
+  if (n < 4 || n > 31) throw new InvalidArgumentError("must be between 4 and 31")
+  return n
+}
 
 const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
   c
@@ -76,6 +85,10 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     .addOption(
       new Option("--watch-unacked-budget-bytes <n>", "watch response bytes in flight to this gateway over all its streams, shared equally as their windows")
         .env("NATCD_GATEWAY_WATCH_UNACKED_BUDGET_BYTES").argParser(positiveInt).default(defaultUnackedBudgetBytes)
+    )
+    .addOption(
+      new Option("--bcrypt-cost <n>", "bcrypt cost of the password hashes made for UserAdd and UserChangePassword (etcd: 10; 4..31)")
+        .env("NATCD_BCRYPT_COST").argParser(bcryptCost).default(defaultBcryptCost)
     )
     // Client TLS, etcd's flags (./client-tls.ts).
     .addOption(new Option("--cert-file <path>", "client server TLS certificate file (PEM)").env("NATCD_CERT_FILE").default(""))
@@ -110,7 +123,8 @@ const GatewayLive = Layer.effectDiscard(
           resultSubject: subjectOf(gatewayResult, { ...at, instance }),
           requestTimeoutMs: flags.requestTimeoutMs,
           resultWaitMs: 3000,
-          maxRequestBytes: flags.maxRequestBytes
+          maxRequestBytes: flags.maxRequestBytes,
+          clientRequests: true
         })
       ),
       (p) => Effect.sync(() => p.close())
@@ -200,10 +214,34 @@ const GatewayLive = Layer.effectDiscard(
         defragment: subjectOf(mvccDefragment, at)
       }
     })
+    const auth = makeAuth({
+      rpc,
+      proposer,
+      requestTimeoutMs: flags.requestTimeoutMs,
+      subjects: { auth: subjectOf(mvccAuth, at), readIndex: subjectOf(raftReadIndex, at) },
+      bcryptCost: flags.bcryptCost,
+      clientCertAuth: listenerPlan._tag === "Tls" && listenerPlan.clientCertAuth,
+      header: async (revision, raftTerm) => {
+        const id = await handlers.identity()
+        return { clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm }
+      }
+    })
+    // etcd's admin-only calls: membership changes (checkMembershipOperationPermission), and the
+    // backend maintenance calls, which etcd answers with the auth store's unconverted error
+    // (authMaintenanceServer; ./auth.ts asRawAuthError).
+    const admin = <A extends ReadonlyArray<any>, R>(f: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      await auth.checkAdmin()
+      return f(...args)
+    }
+    const adminRaw = <A extends ReadonlyArray<any>, R>(f: (...args: A) => Promise<R>) => (...args: A): Promise<R> =>
+      admin(f)(...args).catch((e: unknown) => {
+        throw asRawAuthError(e)
+      })
     const watch = yield* Effect.acquireRelease(
       Effect.sync(() =>
         makeWatchHandler({
           nc, rpc, cluster: flags.cluster, instance, maxRequestBytes: flags.maxRequestBytes, identity: handlers.identity,
+          checkRead: auth.checkRead,
           unackedBudgetBytes: flags.watchUnackedBudgetBytes,
           responseSubject: subjectOf(gatewayWatch, { ...at, instance }),
           log: (level, message, fields) =>
@@ -266,17 +304,24 @@ const GatewayLive = Layer.effectDiscard(
             Observe: abortable(viaClient(election.Observe)),
             Resign: viaClient(election.Resign)
           },
-          Cluster: { MemberList: cluster.MemberList, MemberAdd: cluster.MemberAdd, MemberRemove: cluster.MemberRemove, MemberUpdate: cluster.MemberUpdate, MemberPromote: cluster.MemberPromote },
+          Cluster: {
+            MemberList: cluster.MemberList,
+            MemberAdd: admin(cluster.MemberAdd),
+            MemberRemove: admin(cluster.MemberRemove),
+            MemberUpdate: admin(cluster.MemberUpdate),
+            MemberPromote: admin(cluster.MemberPromote)
+          },
           Maintenance: {
             Status: handlers.Status,
             MoveLeader: cluster.MoveLeader,
             Alarm: maintenance.Alarm,
-            HashKV: backendMaintenance.HashKV,
-            Defragment: backendMaintenance.Defragment,
-            Snapshot: backendMaintenance.Snapshot
+            HashKV: adminRaw(backendMaintenance.HashKV),
+            Defragment: adminRaw(backendMaintenance.Defragment),
+            Snapshot: serverStream(adminRaw(backendMaintenance.Snapshot.handle))
           },
+          Auth: auth.handlers,
           Watch: { Watch: bidiStream(watch.Watch) }
-        }, { maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams }, leader)
+        }, { maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams }, leader, auth.resolve)
       ).pipe(Effect.orDie),
       // Unary calls in flight get up to 2 s to finish; then long-lived streams (Watch,
       // LeaseKeepAlive, Observe) are cut, as etcd's shutdown does, so that clients reconnect

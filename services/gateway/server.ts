@@ -20,6 +20,8 @@ import type { Wire } from "./convert.ts"
 import { counter, histogram, latencyBuckets } from "../runtime/metrics.ts"
 import { endSpan, requestContext, spanTraceparent, startRootSpan } from "../runtime/tracing.ts"
 import type { ActiveSpan } from "../runtime/tracing.ts"
+import type { AuthInfo } from "../../shared/auth.ts"
+import { withAuthInfo } from "../runtime/auth-context.ts"
 
 /** The response metadata key carrying a request's trace id (initial metadata, sent first). */
 export const traceIdMetadataKey = "natcd-trace-id"
@@ -190,6 +192,17 @@ const loaderOptions: protoLoader.Options = {
 const etcdProtoFiles = ["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"]
 
 /**
+ * Who a call is made by (./auth.ts resolve): resolved before its handler runs, which then runs
+ * with it as the current auth info (../runtime/auth-context.ts). Rejects (InvalidAuthToken) to
+ * fail the call.
+ */
+export type CallerResolver = (call: { readonly metadata: grpc.Metadata }) => Promise<AuthInfo>
+
+/** Runs `f` as the caller of `call` (no resolver: as nobody, i.e. unauthenticated). */
+const asCaller = <A>(resolver: CallerResolver | undefined, call: { readonly metadata: grpc.Metadata }, f: () => Promise<A>): Promise<A> =>
+  resolver === undefined ? f() : resolver(call).then((info) => withAuthInfo(info, f))
+
+/**
  * Loads etcd's service definitions: package etcdserverpb (KV, Watch, Lease, Cluster,
  * Maintenance), plus the Lock service of package v3lockpb and the Election service of package
  * v3electionpb under the names `Lock` and `Election`.
@@ -260,7 +273,7 @@ export interface ServerStreamHandler {
 /** Marks `handle` as a server-streaming method. */
 export const serverStream = (handle: ServerStreamHandler["handle"]): ServerStreamHandler => ({ kind: "serverStream", handle })
 
-const streaming = (handler: ServerStreamHandler, service: string, method: string, gate: LeaderGate | undefined): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
+const streaming = (handler: ServerStreamHandler, service: string, method: string, gate: LeaderGate | undefined, caller: CallerResolver | undefined): grpc.handleServerStreamingCall<Wire, Wire> => (call) => {
   if (!admitStream(gate, call)) return
   const observed = observeCall(call, service, method, "server_stream")
   const write = (response: Wire) =>
@@ -268,7 +281,7 @@ const streaming = (handler: ServerStreamHandler, service: string, method: string
       if (call.write(response)) resolve()
       else call.once("drain", () => resolve())
     })
-  observed.run(() => handler.handle(call.request, write)).then(
+  observed.run(() => asCaller(caller, call, () => handler.handle(call.request, write))).then(
     () => {
       observed.finish()
       call.end()
@@ -309,7 +322,7 @@ export interface AbortableHandler {
 /** Marks `handle` as an {@link AbortableHandler}. */
 export const abortable = (handle: AbortableHandler["handle"]): AbortableHandler => ({ kind: "abortable", handle })
 
-const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string, gate: LeaderGate | undefined) =>
+const abortableCall = (handler: AbortableHandler, streamed: boolean, service: string, method: string, gate: LeaderGate | undefined, caller: CallerResolver | undefined) =>
   (call: grpc.ServerUnaryCall<Wire, Wire> | grpc.ServerWritableStream<Wire, Wire>, callback?: grpc.sendUnaryData<Wire>) => {
     if (streamed && !admitStream(gate, call as grpc.ServerWritableStream<Wire, Wire>)) return
     if (!streamed && gate !== undefined && !gate.hasLeader() && requiresLeader(call)) {
@@ -327,7 +340,7 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean, service: st
       else (call as grpc.ServerWritableStream<Wire, Wire>).destroy(Object.assign(new Error(e.details), { code: e.code, details: e.details }))
     }
     if (!streamed) {
-      observed.run(() => handler.handle(call.request, controller.signal)).then((response) => {
+      observed.run(() => asCaller(caller, call, () => handler.handle(call.request, controller.signal))).then((response) => {
         observed.finish()
         callback!(null, response as Wire)
       }, fail)
@@ -343,20 +356,20 @@ const abortableCall = (handler: AbortableHandler, streamed: boolean, service: st
           controller.signal.addEventListener("abort", () => resolve(), { once: true })
         }
       })
-    observed.run(() => handler.handle(call.request, controller.signal, write)).then(() => {
+    observed.run(() => asCaller(caller, call, () => handler.handle(call.request, controller.signal, write))).then(() => {
       observed.finish()
       stream.end()
     }, fail)
   }
 
-const unary = (handler: UnaryHandler, service: string, method: string, gate: LeaderGate | undefined): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
+const unary = (handler: UnaryHandler, service: string, method: string, gate: LeaderGate | undefined, caller: CallerResolver | undefined): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
   const observed = observeCall(call, service, method, "unary")
   const request = call.request as Wire & { [tooDeep]?: true }
   const handled = gate !== undefined && !gate.hasLeader() && requiresLeader(call)
     ? () => Promise.reject({ _tag: "NoLeader" })
     : request[tooDeep] === true
     ? () => Promise.reject({ _tag: "TooManyOps", ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps })
-    : () => handler(request)
+    : () => asCaller(caller, call, () => handler(request))
   observed.run(handled).then(
     (response) => {
       observed.finish()
@@ -371,7 +384,7 @@ const unary = (handler: UnaryHandler, service: string, method: string, gate: Lea
 }
 
 /** A bidi handler counted in grpc_server_started_total / handled_total (no trace: a stream is many requests). */
-const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string, gate: LeaderGate | undefined) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+const countedBidi = (handle: BidiStreamHandler["handle"], service: string, method: string, gate: LeaderGate | undefined, caller: CallerResolver | undefined) => (call: grpc.ServerDuplexStream<Wire, Wire>) => {
   if (!admitStream(gate, call)) return
   const metrics = callMetrics("bidi_stream", service, method)
   metrics.started.inc()
@@ -384,7 +397,16 @@ const countedBidi = (handle: BidiStreamHandler["handle"], service: string, metho
   call.once("finish", () => done("OK"))
   call.once("cancelled", () => done("Canceled"))
   call.once("error", () => done("Unknown"))
-  handle(call)
+  // The stream's caller is resolved once, from the metadata it opened with (as etcd's stream
+  // context); requests that arrive meanwhile wait in the paused stream.
+  if (caller === undefined) return handle(call)
+  caller(call).then(
+    (info) => {
+      // The client may have gone while its caller was resolved: nothing to serve.
+      if (!call.cancelled) withAuthInfo(info, () => handle(call))
+    },
+    (error) => call.emit("error", streamError(toGrpcError(error)))
+  )
 }
 
 /** Limits of the client port's gRPC server. */
@@ -398,7 +420,8 @@ export interface GrpcServerLimits {
 /**
  * Starts a gRPC server on `address` (host:port, plain text) serving `services`: a map from etcd
  * service name (KV, Maintenance, ...) to method handlers, plus grpc.health.v1.Health and server
- * reflection. With `leader`, calls carrying etcd's
+ * reflection. With `caller`, every handler runs as the call's resolved caller (a call whose
+ * caller does not resolve fails with that error). With `leader`, calls carrying etcd's
  * `hasleader` metadata are refused "etcdserver: no leader" while the member has none, and such
  * streams are ended that way when the leader stays lost (./leader.ts). Resolves with the server
  * once bound; rejects when the address cannot be bound. With `address` undefined nothing is
@@ -408,7 +431,8 @@ export const startGrpcServer = async (
   address: string | undefined,
   services: Record<string, Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler | AbortableHandler>>,
   limits: GrpcServerLimits,
-  leader?: LeaderGate
+  leader?: LeaderGate,
+  caller?: CallerResolver
 ): Promise<grpc.Server> => {
   const definitions = serverDefinitions()
   const server = new grpc.Server({
@@ -423,14 +447,14 @@ export const startGrpcServer = async (
     for (const [method, handler] of Object.entries(methods)) {
       if (typeof handler !== "function" && handler.kind === "abortable") {
         const streamed = (def.service as Record<string, { responseStream?: boolean }>)[method]?.responseStream === true
-        impl[method] = abortableCall(handler, streamed, name, method, leader) as grpc.UntypedHandleCall
+        impl[method] = abortableCall(handler, streamed, name, method, leader, caller) as grpc.UntypedHandleCall
         continue
       }
       impl[method] = typeof handler === "function"
-        ? unary(handler, name, method, leader)
+        ? unary(handler, name, method, leader, caller)
         : handler.kind === "bidi"
-        ? countedBidi(handler.handle, name, method, leader)
-        : streaming(handler, name, method, leader)
+        ? countedBidi(handler.handle, name, method, leader, caller)
+        : streaming(handler, name, method, leader, caller)
     }
     server.addService(def.service, impl)
   }

@@ -40,6 +40,13 @@ import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed } f
 import type { Assembled } from "../runtime/rpc.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
+import { toGrpcError } from "./errors.ts"
+import type { AuthInfo } from "../../shared/auth.ts"
+import { currentAuthInfo, withAuthInfo } from "../runtime/auth-context.ts"
+
+/** Go's names of the gRPC codes a refused watch's cancel reason can carry (etcd: status.Error's text). */
+const goCodeNames: Readonly<Record<number, string>> = { 3: "InvalidArgument", 7: "PermissionDenied", 16: "Unauthenticated" }
+const grpcCodeName = (code: number): string => goCodeNames[code] ?? `Code(${code})`
 import type { Wire } from "./convert.ts"
 
 /** etcd mvcc.ErrEmptyWatcherRange. */
@@ -65,6 +72,12 @@ export interface WatchContext {
   /** Largest request etcd accepts; also the fragment size (etcd sws.maxRequestBytes). */
   readonly maxRequestBytes: number
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
+  /**
+   * etcd isWatchPermitted: rejects with the auth store's error unless the stream's caller (the
+   * current auth info when the stream opened) may read the range; the watch is then refused
+   * with etcd's cancel reason. Absent: every watch is permitted (tests without auth).
+   */
+  readonly checkRead?: (ranges: ReadonlyArray<{ readonly key: Uint8Array; readonly rangeEnd?: Uint8Array }>) => Promise<void>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
   /** Ping period, in ms (default 1000); a replica silent for 3 periods is presumed dead. */
   readonly pingMs?: number
@@ -223,8 +236,12 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private closed = false
     private progressPending = false
 
+    /** Who opened the stream (../runtime/auth-context.ts): its watches are checked against it. */
+    private readonly caller: AuthInfo
+
     constructor(call: grpc.ServerDuplexStream<Wire, Wire>) {
       this.call = call
+      this.caller = currentAuthInfo()
       call.on("data", (req: Wire) => this.onRequest(req))
       const end = () => this.close()
       call.on("cancelled", end)
@@ -258,12 +275,33 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     }
 
     private rejectCreate(reason: string): void {
+      this.enqueue(() => this.writeRejection(reason))
+    }
+
+    private async writeRejection(reason: string): Promise<void> {
+      this.write({ header: await this.header(0, 0), watch_id: -1, created: true, canceled: true, cancel_reason: reason })
+    }
+
+    /**
+     * A create request: with auth checks, the check runs in the stream's request order (the
+     * chain), and the watch is made only once permitted (etcd checks before creating it).
+     */
+    private onCreate(c: Wire): void {
+      const check = ctx.checkRead
+      if (check === undefined) return this.create(c)
+      const key: Uint8Array = c.key instanceof Uint8Array && c.key.length > 0 ? c.key : new Uint8Array([0])
+      const rangeEnd: Uint8Array | undefined = c.range_end instanceof Uint8Array && c.range_end.length > 0 ? c.range_end : undefined
       this.enqueue(async () => {
-        this.write({ header: await this.header(0, 0), watch_id: -1, created: true, canceled: true, cancel_reason: reason })
+        const denied = await withAuthInfo(this.caller, () => check([{ key, ...(rangeEnd === undefined ? {} : { rangeEnd }) }])).then(() => undefined, (e: unknown) => e)
+        if (denied === undefined) return this.create(c)
+        // etcd recvLoop: the auth store's error as a gRPC status text (other failures read as permission denied).
+        const tag = (denied as { _tag?: string; code?: string })
+        const e = toGrpcError(tag._tag === "AuthError" && ["InvalidAuthToken", "AuthOldRevision", "UserEmpty"].includes(tag.code ?? "") ? denied : { _tag: "AuthError", code: "PermissionDenied" })
+        await this.writeRejection(`rpc error: code = ${grpcCodeName(e.code)} desc = ${e.details}`)
       })
     }
 
-    private onCreate(c: Wire): void {
+    private create(c: Wire): void {
       const key: Uint8Array = c.key instanceof Uint8Array && c.key.length > 0 ? c.key : new Uint8Array([0])
       // A negative start revision is a watch below any compaction: etcd 3.4 and 3.5 create it and
       // then cancel it as compacted (watchable_store.go chooseAll); so does natcd.

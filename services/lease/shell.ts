@@ -123,7 +123,8 @@ export class LeaseShell {
       resultSubject: subjectOf(leaseResult, { ...at, instance }),
       requestTimeoutMs: options.requestTimeoutMs,
       resultWaitMs: 3000,
-      maxRequestBytes: 8 * 1024 * 1024
+      maxRequestBytes: 8 * 1024 * 1024,
+      clientRequests: false
     })
   }
 

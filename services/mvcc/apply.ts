@@ -66,7 +66,9 @@ import { nowUs, recordSpan } from "../runtime/tracing.ts"
 /** etcd's backend commit latency (server/storage/backend/metrics.go). */
 const backendCommitSeconds = () =>
   histogram({ name: "etcd_disk_backend_commit_duration_seconds", help: "The latency distributions of commit called by backend.", buckets: diskBuckets })
-import { applyWithLeases } from "./lease-apply.ts"
+import { applyWithAuth, type TokenIssuer } from "./auth-apply.ts"
+import { AuthTokens } from "./auth-tokens.ts"
+import { AuthStore } from "./core/auth-store.ts"
 import { LeaseTable } from "./lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 
@@ -263,6 +265,10 @@ export class Applier {
   private commitTrace = ""
   /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
   private readonly leases: LeaseTable
+  /** The member's auth store, changed in the same transactions as the store (./auth-apply.ts). */
+  readonly auth: AuthStore
+  /** The member's token provider: Authenticate's tokens are assigned as it is applied. */
+  private readonly tokens: TokenIssuer
   /** The next background compaction batch, when one is due. */
   private compactionTimer: ReturnType<typeof setTimeout> | undefined
   /** Results of this member's `physical: true` compactions, sent once the deletion finished. */
@@ -272,8 +278,18 @@ export class Applier {
   /** Records dropped from the dedup window at restore (a lowered cap), deleted from the table with the next proposal. */
   private pendingDedupDeletes: DedupRecord[]
 
-  constructor(backend: LmdbBackend, store: KvStore, member: string, io: ApplierIo, options?: Partial<ApplierOptions>, leases?: LeaseTable) {
+  constructor(
+    backend: LmdbBackend,
+    store: KvStore,
+    member: string,
+    io: ApplierIo,
+    options?: Partial<ApplierOptions>,
+    leases?: LeaseTable,
+    auth?: { readonly store: AuthStore; readonly tokens: TokenIssuer }
+  ) {
     this.leases = leases ?? LeaseTable.restore(backend.read, store.consistentIndex())
+    this.auth = auth?.store ?? AuthStore.restore(backend.read)
+    this.tokens = auth?.tokens ?? new AuthTokens({ kind: "simple" })
     this.backend = backend
     this.store = store
     this.member = member
@@ -629,7 +645,7 @@ export class Applier {
       }
       tx.dedupPut(id, encodeDedupValue(deadlineMs, entry.index))
       this.forget(tx, this.dedup.add({ id: p.requestId, deadlineMs, index: entry.index }))
-      const r = applyWithLeases(this.store, this.leases, tx, Index(entry.index), p.request)
+      const r = applyWithAuth(this.store, this.leases, this.auth, this.tokens, tx, Index(entry.index), p.request, p.authInfo, mine)
       if ("ok" in r && r.events.length > 0) this.io.onEvents?.(r.revision, r.events)
       if ("compaction" in p.request && "ok" in r) this.compacted = true
       if (!mine || "skipped" in r) return undefined

@@ -61,6 +61,9 @@ import { KvStore } from "./core/store.ts"
 import { unsafeReadConsistentIndex } from "./core/backend.ts"
 import { serveLeaseEndpoints } from "./lease-endpoints.ts"
 import { LeaseTable } from "./lease-table.ts"
+import { AuthStore } from "./core/auth-store.ts"
+import { AuthTokens, defaultAuthTokenTtlSec, parseAuthToken } from "./auth-tokens.ts"
+import { serveAuthEndpoint } from "./auth-endpoint.ts"
 import { defaultEventFrameBytes, EventStream, readHistory } from "./events.ts"
 
 interface MvccFlags {
@@ -74,6 +77,8 @@ interface MvccFlags {
   readonly autoCompactionCheckIntervalMs: number
   readonly experimentalInitialCorruptCheck: boolean
   readonly experimentalCorruptCheckTime: number
+  readonly authToken: string
+  readonly authTokenTtl: number
 }
 
 /** A duration flag that may be 0 (off): Go duration or ms. */
@@ -116,7 +121,25 @@ const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
       new Option("--experimental-corrupt-check-time <duration>", "leader's HashKV comparison interval (Go duration or ms); 0 = off (etcd)")
         .env("NATCD_CORRUPT_CHECK_TIME").argParser(checkIntervalMs).default(0)
     )
+    // etcd's auth token options (./auth-tokens.ts).
+    .addOption(
+      new Option("--auth-token <type>", "simple, or jwt,pub-key=<file>,priv-key=<file>,sign-method=<RS256|ES256|…>[,ttl=<duration>] (etcd)")
+        .env("NATCD_AUTH_TOKEN").default("simple")
+    )
+    .addOption(
+      new Option("--auth-token-ttl <seconds>", "lifetime of a simple token after its last use (etcd: 300)")
+        .env("NATCD_AUTH_TOKEN_TTL").argParser(positiveInt).default(defaultAuthTokenTtlSec)
+    )
 )
+
+const tokenKind = (() => {
+  try {
+    return parseAuthToken(flags.authToken)
+  } catch (e) {
+    console.error(`natcd mvcc: --auth-token: ${(e as Error).message}`)
+    process.exit(2)
+  }
+})()
 
 const autoCompaction = parseCompactionRetention(flags.autoCompactionMode, flags.autoCompactionRetention)
 if (autoCompaction !== undefined && "error" in autoCompaction) {
@@ -184,6 +207,12 @@ const MvccLive = Layer.effectDiscard(
     // The lease table is restored first: the store asks it whether a put's lease exists.
     const leases = LeaseTable.restore(backend.read, unsafeReadConsistentIndex(backend.read))
     const store = KvStore.restore(backend.read, { leaseExists: (id) => leases.has(id) })
+    const auth = AuthStore.restore(backend.read)
+    const tokens = new AuthTokens(tokenKind, flags.authTokenTtl)
+    // etcd's simple token TTL keeper runs every second.
+    const sweep = setInterval(() => tokens.sweep(), 1000)
+    sweep.unref()
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweep)))
     // Watch (./events.ts): the committed event stream every watch replica follows.
     const eventsSubject = subjectOf(mvccEvents, at)
     // The trace of the first traced revision of the batch being applied rides on its events
@@ -214,7 +243,7 @@ const MvccLive = Layer.effectDiscard(
       batchIntervalMs: flags.backendBatchInterval,
       compactionBatchLimit: flags.compactionBatchLimit,
       ...injectedApplyFailure(dir)
-    }, leases)
+    }, leases, { store: auth, tokens })
     // Runs before the backend closes: the background compaction stops (it resumes at the next
     // start) and what is buffered is committed.
     yield* Effect.addFinalizer(() => Effect.sync(() => applier.close()))
@@ -283,7 +312,10 @@ const MvccLive = Layer.effectDiscard(
         // One reply for the batch, once the member applied what its most recent read needs.
         const serveRanges = () => {
           let bytes = 0
-          const results = requests.map(({ request }, i) => {
+          const results = requests.map(({ request, authInfo }, i) => {
+            // etcd doSerialize: the reader's READ permission on the range, at the auth revision it was authorised at.
+            const denied = auth.checkRange(authInfo, request, "READ")
+            if (denied !== undefined) return denied
             let r
             try {
               r = store.range(backend.read, request)
@@ -310,6 +342,7 @@ const MvccLive = Layer.effectDiscard(
           if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")
         }, lagCheckMs)
       }, opts),
+      serveAuthEndpoint(nc, at, { auth, tokens, waitApplied: (index) => applier.waitApplied(index) }, opts),
       serveEndpoint(nc, mvccStatus, at, (req) => {
         const size = backend.size()
         const status: typeof MvccStatus.Type = {

@@ -23,12 +23,14 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
+import type { AuthWriteRequest } from "../../shared/auth.ts"
 import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
 import type { ApplyResults } from "../../shared/schema.ts"
 import { gatewayResult, leaseResult, raftPropose, tokensOf } from "../../shared/endpoints.ts"
 import type { EndpointRequest, RpcClient } from "./rpc.ts"
 import { callEndpoint, okOf, serveEndpoint } from "./rpc.ts"
 import { currentTraceparent } from "./tracing.ts"
+import { currentAuthInfo } from "./auth-context.ts"
 import { setTimeout as sleep } from "node:timers/promises"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
@@ -49,6 +51,12 @@ export interface ProposerOptions {
   readonly resultWaitMs: number
   /** Largest encoded proposal accepted (etcd --max-request-bytes, 1.5 MiB). */
   readonly maxRequestBytes: number
+  /**
+   * True for a gateway: every proposal carries the current request's auth info
+   * (./auth-context.ts), checked at apply. False for the lease service, whose proposals
+   * (expiry revocations, checkpoints) are the system's own and carry none.
+   */
+  readonly clientRequests: boolean
 }
 
 interface Waiter {
@@ -158,7 +166,7 @@ export class Proposer {
    * Compacted, KeyNotFound), at the deadline ContextDeadlineExceeded when there was no leader to
    * take it (as etcd) or RequestTimeout.
    */
-  async propose(request: WriteRequest | LeaseWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
+  async propose(request: WriteRequest | LeaseWriteRequest | AuthWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
     // Callers without a traceparent (lease, lock, election handlers) are traced by their request context.
     const traceparent = traceparentGiven || currentTraceparent()
     const requestId = this.idPrefix | (this.counter++ & 0xffffffffn)
@@ -169,7 +177,8 @@ export class Proposer {
       replyTo: this.options.resultSubject,
       deadlineMs,
       traceparent,
-      request
+      request,
+      ...(this.options.clientRequests ? { authInfo: currentAuthInfo() } : {})
     })
     if (data.length > this.options.maxRequestBytes) {
       throw { _tag: "RequestTooLarge", sizeBytes: data.length, maxBytes: this.options.maxRequestBytes } satisfies EtcdErrorData

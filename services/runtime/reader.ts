@@ -15,6 +15,8 @@
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccRange, raftReadIndex } from "../../shared/endpoints.ts"
+import type { AuthInfo } from "../../shared/auth.ts"
+import { currentAuthInfo } from "./auth-context.ts"
 import type { RpcClient } from "./rpc.ts"
 import { callEndpoint, okOf } from "./rpc.ts"
 
@@ -44,6 +46,7 @@ interface Pending<A> {
 interface QueuedRange extends Pending<RangeOutcome> {
   readonly request: Kv.RangeRequest
   readonly minAppliedIndex: number
+  readonly authInfo: AuthInfo
 }
 
 /**
@@ -65,17 +68,19 @@ export class Reader {
   }
 
   /**
-   * Serves `request`: linearizable unless `request.serializable`. Rejects with etcd error data
-   * (NoLeader, RequestTimeout, Compacted, FutureRevision, …).
+   * Serves `request`: linearizable unless `request.serializable`, for the current request's
+   * user (./auth-context.ts). Rejects with etcd error data (NoLeader, RequestTimeout,
+   * Compacted, FutureRevision, AuthError, …).
    */
   async range(request: Kv.RangeRequest, traceparent: string): Promise<RangeOutcome> {
+    const authInfo = currentAuthInfo()
     const minAppliedIndex = request.serializable === true ? 0 : await this.readIndex(traceparent)
     return new Promise<RangeOutcome>((resolve, reject) => {
       if (this.ranges.length === 0) {
         this.rangesTrace = traceparent
         setImmediate(() => this.flushRanges())
       }
-      this.ranges.push({ request, minAppliedIndex, resolve, reject })
+      this.ranges.push({ request, minAppliedIndex, authInfo, resolve, reject })
       if (this.ranges.length >= maxRangeBatch) this.flushRanges()
     })
   }
@@ -113,7 +118,7 @@ export class Reader {
   }
 
   private send(batch: ReadonlyArray<QueuedRange>, traceparent: string): void {
-    const requests = batch.map((q) => ({ request: q.request, minAppliedIndex: q.minAppliedIndex }))
+    const requests = batch.map((q) => ({ request: q.request, minAppliedIndex: q.minAppliedIndex, authInfo: q.authInfo }))
     callEndpoint(this.rpc, mvccRange, this.options.rangeSubject, { requests }, { timeoutMs: this.options.requestTimeoutMs, traceparent })
       .then((reply) => {
         const { results } = okOf(reply)

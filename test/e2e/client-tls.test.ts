@@ -7,6 +7,8 @@
  *   served without a restart;
  * - `--client-tls=auto` (etcd's --auto-tls): a self-signed certificate like etcd's (organisation
  *   etcd, the listen host as subject alternative name) that etcdctl trusts with --cacert;
+ * - with auth enabled, the Common Name of a verified client certificate is the user (a token,
+ *   when given, takes precedence), as etcd with --client-cert-auth;
  * - an https:// URL without --cert-file/--key-file is a start-up error with etcd's message.
  */
 import { execFile, execFileSync } from "node:child_process"
@@ -95,6 +97,64 @@ describe("client TLS with a CA (--client-tls, make run TLS=1)", () => {
     const plain = await Promise.all(endpoints.map((e) => etcdctl(e.replace("https://", "http://"), ["--command-timeout=3s", "get", "tls-key"])))
     expect(plain[0]!.code).not.toBe(0)
     expect(outcome(plain[0]!)).toEqual(outcome(plain[1]!))
+  }, 120_000)
+
+  it("takes a verified certificate's Common Name as the user once auth is enabled, as etcd", async () => {
+    // A second client certificate, CN alice, signed by the same CA.
+    const alice = { cert: join(other, "alice.pem"), key: join(other, "alice-key.pem") }
+    const csr = join(other, "alice.csr")
+    execFileSync("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", alice.key, "-out", csr, "-subj", "/CN=alice"], { stdio: "ignore" })
+    execFileSync("openssl", ["x509", "-req", "-in", csr, "-CA", files.ca, "-CAkey", files.caKey, "-CAcreateserial", "-out", alice.cert, "-days", "30"], { stdio: "ignore" })
+    const asAlice = [`--cacert=${files.ca}`, `--cert=${alice.cert}`, `--key=${alice.key}`, "--command-timeout=3s"]
+    const endpoints = [natcd.endpoints[0]!, etcd.endpoint]
+    /** Exit code, stdout and the error line etcdctl prints (its retry warnings carry ids and times). */
+    const seen = (r: CtlResult) => ({ code: r.code, stdout: r.stdout, error: r.stderr.split("\n").filter((l) => l.startsWith("Error")).join("\n") })
+    const steps: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
+      [ctlFlags(files), ["user", "add", "root:rootpw"]],
+      [ctlFlags(files), ["user", "add", "alice", "--no-password"]],
+      [ctlFlags(files), ["role", "add", "reader"]],
+      [ctlFlags(files), ["role", "grant-permission", "reader", "read", "cn/", "--prefix"]],
+      [ctlFlags(files), ["user", "grant-role", "alice", "reader"]],
+      [ctlFlags(files), ["auth", "enable"]],
+      // The root certificate is the root user: no password needed.
+      [ctlFlags(files), ["put", "cn/a", "1"]],
+      [ctlFlags(files), ["user", "list"]],
+      // alice's certificate reads her prefix and nothing else, and cannot write.
+      [asAlice, ["get", "cn/a"]],
+      [asAlice, ["get", "tls-key"]],
+      [asAlice, ["put", "cn/a", "2"]],
+      [asAlice, ["user", "list"]],
+      // A token takes precedence over the certificate.
+      [[...asAlice, "--user", "root:rootpw"], ["put", "cn/a", "3"]],
+      [asAlice, ["get", "cn/a", "--print-value-only"]],
+      [ctlFlags(files), ["auth", "disable"]],
+      [ctlFlags(files, false).concat(`--cert=${alice.cert}`, `--key=${alice.key}`), ["put", "cn/b", "4"]]
+    ]
+    const natcdSeen: string[] = []
+    for (const [flags, args] of steps) {
+      const [n, e] = await Promise.all(endpoints.map((endpoint) => etcdctl(endpoint, [...flags, ...args])))
+      expect([args.join(" "), seen(n!)]).toEqual([args.join(" "), seen(e!)])
+      natcdSeen.push(`${args.join(" ")}: ${seen(n!).error || seen(n!).stdout.trim()}`)
+    }
+    // What the steps show, spelled out (the comparison above alone would pass if both refused everything).
+    expect(natcdSeen).toEqual([
+      "user add root:rootpw: User root created",
+      "user add alice --no-password: User alice created",
+      "role add reader: Role reader created",
+      "role grant-permission reader read cn/ --prefix: Role reader updated",
+      "user grant-role alice reader: Role reader is granted to user alice",
+      "auth enable: Authentication Enabled",
+      "put cn/a 1: OK",
+      "user list: alice\nroot",
+      "get cn/a: cn/a\n1",
+      "get tls-key: Error: etcdserver: permission denied",
+      "put cn/a 2: Error: etcdserver: permission denied",
+      "user list: Error: etcdserver: permission denied",
+      "put cn/a 3: OK",
+      "get cn/a --print-value-only: 3",
+      "auth disable: Authentication Disabled",
+      "put cn/b 4: OK"
+    ])
   }, 120_000)
 
   it("serves a rotated certificate without a restart", async () => {

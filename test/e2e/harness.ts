@@ -180,7 +180,9 @@ export const startNatcd = async (options: {
   for (const endpoint of endpoints) {
     for (;;) {
       const r = await etcdctl(endpoint, [...(options.ctlArgs ?? []), "get", "natcd-startup-probe"])
-      if (r.code === 0) break
+      // With auth enabled an anonymous read is refused by the mvcc service once it served the
+      // ReadIndex: the whole read path answered.
+      if (r.code === 0 || r.stderr.includes("Error: etcdserver: user name is empty")) break
       if (Date.now() > deadline) {
         await natcd.stop()
         throw new Error(`natcd did not become ready at ${endpoint}: ${r.stderr}\n${output.slice(-5000)}`)
