@@ -728,16 +728,17 @@ export const TraceKeepBody = Schema.Struct({ traceId: Schema.String })
 /**
  * mvcc.auth: the auth questions a gateway asks its member, answered from the applied auth
  * store once it applied `minAppliedIndex` (0: at once):
- * - `info`: who a request is made by (etcd AuthInfoFromCtx/AuthInfoFromTLS): the user a
- *   `token` names (error InvalidAuthToken when it names none), or the `commonName` of a
- *   verified client certificate, with the auth revision to check against;
+ * - `infos`: who requests are made by (etcd AuthInfoFromCtx/AuthInfoFromTLS), for the callers
+ *   a gateway resolves in one event-loop turn: per item, the user a `token` names (null when it
+ *   names none: InvalidAuthToken), or the `commonName` of a verified client certificate, with
+ *   the auth revision to check against;
  * - `checkPassword`: etcd CheckPassword, before an Authenticate is proposed: the auth revision
  *   the password was checked at, or AuthNotEnabled, AuthFailed, NoPasswordUser;
  * - `check`: whether `authInfo` may read the range (a Watch creation, a TimeToLive with keys:
  *   etcd IsRangePermitted) or is an admin (Maintenance: etcd IsAdminPermitted).
  */
 export const MvccAuthBody = Schema.Union([
-  Schema.Struct({ info: Schema.Struct({ token: opt(Schema.String), commonName: opt(Schema.String) }) }),
+  Schema.Struct({ infos: Schema.Array(Schema.Union([Schema.Struct({ token: Schema.String }), Schema.Struct({ commonName: Schema.String })])) }),
   Schema.Struct({ checkPassword: Schema.Struct({ name: Schema.String, password: Schema.String, minAppliedIndex: Int }) }),
   Schema.Struct({
     check: Schema.Struct({
@@ -748,5 +749,9 @@ export const MvccAuthBody = Schema.Union([
     })
   })
 ])
-/** The answer: `authInfo` for info, `revision` for checkPassword, nothing for check; or an error (AuthError). */
-export const MvccAuthReply = okOrErr(Schema.Struct({ authInfo: opt(AuthInfoSchema), revision: opt(Int), enabled: Schema.Boolean }))
+/** The answer: `infos` (in the request's order) for infos, `revision` for checkPassword, nothing for check; or an error (AuthError). */
+export const MvccAuthReply = okOrErr(Schema.Struct({
+  infos: opt(Schema.Array(Schema.NullOr(AuthInfoSchema))),
+  revision: opt(Int),
+  enabled: Schema.Boolean
+}))

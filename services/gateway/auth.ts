@@ -4,7 +4,8 @@
  *
  * Who a call is made by (etcd server/etcdserver/v3_server.go AuthInfoFromCtx): the token in
  * the call's `token` metadata (or `authorization`, as etcd's JSON gateway sends it), resolved by
- * the member's mvcc service (a token it does not know fails the call "invalid auth token", also
+ * the member's mvcc service, the calls of one event-loop turn in one request
+ * ({@link IdentityBatcher}; a token it does not know fails the call "invalid auth token", also
  * while authentication is disabled, as etcd 3.4); without a token, with `--client-cert-auth`,
  * the Common Name of the client's verified certificate; otherwise nobody. The result
  * ({@link AuthInfo}) travels with the call's work (../runtime/auth-context.ts): every proposal
@@ -78,19 +79,74 @@ const permissionFromWire = (w: Wire | null | undefined): Permission | undefined 
 }
 const permissionToWire = (p: Permission): Wire => ({ permType: p.permType, key: Buffer.from(p.key), range_end: Buffer.from(p.rangeEnd) })
 
+/** Most identities asked for in one mvcc.auth frame (tokens and common names). */
+export const maxIdentityBatch = 1024
+
+/** A token or a certificate's common name to resolve. */
+export type Identity = { readonly token: string } | { readonly commonName: string }
+
+/**
+ * Resolves the identities of the calls that arrive in one event-loop turn with one mvcc.auth
+ * `infos` request (at most {@link maxIdentityBatch} per frame), as the reader batches ranges:
+ * an authenticated request then costs a share of one round trip to mvcc, not one of its own.
+ * Calls with the same token in one batch share its entry. Invariant: `pending` holds only
+ * callers whose batch has not been sent; a flush is scheduled whenever it is non-empty.
+ */
+export class IdentityBatcher {
+  private pending = new Map<string, { readonly identity: Identity; readonly waiters: Array<{ resolve: (i: AuthInfo) => void; reject: (e: unknown) => void }> }>()
+  private readonly ask: (items: ReadonlyArray<Identity>) => Promise<ReadonlyArray<AuthInfo | null>>
+
+  constructor(ask: (items: ReadonlyArray<Identity>) => Promise<ReadonlyArray<AuthInfo | null>>) {
+    this.ask = ask
+  }
+
+  /** The auth info `identity` names; rejects InvalidAuthToken for a token nobody holds. */
+  resolve(identity: Identity): Promise<AuthInfo> {
+    const key = "token" in identity ? `t:${identity.token}` : `c:${identity.commonName}`
+    return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) setImmediate(() => this.flush())
+      let entry = this.pending.get(key)
+      if (entry === undefined) this.pending.set(key, (entry = { identity, waiters: [] }))
+      entry.waiters.push({ resolve, reject })
+      if (this.pending.size >= maxIdentityBatch) this.flush()
+    })
+  }
+
+  private flush(): void {
+    const batch = [...this.pending.values()]
+    if (batch.length === 0) return
+    this.pending = new Map()
+    this.ask(batch.map((e) => e.identity)).then(
+      (infos) =>
+        batch.forEach((entry, i) => {
+          const info = infos[i]
+          for (const w of entry.waiters) {
+            if (info === undefined) w.reject({ _tag: "MalformedFrame", reason: "mvcc.auth infos count" } satisfies EtcdErrorData)
+            else if (info === null) w.reject(authError("InvalidAuthToken"))
+            else w.resolve(info)
+          }
+        }),
+      (e: unknown) => {
+        for (const entry of batch) for (const w of entry.waiters) w.reject(e)
+      }
+    )
+  }
+}
+
 /** The gateway's auth: call identities, the Auth RPC handlers, and the API-layer checks. */
 export const makeAuth = (ctx: AuthContext) => {
   const ask = async (body: typeof mvccAuth.request.Type) =>
     okOf(await callEndpoint(ctx.rpc, mvccAuth, ctx.subjects.auth, body, { timeoutMs: ctx.requestTimeoutMs }))
 
+  const identities = new IdentityBatcher((items) => ask({ infos: items }).then((r) => r.infos ?? []))
+
   /** Who `call` is made by (see the module comment). Rejects InvalidAuthToken for an unknown token. */
   const resolve = async (call: { readonly metadata: grpc.Metadata }): Promise<AuthInfo> => {
     const token = metadataValue(call.metadata, "token") ?? metadataValue(call.metadata, "authorization")
-    if (token !== undefined) return (await ask({ info: { token } })).authInfo ?? noAuthInfo
+    if (token !== undefined) return identities.resolve({ token })
     if (!ctx.clientCertAuth) return noAuthInfo
     const commonName = peerCommonName(call as never)
-    if (commonName === undefined) return noAuthInfo
-    return (await ask({ info: { commonName } })).authInfo ?? noAuthInfo
+    return commonName === undefined ? noAuthInfo : identities.resolve({ commonName })
   }
 
   /**

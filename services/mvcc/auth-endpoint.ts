@@ -39,16 +39,13 @@ export const serveAuthEndpoint = (nc: NatsConnection, at: { readonly cluster: st
     const body = req.body
     const enabled = ctx.auth.isEnabled()
     const refuse = (err: EtcdErrorData) => req.reply({ err })
-    if ("info" in body) {
-      const { token, commonName } = body.info
-      if (token !== undefined) {
-        const info = ctx.tokens.info(token, ctx.auth.authRevision())
-        if (info === undefined) return refuse({ _tag: "AuthError", code: "InvalidAuthToken" })
-        return req.reply({ ok: { authInfo: info, enabled } })
-      }
-      // etcd AuthInfoFromTLS: the certificate's common name, at the current revision.
-      if (commonName !== undefined) return req.reply({ ok: { authInfo: { username: commonName, revision: ctx.auth.authRevision() }, enabled } })
-      return req.reply({ ok: { enabled } })
+    if ("infos" in body) {
+      const revision = ctx.auth.authRevision()
+      const infos = body.infos.map((item) =>
+        // etcd AuthInfoFromTLS: the certificate's common name, at the current revision.
+        "commonName" in item ? { username: item.commonName, revision } : ctx.tokens.info(item.token, revision) ?? null
+      )
+      return req.reply({ ok: { infos, enabled } })
     }
     const waitThen = (minAppliedIndex: number, answer: () => void) => {
       const wait = ctx.waitApplied(minAppliedIndex)
