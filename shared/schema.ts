@@ -258,7 +258,13 @@ export const RaftStatus = Schema.Struct({
   raftState: Schema.String,
   isLearner: Schema.Boolean,
   /** Peer message counters (services/raft/peers.ts PeerCounters). */
-  peers: Schema.Record(Schema.String, Schema.Number)
+  peers: Schema.Record(Schema.String, Schema.Number),
+  /**
+   * Whether the cluster's membership holds this member's name (its attributes were published
+   * through raft, etcd's publish); the member's gateway serves clients only then, as etcd
+   * serves them only once its publish is done (ReadyNotify).
+   */
+  published: opt(Schema.Boolean)
 })
 export type RaftStatus = typeof RaftStatus.Type
 

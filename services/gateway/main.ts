@@ -14,6 +14,8 @@ import { join } from "node:path"
 import { InvalidArgumentError, Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Duration from "effect/Duration"
+import * as Schedule from "effect/Schedule"
 import {
   gatewayResult, gatewayWatch, leaseKeepAlive, leaseTimeToLive, mvccAlarms, mvccAuth, mvccChunk, mvccDefragment, mvccHashKv, mvccLeases,
   mvccRange, mvccSnapshot, mvccStatus, raftPropose, raftReadIndex, raftStatus, subjectOf, traceKeep
@@ -285,6 +287,14 @@ const GatewayLive = Layer.effectDiscard(
       yield* Effect.try(() => ensureSelfSignedCertificate(plan.certFile, plan.keyFile, [plan.host])).pipe(Effect.orDie)
     }
     const address = `${plan.host.includes(":") ? `[${plan.host}]` : plan.host}:${plan.port}`
+    // etcd serves clients only once its member published its attributes (ReadyNotify): until
+    // then a member's name is missing from MemberList. The gateway binds the client port once
+    // its raft service reports the member's name in the membership (at once after a restart).
+    yield* Effect.tryPromise(() => callEndpoint(rpc, raftStatus, raftStatusSubject, {}, { timeoutMs: 1000 })).pipe(
+      Effect.flatMap((s) => (s.published === false ? Effect.fail("not published") : Effect.void)),
+      Effect.tapError(() => Effect.logDebug("waiting for the member to publish its attributes before serving clients")),
+      Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)) })
+    )
     const server = yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         startGrpcServer(plan._tag === "Plain" ? address : undefined, {

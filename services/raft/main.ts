@@ -474,7 +474,8 @@ const RaftLive = Layer.effectDiscard(
         appliedIndex: driver.applied(),
         raftState: s.softState.raftState,
         isLearner: s.confState.learners.includes(memberId),
-        peers: { ...peers.counters }
+        peers: { ...peers.counters },
+        published: membership.get(memberId)?.name === flags.member
       }
     }
     const opts = endpointOptions("raft")

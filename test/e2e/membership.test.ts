@@ -96,7 +96,11 @@ describe("membership with etcdctl", () => {
       expect((await etcdctl(all, ["member", "add", "m5", "--peer-urls=http://m5:2380", "--learner"])).stderr).toContain("etcdserver: too many learner members in cluster")
       const m4Port = portOffset + 42379
       extra = startExtraMember("m4", data.dir, m4Port)
-      await waitForPort(m4Port)
+      // m4's gateway serves once m4 published its attributes through raft (as etcd serves after
+      // its publish), which needs m4's raft connected: after the nats-server reloads that the new
+      // identities cause, that took up to about 20 s here. The whole wait keeps the 50 s it had
+      // when the port came first and the publish was awaited after it.
+      await waitForPort(m4Port, 50_000)
       const deadline = Date.now() + 30_000
       for (;;) {
         const m4 = (await memberList(natcd.endpoints[0]!)).find((m) => m.name === "m4")
