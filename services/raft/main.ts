@@ -20,6 +20,10 @@
 import { Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Duration from "effect/Duration"
+import * as Schedule from "effect/Schedule"
+import * as Exit from "effect/Exit"
+import * as Cause from "effect/Cause"
 import { randomBytes, randomInt } from "node:crypto"
 import {
   BadLeaderTransferee,
@@ -178,7 +182,7 @@ const RaftLive = Layer.effectDiscard(
         if (span !== undefined) spans.push({ span, index: e.index, traceparent: tp })
       }
       const walTrace = spans.length > 0 ? spanTraceparent(spans[0]!.span) : traceparent
-      okOf(await callForever(() => callEndpoint(rpc, walAppend, walAppendSubject, body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: walTrace })))
+      okOf(await callWal("wal.append", () => callEndpoint(rpc, walAppend, walAppendSubject, body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: walTrace })))
       const now = nowUs()
       for (const s of spans) {
         endSpan(s.span, undefined, undefined, now)
@@ -194,7 +198,7 @@ const RaftLive = Layer.effectDiscard(
       let from = 1
       const entries: Entry[] = []
       for (;;) {
-        const page = await callForever(() => callEndpoint(rpc, walLoad, walLoadSubject, { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
+        const page = await callWal("wal.load", () => callEndpoint(rpc, walLoad, walLoadSubject, { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
         for (const e of page.entries) entries.push(e)
         if (!page.more || page.entries.length === 0) return { hardState: page.hardState, entries, snapshot: page.snapshot }
         from = page.entries[page.entries.length - 1]!.index + 1
@@ -351,7 +355,7 @@ const RaftLive = Layer.effectDiscard(
         ) void takeSnapshot()
       },
       persistSnapshot: async (snapshot) => {
-        okOf(await callForever(() => callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 })))
+        okOf(await callWal("wal.snapshot", () => callEndpoint(rpc, walSnapshot, walSnapshotSubject, { snapshot }, { timeoutMs: 30_000 })))
         const data = decodeSnapshotData(snapshot.data)
         if (data !== undefined) membership.restore(data.members)
         history = [{ index: snapshot.metadata.index, members: membership.list() }]
@@ -678,18 +682,48 @@ const RaftLive = Layer.effectDiscard(
 )
 
 /**
- * Retries `call` until it resolves, 100 ms after each call that got no reply (for calls raft
- * cannot do without). A reply that is an error frame or malformed is thrown.
+ * How long raft keeps calling its wal service when calls get no reply, ms. Raft can do nothing
+ * without its log: past this bound the process stops (fail-stop, as etcd panics when its WAL
+ * cannot be written) and the supervisor starts it again.
  */
-const callForever = async <A>(call: () => Promise<A>): Promise<A> => {
-  for (;;) {
-    try {
-      return await call()
-    } catch (e) {
-      if (!(e instanceof RequestTimeout || e instanceof Stopped)) throw e
-      await new Promise((r) => setTimeout(r, 100))
-    }
+export const walRetryBoundMs = 60_000
+
+/** The pauses between wal calls that got no reply: 100 ms doubling to at most 2 s, for {@link walRetryBoundMs}. */
+const walRetry = Schedule.min([Schedule.exponential(Duration.millis(100)), Schedule.spaced(Duration.seconds(2))]).pipe(
+  Schedule.upTo({ duration: Duration.millis(walRetryBoundMs) })
+)
+
+const noReply = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
+
+/**
+ * Calls the wal service (`what` names the call in the log): a call that got no reply
+ * (RequestTimeout, Stopped: the wal service is restarting or a frame was lost) is retried by
+ * {@link walRetry}, each retry logged; a reply that is an error frame or malformed is thrown at
+ * once. When the wal service stays silent for {@link walRetryBoundMs}, the process exits.
+ */
+const callWal = async <A>(what: string, call: () => Promise<A>): Promise<A> => {
+  // The first attempt runs as a plain call: this is the path of every persisted Ready.
+  try {
+    return await call()
+  } catch (e) {
+    if (!noReply(e)) throw e
   }
+  const exit = await Effect.runPromiseExit(
+    Effect.sync(() => runDetached(Effect.logWarning(`${what}: no reply from the wal service; retrying`))).pipe(
+      Effect.andThen(Effect.sleep(Duration.millis(100))),
+      Effect.andThen(Effect.tryPromise({ try: call, catch: (e) => e })),
+      // Each attempt after a silent one logs, pauses 100 ms, calls; the schedule adds its pause.
+      Effect.retry({ schedule: walRetry, while: noReply }),
+      Effect.catch((e) => {
+        if (!noReply(e)) return Effect.fail(e)
+        runDetached(Effect.logError(`${what}: the wal service did not answer for ${walRetryBoundMs} ms; exiting to start again`))
+        return Effect.sync(() => setTimeout(() => process.exit(1), 100)).pipe(Effect.andThen(Effect.never))
+      })
+    )
+  )
+  // A reply that is an error frame or malformed is thrown as itself, as on the first attempt.
+  if (Exit.isSuccess(exit)) return exit.value
+  throw Cause.squash(exit.cause)
 }
 
 launch("raft", flags, RaftLive)
