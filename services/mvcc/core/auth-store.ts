@@ -85,6 +85,9 @@ const withPrefix = (p: Uint8Array, name: string): Uint8Array => {
   return k
 }
 
+/** Name order as etcd's (bbolt keys, Go's sort.Strings): by UTF-8 bytes. */
+const byBytes = (a: string, b: string): number => compareBytes(ascii(a), ascii(b))
+
 /** The zero byte etcd's range_end uses for "every key from `key` on". */
 const isOpenEnded = (rangeEnd: Uint8Array): boolean => rangeEnd.length === 1 && rangeEnd[0] === 0
 
@@ -287,7 +290,7 @@ export class AuthStore {
       if (u === undefined) return fail("UserNotFound")
       return { ok: { roles: [...u.roles] } }
     }
-    if ("userList" in req) return { ok: { users: [...this.users.keys()].sort() } }
+    if ("userList" in req) return { ok: { users: [...this.users.keys()].sort(byBytes) } }
     if ("userDelete" in req) {
       const { name } = req.userDelete
       if (this.enabled && name === rootUser) return fail("InvalidAuthMgmt")
@@ -309,7 +312,7 @@ export class AuthStore {
       if (u === undefined) return fail("UserNotFound")
       if (role !== rootRole && !this.roles.has(role)) return fail("RoleNotFound")
       if (u.roles.includes(role)) return { ok: {} }
-      this.putUser(tx, { ...u, roles: [...u.roles, role].sort() })
+      this.putUser(tx, { ...u, roles: [...u.roles, role].sort(byBytes) })
       return this.changed(tx, {})
     }
     if ("userRevokeRole" in req) {
@@ -338,7 +341,7 @@ export class AuthStore {
       if (role === undefined) return fail("RoleNotFound")
       return { ok: { perm: role.permissions } }
     }
-    if ("roleList" in req) return { ok: { roles: [...this.roles.keys()].sort() } }
+    if ("roleList" in req) return { ok: { roles: [...this.roles.keys()].sort(byBytes) } }
     if ("roleDelete" in req) {
       const { role } = req.roleDelete
       if (this.enabled && role === rootRole) return fail("InvalidAuthMgmt")
