@@ -21,7 +21,7 @@ import { counter, histogram, latencyBuckets } from "../runtime/metrics.ts"
 import { endSpan, requestContext, spanTraceparent, startRootSpan } from "../runtime/tracing.ts"
 import type { ActiveSpan } from "../runtime/tracing.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
-import { withAuthInfo } from "../runtime/auth-context.ts"
+import { invalidTokenAuthInfo, withAuthInfo } from "../runtime/auth-context.ts"
 
 /** The response metadata key carrying a request's trace id (initial metadata, sent first). */
 export const traceIdMetadataKey = "natcd-trace-id"
@@ -405,7 +405,15 @@ const countedBidi = (handle: BidiStreamHandler["handle"], service: string, metho
       // The client may have gone while its caller was resolved: nothing to serve.
       if (!call.cancelled) withAuthInfo(info, () => handle(call))
     },
-    (error) => call.emit("error", streamError(toGrpcError(error)))
+    (error) => {
+      if (call.cancelled) return
+      // etcd keeps such a stream open (see invalidTokenAuthInfo); other failures end it.
+      if ((error as { _tag?: string; code?: string })?._tag === "AuthError" && (error as { code?: string }).code === "InvalidAuthToken") {
+        withAuthInfo(invalidTokenAuthInfo, () => handle(call))
+      } else {
+        call.emit("error", streamError(toGrpcError(error)))
+      }
+    }
   )
 }
 

@@ -42,7 +42,7 @@ import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import { toGrpcError } from "./errors.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
-import { currentAuthInfo, withAuthInfo } from "../runtime/auth-context.ts"
+import { currentAuthInfo, invalidTokenAuthInfo, withAuthInfo } from "../runtime/auth-context.ts"
 
 /** Go's names of the gRPC codes a refused watch's cancel reason can carry (etcd: status.Error's text). */
 const goCodeNames: Readonly<Record<number, string>> = { 3: "InvalidArgument", 7: "PermissionDenied", 16: "Unauthenticated" }
@@ -292,7 +292,9 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       const key: Uint8Array = c.key instanceof Uint8Array && c.key.length > 0 ? c.key : new Uint8Array([0])
       const rangeEnd: Uint8Array | undefined = c.range_end instanceof Uint8Array && c.range_end.length > 0 ? c.range_end : undefined
       this.enqueue(async () => {
-        const denied = await withAuthInfo(this.caller, () => check([{ key, ...(rangeEnd === undefined ? {} : { rangeEnd }) }])).then(() => undefined, (e: unknown) => e)
+        const denied = this.caller === invalidTokenAuthInfo
+          ? { _tag: "AuthError", code: "InvalidAuthToken" }
+          : await withAuthInfo(this.caller, () => check([{ key, ...(rangeEnd === undefined ? {} : { rangeEnd }) }])).then(() => undefined, (e: unknown) => e)
         if (denied === undefined) return this.create(c)
         // etcd recvLoop: the auth store's error as a gRPC status text (other failures read as permission denied).
         const tag = (denied as { _tag?: string; code?: string })

@@ -17,6 +17,13 @@ import type { AuthInfo } from "../../shared/auth.ts"
 /** No user (etcd: a request without a token). */
 export const noAuthInfo: AuthInfo = { username: "", revision: 0 }
 
+/**
+ * The caller of a stream whose token names nobody (this very object, compared by identity). etcd
+ * does not fail such a stream: a Watch refuses each watch it is asked for "invalid auth token",
+ * and LeaseKeepAlive, which checks nobody, keeps serving. Anything else it does runs as nobody.
+ */
+export const invalidTokenAuthInfo: AuthInfo = { username: "", revision: 0 }
+
 const storage = new AsyncLocalStorage<AuthInfo>()
 
 /** Runs `f` with `info` as the current auth info (for everything `f` starts, synchronously or not). */

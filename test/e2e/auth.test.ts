@@ -105,6 +105,36 @@ describe("auth on three members with simple tokens", () => {
       await sleep(4500)
       for (const m of [m1, m2, m3]) expect(await failure(get(m, "app/x", token))).toBe("UNAUTHENTICATED: etcdserver: invalid auth token")
 
+      // Streams opened with a token nobody holds stay open, as etcd's: a watch is refused
+      // "invalid auth token", keep-alives (which etcd checks for nobody) are answered.
+      {
+        const services = loadEtcdServices() as unknown as Record<string, grpc.ServiceClientConstructor>
+        const md = new grpc.Metadata()
+        md.set("token", token)
+        const watchClient = new services.Watch!(m2, grpc.credentials.createInsecure()) as any
+        const watchStream = watchClient.Watch(md)
+        // The streams end with the channel's close below ("Connection dropped"): expected.
+        watchStream.on("error", () => undefined)
+        const refused = new Promise<{ created: boolean; canceled: boolean; cancel_reason: string; watch_id: string }>((resolve) => watchStream.once("data", resolve))
+        watchStream.write({ create_request: { key: Buffer.from("app/x") } })
+        const w = await refused
+        expect([w.created, w.canceled, w.watch_id, w.cancel_reason]).toEqual([true, true, "-1", "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"])
+        watchStream.end()
+        watchClient.close()
+        const { ID } = await call<{ ID: string }>(m1, "Lease", "LeaseGrant", { TTL: 30 })
+        const leaseClient = new services.Lease!(m3, grpc.credentials.createInsecure()) as any
+        const keepAlive = leaseClient.LeaseKeepAlive(md)
+        const renewed = new Promise<{ ID: string; TTL: string }>((resolve, reject) => {
+          keepAlive.once("data", resolve)
+          keepAlive.once("error", reject)
+        })
+        keepAlive.write({ ID })
+        expect(Number((await renewed).TTL)).toBeGreaterThan(0)
+        keepAlive.on("error", () => undefined)
+        keepAlive.end()
+        leaseClient.close()
+      }
+
       // kill -9 of the leader member while alice writes through every member with one token;
       // a write refused by a member that lost its tokens in the restart authenticates again.
       {
