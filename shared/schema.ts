@@ -758,6 +758,5 @@ export const MvccAuthBody = Schema.Union([
 /** The answer: `infos` (in the request's order) for infos, `revision` for checkPassword, nothing for check; or an error (AuthError). */
 export const MvccAuthReply = okOrErr(Schema.Struct({
   infos: opt(Schema.Array(Schema.NullOr(AuthInfoSchema))),
-  revision: opt(Int),
-  enabled: Schema.Boolean
+  revision: opt(Int)
 }))

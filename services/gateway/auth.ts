@@ -24,10 +24,11 @@ import bcrypt from "bcrypt"
 import { randomInt } from "node:crypto"
 import type * as grpc from "@grpc/grpc-js"
 import type { AuthInfo, AuthRequest, AuthResponse, Permission, PermissionType } from "../../shared/auth.ts"
-import { mvccAuth, raftReadIndex } from "../../shared/endpoints.ts"
+import { mvccAuth } from "../../shared/endpoints.ts"
 import type { AuthErrorCode, EtcdErrorData } from "../../shared/errors.ts"
 import { currentAuthInfo, noAuthInfo } from "../runtime/auth-context.ts"
 import type { Proposer } from "../runtime/proposer.ts"
+import type { Reader } from "../runtime/reader.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import type { Header, Wire } from "./convert.ts"
@@ -44,7 +45,9 @@ export interface AuthContext {
   readonly rpc: RpcClient
   readonly proposer: Proposer
   readonly requestTimeoutMs: number
-  readonly subjects: { readonly auth: string; readonly readIndex: string }
+  readonly subjects: { readonly auth: string }
+  /** The member's read path: Authenticate waits for a ReadIndex through it (shared with the reads of its turn). */
+  readonly reader: Pick<Reader, "readIndex">
   /** bcrypt cost of the password hashes made here (etcd --bcrypt-cost; 4..31). */
   readonly bcryptCost: number
   /** Whether a verified client certificate's Common Name names the user (etcd --client-cert-auth). */
@@ -174,7 +177,7 @@ export const makeAuth = (ctx: AuthContext) => {
     const name = str(w.name)
     const password = str(w.password)
     // etcd: a linearizable read first, so the password is checked against an up-to-date store.
-    const { index } = okOf(await callEndpoint(ctx.rpc, raftReadIndex, ctx.subjects.readIndex, {}, { timeoutMs: ctx.requestTimeoutMs }))
+    const index = await ctx.reader.readIndex("")
     for (let attempt = 0; attempt < authenticateAttempts; attempt++) {
       const checked = await ask({ checkPassword: { name, password, minAppliedIndex: index } })
       const { response, header } = await propose({ authenticate: { name, simpleToken: tokenPrefix() } })

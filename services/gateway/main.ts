@@ -220,7 +220,8 @@ const GatewayLive = Layer.effectDiscard(
       rpc,
       proposer,
       requestTimeoutMs: flags.requestTimeoutMs,
-      subjects: { auth: subjectOf(mvccAuth, at), readIndex: subjectOf(raftReadIndex, at) },
+      subjects: { auth: subjectOf(mvccAuth, at) },
+      reader,
       bcryptCost: flags.bcryptCost,
       clientCertAuth: listenerPlan._tag === "Tls" && listenerPlan.clientCertAuth,
       header: async (revision, raftTerm) => {

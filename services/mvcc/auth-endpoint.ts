@@ -37,7 +37,6 @@ export const serveAuthEndpoint = (nc: NatsConnection, at: { readonly cluster: st
   let checking = 0
   return serveEndpoint(nc, mvccAuth, at, (req) => {
     const body = req.body
-    const enabled = ctx.auth.isEnabled()
     const refuse = (err: EtcdErrorData) => req.reply({ err })
     if ("infos" in body) {
       const revision = ctx.auth.authRevision()
@@ -45,7 +44,7 @@ export const serveAuthEndpoint = (nc: NatsConnection, at: { readonly cluster: st
         // etcd AuthInfoFromTLS: the certificate's common name, at the current revision.
         "commonName" in item ? { username: item.commonName, revision } : ctx.tokens.info(item.token, revision) ?? null
       )
-      return req.reply({ ok: { infos, enabled } })
+      return req.reply({ ok: { infos } })
     }
     const waitThen = (minAppliedIndex: number, answer: () => void) => {
       const wait = ctx.waitApplied(minAppliedIndex)
@@ -63,7 +62,7 @@ export const serveAuthEndpoint = (nc: NatsConnection, at: { readonly cluster: st
         const revision = ctx.auth.authRevision()
         checking++
         bcrypt.compare(password, user.password).then(
-          (same) => (same ? req.reply({ ok: { revision, enabled: true } }) : refuse({ _tag: "AuthError", code: "AuthFailed" })),
+          (same) => (same ? req.reply({ ok: { revision } }) : refuse({ _tag: "AuthError", code: "AuthFailed" })),
           () => refuse({ _tag: "AuthError", code: "AuthFailed" })
         ).finally(() => checking--)
       })
@@ -74,7 +73,7 @@ export const serveAuthEndpoint = (nc: NatsConnection, at: { readonly cluster: st
         ? ctx.auth.checkAdmin(authInfo.username === "" ? undefined : authInfo)
         : (ranges ?? []).map((r) => ctx.auth.checkRange(authInfo, r, "READ")).find((d) => d !== undefined)
       if (denied !== undefined) return refuse(denied.err)
-      req.reply({ ok: { enabled: ctx.auth.isEnabled() } })
+      req.reply({ ok: {} })
     })
   }, options)
 }

@@ -67,18 +67,18 @@ export interface AuthApplied {
   readonly authenticated?: string
 }
 
-const ascii = (s: string): Uint8Array => new TextEncoder().encode(s)
-const enabledKey = ascii("auth/enabled")
-const revisionKey = ascii("auth/revision")
-const userPrefix = ascii("auth/user/")
-const rolePrefix = ascii("auth/role/")
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
+const enabledKey = utf8("auth/enabled")
+const revisionKey = utf8("auth/revision")
+const userPrefix = utf8("auth/user/")
+const rolePrefix = utf8("auth/role/")
 const prefixEnd = (p: Uint8Array): Uint8Array => {
   const e = p.slice()
   e[e.length - 1]!++
   return e
 }
 const withPrefix = (p: Uint8Array, name: string): Uint8Array => {
-  const n = ascii(name)
+  const n = utf8(name)
   const k = new Uint8Array(p.length + n.length)
   k.set(p)
   k.set(n, p.length)
@@ -86,7 +86,7 @@ const withPrefix = (p: Uint8Array, name: string): Uint8Array => {
 }
 
 /** Name order as etcd's (bbolt keys, Go's sort.Strings): by UTF-8 bytes. */
-const byBytes = (a: string, b: string): number => compareBytes(ascii(a), ascii(b))
+const byBytes = (a: string, b: string): number => compareBytes(utf8(a), utf8(b))
 
 /** The zero byte etcd's range_end uses for "every key from `key` on". */
 const isOpenEnded = (rangeEnd: Uint8Array): boolean => rangeEnd.length === 1 && rangeEnd[0] === 0
