@@ -386,7 +386,7 @@ export const gatewayWatch = pub({
   name: "gateway.watch", subject: "natcd.{cluster}.{member}.gateway.watch.{instance}",
   kind: "watch.responses", request: S.WatchResponsesBody,
   servers: [server("gateway")], callers: [any("watch")],
-  doc: "watch responses from the replicas to that gateway process"
+  doc: "watch responses from the replicas to that gateway process: etcd WatchResponses protobuf-encoded and gRPC-framed, relayed as they are (shared/watch-relay.ts)"
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -502,9 +502,17 @@ export const HistoryReply = okOrErr(Schema.Struct({ head: Int, compactRev: Int, 
  * watch.open (queue group): gateway asks some replica to hold watch session `session`, whose
  * responses go to subject `gateway`. Idempotent per session id. `windowBytes`: the most
  * unacknowledged response bytes the gateway wants in flight for it (its own budget shared by
- * its streams).
+ * its streams). `clusterId` and `memberId`: the ids the responses' headers carry (the gateway's
+ * member); `maxRequestBytes`: the fragment limit of the stream (the gateway's --max-request-bytes).
  */
-export const WatchOpenBody = Schema.Struct({ session: Schema.String, gateway: Schema.String, windowBytes: opt(Int) })
+export const WatchOpenBody = Schema.Struct({
+  session: Schema.String,
+  gateway: Schema.String,
+  windowBytes: opt(Int),
+  clusterId: opt(U64),
+  memberId: opt(U64),
+  maxRequestBytes: opt(Int)
+})
 export const WatchOpenReply = okOrErr(Schema.Struct({ replica: Schema.String, head: Int }))
 
 /**
@@ -521,7 +529,8 @@ export const WatchCreateBody = Schema.Struct({
   prevKv: Schema.Boolean,
   noPut: Schema.Boolean,
   noDelete: Schema.Boolean,
-  progressNotify: Schema.Boolean
+  progressNotify: Schema.Boolean,
+  fragment: opt(Schema.Boolean)
 })
 /** watch.cancel: remove watcher `watchId` of `session` (its canceled response follows on the session). */
 export const WatchCancelBody = Schema.Struct({ session: Schema.String, watchId: Int })
@@ -541,28 +550,18 @@ export const WatchPingBody = Schema.Struct({
 /** The pinged sessions the replica does not hold (lost or never opened). */
 export const WatchPingReply = Schema.Struct({ unknown: Schema.Array(Schema.String) })
 
-/** One watch response of a session (etcd WatchResponse without the header's ids). */
-export const WatchResponseBody = Schema.Struct({
-  watchId: Int,
-  revision: Int,
-  created: opt(Schema.Boolean),
-  canceled: opt(Schema.Boolean),
-  compactRevision: opt(Int),
-  cancelReason: opt(Schema.String),
-  events: Schema.Array(WatchEvent)
-})
-export type WatchResponseBody = typeof WatchResponseBody.Type
-
 /**
  * gateway.watch.<instance> (publish): message `seq` (1, 2, ... per session, no gaps: a gap
- * means a lost message and the gateway moves the session) of session `session`.
+ * means a lost message and the gateway moves the session) of session `session`. `marks` and
+ * `responses`: the responses, as the client's stream receives them, packed as
+ * shared/watch-relay.ts describes (the gateway relays their bytes as they are).
  */
 export const WatchResponsesBody = Schema.Struct({
   session: Schema.String,
   replica: Schema.String,
   seq: Int,
-  term: Int,
-  responses: Schema.Array(WatchResponseBody)
+  marks: Bytes,
+  responses: Bytes
 })
 
 /**
@@ -636,7 +635,7 @@ export const FrameKinds = {
   "watch.ack": 1,
   "watch.ping": 1,
   "watch.ping.reply": 1,
-  "watch.responses": 1,
+  "watch.responses": 2,
   health: 1,
   "health.reply": 1,
   "trace.keep": 1,

@@ -8,6 +8,7 @@
  * gets etcd's "request is too large" rather than a transport error.
  */
 import * as grpc from "@grpc/grpc-js"
+import type * as http2 from "node:http2"
 import * as protoLoader from "@grpc/proto-loader"
 import { ReflectionService } from "@grpc/reflection"
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check"
@@ -132,7 +133,7 @@ const observeCall = (
   }
 }
 
-const protoDir = fileURLToPath(new URL("./proto/", import.meta.url))
+const protoDir = fileURLToPath(new URL("../../shared/proto/", import.meta.url))
 
 /**
  * The deepest message nesting decoded or encoded, in protobuf message levels (protobufjs's
@@ -213,11 +214,149 @@ export const loadEtcdServices = () => {
   return { ...pkg.etcdserverpb, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election } as Record<string, { service: grpc.ServiceDefinition }>
 }
 
-/** {@link loadEtcdServices} as the server uses them: Txn with the depth guard. */
-const serverDefinitions = () => {
+/**
+ * Watch's definition whose response serializer relays bytes: a Watch response handed to the
+ * stream as a Uint8Array is a WatchResponse the watch replica already encoded
+ * (services/watch/encode.ts), sent as it is; wire objects (the gateway's own responses) are
+ * encoded as usual.
+ */
+const withRelayedResponses = (service: grpc.ServiceDefinition): grpc.ServiceDefinition => {
+  const watch = (service as Record<string, grpc.MethodDefinition<Wire, Wire>>).Watch
+  if (watch === undefined) return service
+  const encode = watch.responseSerialize
+  return {
+    ...service,
+    Watch: {
+      ...watch,
+      responseSerialize: (value: Wire | Uint8Array): Buffer =>
+        value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : encode(value)
+    }
+  }
+}
+
+/**
+ * The gRPC call under each Watch stream, by the stream's metadata object (the handler's
+ * `call.metadata`), recorded by {@link watchCallInterceptor}.
+ */
+const watchCalls = new WeakMap<grpc.Metadata, grpc.ServerInterceptingCallInterface>()
+
+/** The full path of etcd's Watch method. */
+const watchPath = "/etcdserverpb.Watch/Watch"
+
+/**
+ * A server interceptor (grpc-js's public interceptor API) that records the call under each
+ * Watch stream, so that {@link directSender} can hand responses to it without the stream
+ * object in between. Other methods pass untouched.
+ */
+const watchCallInterceptor: grpc.ServerInterceptor = (method, call) => {
+  // grpc-js only uses the interface of what an interceptor returns (it chains them through
+  // it); other methods get their call back unwrapped, adding nothing to unary calls.
+  if (method.path !== watchPath) return call as grpc.ServerInterceptingCall
+  return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) =>
+    next(new grpc.ServerListenerBuilder().withOnReceiveMetadata((metadata, pass) => {
+      watchCalls.set(metadata, call)
+      pass(metadata)
+    }).build())
+  ).build())
+}
+
+/**
+ * How a Watch stream's responses are written: all of a stream's responses take one path, or
+ * their order is lost. `sent` is called once HTTP/2 took the bytes (within the client's
+ * flow-control window).
+ */
+export interface WatchSender {
+  /** One response: a wire object (encoded here) or a WatchResponse's protobuf bytes (sent as they are). */
+  message(response: Wire | Uint8Array, sent: () => void): void
+  /**
+   * Responses already in gRPC's length-prefixed framing (per message: a zero byte, the length
+   * as 4 big-endian bytes, the protobuf bytes), written in one HTTP/2 write.
+   */
+  framed(bytes: Uint8Array, sent: () => void): void
+  /** True when `framed` writes the bytes as they are (false: one message at a time). */
+  readonly relaysFrames: boolean
+}
+
+/** The HTTP/2 stream under a grpc-js call, when grpc-js keeps it where 1.14 does. */
+const http2StreamOf = (call: grpc.ServerInterceptingCallInterface): http2.ServerHttp2Stream | undefined => {
+  const stream = (call as unknown as { readonly stream?: Partial<http2.ServerHttp2Stream> }).stream
+  // node:http2 exports no stream class to test against: a server stream is what responds and writes.
+  return typeof stream?.respond === "function" && typeof stream.write === "function" && typeof stream.session === "object"
+    ? (stream as http2.ServerHttp2Stream)
+    : undefined
+}
+
+/** Calls `f` with each message of gRPC-framed `bytes` (see {@link WatchSender.framed}). */
+const eachFramedMessage = (bytes: Uint8Array, f: (message: Uint8Array) => void): void => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let at = 0; at + 5 <= bytes.length;) {
+    const length = view.getUint32(at + 1)
+    f(bytes.subarray(at + 5, at + 5 + length))
+    at += 5 + length
+  }
+}
+
+/**
+ * The {@link WatchSender} of a Watch call recorded by {@link watchCallInterceptor}; undefined
+ * otherwise (the caller then writes through the stream object).
+ *
+ * grpc-js's duplex stream object writes one message at a time, each waiting for the previous
+ * one's completion; written to the call, a delivery's responses are queued at once. Framed
+ * responses go further: they are written to the call's HTTP/2 stream as they are, one write for
+ * all of them, after grpc-js sent the response headers (sendMetadata, idempotent); grpc-js
+ * writes its own messages and the trailers to the same stream, so the order holds. That HTTP/2
+ * stream is a private field of grpc-js's call (1.14, the pinned version); when it is not there,
+ * framed responses are sent one message at a time through the call, and `relaysFrames` says so
+ * (a test checks it, so that an upgrade that moves the field is noticed).
+ */
+export const watchSender = (call: { readonly metadata: grpc.Metadata }): WatchSender | undefined => {
+  const base = watchCalls.get(call.metadata)
+  if (base === undefined) return undefined
+  const stream = http2StreamOf(base)
+  const message = (response: Wire | Uint8Array, sent: () => void) => base.sendMessage(response, sent)
+  if (stream === undefined) {
+    return {
+      message,
+      framed: (bytes, sent) => {
+        let unsent = 1
+        const one = () => {
+          if (--unsent === 0) sent()
+        }
+        eachFramedMessage(bytes, (m) => {
+          unsent++
+          message(m, one)
+        })
+        one()
+      },
+      relaysFrames: false
+    }
+  }
+  let headersSent = false
+  return {
+    message,
+    framed: (bytes, sent) => {
+      if (stream.destroyed || stream.closed) return
+      if (!headersSent) {
+        base.sendMetadata(new grpc.Metadata())
+        headersSent = true
+      }
+      stream.write(bytes, (error) => {
+        if (error === undefined || error === null) sent()
+      })
+    },
+    relaysFrames: true
+  }
+}
+
+/** {@link loadEtcdServices} as the server uses them: Txn with the depth guard, Watch relaying bytes. */
+const serverDefinitions = (): Record<string, { service: grpc.ServiceDefinition }> => {
   const definitions = loadEtcdServices()
-  const kv = definitions.KV
-  return kv === undefined ? definitions : { ...definitions, KV: { ...kv, service: withDepthGuard(kv.service) } }
+  const { KV: kv, Watch: watch } = definitions
+  return {
+    ...definitions,
+    ...(kv === undefined ? {} : { KV: { ...kv, service: withDepthGuard(kv.service) } }),
+    ...(watch === undefined ? {} : { Watch: { ...watch, service: withRelayedResponses(watch.service) } })
+  }
 }
 
 /**
@@ -446,7 +585,8 @@ export const startGrpcServer = async (
   const server = new grpc.Server({
     "grpc.max_receive_message_length": limits.maxRequestBytes + 512 * 1024,
     "grpc.max_send_message_length": 2 ** 31 - 1,
-    "grpc.max_concurrent_streams": limits.maxConcurrentStreams
+    "grpc.max_concurrent_streams": limits.maxConcurrentStreams,
+    interceptors: [watchCallInterceptor]
   })
   for (const [name, methods] of Object.entries(services)) {
     const def = definitions[name]

@@ -3,11 +3,15 @@
  * relayed to a watch session on some replica of the watch service (services/watch).
  *
  * The gateway does what etcd's v3rpc watch server does at the stream's edge
- * (server/etcdserver/api/v3rpc/watch.go recvLoop/sendLoop): it validates create requests
- * (empty key, empty range, duplicate watch id), assigns watch ids
- * (client-chosen, or the stream's next free id from 0), turns filters into flags, fragments
- * large responses of watches that asked for it (sendFragments), and fills the response header.
- * Everything about events is the replica's.
+ * (server/etcdserver/api/v3rpc/watch.go recvLoop): it validates create requests (empty key,
+ * empty range, duplicate watch id), assigns watch ids (client-chosen, or the stream's next free
+ * id from 0) and turns filters into flags. Everything about events is the replica's, down to
+ * the bytes: the replica sends each response protobuf-encoded as the client receives it, with
+ * the header of this gateway's member and etcd's fragments (sendLoop, sendFragments;
+ * services/watch/encode.ts) and already in gRPC's message framing, and the gateway writes a
+ * message's responses to the client's HTTP/2 stream as they are, one write per run of them
+ * (./server.ts watchSender), reading only the marks that say how each watch moved
+ * (shared/watch-relay.ts).
  *
  * Sessions and failover. A stream opens a session through the queue group `watch.open`, which
  * NATS hands to one replica. The replica's responses come back in messages numbered 1, 2, ...;
@@ -32,7 +36,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import type { WatchCtlReply, WatchEvent, WatchResponseBody, WatchResponsesBody } from "../../shared/schema.ts"
+import type { WatchCtlReply } from "../../shared/schema.ts"
 import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
@@ -40,7 +44,11 @@ import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed } f
 import type { Assembled } from "../runtime/rpc.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
+import { grpcPrefixBytes, RelayKind, unpackRelay } from "../../shared/watch-relay.ts"
+import type { RelayMark } from "../../shared/watch-relay.ts"
 import { toGrpcError } from "./errors.ts"
+import { watchSender } from "./server.ts"
+import type { WatchSender } from "./server.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
 import { currentAuthInfo, invalidTokenAuthInfo, withAuthInfo } from "../runtime/auth-context.ts"
 
@@ -113,7 +121,7 @@ interface Session {
   expectedSeq: number
   acked: number
   readonly stream: {
-    receive(s: Session, body: typeof WatchResponsesBody.Type): void
+    receive(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void
     failover(s: Session, reason: string): void
     close(): void
   }
@@ -125,25 +133,12 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   return a.length - b.length
 }
 
-const kvToWire = (kv: WatchEvent["kv"]): Wire => ({
-  key: kv.key,
-  create_revision: kv.createRevision,
-  mod_revision: kv.modRevision,
-  version: kv.version,
-  value: kv.value,
-  lease: kv.lease.toString()
-})
-
-const eventToWire = (e: WatchEvent): Wire =>
-  e.prevKv === undefined ? { type: e.type, kv: kvToWire(e.kv) } : { type: e.type, kv: kvToWire(e.kv), prev_kv: kvToWire(e.prevKv) }
-
-const eventWireBytes = (e: WatchEvent): number =>
-  24 + e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : 24 + e.prevKv.key.length + e.prevKv.value.length)
-
 // The gateway.watch subscription below decodes frames itself, by the declaration's kind,
 // version and schema (no span per frame); malformed ones are counted in stats and answered with
 // MalformedFrame when they name a reply subject.
 const decodeResponses = Schema.decodeUnknownExit(gatewayWatch.request)
+
+const noop = (): void => {}
 
 /** A call that got no reply (timeout, stopping), as opposed to a reply carrying an error. */
 const unanswered = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
@@ -155,7 +150,8 @@ const unanswered = (e: unknown): boolean => e instanceof RequestTimeout || e ins
 export const makeWatchHandler = (ctx: WatchContext) => {
   const sessions = new Map<string, Session>()
   let nextSession = 1
-  const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
+  /** relayedStreams: streams whose responses go to HTTP/2 as the replica framed them (./server.ts watchSender). */
+  const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0, relayedStreams: 0 }
   const budgetBytes = ctx.unackedBudgetBytes ?? defaultUnackedBudgetBytes
   /** The window each session asks for now, in bytes. */
   const sessionWindow = (): number => Math.max(minSessionWindowBytes, Math.floor(budgetBytes / Math.max(1, sessions.size)))
@@ -178,15 +174,16 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         return replyMalformed(ctx.nc, msg, `expected ${gatewayWatch.kind} v${FrameKinds[gatewayWatch.kind]}`)
       }
       const body = decodeResponses(frame.body)
-      if (body._tag === "Failure") {
+      const responses = body._tag === "Success" ? unpackRelay(body.value.marks, body.value.responses) : "bad body"
+      if (body._tag === "Failure" || typeof responses === "string") {
         stats.malformed++
-        return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body`)
+        return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body: ${typeof responses === "string" ? responses : ""}`)
       }
       const s = sessions.get(body.value.session)
       if (s === undefined) return
       // Delivery to the client's stream, in the trace of the write whose events these are.
-      const span = frame.traceparent === "" ? undefined : startSpan("watch.deliver", frame.traceparent, { responses: body.value.responses.length })
-      s.stream.receive(s, body.value)
+      const span = frame.traceparent === "" ? undefined : startSpan("watch.deliver", frame.traceparent, { responses: responses.length })
+      s.stream.receive(s, body.value.seq, responses, body.value.responses)
       endSpan(span)
     }
   })
@@ -228,6 +225,8 @@ export const makeWatchHandler = (ctx: WatchContext) => {
    */
   class WatchStream {
     private readonly call: grpc.ServerDuplexStream<Wire, Wire>
+    /** Writes to the gRPC call under the stream when the server recorded it (./server.ts watchSender). */
+    private readonly sender: WatchSender | undefined
     private readonly watches = new Map<number, WatchState>()
     private nextWatchId = 0
     private session: Session | undefined
@@ -241,6 +240,8 @@ export const makeWatchHandler = (ctx: WatchContext) => {
 
     constructor(call: grpc.ServerDuplexStream<Wire, Wire>) {
       this.call = call
+      this.sender = watchSender(call)
+      if (this.sender?.relaysFrames === true) stats.relayedStreams++
       this.caller = currentAuthInfo()
       call.on("data", (req: Wire) => this.onRequest(req))
       const end = () => this.close()
@@ -261,10 +262,15 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       return headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: term })
     }
 
-    /** Writes `response`; `sent` is called once grpc handed it to HTTP/2 (within the client's flow-control window). */
-    private write(response: Wire, sent?: () => void): void {
+    /**
+     * Writes `response` (a wire object, or a WatchResponse's protobuf bytes relayed as they are,
+     * see ./server.ts); `sent` is called once grpc handed it to HTTP/2 (within the client's
+     * flow-control window).
+     */
+    private write(response: Wire | Uint8Array, sent?: () => void): void {
       if (this.closed) return
-      this.call.write(response, sent)
+      if (this.sender !== undefined) this.sender.message(response, sent ?? noop)
+      else this.call.write(response as Wire, sent)
     }
 
     private onRequest(req: Wire): void {
@@ -348,7 +354,8 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         prevKv: w.prevKv,
         noPut: w.noPut,
         noDelete: w.noDelete,
-        progressNotify: w.progressNotify
+        progressNotify: w.progressNotify,
+        fragment: w.fragment
       }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "create not answered"))
     }
 
@@ -406,10 +413,14 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         this.session = s
         sessions.set(s.id, s)
         try {
+          const id = await ctx.identity()
           s.replica = okOf(await callEndpoint(ctx.rpc, watchOpen, { cluster: ctx.cluster }, {
             session: s.id,
             gateway: ctx.responseSubject,
-            windowBytes: sessionWindow()
+            windowBytes: sessionWindow(),
+            clusterId: id.clusterId,
+            memberId: id.memberId,
+            maxRequestBytes: ctx.maxRequestBytes
           }, { timeoutMs: 3000 })).replica
           stats.sessions++
           if (this.closed) this.closeSession(s)
@@ -454,37 +465,52 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     }
 
     /** A numbered message of session `s`: written in order, acknowledged once taken. */
-    receive(s: Session, body: typeof WatchResponsesBody.Type): void {
+    receive(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void {
       if (this.session !== s || this.closed) return
-      if (body.seq < s.expectedSeq) return
-      if (body.seq > s.expectedSeq) {
+      if (seq < s.expectedSeq) return
+      if (seq > s.expectedSeq) {
         stats.seqGaps++
         return this.failover(s, `message ${s.expectedSeq} lost`)
       }
       s.expectedSeq++
-      void this.deliver(s, body)
+      this.deliver(s, seq, marks, framed)
     }
 
     /**
-     * Writes the message's responses and acknowledges it once all of them were sent: grpc
-     * serializes and hands one response at a time to the HTTP/2 stream, whose flow control
-     * holds it while the client does not read. Until then the message counts against the
-     * session's window at the replica, so a stream that does not read holds at most its
-     * window here. (The stream's own buffer counts objects, 16 before it reports back-pressure,
-     * whatever their size, so it cannot be the measure.)
+     * Relays the message's responses and acknowledges it once all of them were sent: grpc hands
+     * one response at a time to the HTTP/2 stream, whose flow control holds it while the client
+     * does not read. Until then the message counts against the session's window at the
+     * replica, so a stream that does not read holds at most its window here. (The stream's own
+     * buffer counts objects, 16 before it reports back-pressure, whatever their size, so it
+     * cannot be the measure.)
      */
-    private async deliver(s: Session, body: typeof WatchResponsesBody.Type): Promise<void> {
-      const id = await ctx.identity()
+    private deliver(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void {
+      if (this.closed) return
       let unsent = 1
       const sent = () => {
-        if (--unsent === 0) this.ack(s, body.seq)
+        if (--unsent === 0) this.ack(s, seq)
       }
-      for (const r of body.responses) {
-        for (const out of this.toWire(r, body.term, id)) {
-          unsent++
-          this.write(out, sent)
+      // Runs of consecutive responses for the client go out as they are, one write each.
+      let runStart = -1
+      let runEnd = -1
+      const flush = () => {
+        if (runStart < 0) return
+        unsent++
+        if (this.sender !== undefined) this.sender.framed(framed.subarray(runStart, runEnd), sent)
+        else this.call.write(framed.subarray(runStart + grpcPrefixBytes, runEnd) as unknown as Wire, sent)
+        runStart = -1
+      }
+      for (const m of marks) {
+        if (!this.track(m.watchId, m.kind, m.nextRev)) {
+          flush()
+          continue
         }
+        // Without a sender (a stream the server did not record) responses go one at a time.
+        if (runStart >= 0 && (runEnd !== m.start || this.sender === undefined)) flush()
+        if (runStart < 0) runStart = m.start
+        runEnd = m.end
       }
+      flush()
       sent()
     }
 
@@ -494,60 +520,33 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       publishEndpoint(ctx.rpc, watchAck, { cluster: ctx.cluster, replica: s.replica }, { session: s.id, seq })
     }
 
-    /** Tracks the watch's progress and renders the response (several when fragmented). */
-    private toWire(r: WatchResponseBody, term: number, id: { clusterId: bigint; memberId: bigint }): Wire[] {
-      const header = headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision: r.revision, raftTerm: term })
-      if (r.watchId === -1) {
+    /**
+     * Tracks what a response does to watch `watchId` (-1: progress of the whole stream), with
+     * `nextRev` the first revision its client has not seen after it; false when the response is
+     * not for the client: a created response repeated by a new session after failover, or one
+     * for a watch the stream no longer has.
+     */
+    private track(watchId: number, kind: number, nextRev: number): boolean {
+      if (watchId === -1) {
         // A progress response for the whole stream: every watch has seen everything up to it.
         this.progressPending = false
-        for (const w of this.watches.values()) if (w.announced) w.nextRev = Math.max(w.nextRev, r.revision + 1)
-        return [{ header, watch_id: -1, events: [] }]
+        for (const w of this.watches.values()) if (w.announced) w.nextRev = Math.max(w.nextRev, nextRev)
+        return true
       }
-      const w = this.watches.get(r.watchId)
-      if (w === undefined) return []
-      if (r.created === true) {
-        if (w.announced) return []
+      const w = this.watches.get(watchId)
+      if (w === undefined) return false
+      if (kind === RelayKind.created) {
+        if (w.announced) return false
         w.announced = true
-        w.nextRev = w.startRevision !== 0 ? w.startRevision : r.revision + 1
-        return [{ header, watch_id: w.id, created: true }]
+        w.nextRev = w.startRevision !== 0 ? w.startRevision : nextRev
+        return true
       }
-      if (r.canceled === true) {
+      if (kind === RelayKind.canceled) {
         this.watches.delete(w.id)
-        return [{
-          header,
-          watch_id: w.id,
-          canceled: true,
-          compact_revision: r.compactRevision ?? 0,
-          cancel_reason: r.cancelReason ?? "",
-          events: []
-        }]
+        return true
       }
-      if (r.events.length === 0) {
-        w.nextRev = Math.max(w.nextRev, r.revision + 1)
-        return [{ header, watch_id: w.id, events: [] }]
-      }
-      w.nextRev = r.events[r.events.length - 1]!.kv.modRevision + 1
-      const events = r.events.map(eventToWire)
-      if (!w.fragment || events.length < 2) return [{ header, watch_id: w.id, events }]
-      // etcd sendFragments: cut before the event that takes a fragment to the limit.
-      let total = 64
-      for (const e of r.events) total += eventWireBytes(e)
-      if (total < ctx.maxRequestBytes) return [{ header, watch_id: w.id, events }]
-      const out: Wire[] = []
-      let cur: Wire[] = []
-      let bytes = 64
-      for (let i = 0; i < events.length; i++) {
-        const b = eventWireBytes(r.events[i]!)
-        if (cur.length > 0 && bytes + b >= ctx.maxRequestBytes) {
-          out.push({ header, watch_id: w.id, events: cur, fragment: true })
-          cur = []
-          bytes = 64
-        }
-        cur.push(events[i]!)
-        bytes += b
-      }
-      out.push({ header, watch_id: w.id, events: cur, fragment: false })
-      return out
+      w.nextRev = Math.max(w.nextRev, nextRev)
+      return true
     }
 
     /** The client's stream ended: drop the session. */

@@ -16,7 +16,8 @@
  *   sessions from then on;
  * - serves each session's create / cancel / progress / ack / ping / close on
  *   `natcd.<cluster>.watch.<replica>.<endpoint>` and publishes its responses, in numbered
- *   messages, to the session's gateway;
+ *   messages, to the session's gateway, as the protobuf bytes the client's stream receives
+ *   (./encode.ts: each event encoded once for all its watchers; the gateway relays the bytes);
  * - runs the hub's catch-up rounds every 100 ms and after each input (etcd watchResyncPeriod),
  *   the periodic progress notification (etcd --experimental-watch-progress-notify-interval,
  *   default 10 min), and drops sessions whose gateway went silent for --session-timeout-ms.
@@ -39,8 +40,10 @@ import { durationMs, endpointOptions, launch, Nats, parseFlags, positiveInt, run
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
-import { WatchHub } from "./core/hub.ts"
-import type { FetchRequest, FetchResult } from "./core/hub.ts"
+import { defaultStreamFormat, WatchHub } from "./core/hub.ts"
+import type { FetchRequest, FetchResult, OutgoingMessage } from "./core/hub.ts"
+import { makeStreamEncoder } from "./encode.ts"
+import { packRelay } from "../../shared/watch-relay.ts"
 import type { RevisionEvents } from "./core/watcher-group.ts"
 
 interface WatchFlags {
@@ -79,6 +82,12 @@ const resyncMs = 100
 const historyTimeoutMs = 3000
 
 const decodeRevisions = Schema.decodeUnknownSync(PackedRevisions)
+
+/** A message's responses as gateway.watch carries them (shared/watch-relay.ts). */
+const encodeMessage = (m: OutgoingMessage): { marks: Uint8Array; responses: Uint8Array } => {
+  const encoder = makeStreamEncoder(m.format, m.format.maxRequestBytes)
+  return packRelay(m.responses.flatMap((r) => encoder.encode(r, m.term, r.fragment === true)))
+}
 
 const WatchLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -135,13 +144,7 @@ const WatchLive = Layer.effectDiscard(
       const deliveryTrace = pendingTrace
       pendingTrace = ""
       for (const m of hub.takeOutgoing()) {
-        publishEndpoint(rpc, gatewayWatch, m.gateway, {
-          session: m.session,
-          replica,
-          seq: m.seq,
-          term: m.term,
-          responses: m.responses
-        }, deliveryTrace)
+        publishEndpoint(rpc, gatewayWatch, m.gateway, { session: m.session, replica, seq: m.seq, ...encodeMessage(m) }, deliveryTrace)
       }
       if (more) schedule()
       if (hub.initialized() && openEndpoint === undefined) startOpenEndpoint()
@@ -232,7 +235,12 @@ const WatchLive = Layer.effectDiscard(
     const startOpenEndpoint = () => {
       // Joins the declared queue group ("watch").
       openEndpoint = serveEndpoint(nc, watchOpen, { cluster }, (req) => {
-        hub.openSession(req.body.session, req.body.gateway, Date.now(), req.body.windowBytes)
+        const b = req.body
+        hub.openSession(b.session, b.gateway, Date.now(), b.windowBytes, {
+          clusterId: b.clusterId ?? defaultStreamFormat.clusterId,
+          memberId: b.memberId ?? defaultStreamFormat.memberId,
+          maxRequestBytes: b.maxRequestBytes ?? defaultStreamFormat.maxRequestBytes
+        })
         req.reply({ ok: { replica, head: hub.headRevision() } })
       }, opts)
       endpoints.push(openEndpoint)

@@ -110,12 +110,29 @@ export interface WatchResponseData {
   readonly compactRevision?: number
   readonly cancelReason?: string
   readonly events: ReadonlyArray<WatchEvent>
+  /** On events responses of a watch created with `fragment`: the stream may cut it (etcd sendFragments). */
+  readonly fragment?: boolean
 }
+
+/**
+ * What a session's responses carry besides events, as its gateway declared at open: the
+ * header's cluster and member ids (its member's), and the size past which a response of a watch
+ * created with `fragment` is cut (etcd --max-request-bytes, bytes).
+ */
+export interface StreamFormat {
+  readonly clusterId: bigint
+  readonly memberId: bigint
+  readonly maxRequestBytes: number
+}
+
+/** The format of a session opened without one: zero ids, etcd's default max request size (1.5 MiB). */
+export const defaultStreamFormat: StreamFormat = { clusterId: 0n, memberId: 0n, maxRequestBytes: 1.5 * 1024 * 1024 }
 
 /** One message to a session's gateway: consecutive `seq` per session, from 1. */
 export interface OutgoingMessage {
   readonly session: string
   readonly gateway: string
+  readonly format: StreamFormat
   readonly seq: number
   readonly term: number
   readonly responses: ReadonlyArray<WatchResponseData>
@@ -148,6 +165,8 @@ export interface CreateRequest {
   readonly noPut: boolean
   readonly noDelete: boolean
   readonly progressNotify: boolean
+  /** Responses may be cut into fragments (etcd WatchCreateRequest.fragment). */
+  readonly fragment?: boolean
 }
 
 /** Counters and sizes, for logs, metrics and tests. */
@@ -173,6 +192,7 @@ export interface HubStats {
 interface Session {
   readonly id: string
   readonly gateway: string
+  format: StreamFormat
   lastSeenMs: number
   readonly watchers: Map<number, Watcher>
   readonly victims: Set<Watcher>
@@ -191,6 +211,18 @@ const kvBytes = (kv: { key: Uint8Array; value: Uint8Array }): number => 40 + kv.
 
 /** Approximate encoded size of an event, in bytes. */
 export const eventBytes = (e: WatchEvent): number => 8 + kvBytes(e.kv) + (e.prevKv === undefined ? 0 : kvBytes(e.prevKv))
+
+/**
+ * `e` without its previous key-value, one object per event (so that an encoding made per event
+ * object, ../encode.ts, is shared by every watcher without prev_kv); lives as long as `e`.
+ */
+const withoutPrevKv = (e: WatchEvent): WatchEvent => {
+  if (e.prevKv === undefined) return e
+  let bare = bareEvents.get(e)
+  if (bare === undefined) bareEvents.set(e, (bare = { type: e.type, kv: e.kv }))
+  return bare
+}
+const bareEvents = new WeakMap<WatchEvent, WatchEvent>()
 
 const responseBytes = (r: WatchResponseData): number => {
   let n = 48
@@ -367,17 +399,19 @@ export class WatchHub {
 
   /**
    * Opens session `id` answering to subject `gateway` (idempotent), with the window its gateway
-   * asks for (`windowBytes`, bytes; absent: no limit of the gateway's).
+   * asks for (`windowBytes`, bytes; absent: no limit of the gateway's) and its responses'
+   * {@link StreamFormat}.
    */
-  openSession(id: string, gateway: string, nowMs: number, windowBytes?: number): void {
+  openSession(id: string, gateway: string, nowMs: number, windowBytes?: number, format: StreamFormat = defaultStreamFormat): void {
     const s = this.sessions.get(id)
     if (s !== undefined) {
       s.lastSeenMs = nowMs
       if (windowBytes !== undefined) s.gatewayWindowBytes = windowBytes
+      s.format = format
       return
     }
     this.sessions.set(id, {
-      id, gateway, lastSeenMs: nowMs, watchers: new Map(), victims: new Set(), inflight: [], unackedBytes: 0,
+      id, gateway, format, lastSeenMs: nowMs, watchers: new Map(), victims: new Set(), inflight: [], unackedBytes: 0,
       gatewayWindowBytes: windowBytes ?? Infinity, outbox: [], outboxBytes: 0, lastSeq: 0, deferredProgress: false
     })
   }
@@ -415,6 +449,7 @@ export class WatchHub {
       noPut: req.noPut,
       noDelete: req.noDelete,
       progressNotify: req.progressNotify,
+      fragment: req.fragment === true,
       progressDue: true,
       state: synced ? "synced" : "unsynced"
     }
@@ -569,7 +604,7 @@ export class WatchHub {
     const out: WatchEvent[] = []
     for (const e of events) {
       if (e.type === "PUT" ? w.noPut : w.noDelete) continue
-      out.push(w.prevKv || e.prevKv === undefined ? e : { type: e.type, kv: e.kv })
+      out.push(w.prevKv ? e : withoutPrevKv(e))
     }
     // etcd watcher.send: all events filtered out, nothing to send.
     let i = 0
@@ -589,7 +624,7 @@ export class WatchHub {
         bytes += revBytes
         j = k
       }
-      this.queue(s, { watchId: w.id, revision, events: out.slice(i, j) })
+      this.queue(s, w.fragment ? { watchId: w.id, revision, events: out.slice(i, j), fragment: true } : { watchId: w.id, revision, events: out.slice(i, j) })
       this.counters.eventsSent += j - i
       w.progressDue = false
       i = j
@@ -817,7 +852,7 @@ export class WatchHub {
         s.inflight.push({ seq, bytes })
         s.unackedBytes += bytes
         this.counters.responsesSent += batch.length
-        out.push({ session: s.id, gateway: s.gateway, seq, term: this.term, responses: batch })
+        out.push({ session: s.id, gateway: s.gateway, format: s.format, seq, term: this.term, responses: batch })
         batch = []
         bytes = 0
       }

@@ -62,6 +62,8 @@ export interface Watcher {
   readonly noPut: boolean
   readonly noDelete: boolean
   readonly progressNotify: boolean
+  /** Events responses may be cut into fragments by the stream (etcd WatchCreateRequest.fragment). */
+  readonly fragment: boolean
   /** True until an events response went out since the last periodic progress tick (etcd sws.progress). */
   progressDue: boolean
   state: WatcherState

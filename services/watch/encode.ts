@@ -1,0 +1,202 @@
+/**
+ * Watch responses as the bytes a client's Watch stream receives: protobuf-encoded etcd
+ * `etcdserverpb.WatchResponse` messages (shared/proto/etcdserverpb/rpc.proto), built by the
+ * watch replica so that the gateway relays them to the client's HTTP/2 stream without decoding
+ * or re-encoding them.
+ *
+ * Cost model. One event goes to many watchers: its `mvccpb.Event` encoding is made once per
+ * event object (with and without its previous key-value, which are distinct objects, see
+ * ./core/hub.ts) and kept in a WeakMap for as long as the hub holds the event; a watcher's
+ * response is then its header's bytes (made once per header revision and term), its watch id
+ * and flags, and the events' bytes copied in as the length-delimited field 11. The encoding
+ * equals protobufjs's encoding of the same response with only the non-default fields set,
+ * which a table test checks.
+ *
+ * Fragments follow etcd server/etcdserver/api/v3rpc/watch.go sendFragments: a watch created
+ * with `fragment` whose response of two or more events reaches the stream's max request size
+ * (etcd --max-request-bytes) is cut into responses marked `fragment`, each holding events while
+ * its size stays under that limit (at least one event each), the last one unmarked.
+ *
+ * Pure: no IO, no clock.
+ */
+import { fileURLToPath } from "node:url"
+import * as path from "node:path"
+import protobuf from "protobufjs"
+import type { WatchResponseData } from "./core/hub.ts"
+import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
+import { RelayKind } from "../../shared/watch-relay.ts"
+import type { RelayedResponse } from "../../shared/watch-relay.ts"
+
+const protoDir = fileURLToPath(new URL("../../shared/proto/", import.meta.url))
+
+const loadRoot = (): protobuf.Root => {
+  const root = new protobuf.Root()
+  root.resolvePath = (_origin, target) => path.join(protoDir, target)
+  root.loadSync("etcdserverpb/rpc.proto", { keepCase: true })
+  return root
+}
+
+const root = loadRoot()
+const ResponseHeader = root.lookupType("etcdserverpb.ResponseHeader")
+const WatchResponse = root.lookupType("etcdserverpb.WatchResponse")
+const Event = root.lookupType("mvccpb.Event")
+
+/** protobuf wire types (the protobuf encoding spec). */
+const varint = 0
+const lengthDelimited = 2
+/** The key of field `name` of WatchResponse with wire type `wireType`, from the proto's field numbers. */
+const fieldKey = (name: string, wireType: number): number => {
+  const field = WatchResponse.fields[name]
+  if (field === undefined) throw new Error(`WatchResponse has no field ${name}`)
+  return (field.id << 3) | wireType
+}
+const keys = {
+  header: fieldKey("header", lengthDelimited),
+  watchId: fieldKey("watch_id", varint),
+  created: fieldKey("created", varint),
+  canceled: fieldKey("canceled", varint),
+  compactRevision: fieldKey("compact_revision", varint),
+  cancelReason: fieldKey("cancel_reason", lengthDelimited),
+  fragment: fieldKey("fragment", varint),
+  events: fieldKey("events", lengthDelimited)
+}
+
+/** Bytes of a varint holding `n` (0 <= n < 2^35), as protobuf writes lengths and keys. */
+const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5)
+
+/** Bytes an event of `n` encoded bytes takes in a WatchResponse (key, length, bytes). */
+const eventFieldSize = (n: number): number => varintSize(keys.events) + varintSize(n) + n
+
+/** A KeyValue as protobufjs encodes it, with only its non-default fields (as Go's encoder writes it). */
+const kvMessage = (kv: EventKeyValue): Record<string, unknown> => {
+  const m: Record<string, unknown> = {}
+  if (kv.key.length > 0) m.key = kv.key
+  if (kv.createRevision !== 0) m.create_revision = kv.createRevision
+  if (kv.modRevision !== 0) m.mod_revision = kv.modRevision
+  if (kv.version !== 0) m.version = kv.version
+  if (kv.value.length > 0) m.value = kv.value
+  if (kv.lease !== 0n) m.lease = kv.lease.toString()
+  return m
+}
+
+/** An Event as protobufjs encodes it, with only its non-default fields. */
+export const eventMessage = (e: WatchEvent): Record<string, unknown> => {
+  const m: Record<string, unknown> = { kv: kvMessage(e.kv) }
+  if (e.type === "DELETE") m.type = 1
+  if (e.prevKv !== undefined) m.prev_kv = kvMessage(e.prevKv)
+  return m
+}
+
+/** Encoded events, by event object: an event's bytes live as long as the hub holds the event. */
+const eventCache = new WeakMap<WatchEvent, Uint8Array>()
+
+/** The `mvccpb.Event` encoding of `e` (made once per event object). */
+export const encodeEvent = (e: WatchEvent): Uint8Array => {
+  let bytes = eventCache.get(e)
+  if (bytes === undefined) {
+    bytes = Event.encode(eventMessage(e)).finish()
+    eventCache.set(e, bytes)
+  }
+  return bytes
+}
+
+/** The header ids a stream's responses carry: its gateway's cluster and member (decimal uint64). */
+export interface StreamIds {
+  readonly clusterId: bigint
+  readonly memberId: bigint
+}
+
+/**
+ * The encoder of one stream (session): `encode(r, term, fragment)` gives the response's
+ * encodings, several when fragmented, each with what the gateway tracks of it
+ * (shared/watch-relay.ts). `maxRequestBytes` is the stream's fragment limit (etcd --max-request-bytes,
+ * 1.5 MiB by default); `fragment(watchId)` tells whether that watch asked for fragments.
+ */
+export const makeStreamEncoder = (ids: StreamIds, maxRequestBytes: number) => {
+  let headerKey = ""
+  let headerBytes: Uint8Array = new Uint8Array()
+  const header = (revision: number, term: number): Uint8Array => {
+    const key = `${revision}/${term}`
+    if (key !== headerKey) {
+      const m: Record<string, unknown> = {}
+      if (ids.clusterId !== 0n) m.cluster_id = ids.clusterId.toString()
+      if (ids.memberId !== 0n) m.member_id = ids.memberId.toString()
+      if (revision !== 0) m.revision = revision
+      if (term !== 0) m.raft_term = term
+      headerBytes = ResponseHeader.encode(m).finish()
+      headerKey = key
+    }
+    return headerBytes
+  }
+
+  /** Everything of a response but its events. */
+  const start = (r: WatchResponseData, term: number, fragment: boolean): protobuf.Writer => {
+    const w = protobuf.Writer.create()
+    w.uint32(keys.header).bytes(header(r.revision, term))
+    if (r.watchId !== 0) w.uint32(keys.watchId).int64(r.watchId)
+    if (r.created === true) w.uint32(keys.created).bool(true)
+    if (r.canceled === true) w.uint32(keys.canceled).bool(true)
+    if (r.compactRevision !== undefined && r.compactRevision !== 0) w.uint32(keys.compactRevision).int64(r.compactRevision)
+    if (r.cancelReason !== undefined && r.cancelReason !== "") w.uint32(keys.cancelReason).string(r.cancelReason)
+    if (fragment) w.uint32(keys.fragment).bool(true)
+    return w
+  }
+
+  const encodeWith = (r: WatchResponseData, term: number, fragment: boolean, events: ReadonlyArray<Uint8Array>): Uint8Array => {
+    const w = start(r, term, fragment)
+    for (const e of events) w.uint32(keys.events).bytes(e)
+    return w.finish()
+  }
+
+  return {
+    /** `r`'s encodings (one, or etcd's fragments when `fragment` and the response is too big). */
+    encode(r: WatchResponseData, term: number, fragment: boolean): RelayedResponse[] {
+      const watchId = r.watchId
+      if (r.created === true) return [{ watchId, kind: RelayKind.created, nextRev: r.revision + 1, bytes: encodeWith(r, term, false, []) }]
+      if (r.canceled === true) return [{ watchId, kind: RelayKind.canceled, nextRev: 0, bytes: encodeWith(r, term, false, []) }]
+      const events = r.events.map(encodeEvent)
+      const nextRev = r.events.length === 0 ? r.revision + 1 : r.events[r.events.length - 1]!.kv.modRevision + 1
+      const whole = (): RelayedResponse[] => [{ watchId, kind: RelayKind.events, nextRev, bytes: encodeWith(r, term, false, events) }]
+      if (!fragment || events.length < 2) return whole()
+      const base = start(r, term, false).len
+      let total = base
+      for (const e of events) total += eventFieldSize(e.length)
+      if (total < maxRequestBytes) return whole()
+      // etcd sendFragments: add events while the fragment stays under the limit (one at least).
+      const fragmentBase = start(r, term, true).len
+      const out: RelayedResponse[] = []
+      let from = 0
+      while (from < events.length) {
+        let size = fragmentBase + eventFieldSize(events[from]!.length)
+        let to = from + 1
+        while (to < events.length && size + eventFieldSize(events[to]!.length) < maxRequestBytes) size += eventFieldSize(events[to++]!.length)
+        const last = to === events.length
+        out.push({ watchId, kind: RelayKind.events, nextRev, bytes: encodeWith(r, term, !last, events.slice(from, to)) })
+        from = to
+      }
+      return out
+    }
+  }
+}
+
+/** protobufjs's own encoding of a whole response with only its non-default fields (for tests and checks). */
+export const referenceEncoding = (ids: StreamIds, r: WatchResponseData, term: number, fragment: boolean): Uint8Array => {
+  const header: Record<string, unknown> = {}
+  if (ids.clusterId !== 0n) header.cluster_id = ids.clusterId.toString()
+  if (ids.memberId !== 0n) header.member_id = ids.memberId.toString()
+  if (r.revision !== 0) header.revision = r.revision
+  if (term !== 0) header.raft_term = term
+  const m: Record<string, unknown> = { header }
+  if (r.watchId !== 0) m.watch_id = r.watchId
+  if (r.created === true) m.created = true
+  if (r.canceled === true) m.canceled = true
+  if (r.compactRevision !== undefined && r.compactRevision !== 0) m.compact_revision = r.compactRevision
+  if (r.cancelReason !== undefined && r.cancelReason !== "") m.cancel_reason = r.cancelReason
+  if (fragment) m.fragment = true
+  if (r.events.length > 0) m.events = r.events.map(eventMessage)
+  return WatchResponse.encode(m).finish()
+}
+
+/** Decodes a WatchResponse (tests; the gateway never decodes what it relays). */
+export const decodeWatchResponse = (bytes: Uint8Array): Record<string, any> =>
+  WatchResponse.toObject(WatchResponse.decode(bytes), { longs: String, defaults: true, arrays: true })
