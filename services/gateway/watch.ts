@@ -477,12 +477,12 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     }
 
     /**
-     * Relays the message's responses and acknowledges it once all of them were sent: grpc hands
-     * one response at a time to the HTTP/2 stream, whose flow control holds it while the client
-     * does not read. Until then the message counts against the session's window at the
-     * replica, so a stream that does not read holds at most its window here. (The stream's own
-     * buffer counts objects, 16 before it reports back-pressure, whatever their size, so it
-     * cannot be the measure.)
+     * Relays the message's responses and acknowledges it once all of them were sent: each run
+     * of consecutive responses for the client is one write to the HTTP/2 stream (./server.ts
+     * watchSender), whose flow control holds it while the client does not read. Until then the
+     * message counts against the session's window at the replica, so a stream that does not
+     * read holds at most its window here. Responses the client must not get (a repeated
+     * created, a watch the stream no longer has) end a run and are skipped.
      */
     private deliver(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void {
       if (this.closed) return
