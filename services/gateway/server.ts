@@ -245,7 +245,7 @@ const watchPath = "/etcdserverpb.Watch/Watch"
 
 /**
  * A server interceptor (grpc-js's public interceptor API) that records the call under each
- * Watch stream, so that {@link directSender} can hand responses to it without the stream
+ * Watch stream, so that {@link watchSender} can hand responses to it without the stream
  * object in between. Other methods pass untouched.
  */
 const watchCallInterceptor: grpc.ServerInterceptor = (method, call) => {
@@ -270,11 +270,11 @@ export interface WatchSender {
   message(response: Wire | Uint8Array, sent: () => void): void
   /**
    * Responses already in gRPC's length-prefixed framing (per message: a zero byte, the length
-   * as 4 big-endian bytes, the protobuf bytes), written in one HTTP/2 write.
+   * as 4 big-endian bytes, the protobuf bytes), written as they are in one HTTP/2 write.
+   * Undefined when grpc-js does not keep the call's HTTP/2 stream where this module finds it:
+   * responses then go one at a time through `message`.
    */
-  framed(bytes: Uint8Array, sent: () => void): void
-  /** True when `framed` writes the bytes as they are (false: one message at a time). */
-  readonly relaysFrames: boolean
+  readonly framed: ((bytes: Uint8Array, sent: () => void) => void) | undefined
 }
 
 /** The HTTP/2 stream under a grpc-js call, when grpc-js keeps it where 1.14 does. */
@@ -284,16 +284,6 @@ const http2StreamOf = (call: grpc.ServerInterceptingCallInterface): http2.Server
   return typeof stream?.respond === "function" && typeof stream.write === "function" && typeof stream.session === "object"
     ? (stream as http2.ServerHttp2Stream)
     : undefined
-}
-
-/** Calls `f` with each message of gRPC-framed `bytes` (see {@link WatchSender.framed}). */
-const eachFramedMessage = (bytes: Uint8Array, f: (message: Uint8Array) => void): void => {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  for (let at = 0; at + 5 <= bytes.length;) {
-    const length = view.getUint32(at + 1)
-    f(bytes.subarray(at + 5, at + 5 + length))
-    at += 5 + length
-  }
 }
 
 /**
@@ -306,31 +296,15 @@ const eachFramedMessage = (bytes: Uint8Array, f: (message: Uint8Array) => void):
  * all of them, after grpc-js sent the response headers (sendMetadata, idempotent); grpc-js
  * writes its own messages and the trailers to the same stream, so the order holds. That HTTP/2
  * stream is a private field of grpc-js's call (1.14, the pinned version); when it is not there,
- * framed responses are sent one message at a time through the call, and `relaysFrames` says so
- * (a test checks it, so that an upgrade that moves the field is noticed).
+ * `framed` is undefined (a test checks it is defined, so that an upgrade that moves the field
+ * is noticed).
  */
 export const watchSender = (call: { readonly metadata: grpc.Metadata }): WatchSender | undefined => {
   const base = watchCalls.get(call.metadata)
   if (base === undefined) return undefined
-  const stream = http2StreamOf(base)
   const message = (response: Wire | Uint8Array, sent: () => void) => base.sendMessage(response, sent)
-  if (stream === undefined) {
-    return {
-      message,
-      framed: (bytes, sent) => {
-        let unsent = 1
-        const one = () => {
-          if (--unsent === 0) sent()
-        }
-        eachFramedMessage(bytes, (m) => {
-          unsent++
-          message(m, one)
-        })
-        one()
-      },
-      relaysFrames: false
-    }
-  }
+  const stream = http2StreamOf(base)
+  if (stream === undefined) return { message, framed: undefined }
   let headersSent = false
   return {
     message,
@@ -343,8 +317,7 @@ export const watchSender = (call: { readonly metadata: grpc.Metadata }): WatchSe
       stream.write(bytes, (error) => {
         if (error === undefined || error === null) sent()
       })
-    },
-    relaysFrames: true
+    }
   }
 }
 

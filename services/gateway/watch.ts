@@ -150,8 +150,7 @@ const unanswered = (e: unknown): boolean => e instanceof RequestTimeout || e ins
 export const makeWatchHandler = (ctx: WatchContext) => {
   const sessions = new Map<string, Session>()
   let nextSession = 1
-  /** relayedStreams: streams whose responses go to HTTP/2 as the replica framed them (./server.ts watchSender). */
-  const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0, relayedStreams: 0 }
+  const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
   const budgetBytes = ctx.unackedBudgetBytes ?? defaultUnackedBudgetBytes
   /** The window each session asks for now, in bytes. */
   const sessionWindow = (): number => Math.max(minSessionWindowBytes, Math.floor(budgetBytes / Math.max(1, sessions.size)))
@@ -241,7 +240,6 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     constructor(call: grpc.ServerDuplexStream<Wire, Wire>) {
       this.call = call
       this.sender = watchSender(call)
-      if (this.sender?.relaysFrames === true) stats.relayedStreams++
       this.caller = currentAuthInfo()
       call.on("data", (req: Wire) => this.onRequest(req))
       const end = () => this.close()
@@ -490,14 +488,15 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       const sent = () => {
         if (--unsent === 0) this.ack(s, seq)
       }
-      // Runs of consecutive responses for the client go out as they are, one write each.
+      const relay = this.sender?.framed
+      // Runs of consecutive responses for the client go out as they are, one write each
+      // (without the relay, one message at a time).
       let runStart = -1
       let runEnd = -1
       const flush = () => {
         if (runStart < 0) return
         unsent++
-        if (this.sender !== undefined) this.sender.framed(framed.subarray(runStart, runEnd), sent)
-        else this.call.write(framed.subarray(runStart + grpcPrefixBytes, runEnd) as unknown as Wire, sent)
+        relay!(framed.subarray(runStart, runEnd), sent)
         runStart = -1
       }
       for (const m of marks) {
@@ -505,8 +504,12 @@ export const makeWatchHandler = (ctx: WatchContext) => {
           flush()
           continue
         }
-        // Without a sender (a stream the server did not record) responses go one at a time.
-        if (runStart >= 0 && (runEnd !== m.start || this.sender === undefined)) flush()
+        if (relay === undefined) {
+          unsent++
+          this.write(framed.subarray(m.start + grpcPrefixBytes, m.end), sent)
+          continue
+        }
+        if (runStart >= 0 && runEnd !== m.start) flush()
         if (runStart < 0) runStart = m.start
         runEnd = m.end
       }

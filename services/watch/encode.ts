@@ -22,7 +22,7 @@
 import { fileURLToPath } from "node:url"
 import * as path from "node:path"
 import protobuf from "protobufjs"
-import type { WatchResponseData } from "./core/hub.ts"
+import type { StreamFormat, WatchResponseData } from "./core/hub.ts"
 import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
 import { RelayKind } from "../../shared/watch-relay.ts"
 import type { RelayedResponse } from "../../shared/watch-relay.ts"
@@ -100,27 +100,22 @@ export const encodeEvent = (e: WatchEvent): Uint8Array => {
   return bytes
 }
 
-/** The header ids a stream's responses carry: its gateway's cluster and member (decimal uint64). */
-export interface StreamIds {
-  readonly clusterId: bigint
-  readonly memberId: bigint
-}
-
 /**
- * The encoder of one stream (session): `encode(r, term, fragment)` gives the response's
- * encodings, several when fragmented, each with what the gateway tracks of it
- * (shared/watch-relay.ts). `maxRequestBytes` is the stream's fragment limit (etcd --max-request-bytes,
- * 1.5 MiB by default); `fragment(watchId)` tells whether that watch asked for fragments.
+ * The encoder of one stream (session) with the header ids and fragment limit of its `format`:
+ * `encode(r, term, fragment)` gives the response's encodings, several when `fragment` (the
+ * watch asked for fragments) and the response reaches `format.maxRequestBytes`, each with what
+ * the gateway tracks of it (shared/watch-relay.ts).
  */
-export const makeStreamEncoder = (ids: StreamIds, maxRequestBytes: number) => {
+export const makeStreamEncoder = (format: StreamFormat) => {
+  const { maxRequestBytes } = format
   let headerKey = ""
   let headerBytes: Uint8Array = new Uint8Array()
   const header = (revision: number, term: number): Uint8Array => {
     const key = `${revision}/${term}`
     if (key !== headerKey) {
       const m: Record<string, unknown> = {}
-      if (ids.clusterId !== 0n) m.cluster_id = ids.clusterId.toString()
-      if (ids.memberId !== 0n) m.member_id = ids.memberId.toString()
+      if (format.clusterId !== 0n) m.cluster_id = format.clusterId.toString()
+      if (format.memberId !== 0n) m.member_id = format.memberId.toString()
       if (revision !== 0) m.revision = revision
       if (term !== 0) m.raft_term = term
       headerBytes = ResponseHeader.encode(m).finish()
@@ -179,24 +174,5 @@ export const makeStreamEncoder = (ids: StreamIds, maxRequestBytes: number) => {
   }
 }
 
-/** protobufjs's own encoding of a whole response with only its non-default fields (for tests and checks). */
-export const referenceEncoding = (ids: StreamIds, r: WatchResponseData, term: number, fragment: boolean): Uint8Array => {
-  const header: Record<string, unknown> = {}
-  if (ids.clusterId !== 0n) header.cluster_id = ids.clusterId.toString()
-  if (ids.memberId !== 0n) header.member_id = ids.memberId.toString()
-  if (r.revision !== 0) header.revision = r.revision
-  if (term !== 0) header.raft_term = term
-  const m: Record<string, unknown> = { header }
-  if (r.watchId !== 0) m.watch_id = r.watchId
-  if (r.created === true) m.created = true
-  if (r.canceled === true) m.canceled = true
-  if (r.compactRevision !== undefined && r.compactRevision !== 0) m.compact_revision = r.compactRevision
-  if (r.cancelReason !== undefined && r.cancelReason !== "") m.cancel_reason = r.cancelReason
-  if (fragment) m.fragment = true
-  if (r.events.length > 0) m.events = r.events.map(eventMessage)
-  return WatchResponse.encode(m).finish()
-}
-
-/** Decodes a WatchResponse (tests; the gateway never decodes what it relays). */
-export const decodeWatchResponse = (bytes: Uint8Array): Record<string, any> =>
-  WatchResponse.toObject(WatchResponse.decode(bytes), { longs: String, defaults: true, arrays: true })
+/** etcd's WatchResponse message type, as loaded from shared/proto (tests compare encodings with it). */
+export const watchResponseType: protobuf.Type = WatchResponse

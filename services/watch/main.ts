@@ -85,7 +85,7 @@ const decodeRevisions = Schema.decodeUnknownSync(PackedRevisions)
 
 /** A message's responses as gateway.watch carries them (shared/watch-relay.ts). */
 const encodeMessage = (m: OutgoingMessage): { marks: Uint8Array; responses: Uint8Array } => {
-  const encoder = makeStreamEncoder(m.format, m.format.maxRequestBytes)
+  const encoder = makeStreamEncoder(m.format)
   return packRelay(m.responses.flatMap((r) => encoder.encode(r, m.term, r.fragment === true)))
 }
 

@@ -2,8 +2,9 @@
  * The gateway's relay of watch responses (services/gateway/server.ts watchSender) through the
  * real grpc-js server and client over HTTP/2: responses framed by the watch replica
  * (shared/watch-relay.ts) reach a grpc-js client as etcd WatchResponses, in order with the
- * gateway's own responses, and are written as they are (`relaysFrames`: grpc-js still keeps
- * the call's HTTP/2 stream where the relay finds it; if an upgrade moves it, this fails).
+ * gateway's own responses, and are written as they are (while grpc-js still keeps
+ * the call's HTTP/2 stream where the relay finds it, `framed` is defined; if an upgrade moves
+ * it, this fails).
  */
 import * as grpc from "@grpc/grpc-js"
 import { afterAll, describe, expect, it } from "vitest"
@@ -13,7 +14,7 @@ import { makeStreamEncoder } from "../../services/watch/encode.ts"
 import { packRelay } from "../../shared/watch-relay.ts"
 
 const enc = (s: string) => new TextEncoder().encode(s)
-const ids = { clusterId: 7n, memberId: 9n }
+const format = { clusterId: 7n, memberId: 9n, maxRequestBytes: 1 << 20 }
 
 describe("gateway watch relay", () => {
   let server: grpc.Server | undefined
@@ -21,7 +22,7 @@ describe("gateway watch relay", () => {
 
   it("relays framed responses as they are, in order with the gateway's own", async () => {
     const relays: boolean[] = []
-    const encoder = makeStreamEncoder(ids, 1 << 20)
+    const encoder = makeStreamEncoder(format)
     const kv = (key: string, rev: number) => ({ key: enc(key), value: enc("v"), createRevision: rev, modRevision: rev, version: 1, lease: 0n })
     const replicaResponses = [
       ...encoder.encode({ watchId: 0, revision: 4, created: true, events: [] }, 2, false),
@@ -32,11 +33,11 @@ describe("gateway watch relay", () => {
       Watch: {
         Watch: bidiStream((call) => {
           const sender = watchSender(call)!
-          relays.push(sender.relaysFrames)
+          relays.push(sender.framed !== undefined)
           call.on("data", () => {
-            sender.framed(packRelay(replicaResponses).responses, () => acked++)
+            sender.framed!(packRelay(replicaResponses).responses, () => acked++)
             sender.message({ header: { revision: 6 }, watch_id: 0, canceled: true, cancel_reason: "bye" } as Wire, () => acked++)
-            sender.framed(packRelay(encoder.encode({ watchId: -1, revision: 8, events: [] }, 2, false)).responses, () => acked++)
+            sender.framed!(packRelay(encoder.encode({ watchId: -1, revision: 8, events: [] }, 2, false)).responses, () => acked++)
           })
         })
       }
