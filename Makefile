@@ -8,7 +8,9 @@
 # nats-server instead of starting one), NATS_CLUSTER (default 1: nats-servers started, joined
 # by routes; member i's services use server i mod NATS_CLUSTER), NATS_TLS (1: TLS to NATS with
 # certificates created under DATA_DIR/creds/tls), TLS (1: https client URLs with client
-# certificates, from a CA and certificates created under DATA_DIR/creds/client-tls).
+# certificates, from a CA and certificates created under DATA_DIR/creds/client-tls), GATEWAYS
+# (default 1: gateway processes per member, sharing its client address), WATCH_REPLICAS
+# (default 1: watch service replicas of the cluster).
 
 SHELL := /bin/bash
 NODE_VERSION := 24.21.0
@@ -32,12 +34,14 @@ MEMBERS ?= 3
 NATS_CLUSTER ?= 1
 NATS_TLS ?= 0
 TLS ?= 0
+GATEWAYS ?= 1
+WATCH_REPLICAS ?= 1
 export DATA_DIR MEMBERS NATS_CLUSTER NATS_TLS TLS
 
 .PHONY: run test bench typecheck deps system-deps clean-data help
 
 help:
-	@sed -n "2,10p" Makefile
+	@sed -n "2,13p" Makefile
 
 $(PINNED_NODE_BIN)/node:
 	@echo "natcd: system node is $(SYSTEM_NODE_MAJOR).x; installing Node $(NODE_VERSION) under $(TOOLS)/"
@@ -66,7 +70,7 @@ system-deps:
 	fi
 
 run: deps system-deps
-	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR) --nats-cluster=$(NATS_CLUSTER)
+	node services/supervisor/main.ts --members=$(MEMBERS) --data-dir=$(DATA_DIR) --nats-cluster=$(NATS_CLUSTER) --gateways=$(GATEWAYS) --watch-replicas=$(WATCH_REPLICAS)
 
 # The raft simulation runs SIM_SEEDS seeded schedules (1000 here; the test file's own default is
 # smaller for quick local runs).

@@ -8,15 +8,20 @@
  *   --auto-tls                     a self-signed certificate under <member dir>/fixtures/client
  *   --tls-min-version              TLS1.2 (default) or TLS1.3
  *   --cipher-suites                Go's names of the TLS 1.2 suites allowed (comma-separated)
+ *   --socket-reuse-port            SO_REUSEPORT on the listener (etcd 3.5's flag), so that several
+ *                                  gateways of a member on one host share one client address; the
+ *                                  kernel spreads new connections over them
  *
  * The pure part ({@link planClientListener}) turns a listen URL and the flags into what to serve,
- * or etcd's start-up error. The shell ({@link serveClientTls}) terminates TLS in a Node
- * `tls.Server` (ALPN h2) and hands each connection to the gRPC server, and re-reads the
+ * or etcd's start-up error. The shells own the client port and hand each connection to the gRPC
+ * server (its connection injector): {@link serveClientPlain} for http://, {@link serveClientTls}
+ * for https://, which terminates TLS in a Node `tls.Server` (ALPN h2) and re-reads the
  * certificate, key and CA files when they change, so a rotation needs no restart (etcd reads
  * them at every handshake). An http:// URL serves plain text and ignores the TLS flags with a
  * warning, as etcd does.
  */
 import { watchFile, unwatchFile, readFileSync } from "node:fs"
+import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 
@@ -29,15 +34,26 @@ export interface ClientTlsFlags {
   readonly autoTls: boolean
   readonly tlsMinVersion: string
   readonly cipherSuites: string
+  /** --socket-reuse-port: bind the client port with SO_REUSEPORT (etcd 3.5 SocketOpts.ReusePort). */
+  readonly socketReusePort: boolean
 }
 
 /** What the client port serves. */
 export type ClientListenerPlan =
-  | { readonly _tag: "Plain"; readonly host: string; readonly port: number; readonly warnings: ReadonlyArray<string> }
+  | {
+    readonly _tag: "Plain"
+    readonly host: string
+    readonly port: number
+    /** Bind with SO_REUSEPORT (--socket-reuse-port). */
+    readonly reusePort: boolean
+    readonly warnings: ReadonlyArray<string>
+  }
   | {
     readonly _tag: "Tls"
     readonly host: string
     readonly port: number
+    /** Bind with SO_REUSEPORT (--socket-reuse-port). */
+    readonly reusePort: boolean
     /** Create a self-signed certificate at certFile/keyFile when they do not exist (--auto-tls). */
     readonly selfSigned: boolean
     readonly certFile: string
@@ -110,7 +126,7 @@ export const planClientListener = (listenUrl: string, flags: ClientTlsFlags, fix
     const warnings: string[] = []
     if (hasFiles || flags.autoTls) warnings.push("scheme is HTTP while key and certificate files are present; ignoring key and certificate files")
     if (flags.clientCertAuth) warnings.push("scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL")
-    return { _tag: "Plain", host, port, warnings }
+    return { _tag: "Plain", host, port, reusePort: flags.socketReusePort, warnings }
   }
   const selfSigned = flags.autoTls && !hasFiles
   if (!selfSigned && (flags.certFile === "" || flags.keyFile === "")) {
@@ -122,6 +138,7 @@ export const planClientListener = (listenUrl: string, flags: ClientTlsFlags, fix
     _tag: "Tls",
     host,
     port,
+    reusePort: flags.socketReusePort,
     selfSigned,
     certFile: selfSigned ? `${fixturesDir}/cert.pem` : flags.certFile,
     keyFile: selfSigned ? `${fixturesDir}/key.pem` : flags.keyFile,
@@ -144,13 +161,42 @@ const contextOptions = (plan: TlsPlan): tls.SecureContextOptions => ({
   ...(plan.ciphers === undefined ? {} : { ciphers: plan.ciphers })
 })
 
-/** A TLS listener in front of the gRPC server (see the module comment). */
-export interface ClientTlsServer {
+/** A client listener in front of the gRPC server (see the module comment). */
+export interface ClientListener {
   /**
-   * Stops accepting connections and watching the files. Established connections stay: the gRPC
-   * server's shutdown drains and closes them.
+   * Stops accepting connections (and, for TLS, watching the files). Established connections
+   * stay: the gRPC server's shutdown drains and closes them.
    */
   close(): Promise<void>
+}
+
+/** Listens on `host:port` (with SO_REUSEPORT when `reusePort`); rejects when it cannot bind. */
+const listen = (server: net.Server, plan: { readonly host: string; readonly port: number; readonly reusePort: boolean }): Promise<void> =>
+  new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen({ port: plan.port, host: plan.host, reusePort: plan.reusePort }, () => {
+      server.off("error", reject)
+      resolve()
+    })
+  })
+
+/**
+ * Listens on the plan's host and port in plain text and passes each connection to `inject` (the
+ * gRPC server's connection injector). Rejects when the port cannot be bound (in use by a process
+ * that did not set SO_REUSEPORT, or by another user's).
+ */
+export const serveClientPlain = async (
+  plan: Extract<ClientListenerPlan, { _tag: "Plain" }>,
+  inject: (connection: Duplex) => void
+): Promise<ClientListener> => {
+  const server = net.createServer({ noDelay: true }, (socket) => inject(socket))
+  await listen(server, plan)
+  return {
+    close: () => {
+      server.close()
+      return Promise.resolve()
+    }
+  }
 }
 
 /** How often the certificate, key and CA files are checked for changes (ms). */
@@ -167,7 +213,7 @@ export const serveClientTls = async (
   plan: TlsPlan,
   inject: (connection: Duplex) => void,
   log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
-): Promise<ClientTlsServer> => {
+): Promise<ClientListener> => {
   const server = tls.createServer({
     ...contextOptions(plan),
     ALPNProtocols: ["h2"],
@@ -177,13 +223,7 @@ export const serveClientTls = async (
   // A failed handshake (no or an untrusted client certificate, a plain-text client) is the
   // client's problem; the listener keeps serving.
   server.on("tlsClientError", () => undefined)
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject)
-    server.listen(plan.port, plan.host, () => {
-      server.off("error", reject)
-      resolve()
-    })
-  })
+  await listen(server, plan)
   const files = [plan.certFile, plan.keyFile, ...(plan.trustedCaFile === undefined ? [] : [plan.trustedCaFile])]
   const reload = () => {
     try {

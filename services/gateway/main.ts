@@ -3,7 +3,11 @@
  *
  *   node services/gateway/main.ts --member=m1 [--listen-client-urls=http://127.0.0.1:2379]
  *     [--request-timeout-ms=7000] [--max-request-bytes=1572864] [--election-timeout=1000]
- *     (+ the common flags)
+ *     [--socket-reuse-port] (+ the common flags)
+ *
+ * A member may have several gateways: they keep no state of their own (each has a random
+ * instance token for its reply subjects), so they serve as separate endpoints, behind a load
+ * balancer, or on one host and port with --socket-reuse-port (the kernel spreads connections).
  *
  * Serves KV, Watch, Lease (./lease.ts), Cluster, Maintenance, and etcd's v3lock Lock
  * (./lock.ts) and v3election Election (./election.ts) services. --election-timeout sets the
@@ -11,6 +15,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { join } from "node:path"
+import type { Duplex } from "node:stream"
 import { InvalidArgumentError, Option } from "commander"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -22,7 +27,7 @@ import {
 } from "../../shared/endpoints.ts"
 import { endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { ensureSelfSignedCertificate } from "../runtime/certs.ts"
-import { planClientListener, serveClientTls } from "./client-tls.ts"
+import { planClientListener, serveClientPlain, serveClientTls } from "./client-tls.ts"
 import type { ClientTlsFlags } from "./client-tls.ts"
 import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
@@ -100,6 +105,10 @@ const flags = parseFlags<GatewayFlags>("gateway", process.argv, (c) =>
     .addOption(new Option("--auto-tls [bool]", "client TLS using generated certificates").env("NATCD_AUTO_TLS").argParser(parseBool).default(false))
     .addOption(new Option("--tls-min-version <version>", "minimum TLS version supported (TLS1.2 or TLS1.3)").env("NATCD_TLS_MIN_VERSION").default("TLS1.2"))
     .addOption(new Option("--cipher-suites <list>", "comma-separated TLS 1.2 cipher suites, Go's names (default: Node's)").env("NATCD_CIPHER_SUITES").default(""))
+    .addOption(
+      new Option("--socket-reuse-port [bool]", "bind the client port with SO_REUSEPORT, so that several gateways of the member on this host share it (etcd 3.5's flag)")
+        .env("NATCD_SOCKET_REUSE_PORT").argParser(parseBool).default(false)
+    )
 )
 
 // The client listener is checked before anything starts: a bad TLS configuration is a start-up
@@ -298,7 +307,7 @@ const GatewayLive = Layer.effectDiscard(
     )
     const server = yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
-        startGrpcServer(plan._tag === "Plain" ? address : undefined, {
+        startGrpcServer(undefined, {
           KV: { Range: handlers.Range, Put: handlers.Put, DeleteRange: handlers.DeleteRange, Txn: handlers.Txn, Compact: handlers.Compact },
           Lease: {
             LeaseGrant: lease.LeaseGrant,
@@ -351,19 +360,22 @@ const GatewayLive = Layer.effectDiscard(
           })
         )
     )
-    if (plan._tag === "Tls") {
-      const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure())
-      // Released before the gRPC server's shutdown above: no new connections, then the drain.
-      yield* Effect.acquireRelease(
-        Effect.tryPromise(() =>
-          serveClientTls(plan, (connection) => injector.injectConnection(connection), (level, message, fields) =>
+    // The gateway owns the client port (plain or TLS, with SO_REUSEPORT when several gateways
+    // share it) and hands each connection to the gRPC server. Released before the gRPC server's
+    // shutdown above: no new connections, then the drain.
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure())
+    const inject = (connection: Duplex) => injector.injectConnection(connection)
+    yield* Effect.acquireRelease(
+      Effect.tryPromise(() =>
+        plan._tag === "Tls"
+          ? serveClientTls(plan, inject, (level, message, fields) =>
             runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields))))
-        ).pipe(Effect.orDie),
-        (tlsServer) => Effect.promise(() => tlsServer.close())
-      )
-    }
+          : serveClientPlain(plan, inject)
+      ).pipe(Effect.orDie),
+      (listener) => Effect.promise(() => listener.close())
+    )
     yield* Effect.logInfo(`serving etcd v3 gRPC${plan._tag === "Tls" ? " over TLS" : ""}`).pipe(
-      Effect.annotateLogs({ address, ...(plan._tag === "Tls" ? { clientCertAuth: plan.clientCertAuth } : {}) })
+      Effect.annotateLogs({ address, reusePort: plan.reusePort, ...(plan._tag === "Tls" ? { clientCertAuth: plan.clientCertAuth } : {}) })
     )
   })
 )

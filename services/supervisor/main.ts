@@ -10,14 +10,18 @@
  * for the whole cluster, on the command line as `services/watch/main.ts --replica=w<i>`.
  *
  *   node services/supervisor/main.ts [--members=1] [--data-dir=./data] [--nats=URL]
- *     [--nats-port=4222] [--port-offset=0] [--cluster=natcd] [--watch-replicas=1]
+ *     [--nats-port=4222] [--port-offset=0] [--cluster=natcd] [--watch-replicas=1] [--gateways=1]
+ *
+ * --gateways (NATCD_GATEWAYS, 1 to 6) gateway processes per member share the member's client
+ * address: each binds it with --socket-reuse-port and the kernel spreads new connections over
+ * them; they are named gateway/<member> and gateway/<member>/g<k> for k = 2, 3, ...
  *
  * --port-offset shifts every port (nats-server's and the members' client ports) so that several
  * clusters can run side by side, e.g. next to a real etcd on 2379.
  *
  * Metrics and health: every process gets its own `--metrics-port` ({@link metricsPort}:
  * --metrics-base (12000) + port offset + 10 x member index + service slot, watch replica j at
- * + 90 + j), serving /metrics, /livez, /readyz and /health. The supervisor polls each
+ * + 90 + j, a member's gateway k >= 2 at slot 3 + k), serving /metrics, /livez, /readyz and /health. The supervisor polls each
  * process's /livez every 2 s, counting failures once it answered (or had 60 s to start), and
  * kills (then restarts) one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 10,
  * i.e. 20 s, about Kubernetes' default of 3 x 10 s; 0: never): a hung process is restarted like
@@ -41,7 +45,7 @@
  * directory 0700 (as etcd's private modes).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Command, Option } from "commander"
+import { Command, InvalidArgumentError, Option } from "commander"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -60,6 +64,14 @@ import type { TlsFiles } from "../runtime/certs.ts"
 // Data, keys and configs are private to the user running natcd (etcd: 0700 dirs, 0600 files).
 process.umask(0o077)
 
+/** The most gateways per member: a member's block of metrics ports has 10 slots, 5 taken. */
+const maxGateways = 6
+const gatewayCount = (v: string): number => {
+  const n = positiveInt(v)
+  if (n > maxGateways) throw new InvalidArgumentError(`at most ${maxGateways} gateways per member`)
+  return n
+}
+
 const command = new Command("natcd run")
   .description("run a local natcd cluster in the foreground")
   .addOption(new Option("--members <n>", "number of members").env("MEMBERS").argParser(positiveInt).default(1))
@@ -69,6 +81,10 @@ const command = new Command("natcd run")
   .addOption(new Option("--port-offset <n>", "added to every port").argParser((v) => Number.parseInt(v, 10)).default(0))
   .addOption(new Option("--cluster <name>", "cluster name").env("NATCD_CLUSTER").default("natcd"))
   .addOption(new Option("--watch-replicas <n>", "watch service replicas for the cluster (services/watch)").env("NATCD_WATCH_REPLICAS").argParser(positiveInt).default(1))
+  .addOption(
+    new Option("--gateways <n>", `gateway processes per member, sharing its client address (1 to ${maxGateways})`)
+      .env("NATCD_GATEWAYS").argParser(gatewayCount).default(1)
+  )
   .addOption(new Option("--log-level <level>", "log level").env("NATCD_LOG_LEVEL").choices(["Debug", "Info", "Warn", "Error"]).default("Info"))
   .addOption(new Option("--metrics-base <port>", "first /metrics and /health port (before the port offset)").env("NATCD_METRICS_BASE").argParser(positiveInt).default(12000))
   .addOption(new Option("--liveness-failures <n>", "kill a process after this many failed /livez polls in a row (0: never)").env("NATCD_LIVENESS_FAILURES").argParser((v) => Number.parseInt(v, 10)).default(10))
@@ -91,6 +107,7 @@ const command = new Command("natcd run")
 const opts = command.opts<{
   members: number
   watchReplicas: number
+  gateways: number
   dataDir: string
   nats?: string
   natsPort: number
@@ -116,11 +133,13 @@ const clientPort = (memberIndex: number): number =>
 const serviceSlots = { gateway: 0, raft: 1, wal: 2, mvcc: 3, lease: 4 } as const
 
 /**
- * The /metrics and /health port of member `memberIndex`'s `service` (0-based index), or of
- * watch replica `replica` (1-based) when `service` is "watch".
+ * The /metrics and /health port of member `memberIndex`'s `service` (0-based index), of its
+ * gateway `k` (1-based) when `service` is "gateway", or of watch replica `k` (1-based) when
+ * `service` is "watch".
  */
-const metricsPort = (memberIndex: number, service: keyof typeof serviceSlots | "watch", replica = 0): number =>
-  opts.metricsBase + opts.portOffset + (service === "watch" ? 90 + replica : 10 * memberIndex + serviceSlots[service])
+const metricsPort = (memberIndex: number, service: keyof typeof serviceSlots | "watch", k = 1): number =>
+  opts.metricsBase + opts.portOffset +
+  (service === "watch" ? 90 + k : 10 * memberIndex + (service === "gateway" && k > 1 ? 3 + k : serviceSlots[service]))
 
 interface ProcessSpec {
   readonly name: string
@@ -275,14 +294,15 @@ const node = process.execPath
  * put, within the noise, for about 200 MiB more per member).
  */
 const serviceNodeFlags: ReadonlyArray<string> = opts.serviceNodeFlags.split(" ").filter((f) => f !== "")
-const serviceSpec = (service: keyof typeof serviceSlots, memberIndex: number, member: string, natsUrl: string, extra: ReadonlyArray<string> = []): ProcessSpec => ({
-  name: `${service}/${member}`,
+/** Member `member`'s process of `service` (its gateway `k` for the gateway, 1-based). */
+const serviceSpec = (service: keyof typeof serviceSlots, memberIndex: number, member: string, natsUrl: string, extra: ReadonlyArray<string> = [], k = 1): ProcessSpec => ({
+  name: `${service}/${member}${k > 1 ? `/g${k}` : ""}`,
   command: node,
-  healthPort: metricsPort(memberIndex, service),
+  healthPort: metricsPort(memberIndex, service, k),
   args: [
     ...serviceNodeFlags,
     join(servicesDir, service, "main.ts"),
-    `--metrics-port=${metricsPort(memberIndex, service)}`,
+    `--metrics-port=${metricsPort(memberIndex, service, k)}`,
     `--member=${member}`,
     `--cluster=${opts.cluster}`,
     `--nats=${natsUrl}`,
@@ -354,7 +374,8 @@ const program = Effect.gen(function*() {
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", i, member, url))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", i, member, url))))
     fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", i, member, url, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, [`--listen-client-urls=${clientUrl}`, ...clientTlsArgs]))))
+    const gatewayArgs = [`--listen-client-urls=${clientUrl}`, ...clientTlsArgs, ...(opts.gateways > 1 ? ["--socket-reuse-port"] : [])]
+    for (let k = 1; k <= opts.gateways; k++) fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, gatewayArgs, k))))
   }
   // Watch replicas belong to no member: no --member on their command line, named w1, w2, ...
   for (let i = 1; i <= opts.watchReplicas; i++) {
@@ -366,7 +387,7 @@ const program = Effect.gen(function*() {
     })))
   }
   yield* Effect.logInfo("natcd running").pipe(
-    Effect.annotateLogs({ members: members.join(","), dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`).join(",") })
+    Effect.annotateLogs({ members: members.join(","), gatewaysPerMember: opts.gateways, dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`).join(",") })
   )
   // Stop services before nats-server: interrupt in reverse start order.
   yield* Effect.addFinalizer(() => Effect.forEach([...fibers].reverse(), (f) => Fiber.interrupt(f), { discard: true }))

@@ -102,11 +102,26 @@ const metricsSlots = { gateway: 0, raft: 1, wal: 2, mvcc: 3, lease: 4 } as const
 
 /**
  * The /metrics and /health port the supervisor gives member `memberIndex`'s `service` (0-based),
- * or watch replica `replica` (1-based) for "watch", in a cluster started with `portOffset`
- * (default --metrics-base 12000).
+ * its gateway `k` (1-based) for "gateway", or watch replica `k` (1-based) for "watch", in a
+ * cluster started with `portOffset` (default --metrics-base 12000).
  */
-export const metricsPort = (portOffset: number, memberIndex: number, service: keyof typeof metricsSlots | "watch", replica = 1): number =>
-  12000 + portOffset + (service === "watch" ? 90 + replica : 10 * memberIndex + metricsSlots[service])
+export const metricsPort = (portOffset: number, memberIndex: number, service: keyof typeof metricsSlots | "watch", k = 1): number =>
+  12000 + portOffset + (service === "watch" ? 90 + k : 10 * memberIndex + (service === "gateway" && k > 1 ? 3 + k : metricsSlots[service]))
+
+/**
+ * The sum of every sample of `name` whose labels include each of `labels` (`key="value"`), in a
+ * Prometheus text exposition `text`; 0 when there is none.
+ */
+export const metricSum = (text: string, name: string, labels: ReadonlyArray<string> = []): number => {
+  let sum = 0
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue
+    const space = line.lastIndexOf(" ")
+    const head = line.slice(0, space)
+    if (labels.every((l) => head.includes(l))) sum += Number(line.slice(space + 1))
+  }
+  return sum
+}
 
 /** GET http://127.0.0.1:`port``path`: status and body (status 0 when nothing answered). */
 export const httpGet = async (port: number, path: string): Promise<{ status: number; body: string }> => {

@@ -175,7 +175,7 @@ export const openWatch = (
 }
 
 /**
- * Promise-returning Txn/Put/DeleteRange/Compact on one channel, for driving writes in tests;
+ * Promise-returning Txn/Put/Range/DeleteRange/Compact on one channel, for driving writes in tests;
  * `options` are added to the client's (e.g. {@link ownConnection}).
  */
 export const kvWriter = (endpoint: string, options: grpc.ClientOptions = {}) => {
@@ -187,6 +187,11 @@ export const kvWriter = (endpoint: string, options: grpc.ClientOptions = {}) => 
   const b = (s: string) => Buffer.from(s, "latin1")
   return {
     put: (key: string, value: string) => call<{ header: { revision: string } }>("Put", { key: b(key), value: b(value) }),
+    /** A put attached to lease `lease` (decimal id). */
+    putWithLease: (key: string, value: string, lease: string) => call<{ header: { revision: string } }>("Put", { key: b(key), value: b(value), lease }),
+    /** A linearizable Range of [key, rangeEnd). */
+    get: (key: string, rangeEnd: string) =>
+      call<{ header: { revision: string }; kvs: Array<{ key: Buffer; value: Buffer; mod_revision: string }> }>("Range", { key: b(key), range_end: b(rangeEnd) }),
     del: (key: string, rangeEnd?: string) => call<{ header: { revision: string } }>("DeleteRange", { key: b(key), range_end: rangeEnd === undefined ? Buffer.alloc(0) : b(rangeEnd) }),
     /** One txn of puts (value) and deletes (no value; `end` for a range) with no compares. */
     txn: (ops: ReadonlyArray<{ key: string; value?: string; end?: string }>) =>

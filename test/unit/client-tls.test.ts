@@ -14,13 +14,15 @@ import { certificatePollMs, planClientListener, serveClientTls } from "../../ser
 import type { ClientTlsFlags } from "../../services/gateway/client-tls.ts"
 import { ensureTlsFiles } from "../../services/runtime/certs.ts"
 
-const none: ClientTlsFlags = { certFile: "", keyFile: "", trustedCaFile: "", clientCertAuth: false, autoTls: false, tlsMinVersion: "TLS1.2", cipherSuites: "" }
+const none: ClientTlsFlags = { certFile: "", keyFile: "", trustedCaFile: "", clientCertAuth: false, autoTls: false, tlsMinVersion: "TLS1.2", cipherSuites: "", socketReusePort: false }
 const withFiles: ClientTlsFlags = { ...none, certFile: "/c.pem", keyFile: "/k.pem" }
 
 describe("planClientListener", () => {
   const cases: ReadonlyArray<readonly [string, string, ClientTlsFlags, Record<string, unknown>]> = [
     ["plain", "http://127.0.0.1:2379", none, { _tag: "Plain", host: "127.0.0.1", port: 2379, warnings: [] }],
-    ["plain, default port", "http://localhost", none, { _tag: "Plain", host: "localhost", port: 2379 }],
+    ["plain, default port", "http://localhost", none, { _tag: "Plain", host: "localhost", port: 2379, reusePort: false }],
+    ["plain, several gateways on one address", "http://127.0.0.1:2379", { ...none, socketReusePort: true }, { _tag: "Plain", reusePort: true }],
+    ["https, several gateways on one address", "https://127.0.0.1:2379", { ...withFiles, socketReusePort: true }, { _tag: "Tls", reusePort: true }],
     ["plain with TLS files: ignored, as etcd", "http://127.0.0.1:2379", { ...withFiles, clientCertAuth: true }, {
       _tag: "Plain",
       warnings: [

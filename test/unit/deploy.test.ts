@@ -159,8 +159,20 @@ describe("deploy/k8s", () => {
         }
       }
     }
-    // Member services: one StatefulSet each, 3 members, wal and mvcc on persistent volumes.
-    for (const service of ["wal", "mvcc", "raft", "lease", "gateway"]) {
+    // Member services: one StatefulSet each, 3 members, wal and mvcc on persistent volumes;
+    // gateways: a Deployment per member (several gateways each) behind that member's Service,
+    // which raft advertises as the member's client URL.
+    for (const i of [0, 1, 2]) {
+      const d = workloads.find((w) => w.kind === "Deployment" && w.metadata.name === `natcd-gateway-m${i}`)
+      expect(d, `gateways of m${i}`).toBeDefined()
+      expect(d!.spec.replicas).toBeGreaterThanOrEqual(2)
+      expect(d!.spec.template.spec.containers[0].args.slice(0, 2)).toEqual(["services/gateway/main.ts", `--member=m${i}`])
+      const svc = all.find((x) => x.kind === "Service" && x.metadata.name === `natcd-gateway-m${i}`)
+      expect(svc?.spec.selector).toEqual(d!.spec.selector.matchLabels)
+    }
+    const raftArgs = workloads.find((w) => w.metadata.name === "natcd-raft")!.spec.template.spec.containers[0].args as string[]
+    expect(raftArgs).toContain("--advertise-client-urls=http://natcd-gateway-m$(POD_INDEX):2379")
+    for (const service of ["wal", "mvcc", "raft", "lease"]) {
       const s = workloads.find((w) => w.kind === "StatefulSet" && w.metadata.name === `natcd-${service}`)
       expect(s, service).toBeDefined()
       expect(s!.spec.replicas).toBe(3)
@@ -189,9 +201,24 @@ describe("deploy/k8s", () => {
     const all = manifests().map((m) => m.doc)
     const hpa = all.find((d) => d.kind === "HorizontalPodAutoscaler")!
     const natcd = all.filter((d) => (d.kind === "StatefulSet" || d.kind === "Deployment") && d.spec.template.spec.containers.some((c: Obj) => c.image.startsWith("natcd")))
-    expect(natcd.map((w) => w.metadata.name).sort()).toEqual(["natcd-gateway", "natcd-lease", "natcd-mvcc", "natcd-raft", "natcd-wal", "natcd-watch"])
+    expect(natcd.map((w) => w.metadata.name).sort()).toEqual(["natcd-gateway-m0", "natcd-gateway-m1", "natcd-gateway-m2", "natcd-lease", "natcd-mvcc", "natcd-raft", "natcd-wal", "natcd-watch"])
     const identities: Array<Identity> = []
-    for (const w of natcd) {
+    for (const w of natcd.filter((x) => x.kind === "Deployment")) {
+      // A member's gateways: its pods share the member's gateway identity; the volume holds that
+      // key alone.
+      const pod = w.spec.template.spec
+      expect(pod.automountServiceAccountToken, `${w.metadata.name}: no API token`).toBe(false)
+      const c = pod.containers[0] as Obj
+      const member = /^--member=(m\d+)$/.exec(c.args[1])![1]!
+      expect(w.metadata.name).toBe(`natcd-gateway-${member}`)
+      expect((c.env as Obj[]).filter((e) => e.name === "NATCD_NATS_CREDS").map((e) => e.value)).toEqual(["/var/run/secrets/natcd/nats.nk"])
+      const secretVolumes = (pod.volumes as Obj[]).filter((v) => v.secret !== undefined || v.projected !== undefined)
+      expect(secretVolumes.length).toBe(1)
+      expect(secretVolumes[0]!.secret).toMatchObject({ secretName: "natcd-nats-creds", defaultMode: 0o400, items: [{ key: credsFileName({ role: "gateway", name: member }), path: "nats.nk" }] })
+      expect((c.volumeMounts as Obj[]).filter((m) => m.name === secretVolumes[0]!.name)).toEqual([{ name: secretVolumes[0]!.name, mountPath: "/var/run/secrets/natcd", readOnly: true }])
+      identities.push({ role: "gateway", name: member })
+    }
+    for (const w of natcd.filter((x) => x.kind === "StatefulSet")) {
       // A pod's name must be stable for its identity: a StatefulSet, pod i has index i.
       expect(w.kind, w.metadata.name).toBe("StatefulSet")
       const pod = w.spec.template.spec
