@@ -359,6 +359,11 @@ const watchSessionEndpoint = <E extends string, Req, Rep>(endpoint: E, kind: Fra
     kind, request, reply, replySchema,
     servers: [server("watch", ["replica"])], callers: [any("gateway")], doc
   })
+/**
+ * watch.place: a new watch session on this replica, the one the gateway placed it on (the least
+ * loaded it knows of, services/gateway/watch-placement.ts); same bodies as watch.open.
+ */
+export const watchPlace = watchSessionEndpoint("place", "watch.open", S.WatchOpenBody, "watch.open.reply", S.WatchOpenReply, "open a watch session on this replica, the least loaded the gateway knows of")
 /** watch.create: add a watcher to a session. */
 export const watchCreate = watchSessionEndpoint("create", "watch.create", S.WatchCreateBody, "watch.create.reply", S.WatchCtlReply, "add a watcher to a session")
 /** watch.cancel: cancel a watcher. */
@@ -381,6 +386,15 @@ export const watchClose = pub({
   servers: [server("watch", ["replica"])], callers: [any("gateway")],
   doc: "close a session"
 })
+/** watch.load: a replica's load, every {@link watchLoadEveryMs} ms, for the gateways' placement. */
+export const watchLoad = pub({
+  name: "watch.load", subject: "natcd.{cluster}.watch.{replica}.load",
+  kind: "watch.load", request: S.WatchLoadBody,
+  servers: [server("gateway", [])], callers: [{ role: "watch", self: ["replica"] }],
+  doc: "a replica's load (sessions, unacknowledged bytes, draining), every second: gateways open new sessions on the least loaded"
+})
+/** The longest gap between two watch.load frames of a running replica, in ms. */
+export const watchLoadEveryMs = 1000
 /** gateway.watch: watch responses from the replicas to a gateway process. */
 export const gatewayWatch = pub({
   name: "gateway.watch", subject: "natcd.{cluster}.{member}.gateway.watch.{instance}",
@@ -416,7 +430,7 @@ export const endpoints: ReadonlyArray<Endpoint> = [
   mvccApply, mvccRange, mvccStatus, mvccAlarms, mvccHashKv, mvccSnapshot, mvccChunk, mvccInstall, mvccDefragment,
   mvccEvents, mvccHistory, mvccLeases, mvccLease, mvccAuth,
   gatewayResult, leaseResult, leaseKeepAlive, leaseTimeToLive,
-  watchOpen, watchCreate, watchCancel, watchProgress, watchPing, watchAck, watchClose, gatewayWatch,
+  watchOpen, watchPlace, watchCreate, watchCancel, watchProgress, watchPing, watchAck, watchClose, watchLoad, gatewayWatch,
   health, traceKeep
 ]
 
@@ -525,6 +539,7 @@ export const permissionsFor = (cluster: string, identity: Identity): Permissions
 const partyText = (p: Party, side: "server" | "caller"): string => {
   if (side === "caller") {
     if (p.self.includes("from")) return `${p.role} (as {from})`
+    if (p.self.includes("replica")) return `${p.role} (as {replica})`
     return p.self.includes("member") ? `${p.role} (own member)` : `${p.role} (any)`
   }
   return p.self.includes("replica") ? `${p.role} ({replica})` : p.self.length === 0 ? `${p.role} (all)` : p.role

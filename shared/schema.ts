@@ -547,8 +547,19 @@ export const WatchPingBody = Schema.Struct({
   gateway: Schema.String,
   sessions: Schema.Array(Schema.Struct({ session: Schema.String, acked: Int, windowBytes: opt(Int) }))
 })
-/** The pinged sessions the replica does not hold (lost or never opened). */
-export const WatchPingReply = Schema.Struct({ unknown: Schema.Array(Schema.String) })
+/**
+ * The pinged sessions the replica does not hold (lost or never opened); `draining` once the
+ * replica is handing its sessions over (it is stopping): the gateway moves them elsewhere.
+ */
+export const WatchPingReply = Schema.Struct({ unknown: Schema.Array(Schema.String), draining: opt(Schema.Boolean) })
+/**
+ * watch.load (publish, every second and at once when it starts or stops taking sessions): the
+ * load of replica `replica` (the subject's replica token, which the publisher's permission
+ * binds; a body naming another is dropped), by which gateways place new sessions: the
+ * `sessions` it holds, the response bytes in flight to gateways (`unackedBytes`), `draining`
+ * once it takes no new sessions and hands its own over (SIGTERM).
+ */
+export const WatchLoadBody = Schema.Struct({ replica: Schema.String, sessions: Int, unackedBytes: Int, draining: Schema.Boolean })
 
 /**
  * gateway.watch.<instance> (publish): message `seq` (1, 2, ... per session, no gaps: a gap
@@ -635,6 +646,7 @@ export const FrameKinds = {
   "watch.ack": 1,
   "watch.ping": 1,
   "watch.ping.reply": 1,
+  "watch.load": 1,
   "watch.responses": 2,
   health: 1,
   "health.reply": 1,

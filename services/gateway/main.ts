@@ -48,7 +48,8 @@ import { LeaderMonitor } from "./leader.ts"
 import { asEmbeddedClientError } from "./errors.ts"
 import { asRawAuthError, defaultBcryptCost, makeAuth } from "./auth.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
-import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { counter, counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import type { Counter } from "prom-client"
 import { onSlowRoot } from "../runtime/tracing.ts"
 
 interface GatewayFlags extends ClientTlsFlags {
@@ -262,6 +263,16 @@ const GatewayLive = Layer.effectDiscard(
       ),
       (w) => Effect.sync(() => w.close())
     )
+    counter({
+      name: "natcd_gateway_watch_failovers_total",
+      help: "Watch streams moved to a new session, by reason: the replica was draining, did not answer, did not know the session, or a response message was lost.",
+      labelNames: ["reason"],
+      collect(this: Counter<string>) {
+        this.reset()
+        for (const [reason, n] of Object.entries(watch.failovers)) this.inc({ reason }, n)
+      }
+    })
+    gaugeFrom("natcd_gateway_watch_replicas", "Watch replicas this gateway has load reports of (placement candidates and stale ones).", watch.trackedReplicas)
     const lease = makeLeaseHandlers({
       rpc,
       proposer,

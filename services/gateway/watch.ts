@@ -13,8 +13,10 @@
  * (./server.ts watchSender), reading only the marks that say how each watch moved
  * (shared/watch-relay.ts).
  *
- * Sessions and failover. A stream opens a session through the queue group `watch.open`, which
- * NATS hands to one replica. The replica's responses come back in messages numbered 1, 2, ...;
+ * Sessions and failover. A stream opens its session on the least-loaded replica the gateway
+ * knows of (`watch.place`, ./watch-placement.ts, from the replicas' `watch.load` reports), or,
+ * knowing none, through the queue group `watch.open`, which NATS hands to one replica. The
+ * replica's responses come back in messages numbered 1, 2, ...;
  * the gateway writes them to the client in order and acknowledges each message once all its
  * responses were sent on the client's HTTP/2 stream (within the client's flow-control
  * window), which is the replica's flow control. For every watch the gateway remembers the next
@@ -23,7 +25,10 @@
  * session breaks — the replica stops answering pings, does not know the session, or a message
  * number is skipped (a lost NATS message) — the gateway opens a new session, on whichever
  * replica the queue group picks, and re-creates each watch from that revision with the same id;
- * the client sees nothing but a pause: no event lost, none repeated.
+ * the client sees nothing but a pause: no event lost, none repeated. A replica that is stopping
+ * (SIGTERM) says it is draining, in its load report and in ping replies: the gateway moves its
+ * sessions the same way at once, so a drained replica hands its streams over without a loss or
+ * a duplicate, and without waiting for pings to time out.
  *
  * Memory. Each session asks its replica for a window (the unacknowledged bytes it may have in
  * flight): the gateway's budget {@link WatchContext.unackedBudgetBytes} shared equally by its
@@ -37,16 +42,17 @@ import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { WatchCtlReply } from "../../shared/schema.ts"
-import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress } from "../../shared/endpoints.ts"
+import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchLoad, watchOpen, watchPing, watchPlace, watchProgress } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed } from "../runtime/rpc.ts"
+import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed, serveEndpoint } from "../runtime/rpc.ts"
 import type { Assembled } from "../runtime/rpc.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import { grpcPrefixBytes, RelayKind, unpackRelay } from "../../shared/watch-relay.ts"
 import type { RelayMark } from "../../shared/watch-relay.ts"
 import { toGrpcError } from "./errors.ts"
+import { ReplicaPlacement } from "./watch-placement.ts"
 import { watchSender } from "./server.ts"
 import type { WatchSender } from "./server.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
@@ -61,6 +67,9 @@ import type { Wire } from "./convert.ts"
 export const emptyRangeReason = "mvcc: watcher range is empty"
 /** etcd mvcc.ErrWatcherDuplicateID. */
 export const duplicateIdReason = "mvcc: duplicate watch ID provided on the WatchStream"
+
+/** Why a stream moved to a new session (the label of natcd_gateway_watch_failovers_total). */
+export type FailoverReason = "draining" | "unanswered" | "unknown" | "lost"
 
 /** The smallest window a session asks of its replica, in bytes (so every stream makes progress). */
 export const minSessionWindowBytes = 64 * 1024
@@ -122,7 +131,7 @@ interface Session {
   acked: number
   readonly stream: {
     receive(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void
-    failover(s: Session, reason: string): void
+    failover(s: Session, reason: FailoverReason): void
     close(): void
   }
 }
@@ -151,6 +160,23 @@ export const makeWatchHandler = (ctx: WatchContext) => {
   const sessions = new Map<string, Session>()
   let nextSession = 1
   const stats = { streams: 0, sessions: 0, failovers: 0, seqGaps: 0, malformed: 0 }
+  /** Failovers by reason. */
+  const failovers: Record<FailoverReason, number> = { draining: 0, unanswered: 0, unknown: 0, lost: 0 }
+  const placement = new ReplicaPlacement()
+  /** Moves every session on `replica` to another replica (it is draining). */
+  const drain = (replica: string) => {
+    for (const s of [...sessions.values()]) if (s.replica === replica) s.stream.failover(s, "draining")
+  }
+  // Replicas' load reports. The subject's replica token is the publisher's own (its permission
+  // binds it); a body that names another replica is dropped.
+  const loads = serveEndpoint(ctx.nc, watchLoad, { cluster: ctx.cluster, replica: "*" }, (req) => {
+    const b = req.body
+    if (req.subject.split(".")[3] !== b.replica) {
+      stats.malformed++
+      return
+    }
+    if (placement.report(b.replica, b, Date.now())) drain(b.replica)
+  })
   const budgetBytes = ctx.unackedBudgetBytes ?? defaultUnackedBudgetBytes
   /** The window each session asks for now, in bytes. */
   const sessionWindow = (): number => Math.max(minSessionWindowBytes, Math.floor(budgetBytes / Math.max(1, sessions.size)))
@@ -207,12 +233,18 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       }, { timeoutMs: 3 * pingMs, retryAfterMs: pingMs }).then(
         (reply) => {
           pinging.delete(replica)
+          if (reply.draining === true) {
+            // Its load report saying so was lost, or has not arrived yet.
+            placement.report(replica, { sessions: 0, unackedBytes: 0, draining: true }, Date.now())
+            return drain(replica)
+          }
           const unknown = new Set(reply.unknown)
-          for (const s of list) if (unknown.has(s.id) && sessions.get(s.id) === s) s.stream.failover(s, "session unknown to its replica")
+          for (const s of list) if (unknown.has(s.id) && sessions.get(s.id) === s) s.stream.failover(s, "unknown")
         },
         () => {
           pinging.delete(replica)
-          for (const s of list) if (sessions.get(s.id) === s) s.stream.failover(s, "replica not answering")
+          placement.forget(replica)
+          for (const s of list) if (sessions.get(s.id) === s) s.stream.failover(s, "unanswered")
         }
       )
     }
@@ -354,18 +386,19 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         noDelete: w.noDelete,
         progressNotify: w.progressNotify,
         fragment: w.fragment
-      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "create not answered"))
+      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
     }
 
     private checkKnown(s: Session, reply: typeof WatchCtlReply.Type): void {
       const known = okOf(reply).known
-      if (!known && this.session === s) this.failover(s, "session unknown to its replica")
+      if (!known && this.session === s) this.failover(s, "unknown")
     }
 
     /** Fails over on a call without reply; an error reply is thrown (logged by the chain), as `{ err }`. */
-    private notAnswered(s: Session, e: unknown, reason: string): void {
+    private notAnswered(s: Session, e: unknown): void {
       if (!unanswered(e)) throw e
-      this.failover(s, reason)
+      if (s.replica !== undefined) placement.forget(s.replica)
+      this.failover(s, "unanswered")
     }
 
     private onCancel(id: number): void {
@@ -378,7 +411,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
         await callEndpoint(ctx.rpc, watchCancel, { cluster: ctx.cluster, replica: s.replica }, {
           session: s.id,
           watchId: id
-        }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "cancel not answered"))
+        }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
       })
     }
 
@@ -393,7 +426,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       if (s === undefined || this.session !== s) return
       await callEndpoint(ctx.rpc, watchProgress, { cluster: ctx.cluster, replica: s.replica! }, {
         session: s.id
-      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e, "progress not answered"))
+      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
     }
 
     /** The current session, opening one (retrying every second while the stream lives). */
@@ -405,27 +438,45 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       return this.opening
     }
 
+    /**
+     * Opens a session: on the least-loaded replica known (watch.place), on the next one at once
+     * when that one does not take it, and through the queue group (watch.open) when none is
+     * known; retried every second while the stream lives.
+     */
     private async open(): Promise<Session | undefined> {
+      const refused = new Set<string>()
       while (!this.closed) {
         const s: Session = { id: `${ctx.instance}-${nextSession++}`, replica: undefined, expectedSeq: 1, acked: 0, stream: this }
         this.session = s
         sessions.set(s.id, s)
+        const target = placement.pick(Date.now(), refused)
+        // Counted at once: the streams opening concurrently spread instead of all picking the
+        // replica that looked emptiest (a refused or failed open is corrected by the next report).
+        if (target !== undefined) placement.placed(target)
         try {
           const id = await ctx.identity()
-          s.replica = okOf(await callEndpoint(ctx.rpc, watchOpen, { cluster: ctx.cluster }, {
+          const body = {
             session: s.id,
             gateway: ctx.responseSubject,
             windowBytes: sessionWindow(),
             clusterId: id.clusterId,
             memberId: id.memberId,
             maxRequestBytes: ctx.maxRequestBytes
-          }, { timeoutMs: 3000 })).replica
+          }
+          const reply = target === undefined
+            ? await callEndpoint(ctx.rpc, watchOpen, { cluster: ctx.cluster }, body, { timeoutMs: 3000 })
+            : await callEndpoint(ctx.rpc, watchPlace, { cluster: ctx.cluster, replica: target }, body, { timeoutMs: 3000 })
+          s.replica = okOf(reply).replica
           stats.sessions++
           if (this.closed) this.closeSession(s)
           return s
         } catch {
           sessions.delete(s.id)
           this.session = undefined
+          if (target !== undefined) {
+            refused.add(target)
+            continue
+          }
           await new Promise((r) => setTimeout(r, 1000))
         }
       }
@@ -444,9 +495,10 @@ export const makeWatchHandler = (ctx: WatchContext) => {
      * client has not seen (watches not yet announced from their original start); watches being
      * canceled are answered here; a pending progress request is asked again.
      */
-    failover(s: Session, reason: string): void {
+    failover(s: Session, reason: FailoverReason): void {
       if (this.session !== s || this.closed) return
       stats.failovers++
+      failovers[reason]++
       ctx.log("info", "moving watch stream to another session", { session: s.id, replica: s.replica, reason })
       this.closeSession(s)
       this.session = undefined
@@ -468,7 +520,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       if (seq < s.expectedSeq) return
       if (seq > s.expectedSeq) {
         stats.seqGaps++
-        return this.failover(s, `message ${s.expectedSeq} lost`)
+        return this.failover(s, "lost")
       }
       s.expectedSeq++
       this.deliver(s, seq, marks, framed)
@@ -570,9 +622,14 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     /** Stops pinging and closes every session. */
     close: (): void => {
       clearInterval(pingTimer)
+      loads.stop()
       for (const s of [...sessions.values()]) s.stream.close()
       sub.unsubscribe()
     },
-    stats
+    stats,
+    /** Failovers by reason, for natcd_gateway_watch_failovers_total. */
+    failovers: failovers as Readonly<Record<FailoverReason, number>>,
+    /** Replicas this gateway tracks for placement. */
+    trackedReplicas: () => placement.size
   }
 }

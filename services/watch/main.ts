@@ -4,16 +4,22 @@
  *
  *   node services/watch/main.ts --replica=w1 [--progress-notify-interval=10m]
  *     [--window-bytes=4194304] [--unacked-budget-bytes=268435456] [--session-timeout-ms=15000]
- *     (+ --cluster, --nats, --log-level)
+ *     [--drain-timeout-ms=4000] (+ --cluster, --nats, --log-level)
  *
  * What it does (the pure part is ./core/hub.ts):
  * - follows `natcd.<cluster>.*.mvcc.events`, the committed event stream every member's mvcc
  *   service publishes, keeping the first copy of each revision; a revision it missed (a lost
  *   frame, or a heartbeat announcing a head beyond its own) is read from the `mvcc.history`
  *   endpoint of the member with the highest head it has heard of;
- * - joins the queue group of `natcd.<cluster>.watch.open` once it knows the stream's head, so
- *   that NATS spreads new watch sessions over the replicas; a replica started later takes new
- *   sessions from then on;
+ * - once it knows the stream's head, takes new sessions: those gateways place on it
+ *   (`watch.<replica>.place`) and those of the queue group `natcd.<cluster>.watch.open`; it
+ *   publishes its load (`watch.<replica>.load`: sessions, unacknowledged bytes) every second
+ *   and at once when it starts, so that gateways place new streams on the least-loaded replica
+ *   and a replica started under load takes them at once;
+ * - on SIGTERM drains: it stops taking sessions, says it is draining (a load report at once,
+ *   and in every ping reply), keeps serving its sessions while the gateways move them to other
+ *   replicas (from each watch's next revision: nothing lost or repeated), and stops once it
+ *   holds none or after --drain-timeout-ms;
  * - serves each session's create / cancel / progress / ack / ping / close on
  *   `natcd.<cluster>.watch.<replica>.<endpoint>` and publishes its responses, in numbered
  *   messages, to the session's gateway, as the protobuf bytes the client's stream receives
@@ -32,12 +38,15 @@ import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { unpackValue } from "../../shared/frame.ts"
 import { PackedRevisions } from "../../shared/schema.ts"
+import type { WatchOpenBody, WatchOpenReply } from "../../shared/schema.ts"
 import {
-  gatewayWatch, mvccEvents, mvccHistory, watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPing, watchProgress
+  gatewayWatch, mvccEvents, mvccHistory, watchAck, watchCancel, watchClose, watchCreate, watchLoad, watchLoadEveryMs, watchOpen, watchPing,
+  watchPlace, watchProgress
 } from "../../shared/endpoints.ts"
 import { checkToken } from "../../shared/subjects.ts"
 import { durationMs, endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
+import type { EndpointRequest } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { defaultStreamFormat, WatchHub } from "./core/hub.ts"
@@ -52,6 +61,7 @@ interface WatchFlags {
   readonly windowBytes: number
   readonly unackedBudgetBytes: number
   readonly sessionTimeoutMs: number
+  readonly drainTimeoutMs: number
 }
 
 const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
@@ -72,6 +82,10 @@ const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
     .addOption(
       new Option("--session-timeout-ms <ms>", "drop a watch stream whose gateway was silent this long")
         .env("NATCD_WATCH_SESSION_TIMEOUT_MS").argParser(positiveInt).default(15_000)
+    )
+    .addOption(
+      new Option("--drain-timeout-ms <ms>", "on SIGTERM, how long to wait for gateways to move this replica's sessions elsewhere")
+        .env("NATCD_WATCH_DRAIN_TIMEOUT_MS").argParser(positiveInt).default(4000)
     )
 )
 const replica = checkToken("watch replica", flags.replica === "" ? `w${randomBytes(4).toString("hex")}` : flags.replica)
@@ -117,6 +131,12 @@ const WatchLive = Layer.effectDiscard(
 
     let scheduled = false
     let stopped = false
+    /** Set on SIGTERM: no new sessions; gateways move the ones it holds. */
+    let draining = false
+    const publishLoad = () => {
+      const st = hub.stats()
+      publishEndpoint(rpc, watchLoad, { cluster, replica }, { replica, sessions: st.sessions, unackedBytes: st.unackedBytes, draining })
+    }
     let pendingTrace = ""
     // Metrics (etcd's watcher gauges, server/storage/mvcc/metrics.go) and readiness.
     gaugeFrom("etcd_debugging_mvcc_watcher_total", "Total number of watchers (on this watch replica).", () => hub.stats().watchers)
@@ -147,7 +167,7 @@ const WatchLive = Layer.effectDiscard(
         publishEndpoint(rpc, gatewayWatch, m.gateway, { session: m.session, replica, seq: m.seq, ...encodeMessage(m) }, deliveryTrace)
       }
       if (more) schedule()
-      if (hub.initialized() && openEndpoint === undefined) startOpenEndpoint()
+      if (hub.initialized() && openEndpoint === undefined && !draining) startOpenEndpoint()
       // Slow clients, at most one line per 10 s (etcd counts them in its slow_watcher gauge).
       const { victims, victimMoves } = hub.stats()
       if (victimMoves > loggedVictimMoves && Date.now() - lastVictimLogMs > 10_000) {
@@ -223,27 +243,32 @@ const WatchLive = Layer.effectDiscard(
       schedule()
     }, opts))
     endpoints.push(serveEndpoint(nc, watchPing, at, (req) => {
-      req.reply({ unknown: hub.ping(req.body.sessions, Date.now()) })
+      req.reply({ unknown: hub.ping(req.body.sessions, Date.now()), ...(draining ? { draining } : {}) })
       schedule()
     }, opts))
     endpoints.push(serveEndpoint(nc, watchClose, at, (req) => {
       hub.closeSession(req.body.session)
     }, opts))
 
-    // New sessions are taken only once the stream's head is known.
+    // New sessions are taken only once the stream's head is known, and not while draining.
+    // Refused (the gateway then tries another replica): Stopped.
+    const open = (req: EndpointRequest<typeof WatchOpenBody.Type, typeof WatchOpenReply.Type>) => {
+      if (draining || !hub.initialized()) return req.replyError({ _tag: "Stopped" })
+      const b = req.body
+      hub.openSession(b.session, b.gateway, Date.now(), b.windowBytes, {
+        clusterId: b.clusterId ?? defaultStreamFormat.clusterId,
+        memberId: b.memberId ?? defaultStreamFormat.memberId,
+        maxRequestBytes: b.maxRequestBytes ?? defaultStreamFormat.maxRequestBytes
+      })
+      req.reply({ ok: { replica, head: hub.headRevision() } })
+    }
+    endpoints.push(serveEndpoint(nc, watchPlace, at, open, opts))
     let openEndpoint: { stop: () => void } | undefined
     const startOpenEndpoint = () => {
       // Joins the declared queue group ("watch").
-      openEndpoint = serveEndpoint(nc, watchOpen, { cluster }, (req) => {
-        const b = req.body
-        hub.openSession(b.session, b.gateway, Date.now(), b.windowBytes, {
-          clusterId: b.clusterId ?? defaultStreamFormat.clusterId,
-          memberId: b.memberId ?? defaultStreamFormat.memberId,
-          maxRequestBytes: b.maxRequestBytes ?? defaultStreamFormat.maxRequestBytes
-        })
-        req.reply({ ok: { replica, head: hub.headRevision() } })
-      }, opts)
+      openEndpoint = serveEndpoint(nc, watchOpen, { cluster }, open, opts)
       endpoints.push(openEndpoint)
+      publishLoad()
       log("info", "taking watch sessions", { head: hub.headRevision() })
     }
 
@@ -256,10 +281,23 @@ const WatchLive = Layer.effectDiscard(
       setInterval(() => {
         const gone = hub.expire(Date.now(), flags.sessionTimeoutMs)
         if (gone.length > 0) log("info", "dropped silent watch sessions", { sessions: gone.length })
-      }, 1000)
+      }, 1000),
+      setInterval(() => {
+        if (openEndpoint !== undefined) publishLoad()
+      }, watchLoadEveryMs)
     ]
+    // SIGTERM: drain (see the module comment), then stop. The NATS connection closes after this.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
+      Effect.gen(function*() {
+        draining = true
+        openEndpoint?.stop()
+        const sessions = hub.stats().sessions
+        const deadline = Date.now() + flags.drainTimeoutMs
+        if (sessions > 0) {
+          publishLoad()
+          while (hub.stats().sessions > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+          log("info", "watch replica drained", { handedOver: sessions - hub.stats().sessions, left: hub.stats().sessions })
+        }
         stopped = true
         timers.forEach(clearInterval)
         endpoints.forEach((e) => e.stop())
