@@ -70,8 +70,11 @@ const stopChild = async (child: ChildProcess, group: boolean) => {
   kill("SIGKILL")
 }
 
-/** Starts natcd with `members` members; client ports from 2379 + `portOffset` (etcd's local ports). */
-export const startNatcd = async (members: number, portOffset: number): Promise<Cluster> => {
+/**
+ * Starts natcd with `members` members; client ports from 2379 + `portOffset` (etcd's local
+ * ports); `watchReplicas` watch replicas (default 1).
+ */
+export const startNatcd = async (members: number, portOffset: number, options: { readonly watchReplicas?: number } = {}): Promise<Cluster> => {
   const dataDir = mkdtempSync(join(tmpdir(), "natcd-bench-"))
   const supervisor = fileURLToPath(new URL("../services/supervisor/main.ts", import.meta.url))
   const env = { ...process.env }
@@ -79,7 +82,7 @@ export const startNatcd = async (members: number, portOffset: number): Promise<C
   // Trace as in production (1% of requests, plus slow ones) unless the caller says otherwise:
   // the development default traces every request, which etcd does not pay for.
   env.NATCD_TRACE_SAMPLE_RATIO ??= "0.01"
-  const child = spawn(process.execPath, [supervisor, `--members=${members}`, `--data-dir=${dataDir}`, `--port-offset=${portOffset}`, "--log-level=Warn", `--nats-monitor-port=${natsMonitorPort}`], {
+  const child = spawn(process.execPath, [supervisor, `--members=${members}`, `--data-dir=${dataDir}`, `--port-offset=${portOffset}`, "--log-level=Warn", `--nats-monitor-port=${natsMonitorPort}`, `--watch-replicas=${options.watchReplicas ?? 1}`], {
     detached: true,
     stdio: ["ignore", "ignore", "inherit"],
     env

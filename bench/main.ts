@@ -15,6 +15,11 @@
  * nats-server; etcd: its members), then a table of natcd/etcd ratios with the targets, and peak
  * RSS per member. One JSON line per run goes to stdout and everything to
  * bench/results/<time>.json with machine info and the git commit.
+ *
+ * `watch-scale` (natcd only) runs the watch workload on a fresh natcd with 1, 2 and 3 watch
+ * replicas (--watch-scale-replicas) and prints, per replica count, events/s, p99 put→event
+ * latency and CPU µs per delivered event by tier: gateways, the watch tier (and each replica),
+ * everything else; and the watch tier's share of the fan-out CPU (watch ÷ (watch + gateways)).
  */
 import { Command, Option } from "commander"
 import { execFileSync } from "node:child_process"
@@ -25,14 +30,14 @@ import { fileURLToPath } from "node:url"
 import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { cpuMs, memory, processLabel } from "./proc.ts"
+import { cpuMs, memory, processLabel, watchReplicaOf } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
 const root = fileURLToPath(new URL("../", import.meta.url))
 
 const cli = new Command("natcd bench")
-  .argument("[workloads...]", "put, put-1, range, range-serializable, range-prefix, txn-put, watch, lease, put-auth, range-auth (default: all)")
+  .argument("[workloads...]", "put, put-1, range, range-serializable, range-prefix, txn-put, watch, lease, put-auth, range-auth, watch-scale (default: all)")
   .addOption(new Option("--members <n>", "members per cluster").default("3"))
   .addOption(new Option("--clients <n>", "concurrent clients (per workload default when absent)"))
   .addOption(new Option("--conns <n>", "gRPC connections").default("8"))
@@ -41,6 +46,7 @@ const cli = new Command("natcd bench")
   .addOption(new Option("--watchers <n>", "watch: watchers").default("1000"))
   .addOption(new Option("--watch-streams <n>", "watch: streams the watchers are spread over").default("10"))
   .addOption(new Option("--watch-puts <n>", "watch: puts").default("1000"))
+  .addOption(new Option("--watch-scale-replicas <list>", "watch-scale: the watch replica counts to run").default("1,2,3"))
   .addOption(new Option("--key-space <n>", "put: key space").default("100000"))
   .addOption(new Option("--value-size <bytes>", "value size").default("256"))
   .addOption(new Option("--endpoints <list>", "measure this running cluster instead of starting natcd"))
@@ -50,7 +56,7 @@ const cli = new Command("natcd bench")
 
 const opts = cli.opts<{
   members: string; clients?: string; conns: string; total?: string; serializable?: boolean; watchers: string; watchStreams: string
-  watchPuts: string; keySpace: string; valueSize: string; endpoints?: string; etcd: boolean; out: string
+  watchPuts: string; watchScaleReplicas: string; keySpace: string; valueSize: string; endpoints?: string; etcd: boolean; out: string
 }>()
 
 /** A run of the matrix: name, workload, per-workload defaults. */
@@ -75,7 +81,10 @@ const plans: ReadonlyArray<Plan> = [
   // With authentication on (simple tokens, a non-root user with a read-write role on every key),
   // on both systems: the cost of resolving the token and checking permissions.
   { name: "put-auth", clients: 64, total: 20_000, target: {} },
-  { name: "range-auth", clients: 64, total: 20_000, target: {} }
+  { name: "range-auth", clients: 64, total: 20_000, target: {} },
+  // The watch workload with 1, 2 and 3 watch replicas (natcd only): how fan-out CPU splits
+  // between the gateways and the watch tier.
+  { name: "watch-scale", clients: 4, total: 0, target: {} }
 ]
 
 const chosen = cli.args.length === 0 ? plans : plans.filter((p) => cli.args.includes(p.name))
@@ -95,6 +104,10 @@ interface Result {
   readonly serverCpuMsPerOpBy: Record<string, number>
   /** natcd: NATS messages per operation, published by the services and delivered to them (setup and idle traffic included). */
   readonly busMessagesPerOp?: { published: number; delivered: number }
+  /** watch-scale: the natcd cluster's watch replicas. */
+  readonly watchReplicas?: number
+  /** natcd: CPU ms per operation of each watch replica, by replica name. */
+  readonly serverCpuMsPerOpByWatchReplica?: Record<string, number>
 }
 
 const percentile = (sorted: Float64Array, p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!)
@@ -102,7 +115,7 @@ const round = (n: number, digits = 3) => Number(n.toFixed(digits))
 
 const progress = (text: string) => process.stderr.write(`\r\x1b[K${text}`)
 
-const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
+const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number): Promise<Result> => {
   const clients = Number(opts.clients ?? plan.clients)
   const total = Number(opts.total ?? plan.total)
   const o: WorkloadOptions = { clients, total, keySpace: Number(opts.keySpace), keyBytes: 8, valueBytes: Number(opts.valueSize) }
@@ -139,6 +152,7 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
         m = await txnPutWorkload(pool, o, say)
         break
       case "watch":
+      case "watch-scale":
         m = await watchWorkload(pool, {
           watchers: Number(opts.watchers),
           streams: Number(opts.watchStreams),
@@ -152,11 +166,14 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
     }
     // Processes started during the run (a restarted service) count from zero.
     const cpuBy: Record<string, number> = {}
+    const cpuByReplica: Record<string, number> = {}
     let cpu = 0
     for (const pid of new Set([...pids, ...cluster.pids()])) {
       const used = cpuMs(pid) - (cpuBefore.get(pid) ?? 0)
       const label = processLabel(pid)
       cpuBy[label] = (cpuBy[label] ?? 0) + used
+      const replica = watchReplicaOf(pid)
+      if (replica !== undefined) cpuByReplica[replica] = (cpuByReplica[replica] ?? 0) + used
       cpu += used
     }
     const busAfter = await cluster.busMessages?.()
@@ -173,6 +190,10 @@ const runOne = async (cluster: Cluster, plan: Plan): Promise<Result> => {
       latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted[sorted.length - 1] ?? 0) },
       serverCpuMsPerOp: round(cpu / Math.max(1, m.ops), 4),
       serverCpuMsPerOpBy: Object.fromEntries(Object.entries(cpuBy).sort(([, a], [, b]) => b - a).map(([k, v]) => [k, round(v / Math.max(1, m.ops), 4)])),
+      ...(watchReplicas === undefined ? {} : { watchReplicas }),
+      ...(Object.keys(cpuByReplica).length === 0 ? {} : {
+        serverCpuMsPerOpByWatchReplica: Object.fromEntries(Object.entries(cpuByReplica).sort().map(([k, v]) => [k, round(v / Math.max(1, m.ops), 4)]))
+      }),
       ...(busBefore === undefined || busAfter === undefined ? {} : {
         busMessagesPerOp: {
           published: round((busAfter.published - busBefore.published) / Math.max(1, m.ops), 2),
@@ -196,61 +217,112 @@ const rssByMember = (cluster: Cluster) =>
 
 const main = async () => {
   const members = Number(opts.members)
+  const matrix = chosen.filter((p) => p.name !== "watch-scale")
+  const scale = chosen.find((p) => p.name === "watch-scale")
+  const results: Result[] = []
+  let memory: Array<{ system: string; members: ReturnType<typeof rssByMember> }> = []
   const clusters: Cluster[] = []
   try {
-    progress("starting natcd…")
-    clusters.push(opts.endpoints !== undefined
-      ? { name: "natcd", endpoints: opts.endpoints.split(","), pids: () => [], memberPids: () => [], stop: async () => {} }
-      : await startNatcd(members, 10_000))
-    let haveEtcd = false
-    if (opts.etcd) {
-      try {
-        execFileSync("etcd", ["--version"], { stdio: "ignore" })
-        haveEtcd = true
-      } catch {
-        process.stderr.write("etcd is not on PATH: measuring natcd alone\n")
+    if (matrix.length > 0) {
+      progress("starting natcd…")
+      clusters.push(opts.endpoints !== undefined
+        ? { name: "natcd", endpoints: opts.endpoints.split(","), pids: () => [], memberPids: () => [], stop: async () => {} }
+        : await startNatcd(members, 10_000))
+      let haveEtcd = false
+      if (opts.etcd) {
+        try {
+          execFileSync("etcd", ["--version"], { stdio: "ignore" })
+          haveEtcd = true
+        } catch {
+          process.stderr.write("etcd is not on PATH: measuring natcd alone\n")
+        }
       }
-    }
-    if (haveEtcd) {
-      progress("starting etcd…")
-      clusters.push(await startEtcd(members))
-    }
-    progress("")
-    const results: Result[] = []
-    for (const plan of chosen) {
-      for (const cluster of clusters) {
-        const r = await runOne(cluster, plan)
-        results.push(r)
-        console.log(JSON.stringify(r))
+      if (haveEtcd) {
+        progress("starting etcd…")
+        clusters.push(await startEtcd(members))
       }
-    }
-    const memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
-    printTable(results, memory)
-    const commit = (() => {
-      try {
-        return execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
-      } catch {
-        return "unknown"
+      progress("")
+      for (const plan of matrix) {
+        for (const cluster of clusters) {
+          const r = await runOne(cluster, plan)
+          results.push(r)
+          console.log(JSON.stringify(r))
+        }
       }
-    })()
-    mkdirSync(opts.out, { recursive: true })
-    const file = join(opts.out, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`)
-    writeFileSync(file, JSON.stringify({
-      commit,
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version },
-      options: opts,
-      results,
-      memory
-    }, null, 2))
-    console.log(`results saved to ${file}`)
+      memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
+    }
   } finally {
     for (const c of clusters) await c.stop()
   }
+  // watch-scale: a fresh natcd per replica count, after the matrix's clusters stopped.
+  if (scale !== undefined && opts.endpoints !== undefined) process.stderr.write("watch-scale starts its own clusters: skipped with --endpoints\n")
+  if (scale !== undefined && opts.endpoints === undefined) {
+    for (const replicas of opts.watchScaleReplicas.split(",").map(Number)) {
+      progress(`starting natcd with ${replicas} watch replicas…`)
+      const cluster = await startNatcd(members, 10_000, { watchReplicas: replicas })
+      try {
+        const r = await runOne(cluster, scale, replicas)
+        results.push(r)
+        console.log(JSON.stringify(r))
+      } finally {
+        await cluster.stop()
+      }
+    }
+  }
+  if (matrix.length > 0) printTable(results, memory)
+  printWatchScale(results.filter((r) => r.workload === "watch-scale"))
+  const commit = (() => {
+    try {
+      return execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
+    } catch {
+      return "unknown"
+    }
+  })()
+  mkdirSync(opts.out, { recursive: true })
+  const file = join(opts.out, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`)
+  writeFileSync(file, JSON.stringify({
+    commit,
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version },
+    options: opts,
+    results,
+    memory
+  }, null, 2))
+  console.log(`results saved to ${file}`)
+}
+
+/**
+ * The watch-scale table: per watch replica count, events/s, p99 put→event latency, CPU µs per
+ * delivered event of the gateways, the watch tier (and each replica) and the rest, and the
+ * watch tier's share of the fan-out CPU (watch ÷ (watch + gateways)).
+ */
+const printWatchScale = (runs: ReadonlyArray<Result>) => {
+  if (runs.length === 0) return
+  const us = (ms: number | undefined) => ((ms ?? 0) * 1000).toFixed(2)
+  const rows: string[][] = [["watch replicas", "events/s", "p99 ms", "gateway µs/event", "watch µs/event", "per replica", "rest µs/event", "watch share of fan-out", "errors"]]
+  for (const r of runs) {
+    const gateway = r.serverCpuMsPerOpBy.gateway ?? 0
+    const watch = r.serverCpuMsPerOpBy.watch ?? 0
+    const rest = r.serverCpuMsPerOp - gateway - watch
+    rows.push([
+      String(r.watchReplicas ?? "-"),
+      String(r.opsPerSec),
+      String(r.latencyMs.p99),
+      us(gateway),
+      us(watch),
+      Object.entries(r.serverCpuMsPerOpByWatchReplica ?? {}).map(([k, v]) => `${k} ${us(v)}`).join(", "),
+      us(rest),
+      `${((100 * watch) / Math.max(1e-9, watch + gateway)).toFixed(0)} %`,
+      String(r.errors)
+    ])
+  }
+  console.log("watch-scale (natcd only):")
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
+  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join("  "))
 }
 
 const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>) => {
   const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e", "natcd msgs/op"]]
-  for (const plan of chosen) {
+  for (const plan of chosen.filter((p) => p.name !== "watch-scale")) {
     const n = results.find((r) => r.workload === plan.name && r.system === "natcd")
     const e = results.find((r) => r.workload === plan.name && r.system === "etcd")
     if (n === undefined) continue

@@ -71,6 +71,12 @@ export const processLabel = (pid: number): string => {
   return program.slice(program.lastIndexOf("/") + 1) || `pid ${pid}`
 }
 
+/** The replica name of a natcd watch process (`--replica=w2`), or undefined for any other. */
+export const watchReplicaOf = (pid: number): string | undefined => {
+  const args = cmdline(pid)
+  return args.includes("services/watch/main.ts") ? /--replica=(\S+)/.exec(args)?.[1] : undefined
+}
+
 /**
  * In a child process a benchmark forked (`fork`): answers the message "cpu" with its
  * `process.cpuUsage()` and exits on "exit", then tells the parent "ready".
