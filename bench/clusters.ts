@@ -66,7 +66,9 @@ const stopChild = async (child: ChildProcess, group: boolean) => {
   if (child.exitCode !== null || child.signalCode !== null) return kill("SIGKILL")
   const exited = new Promise<void>((r) => child.once("exit", () => r()))
   kill("SIGTERM")
-  await Promise.race([exited, sleep(15_000)])
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([exited, new Promise<void>((r) => (timer = setTimeout(r, 15_000)))])
+  clearTimeout(timer)
   kill("SIGKILL")
 }
 

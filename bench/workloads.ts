@@ -67,6 +67,13 @@ const drive = async (
   return { ops: options.total - errors, errors, ...(firstError === undefined ? {} : { firstError }), elapsedMs: performance.now() - started, latenciesMs: latencies }
 }
 
+/** Waits for `done`, at most `ms` ms; the timer does not outlive the wait (it would hold the process up). */
+const within = async (done: Promise<void>, ms: number): Promise<void> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
+}
+
 /** Puts random keys. */
 export const putWorkload = (pool: ConnectionPool, o: WorkloadOptions, onProgress?: (n: number) => void) => {
   const value = Buffer.alloc(o.valueBytes, 0x61)
@@ -177,7 +184,7 @@ export const watchWorkload = async (
     })
   }
   for (let w = 0; w < o.watchers; w++) streams[w % o.streams]!.write({ create_request: { key, range_end: end } })
-  await Promise.race([allCreated, new Promise((r) => setTimeout(r, 60_000))])
+  await within(allCreated, 60_000)
   const started = performance.now()
   const value = Buffer.alloc(o.valueBytes, 0x64)
   let next = 0
@@ -196,7 +203,7 @@ export const watchWorkload = async (
       }
     }
   }))
-  await Promise.race([allDelivered, new Promise((r) => setTimeout(r, 120_000))])
+  await within(allDelivered, 120_000)
   const elapsedMs = performance.now() - started
   for (const s of streams) s.end()
   const missing = Math.max(0, expected - delivered)

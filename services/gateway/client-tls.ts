@@ -13,12 +13,15 @@
  *                                  kernel spreads new connections over them
  *
  * The pure part ({@link planClientListener}) turns a listen URL and the flags into what to serve,
- * or etcd's start-up error. The shells own the client port and hand each connection to the gRPC
- * server (its connection injector): {@link serveClientPlain} for http://, {@link serveClientTls}
- * for https://, which terminates TLS in a Node `tls.Server` (ALPN h2) and re-reads the
- * certificate, key and CA files when they change, so a rotation needs no restart (etcd reads
- * them at every handshake). An http:// URL serves plain text and ignores the TLS flags with a
- * warning, as etcd does.
+ * or etcd's start-up error. The shells own the client port and, as etcd's cmux, hand each
+ * connection to the gRPC server (its connection injector) or to the HTTP side (the JSON gateway,
+ * /health, /version, /metrics: ./http-gateway.ts): {@link serveClientPlain} for http:// looks at
+ * a connection's first bytes (HTTP/2's preface "PRI * HTTP/2.0" is gRPC, anything else is
+ * HTTP/1.x), {@link serveClientTls} for https:// terminates TLS in a Node `tls.Server` and goes
+ * by ALPN (a client that offers http/1.1 gets it and the HTTP side, one that offers only h2 is
+ * gRPC, as every gRPC client does; none is HTTP/1.x), and re-reads the certificate, key and CA
+ * files when they change, so a rotation needs no restart (etcd reads them at every handshake).
+ * An http:// URL serves plain text and ignores the TLS flags with a warning, as etcd does.
  */
 import { watchFile, unwatchFile, readFileSync } from "node:fs"
 import * as net from "node:net"
@@ -161,7 +164,13 @@ const contextOptions = (plan: TlsPlan): tls.SecureContextOptions => ({
   ...(plan.ciphers === undefined ? {} : { ciphers: plan.ciphers })
 })
 
-/** A client listener in front of the gRPC server (see the module comment). */
+/** Where the client port's connections go: gRPC (HTTP/2) or the HTTP/1.x side. */
+export interface ClientConnections {
+  grpc(connection: Duplex): void
+  http(connection: Duplex): void
+}
+
+/** A client listener in front of the gRPC server and the HTTP side (see the module comment). */
 export interface ClientListener {
   /**
    * Stops accepting connections (and, for TLS, watching the files). Established connections
@@ -180,16 +189,46 @@ const listen = (server: net.Server, plan: { readonly host: string; readonly port
     })
   })
 
+/** The bytes that tell HTTP/2 (prior knowledge) from HTTP/1.x: the preface's "PRI". */
+const h2Preface = Buffer.from("PRI")
+
 /**
- * Listens on the plan's host and port in plain text and passes each connection to `inject` (the
- * gRPC server's connection injector). Rejects when the port cannot be bound (in use by a process
- * that did not set SO_REUSEPORT, or by another user's).
+ * Reads a plain connection's first bytes, puts them back and hands the connection on: to gRPC
+ * when they begin HTTP/2's preface, else to the HTTP side. node:http2 takes the bytes put back
+ * from the socket's buffer; node:http reads them once the socket flows again.
+ */
+const dispatchPlain = (socket: net.Socket, to: ClientConnections): void => {
+  const chunks: Buffer[] = []
+  let size = 0
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk)
+    size += chunk.length
+    if (size < h2Preface.length) return
+    socket.off("data", onData)
+    socket.off("end", onEnd)
+    socket.pause()
+    const head = Buffer.concat(chunks)
+    socket.unshift(head)
+    if (head.subarray(0, h2Preface.length).equals(h2Preface)) return to.grpc(socket)
+    to.http(socket)
+    socket.resume()
+  }
+  const onEnd = () => socket.destroy()
+  socket.on("data", onData)
+  socket.on("end", onEnd)
+  socket.on("error", () => socket.destroy())
+}
+
+/**
+ * Listens on the plan's host and port in plain text and passes each connection to gRPC or the
+ * HTTP side (see the module comment). Rejects when the port cannot be bound (in use by a
+ * process that did not set SO_REUSEPORT, or by another user's).
  */
 export const serveClientPlain = async (
   plan: Extract<ClientListenerPlan, { _tag: "Plain" }>,
-  inject: (connection: Duplex) => void
+  to: ClientConnections
 ): Promise<ClientListener> => {
-  const server = net.createServer({ noDelay: true }, (socket) => inject(socket))
+  const server = net.createServer({ noDelay: true }, (socket) => dispatchPlain(socket, to))
   await listen(server, plan)
   return {
     close: () => {
@@ -203,23 +242,25 @@ export const serveClientPlain = async (
 export const certificatePollMs = 1000
 
 /**
- * Listens on the plan's host and port with TLS (ALPN "h2"; with --client-cert-auth, a client
- * certificate signed by the trusted CA is required) and passes each established connection to
- * `inject` (the gRPC server's connection injector). Rejects when the files do not load or the
- * port cannot be bound. `log` reports certificate reloads and reload failures (the previous
+ * Listens on the plan's host and port with TLS (ALPN "http/1.1" or "h2"; with
+ * --client-cert-auth, a client certificate signed by the trusted CA is required) and passes each
+ * established connection to gRPC (h2) or the HTTP side. Rejects when the files do not load or
+ * the port cannot be bound. `log` reports certificate reloads and reload failures (the previous
  * certificate stays in use).
  */
 export const serveClientTls = async (
   plan: TlsPlan,
-  inject: (connection: Duplex) => void,
+  to: ClientConnections,
   log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
 ): Promise<ClientListener> => {
   const server = tls.createServer({
     ...contextOptions(plan),
-    ALPNProtocols: ["h2"],
+    // ALPN: HTTP/1.1 when the client offers it (curl, browsers: the JSON gateway and /health),
+    // h2 when it offers only that (gRPC clients: etcd's Go client, grpc-js, grpcurl).
+    ALPNCallback: ({ protocols }) => (protocols.includes("http/1.1") ? "http/1.1" : protocols.includes("h2") ? "h2" : undefined),
     requestCert: plan.clientCertAuth,
     rejectUnauthorized: plan.clientCertAuth
-  }, (socket) => inject(socket))
+  }, (socket) => (socket.alpnProtocol === "h2" ? to.grpc(socket) : to.http(socket)))
   // A failed handshake (no or an untrusted client certificate, a plain-text client) is the
   // client's problem; the listener keeps serving.
   server.on("tlsClientError", () => undefined)

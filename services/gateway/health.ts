@@ -13,7 +13,7 @@
  * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
  * not only raft or mvcc (whose absence already fails the read itself).
  */
-import { health, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
+import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
@@ -101,3 +101,48 @@ export const checkMemberReady = async (
 /** True for etcdctl `endpoint health`'s probe: a Range of exactly the key "health". */
 export const isHealthProbe = (key: Uint8Array, rangeEnd: Uint8Array | undefined): boolean =>
   key.length === 6 && Buffer.from(key).toString("latin1") === "health" && (rangeEnd === undefined || rangeEnd.length === 0)
+
+/** etcd's /health answer (server/etcdserver/api/etcdhttp/health.go Health): "true" or "false", and why not. */
+export interface EtcdHealth {
+  readonly health: "true" | "false"
+  readonly reason: string
+}
+
+/**
+ * etcd's /health of the client port, as etcd 3.5 checks it: no active alarm other than those
+ * `excluded` (`?exclude=NOSPACE`; reason "ALARM NOSPACE" or "ALARM CORRUPT"), a leader unless
+ * `serializable` (`?serializable=true`; reason "RAFT NO LEADER"), then a read: linearizable (a
+ * ReadIndex, then the mvcc service's status) or, serializable, the mvcc service's status alone
+ * (reason "RANGE ERROR:<error>"). The member's other services must answer too (see
+ * {@link MemberHealth}), as for the gateway's readiness.
+ */
+export const etcdHealth = async (
+  rpc: RpcClient,
+  subjects: { readonly raftStatus: string; readonly readIndex: string; readonly mvccStatus: string; readonly mvccAlarms: string },
+  members: MemberHealth,
+  query: { readonly excluded: ReadonlySet<string>; readonly serializable: boolean }
+): Promise<EtcdHealth> => {
+  const failed = (reason: string): EtcdHealth => ({ health: "false", reason })
+  const errorText = (e: unknown) => String((e as { _tag?: string })?._tag ?? (e as Error)?.message ?? e)
+  try {
+    const { alarms } = await callEndpoint(rpc, mvccAlarms, subjects.mvccAlarms, {}, { timeoutMs: 1500, traceparent: "" })
+    for (const a of alarms) {
+      if (a.alarm === "NONE" || query.excluded.has(a.alarm)) continue
+      return failed(`ALARM ${a.alarm}`)
+    }
+  } catch (e) {
+    return failed(`ALARM ERROR:${errorText(e)}`)
+  }
+  if (!query.serializable) {
+    const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: 1500, traceparent: "" }).catch(() => undefined)
+    if (status === undefined || status.leader === 0n) return failed("RAFT NO LEADER")
+  }
+  try {
+    if (!query.serializable) await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: 1500, traceparent: "" })
+    await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: 1500, traceparent: "" })
+  } catch (e) {
+    return failed(`RANGE ERROR:${errorText(e)}`)
+  }
+  const problems = members.problems()
+  return problems.length === 0 ? { health: "true", reason: "" } : failed(problems.join("; "))
+}

@@ -14,6 +14,8 @@
  * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
 import * as grpc from "@grpc/grpc-js"
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
 import { InvalidArgumentError, Option } from "commander"
@@ -32,7 +34,7 @@ import type { ClientTlsFlags } from "./client-tls.ts"
 import { callEndpoint, publishEndpoint } from "../runtime/rpc.ts"
 import { makeBackendMaintenanceHandlers } from "./backend-maintenance.ts"
 import { makeClusterHandlers } from "./cluster.ts"
-import { makeKvHandlers } from "./kv.ts"
+import { apiVersion, makeKvHandlers } from "./kv.ts"
 import { makeMaintenanceHandlers, quotaBytes } from "./maintenance.ts"
 import { Proposer } from "../runtime/proposer.ts"
 import { Reader } from "../runtime/reader.ts"
@@ -43,7 +45,8 @@ import { makeLockHandlers } from "./lock.ts"
 import { minLeaseTtlSec } from "../lease/core/lessor.ts"
 import { abortable, bidiStream, serverStream, startGrpcServer } from "./server.ts"
 import { defaultUnackedBudgetBytes, makeWatchHandler } from "./watch.ts"
-import { checkMemberReady, MemberHealth } from "./health.ts"
+import { checkMemberReady, etcdHealth, MemberHealth } from "./health.ts"
+import { makeHttpGateway } from "./http-gateway.ts"
 import { LeaderMonitor } from "./leader.ts"
 import { asEmbeddedClientError } from "./errors.ts"
 import { asRawAuthError, defaultBcryptCost, makeAuth } from "./auth.ts"
@@ -122,6 +125,34 @@ if (listenerPlan._tag === "Invalid") {
   })}\n`)
   process.exit(1)
 }
+
+/**
+ * Where this process's gRPC server listens for the JSON gateway: `<member dir>/gw-<pid>.sock`
+ * (the member directory is private, 0700; a socket path longer than Unix's limit goes under the
+ * system's temporary directory instead). Sockets left by gateway processes that are gone (a
+ * kill -9) are removed first.
+ */
+const gatewaySocketPath = (dir: string): string => {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === "EPERM"
+    }
+  }
+  const home = join(dir, `gw-${process.pid}.sock`).length <= maxUnixPathBytes ? dir : join(tmpdir(), `natcd-${process.getuid?.() ?? 0}`)
+  mkdirSync(home, { recursive: true, mode: 0o700 })
+  for (const f of existsSync(home) ? readdirSync(home) : []) {
+    const m = /^gw-(\d+)\.sock$/.exec(f)
+    if (m !== null && !alive(Number(m[1]))) rmSync(join(home, f), { force: true })
+  }
+  const path = join(home, `gw-${process.pid}.sock`)
+  rmSync(path, { force: true })
+  return path
+}
+/** The longest Unix socket path (sockaddr_un.sun_path is 108 bytes with its terminator). */
+const maxUnixPathBytes = 107
 
 const GatewayLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -371,17 +402,43 @@ const GatewayLive = Layer.effectDiscard(
           })
         )
     )
+    // The JSON gateway calls this server as a gRPC client, through a Unix socket in the
+    // member's private directory (./http-gateway.ts); removed at shutdown.
+    const socketPath = yield* Effect.try(() => gatewaySocketPath(memberDir(flags))).pipe(Effect.orDie)
+    yield* Effect.acquireRelease(
+      Effect.tryPromise(() =>
+        new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())))
+      ).pipe(Effect.orDie),
+      () => Effect.sync(() => rmSync(socketPath, { force: true }))
+    )
+    const httpSide = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        makeHttpGateway({
+          grpcTarget: `unix:${socketPath}`,
+          maxRequestBytes: flags.maxRequestBytes,
+          version: { etcdserver: apiVersion, etcdcluster: apiVersion },
+          health: (query) =>
+            etcdHealth(rpc, {
+              raftStatus: raftStatusSubject,
+              readIndex: subjectOf(raftReadIndex, at),
+              mvccStatus: subjectOf(mvccStatus, at),
+              mvccAlarms: subjectOf(mvccAlarms, at)
+            }, memberHealth, query)
+        })
+      ),
+      (h) => Effect.sync(() => h.close())
+    )
     // The gateway owns the client port (plain or TLS, with SO_REUSEPORT when several gateways
-    // share it) and hands each connection to the gRPC server. Released before the gRPC server's
-    // shutdown above: no new connections, then the drain.
+    // share it) and, as etcd's cmux, hands each connection to the gRPC server or the HTTP side.
+    // Released before the gRPC server's shutdown above: no new connections, then the drain.
     const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure())
-    const inject = (connection: Duplex) => injector.injectConnection(connection)
+    const connections = { grpc: (connection: Duplex) => injector.injectConnection(connection), http: httpSide.connection }
     yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         plan._tag === "Tls"
-          ? serveClientTls(plan, inject, (level, message, fields) =>
+          ? serveClientTls(plan, connections, (level, message, fields) =>
             runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields))))
-          : serveClientPlain(plan, inject)
+          : serveClientPlain(plan, connections)
       ).pipe(Effect.orDie),
       (listener) => Effect.promise(() => listener.close())
     )

@@ -8,7 +8,8 @@
  * metadata, lease grant, new and existing watches with and without the metadata, and Status;
  * and, with a leader, v3lock and v3election's answer to an unknown lease (gRPC Unknown, as
  * etcd's embedded client returns it); the gRPC health check with and without a leader (etcd 3.4
- * answers SERVING in both).
+ * answers SERVING in both); and the HTTP /health of the client port, the Kubernetes-style probe
+ * (200 with a leader, 503 without).
  */
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
@@ -60,6 +61,19 @@ const healthCheck = (endpoint: string) =>
     })
   })
 
+/**
+ * GET /health of the client port (the Kubernetes-style probe `curl -f http://…/health`): the
+ * HTTP status and the `health` field of etcd's JSON.
+ */
+const httpHealth = async (endpoint: string): Promise<string> => {
+  try {
+    const r = await fetch(`http://${endpoint}/health`, { signal: AbortSignal.timeout(10_000) })
+    return `${r.status} health=${(await r.json() as { health: string }).health}`
+  } catch (e) {
+    return `failed: ${String(e)}`
+  }
+}
+
 /** Takes the table from a cluster whose first endpoint stays up while `stopOthers` freezes the rest. */
 const table = async (endpoint: string, stopOthers: () => void, electionMs: number): Promise<string[]> => {
   const kv = new (services().KV!)(endpoint, grpc.credentials.createInsecure()) as any
@@ -70,6 +84,7 @@ const table = async (endpoint: string, stopOthers: () => void, electionMs: numbe
   const election = new (services().Election!)(endpoint, grpc.credentials.createInsecure()) as any
   const before = [
     `grpc health: ${await healthCheck(endpoint)}`,
+    `http /health: ${await httpHealth(endpoint)}`,
     `lock, unknown lease: ${await outcome(lock, "Lock", { name: b("l"), lease: "12345" }, false)}`,
     `campaign, unknown lease: ${await outcome(election, "Campaign", { name: b("e"), lease: "12345", value: b("v") }, false)}`
   ]
@@ -88,6 +103,7 @@ const table = async (endpoint: string, stopOthers: () => void, electionMs: numbe
   const rows: string[] = [...before]
   rows.push(`status errors: ${JSON.stringify((await status(endpoint)).errors)}`)
   rows.push(`grpc health, no leader: ${await healthCheck(endpoint)}`)
+  rows.push(`http /health, no leader: ${await httpHealth(endpoint)}`)
   rows.push(`put, require leader: ${await outcome(kv, "Put", { key: b("k"), value: b("v2") }, true)}`)
   rows.push(`get serializable, require leader: ${await outcome(kv, "Range", { key: b("k"), serializable: true }, true)}`)
   rows.push(`get serializable: ${await outcome(kv, "Range", { key: b("k"), serializable: true }, false)}`)
@@ -164,7 +180,9 @@ describe("no leader, as etcd 3.4", () => {
         for (const m of ["m2", "m3"]) signalMember(natcd!, m, "SIGSTOP")
       }, 1000)
     ])
-    expect(fromEtcd[3]).toBe('status errors: ["etcdserver: no leader"]')
+    expect(fromEtcd[4]).toBe('status errors: ["etcdserver: no leader"]')
+    expect(fromEtcd).toContain("http /health: 200 health=true")
+    expect(fromEtcd).toContain("http /health, no leader: 503 health=false")
     console.log(`etcd 3.4's table:\n${fromEtcd.join("\n")}`)
     expect(fromNatcd).toEqual(fromEtcd)
   }, 240_000)

@@ -8,9 +8,10 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
+import * as net from "node:net"
 import * as tls from "node:tls"
 import { afterAll, describe, expect, it } from "vitest"
-import { certificatePollMs, planClientListener, serveClientTls } from "../../services/gateway/client-tls.ts"
+import { certificatePollMs, planClientListener, serveClientPlain, serveClientTls } from "../../services/gateway/client-tls.ts"
 import type { ClientTlsFlags } from "../../services/gateway/client-tls.ts"
 import { ensureTlsFiles } from "../../services/runtime/certs.ts"
 
@@ -80,7 +81,7 @@ describe("serveClientTls", () => {
     const plan = planClientListener(`https://127.0.0.1:${port}`, { ...none, certFile: live.cert, keyFile: live.key, trustedCaFile: live.ca, ...flags }, dir)
     if (plan._tag !== "Tls") throw new Error(JSON.stringify(plan))
     const logs: string[] = []
-    const server = await serveClientTls(plan, (c: Duplex) => c.end("hello"), (_level, message) => logs.push(message))
+    const server = await serveClientTls(plan, { grpc: (c: Duplex) => c.end("hello"), http: (c: Duplex) => c.end("http") }, (_level, message) => logs.push(message))
     return { server, logs }
   }
   /** Connects with `options`; resolves with what the server said, or the error. */
@@ -102,6 +103,20 @@ describe("serveClientTls", () => {
       expect(await connect(port, { ca: read(a.ca) })).toMatch(/^error|^$/)
       expect(await connect(port, { ca: read(a.ca), cert: read(b.clientCert), key: read(b.clientKey) })).toMatch(/^error|^$/)
       expect(await connect(port, { ca: read(b.ca) })).toMatch(/^error: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN)$/)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it("hands h2-only connections (ALPN, as gRPC clients offer) to gRPC, those offering HTTP/1.1 or no ALPN to the HTTP side", async () => {
+    const port = 24605
+    const { server } = await start({}, port)
+    try {
+      expect(await connect(port, { ca: read(a.ca) })).toBe("hello")
+      expect(await connect(port, { ca: read(a.ca), ALPNProtocols: ["http/1.1"] })).toBe("http")
+      // curl offers both: the JSON gateway.
+      expect(await connect(port, { ca: read(a.ca), ALPNProtocols: ["h2", "http/1.1"] })).toBe("http")
+      expect(await connect(port, { ca: read(a.ca), ALPNProtocols: [] })).toBe("http")
     } finally {
       await server.close()
     }
@@ -145,4 +160,47 @@ describe("serveClientTls", () => {
       await server.close()
     }
   }, 20_000)
+})
+
+describe("serveClientPlain", () => {
+  /** Sends `chunks` (one write each, 20 ms apart) and resolves with what the server answered. */
+  const exchange = (port: number, chunks: ReadonlyArray<string>) =>
+    new Promise<string>((resolve) => {
+      let text = ""
+      const socket = net.connect({ host: "127.0.0.1", port }, async () => {
+        for (const c of chunks) {
+          socket.write(c)
+          await new Promise((r) => setTimeout(r, 20))
+        }
+      })
+      socket.on("data", (d) => (text += d.toString()))
+      socket.on("end", () => resolve(text))
+      socket.on("error", (e) => resolve(`error: ${e.message}`))
+    })
+
+  it("hands HTTP/2 (its preface) to gRPC and anything else to the HTTP side, with the first bytes intact", async () => {
+    const port = 24606
+    const plan = planClientListener(`http://127.0.0.1:${port}`, none, "/fixtures")
+    if (plan._tag !== "Plain") throw new Error(JSON.stringify(plan))
+    // Each side echoes the first 8 bytes it reads, after its name. gRPC's side gets the socket
+    // paused (node:http2 reads what was put back, then the socket itself): it resumes it here.
+    const echo = (name: string) => (c: Duplex) => {
+      let got = ""
+      c.on("data", (d: Buffer) => {
+        got += d.toString()
+        if (got.length >= 8) c.end(`${name}:${got.slice(0, 8)}`)
+      })
+      c.resume()
+    }
+    const server = await serveClientPlain(plan, { grpc: echo("grpc"), http: echo("http") })
+    try {
+      expect(await exchange(port, ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"])).toBe("grpc:PRI * HT")
+      expect(await exchange(port, ["GET /health HTTP/1.1\r\n\r\n"])).toBe("http:GET /hea")
+      // The first bytes may come in pieces.
+      expect(await exchange(port, ["P", "R", "I * HTTP/2.0"])).toBe("grpc:PRI * HT")
+      expect(await exchange(port, ["P", "OST /v3/kv/range"])).toBe("http:POST /v3")
+    } finally {
+      await server.close()
+    }
+  })
 })
