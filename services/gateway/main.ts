@@ -14,7 +14,7 @@
  * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
 import * as grpc from "@grpc/grpc-js"
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
@@ -408,6 +408,8 @@ const GatewayLive = Layer.effectDiscard(
     yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())))
+          // Private as every file of the member (its directory is 0700 already).
+          .then(() => chmodSync(socketPath, 0o600))
       ).pipe(Effect.orDie),
       () => Effect.sync(() => rmSync(socketPath, { force: true }))
     )

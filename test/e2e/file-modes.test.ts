@@ -5,7 +5,8 @@
  * member directory is made beforehand with mode 0755, as an operator's `mkdir` would, and must
  * be found tightened to 0700. Writes and a small --snapshot-count make every kind of file
  * appear: WAL segments and lock, raft snapshot files, the LMDB data and lock files, the mvcc
- * snapshot files (`etcdctl snapshot save`), and the trace files.
+ * snapshot files (`etcdctl snapshot save`), and the trace files; and, while the gateway runs,
+ * its Unix socket (0600 too).
  */
 import { lstatSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -61,7 +62,11 @@ describe("files at rest", () => {
       for (const want of [/^m1\/wal\/[0-9a-f-]+\.wal$/, /^m1\/wal\/wal\.lock$/, /^m1\/snap\/[0-9a-f-]+\.snap$/, /^m1\/mvcc\/kv\.mdb$/, /^m1\/mvcc\/kv\.mdb-lock$/, /^m1\/mvcc\/snap\/[0-9a-f]{16}\.mdb$/, /^traces\/.*\.jsonl$/]) {
         expect(paths.some((p) => want.test(p)), `no file matching ${want} in ${JSON.stringify(paths)}`).toBe(true)
       }
-      expect(entries.filter((e) => e.kind === "other").map((e) => e.path)).toEqual([])
+      // Nothing but directories and files, and the gateway's Unix socket (its JSON gateway's
+      // gRPC connection, while it runs), 0600 as a file.
+      const others = entries.filter((e) => e.kind === "other").map((e) => e.path.slice(data.dir.length + 1))
+      expect(others.filter((p) => !/^m1\/gw-\d+\.sock$/.test(p))).toEqual([])
+      expect(others.length).toBe(1)
       const wrong = entries.filter((e) => e.mode !== (e.kind === "dir" ? 0o700 : 0o600)).map((e) => `${e.path} ${e.mode.toString(8)}`)
       expect(wrong).toEqual([])
     } finally {

@@ -124,6 +124,14 @@ describe("membership with etcdctl", () => {
       expect(promoted.stdout).toContain(`Member ${m4Id} promoted in cluster`)
       expect((await memberList(natcd.endpoints[0]!)).find((m) => m.name === "m4")?.isLearner ?? false).toBe(false)
       expect((await etcdctl(`127.0.0.1:${m4Port}`, ["put", "via-m4", "yes"])).code).toBe(0)
+      // MemberUpdate of the promoted learner: a voter still, in every member's view and in the
+      // update's own answer, as etcd.
+      const updated = await etcdctl(all, ["member", "update", m4Id, "--peer-urls=http://m4:2380", "-w", "json"])
+      expect(updated.code, updated.stderr).toBe(0)
+      expect((JSON.parse(updated.stdout) as { members: MemberJson[] }).members.filter((m) => m.isLearner === true)).toEqual([])
+      for (const endpoint of [natcd.endpoints[0]!, `127.0.0.1:${m4Port}`]) {
+        expect((await memberList(endpoint)).find((m) => m.name === "m4")?.isLearner ?? false, endpoint).toBe(false)
+      }
 
       const removed = await etcdctl(all, ["member", "remove", m4Id])
       expect(removed.code, removed.stderr).toBe(0)

@@ -9,7 +9,8 @@
  * - a drained replica (SIGTERM) hands its streams over at once, without loss or duplicates: w1's
  *   40 streams move to w2 for the reason "draining" (not a ping timeout);
  * - through all of it, every watcher (all from the same start revision) sees every revision
- *   exactly once, in order.
+ *   exactly once, in order, and every process logs one JSON object per line at WARN or above
+ *   (the cluster runs with --log-level=Warn).
  */
 import { execFileSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -130,5 +131,18 @@ describe("watch stream placement over replicas", () => {
     for (const s of streams) s.close()
     client.close()
     writer.close()
+    // Through kills, restarts and a drain, every process logged one JSON object per line, at
+    // the level asked for (--log-level=Warn: nothing below WARN).
+    const lines = natcd.output().split("\n").filter((l) => l.trim() !== "")
+    for (const line of lines) {
+      let parsed: { level?: string } | undefined
+      try {
+        parsed = JSON.parse(line) as { level?: string }
+      } catch {
+        parsed = undefined
+      }
+      expect(parsed, line).toBeDefined()
+      expect(["WARN", "ERROR", "FATAL"], line).toContain(parsed!.level)
+    }
   }, 180_000)
 })
