@@ -23,8 +23,9 @@
  * revision its client has not seen (after the last event, or after a progress notification's
  * revision). When the
  * session breaks — the replica stops answering pings, does not know the session, or a message
- * number is skipped (a lost NATS message) — the gateway opens a new session, on whichever
- * replica the queue group picks, and re-creates each watch from that revision with the same id;
+ * number is skipped (a lost NATS message) — the gateway opens a new session, placed as a new
+ * one is (a replica that did not answer is left out until it reports again), and re-creates
+ * each watch from that revision with the same id;
  * the client sees nothing but a pause: no event lost, none repeated. A replica that is stopping
  * (SIGTERM) says it is draining, in its load report and in ping replies: the gateway moves its
  * sessions the same way at once, so a drained replica hands its streams over without a loss or
@@ -42,7 +43,7 @@ import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { WatchCtlReply } from "../../shared/schema.ts"
-import { gatewayWatch, watchAck, watchCancel, watchClose, watchCreate, watchLoad, watchOpen, watchPing, watchPlace, watchProgress } from "../../shared/endpoints.ts"
+import { gatewayWatch, tokensOf, watchAck, watchCancel, watchClose, watchCreate, watchLoad, watchOpen, watchPing, watchPlace, watchProgress } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, FrameAssembler, okOf, publishEndpoint, replyMalformed, serveEndpoint } from "../runtime/rpc.ts"
@@ -171,7 +172,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
   // binds it); a body that names another replica is dropped.
   const loads = serveEndpoint(ctx.nc, watchLoad, { cluster: ctx.cluster, replica: "*" }, (req) => {
     const b = req.body
-    if (req.subject.split(".")[3] !== b.replica) {
+    if (tokensOf(watchLoad, req.subject)?.replica !== b.replica) {
       stats.malformed++
       return
     }

@@ -293,8 +293,8 @@ const WatchLive = Layer.effectDiscard(
         openEndpoint?.stop()
         const sessions = hub.stats().sessions
         const deadline = Date.now() + flags.drainTimeoutMs
+        publishLoad()
         if (sessions > 0) {
-          publishLoad()
           while (hub.stats().sessions > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
           log("info", "watch replica drained", { handedOver: sessions - hub.stats().sessions, left: hub.stats().sessions })
         }
