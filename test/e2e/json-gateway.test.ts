@@ -12,6 +12,7 @@
  * - member list and status (their shapes), `/health`, `/version` (their fields);
  * - authentication: a user and the root role, auth enable, a put refused without a token and
  *   accepted with the token of /v3/auth/authenticate in the Authorization header, auth disable;
+ * - v3lock and v3election: lock, unlock, campaign, leader, resign;
  * - gRPC on the same port still works (etcdctl), and a gateway path under the `/v3beta/` prefix.
  */
 import { execFile, spawn } from "node:child_process"
@@ -118,6 +119,28 @@ const session = async (base: string, endpoint: string): Promise<Record<string, {
   })
   await record("revoke", post(base, "/v3/lease/revoke", { ID: granted.ID }))
   await record("range after revoke", post(base, "/v3/kv/range", { key: b64("leased") }))
+
+  // v3lock and v3election through the gateway (keys end in the lease id, in hex).
+  const leaseForLock = (JSON.parse((await post(base, "/v3/lease/grant", { TTL: 30 })).body) as { ID: string }).ID
+  const withoutLeaseSuffix = (body: string) => {
+    const r = normalise(body) as Record<string, unknown> & { key?: string; leader?: { key?: string }; kv?: { key?: string } }
+    const strip = (k: string | undefined) => (k === undefined ? undefined : Buffer.from(k, "base64").toString().replace(/\/[0-9a-f]+$/, "/<lease>"))
+    return {
+      ...r,
+      ...(r.key === undefined ? {} : { key: strip(r.key) }),
+      ...(r.leader?.key === undefined ? {} : { leader: { ...r.leader, key: strip(r.leader.key), lease: "<n>" } }),
+      ...(r.kv?.key === undefined ? {} : { kv: { ...r.kv, key: strip(r.kv.key), lease: "<n>" } })
+    }
+  }
+  await record("lock", post(base, "/v3/lock/lock", { name: b64("lk"), lease: leaseForLock }), withoutLeaseSuffix)
+  const held = JSON.parse((await post(base, "/v3/kv/range", { key: b64("lk/"), range_end: b64("lk0") })).body) as { kvs: Array<{ key: string }> }
+  await record("unlock", post(base, "/v3/lock/unlock", { key: held.kvs[0]!.key }))
+  await record("campaign", post(base, "/v3/election/campaign", { name: b64("el"), lease: leaseForLock, value: b64("me") }), withoutLeaseSuffix)
+  const campaign = JSON.parse((await post(base, "/v3/kv/range", { key: b64("el/"), range_end: b64("el0") })).body) as { kvs: Array<{ key: string; create_revision: string }> }
+  await record("election leader", post(base, "/v3/election/leader", { name: b64("el") }), withoutLeaseSuffix)
+  await record("resign", post(base, "/v3/election/resign", { leader: { name: b64("el"), key: campaign.kvs[0]!.key, rev: campaign.kvs[0]!.create_revision, lease: leaseForLock } }))
+  await record("election leader after resign", post(base, "/v3/election/leader", { name: b64("el") }))
+  await post(base, "/v3/lease/revoke", { ID: leaseForLock })
 
   // Cluster and maintenance: their shapes (names, URLs, versions and sizes differ by nature).
   await record("member list", post(base, "/v3/cluster/member/list", {}), (body) => shape(JSON.parse(body)))
