@@ -189,6 +189,9 @@ const listen = (server: net.Server, plan: { readonly host: string; readonly port
     })
   })
 
+/** How long a new plain connection may take to send the bytes that tell its protocol, in ms. */
+export const firstBytesTimeoutMs = 10_000
+
 /** The bytes that tell HTTP/2 (prior knowledge) from HTTP/1.x: the preface's "PRI". */
 const h2Preface = Buffer.from("PRI")
 
@@ -200,10 +203,13 @@ const h2Preface = Buffer.from("PRI")
 const dispatchPlain = (socket: net.Socket, to: ClientConnections): void => {
   const chunks: Buffer[] = []
   let size = 0
+  // A connection that does not send its first bytes in time holds nothing for long.
+  socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy())
   const onData = (chunk: Buffer) => {
     chunks.push(chunk)
     size += chunk.length
     if (size < h2Preface.length) return
+    socket.setTimeout(0)
     socket.off("data", onData)
     socket.off("end", onEnd)
     socket.pause()

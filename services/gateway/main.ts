@@ -14,7 +14,7 @@
  * minimum lease TTL, ceil(1.5 x election timeout) seconds, as etcd derives it.
  */
 import * as grpc from "@grpc/grpc-js"
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
@@ -143,6 +143,12 @@ const gatewaySocketPath = (dir: string): string => {
   }
   const home = join(dir, `gw-${process.pid}.sock`).length <= maxUnixPathBytes ? dir : join(tmpdir(), `natcd-${process.getuid?.() ?? 0}`)
   mkdirSync(home, { recursive: true, mode: 0o700 })
+  // Only a directory of this user, which nobody else may enter (a shared temporary directory
+  // could hold one made by someone else, to catch the socket): tightened to 0700 as etcd's
+  // private directories are.
+  const st = lstatSync(home)
+  if (!st.isDirectory() || st.uid !== process.getuid?.()) throw new Error(`${home} must be a directory of this user for the gateway's socket`)
+  if ((st.mode & 0o077) !== 0) chmodSync(home, 0o700)
   for (const f of existsSync(home) ? readdirSync(home) : []) {
     const m = /^gw-(\d+)\.sock$/.exec(f)
     if (m !== null && !alive(Number(m[1]))) rmSync(join(home, f), { force: true })
