@@ -16,7 +16,7 @@ import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import type protobuf from "protobufjs"
 import { registry } from "../runtime/metrics.ts"
-import { runChecks } from "../runtime/health.ts"
+import { probeAnswer } from "../runtime/health.ts"
 import type { EtcdHealth } from "./health.ts"
 import { errorBody, httpStatusOf, JsonValueSplitter, parseJsonBody, resultLine, routeOf, streamErrorLine, encodeJsonResponse, decodeJsonRequest } from "./json-gateway.ts"
 import type { BadRequest, JsonRoute } from "./json-gateway.ts"
@@ -100,12 +100,20 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
       req.on("error", () => resolve(undefined))
     })
 
-  const unary = async (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse) => {
+  /** The body's one request; undefined when it was refused (answered). */
+  const readRequest = async (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse): Promise<protobuf.Message | undefined> => {
     const body = await readBody(req, res)
-    if (body === undefined) return
+    if (body === undefined) return undefined
     const request = parseJsonBody(route, body)
-    if ((request as BadRequest)._tag === "BadRequest") return sendError(res, grpc.status.INVALID_ARGUMENT, (request as BadRequest).message)
-    const call = client.makeUnaryRequest(route.grpcPath, serializer(route), deserializer(route), request as protobuf.Message, metadataOf(req), {}, (err, reply) => {
+    if ((request as BadRequest)._tag !== "BadRequest") return request as protobuf.Message
+    sendError(res, grpc.status.INVALID_ARGUMENT, (request as BadRequest).message)
+    return undefined
+  }
+
+  const unary = async (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse) => {
+    const request = await readRequest(route, req, res)
+    if (request === undefined) return
+    const call = client.makeUnaryRequest(route.grpcPath, serializer(route), deserializer(route), request, metadataOf(req), {}, (err, reply) => {
       if (err !== null) return sendError(res, err.code, err.details)
       send(res, 200, "application/json", encodeJsonResponse(route, reply!))
     })
@@ -142,11 +150,9 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
   }
 
   const serverStream = async (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse) => {
-    const body = await readBody(req, res)
-    if (body === undefined) return
-    const request = parseJsonBody(route, body)
-    if ((request as BadRequest)._tag === "BadRequest") return sendError(res, grpc.status.INVALID_ARGUMENT, (request as BadRequest).message)
-    streamResponses(route, client.makeServerStreamRequest(route.grpcPath, serializer(route), deserializer(route), request as protobuf.Message, metadataOf(req), {}), res)
+    const request = await readRequest(route, req, res)
+    if (request === undefined) return
+    streamResponses(route, client.makeServerStreamRequest(route.grpcPath, serializer(route), deserializer(route), request, metadataOf(req), {}), res)
   }
 
   const bidiStream = (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -212,12 +218,7 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
       case "/livez":
       case "/readyz":
         if (!get) break
-        runChecks(url.pathname === "/readyz").then((results) => {
-          const failed = results.filter((r) => r.failure !== undefined)
-          const lines = (url.searchParams.has("verbose") ? results : failed).map((r) => (r.failure === undefined ? `[+]${r.name} ok` : `[-]${r.name} failed: ${r.failure}`))
-          if (failed.length === 0) lines.push(`${url.pathname.slice(1)} check passed`)
-          send(res, failed.length === 0 ? 200 : 503, "text/plain; charset=utf-8", `${lines.join("\n")}\n`)
-        })
+        probeAnswer(url.pathname === "/readyz", url.searchParams.has("verbose")).then((a) => send(res, a.status, "text/plain; charset=utf-8", a.body))
         return
       case "/metrics":
         if (!get) break

@@ -27,22 +27,8 @@
  * This module is pure (no IO): routes, JSON mapping, error bodies, the request splitter. The
  * HTTP shell is ./http-gateway.ts.
  */
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import protobuf from "protobufjs"
-
-const protoDir = fileURLToPath(new URL("../../shared/proto/", import.meta.url))
-
-/** The .proto files the client port serves, as ./server.ts loads them. */
-const protoFiles = ["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"]
-
-const loadRoot = (): protobuf.Root => {
-  const root = new protobuf.Root()
-  root.resolvePath = (_origin, target) => path.join(protoDir, target)
-  root.loadSync(protoFiles, { keepCase: true })
-  root.resolveAll()
-  return root
-}
+import { loadProtoRoot } from "../../shared/protos.ts"
 
 /** How a method streams. */
 export type RouteKind = "unary" | "server-stream" | "bidi-stream"
@@ -116,7 +102,7 @@ const gatewayPaths: ReadonlyArray<readonly [string, string, string]> = [
 ]
 
 const buildRoutes = (): ReadonlyMap<string, JsonRoute> => {
-  const root = loadRoot()
+  const root = loadProtoRoot()
   const routes = new Map<string, JsonRoute>()
   for (const [httpPath, serviceName, methodName] of gatewayPaths) {
     const service = root.lookupService(serviceName)

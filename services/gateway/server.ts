@@ -12,7 +12,7 @@ import type * as http2 from "node:http2"
 import * as protoLoader from "@grpc/proto-loader"
 import { ReflectionService } from "@grpc/reflection"
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check"
-import { fileURLToPath } from "node:url"
+import { etcdProtoFiles, protoDir } from "../../shared/protos.ts"
 import protobuf from "protobufjs"
 import { defaultMaxTxnOps } from "../mvcc/core/validate.ts"
 import { toGrpcError } from "./errors.ts"
@@ -133,7 +133,6 @@ const observeCall = (
   }
 }
 
-const protoDir = fileURLToPath(new URL("../../shared/proto/", import.meta.url))
 
 /**
  * The deepest message nesting decoded or encoded, in protobuf message levels (protobufjs's
@@ -189,8 +188,6 @@ const loaderOptions: protoLoader.Options = {
   includeDirs: [protoDir]
 }
 
-/** The .proto files of the services the client port serves (under ./proto). */
-const etcdProtoFiles = ["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"]
 
 /**
  * Who a call is made by (./auth.ts resolve): resolved before its handler runs, which then runs
@@ -209,7 +206,7 @@ const asCaller = <A>(resolver: CallerResolver | undefined, call: { readonly meta
  * v3electionpb under the names `Lock` and `Election`.
  */
 export const loadEtcdServices = () => {
-  const definition = protoLoader.loadSync(etcdProtoFiles, loaderOptions)
+  const definition = protoLoader.loadSync([...etcdProtoFiles], loaderOptions)
   const pkg = grpc.loadPackageDefinition(definition) as any
   return { ...pkg.etcdserverpb, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election } as Record<string, { service: grpc.ServiceDefinition }>
 }

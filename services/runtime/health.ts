@@ -67,6 +67,19 @@ export const runChecks = async (ready: boolean): Promise<Array<{ name: string; f
 }
 
 /**
+ * The answer to `/livez` (`ready` false) or `/readyz` (`ready` true): 200 and the passed check
+ * line when every check passes, else 503; the failed checks one per line (`[-]name failed:
+ * reason`), or every check with `verbose` (`?verbose`). Also served on the client port.
+ */
+export const probeAnswer = async (ready: boolean, verbose: boolean): Promise<{ readonly status: number; readonly body: string }> => {
+  const results = await runChecks(ready)
+  const failed = results.filter((r) => r.failure !== undefined)
+  const lines = (verbose ? results : failed).map((r) => (r.failure === undefined ? `[+]${r.name} ok` : `[-]${r.name} failed: ${r.failure}`))
+  if (failed.length === 0) lines.push(`${ready ? "readyz" : "livez"} check passed`)
+  return { status: failed.length === 0 ? 200 : 503, body: `${lines.join("\n")}\n` }
+}
+
+/**
  * Starts the HTTP listener on `host:port`. Resolves with the server once listening; rejects
  * when the port cannot be bound.
  */
@@ -85,18 +98,15 @@ export const startHealthServer = (host: string, port: number): Promise<Server> =
       )
       return
     }
-    if (url.pathname === "/livez" || url.pathname === "/readyz" || url.pathname === "/health") {
-      runChecks(url.pathname !== "/livez").then((results) => {
+    if (url.pathname === "/livez" || url.pathname === "/readyz") {
+      probeAnswer(url.pathname === "/readyz", url.searchParams.has("verbose")).then((a) => send(a.status, "text/plain", a.body))
+      return
+    }
+    if (url.pathname === "/health") {
+      runChecks(true).then((results) => {
         const failed = results.filter((r) => r.failure !== undefined)
-        if (url.pathname === "/health") {
-          const reason = failed.map((r) => `${r.name}: ${r.failure}`).join("; ")
-          return send(failed.length === 0 ? 200 : 503, "application/json", JSON.stringify({ health: String(failed.length === 0), reason }) + "\n")
-        }
-        const lines = (url.searchParams.has("verbose") ? results : failed).map((r) =>
-          r.failure === undefined ? `[+]${r.name} ok` : `[-]${r.name} failed: ${r.failure}`
-        )
-        if (failed.length === 0) lines.push(`${url.pathname.slice(1)} check passed`)
-        send(failed.length === 0 ? 200 : 503, "text/plain", lines.join("\n") + "\n")
+        const reason = failed.map((r) => `${r.name}: ${r.failure}`).join("; ")
+        send(failed.length === 0 ? 200 : 503, "application/json", JSON.stringify({ health: String(failed.length === 0), reason }) + "\n")
       })
       return
     }

@@ -19,24 +19,14 @@
  *
  * Pure: no IO, no clock.
  */
-import { fileURLToPath } from "node:url"
-import * as path from "node:path"
 import protobuf from "protobufjs"
+import { loadProtoRoot } from "../../shared/protos.ts"
 import type { StreamFormat, WatchResponseData } from "./core/hub.ts"
 import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
 import { RelayKind } from "../../shared/watch-relay.ts"
 import type { RelayedResponse } from "../../shared/watch-relay.ts"
 
-const protoDir = fileURLToPath(new URL("../../shared/proto/", import.meta.url))
-
-const loadRoot = (): protobuf.Root => {
-  const root = new protobuf.Root()
-  root.resolvePath = (_origin, target) => path.join(protoDir, target)
-  root.loadSync("etcdserverpb/rpc.proto", { keepCase: true })
-  return root
-}
-
-const root = loadRoot()
+const root = loadProtoRoot(["etcdserverpb/rpc.proto"])
 const ResponseHeader = root.lookupType("etcdserverpb.ResponseHeader")
 const WatchResponse = root.lookupType("etcdserverpb.WatchResponse")
 const Event = root.lookupType("mvccpb.Event")
