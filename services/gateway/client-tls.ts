@@ -21,12 +21,15 @@
  * by ALPN (a client that offers http/1.1 gets it and the HTTP side, one that offers only h2 is
  * gRPC, as every gRPC client does; none is HTTP/1.x), and re-reads the certificate, key and CA
  * files when they change, so a rotation needs no restart (etcd reads them at every handshake).
+ * Before the gRPC server gets an HTTP/2 connection, {@link routeGrpcConnection} reads its first
+ * request, to relay the connections whose `:authority` is a member URL (./h2-authority.ts).
  * An http:// URL serves plain text and ignores the TLS flags with a warning, as etcd does.
  */
 import { watchFile, unwatchFile, readFileSync } from "node:fs"
 import * as net from "node:net"
-import type { Duplex } from "node:stream"
+import { type Duplex, duplexPair } from "node:stream"
 import * as tls from "node:tls"
+import { AuthorityRelay, firstHeadersWaitMs, type RelayStep, serverPreface } from "./h2-authority.ts"
 
 /** The TLS flags of the gateway, as etcd names them. */
 export interface ClientTlsFlags {
@@ -215,7 +218,7 @@ const dispatchPlain = (socket: net.Socket, to: ClientConnections): void => {
     socket.pause()
     const head = Buffer.concat(chunks)
     socket.unshift(head)
-    if (head.subarray(0, h2Preface.length).equals(h2Preface)) return to.grpc(socket)
+    if (head.subarray(0, h2Preface.length).equals(h2Preface)) return routeGrpcConnection(socket, to.grpc)
     to.http(socket)
     socket.resume()
   }
@@ -223,6 +226,88 @@ const dispatchPlain = (socket: net.Socket, to: ClientConnections): void => {
   socket.on("data", onData)
   socket.on("end", onEnd)
   socket.on("error", () => socket.destroy())
+}
+
+/**
+ * Hands an HTTP/2 connection to the gRPC server (`grpc`), natively when its requests carry a
+ * plain `:authority`, through an {@link AuthorityRelay} when they name the member by its URL
+ * (etcd's Go client for calls to one endpoint; see ./h2-authority.ts). Sends the port's
+ * server preface at once; closes a connection that does not acknowledge it within
+ * {@link firstBytesTimeoutMs}, or that the relay finds invalid.
+ */
+export const routeGrpcConnection = (socket: Duplex, grpc: (connection: Duplex) => void): void => {
+  const relay = new AuthorityRelay()
+  let idle: NodeJS.Timeout | undefined
+  const deadline = setTimeout(() => socket.destroy(), firstBytesTimeoutMs)
+  const done = () => {
+    clearTimeout(deadline)
+    clearTimeout(idle)
+    socket.off("data", onData)
+    socket.off("end", onEnd)
+  }
+  const step = (next: RelayStep): void => {
+    switch (next._tag) {
+      case "Wait":
+        if (relay.ackSeen && idle === undefined) idle = setTimeout(() => step(relay.idle()), firstHeadersWaitMs)
+        return
+      case "Native":
+        done()
+        socket.pause()
+        if (next.bytes.length > 0) socket.unshift(next.bytes)
+        return grpc(socket)
+      case "Relay":
+        done()
+        return relayed(socket, relay, next.bytes, grpc)
+      case "Invalid":
+        done()
+        socket.destroy()
+    }
+  }
+  const onData = (chunk: Buffer) => step(relay.receive(chunk))
+  const onEnd = () => {
+    done()
+    socket.destroy()
+  }
+  socket.on("data", onData)
+  socket.on("end", onEnd)
+  socket.on("error", () => socket.destroy())
+  socket.write(serverPreface)
+  socket.resume()
+}
+
+/**
+ * Serves a relayed connection: the gRPC server gets one end of a duplex pair; the client's
+ * bytes go through `relay` (header blocks re-encoded) and the server's back as they are, each
+ * direction paused while the other side's buffer is full. Either side closing closes both.
+ */
+const relayed = (socket: Duplex, relay: AuthorityRelay, first: Buffer, grpc: (connection: Duplex) => void): void => {
+  const [server, port] = duplexPair()
+  const close = () => {
+    socket.destroy()
+    port.destroy()
+  }
+  socket.on("data", (chunk: Buffer) => {
+    let out: Buffer
+    try {
+      out = relay.relay(chunk)
+    } catch {
+      return close()
+    }
+    if (out.length > 0 && !port.write(out)) socket.pause()
+  })
+  port.on("drain", () => socket.resume())
+  port.on("data", (chunk: Buffer) => {
+    if (!socket.write(chunk)) port.pause()
+  })
+  socket.on("drain", () => port.resume())
+  socket.on("end", () => port.end())
+  port.on("end", () => socket.end())
+  socket.on("close", close)
+  port.on("close", close)
+  port.on("error", close)
+  port.write(first)
+  grpc(server)
+  socket.resume()
 }
 
 /**
@@ -266,7 +351,7 @@ export const serveClientTls = async (
     ALPNCallback: ({ protocols }) => (protocols.includes("http/1.1") ? "http/1.1" : protocols.includes("h2") ? "h2" : undefined),
     requestCert: plan.clientCertAuth,
     rejectUnauthorized: plan.clientCertAuth
-  }, (socket) => (socket.alpnProtocol === "h2" ? to.grpc(socket) : to.http(socket)))
+  }, (socket) => (socket.alpnProtocol === "h2" ? routeGrpcConnection(socket, to.grpc) : to.http(socket)))
   // A failed handshake (no or an untrusted client certificate, a plain-text client) is the
   // client's problem; the listener keeps serving.
   server.on("tlsClientError", () => undefined)

@@ -49,7 +49,7 @@ import {
   mvccApply, mvccInstall, mvccSnapshot, mvccStatus, raftConfChange, raftEntries, raftMembers, raftPropose, raftReadIndex, raftState, raftStateEveryMs, raftStatus,
   raftTransfer, walAppend, walLoad, walSnapshot
 } from "../../shared/endpoints.ts"
-import { endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { clientUrlList, endpointOptions, launch, Nats, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
@@ -95,7 +95,7 @@ interface RaftFlags {
   readonly snapshotCatchupBytes: number
   readonly initialCluster?: string
   readonly initialClusterState: "new" | "existing"
-  readonly advertiseClientUrls: string
+  readonly advertiseClientUrls: ReadonlyArray<string>
   readonly heartbeatInterval: number
   readonly electionTimeout: number
 }
@@ -104,7 +104,7 @@ const flags = parseFlags<RaftFlags>("raft", process.argv, (c) =>
   c
     .addOption(new Option("--initial-cluster <names>", "comma-separated member names of a new cluster (default: this member alone)"))
     .addOption(new Option("--initial-cluster-state <state>", "new: bootstrap; existing: join a running cluster").choices(["new", "existing"]).default("new"))
-    .addOption(new Option("--advertise-client-urls <urls>", "client URLs this member publishes").default(""))
+    .addOption(new Option("--advertise-client-urls <urls>", "client URLs this member publishes (http:// or https://)").argParser(clientUrlList).default([]))
     .addOption(new Option("--heartbeat-interval <ms>", "raft heartbeat interval (etcd default 100)").argParser(positiveInt).default(100))
     .addOption(new Option("--election-timeout <ms>", "raft election timeout (etcd default 1000)").argParser(positiveInt).default(1000))
     .addOption(new Option("--snapshot-count <n>", "applied entries between snapshots (etcd --snapshot-count)").env("NATCD_SNAPSHOT_COUNT").argParser(positiveInt).default(100000))
@@ -151,11 +151,10 @@ const RaftLive = Layer.effectDiscard(
     const initialNames = (flags.initialCluster ?? flags.member).split(",").map((s) => s.trim()).filter((s) => s.length > 0)
     const memberId = memberIdFor(flags.cluster, flags.member)
     const clusterId = clusterIdFor(initialNames.map((n) => memberIdFor(flags.cluster, n)))
-    // Client URLs are published as host:port. etcdctl's --cluster commands dial a listed URL
-    // as the gRPC target `passthrough:///<url>`, which makes `http://host:port` the HTTP/2
-    // :authority; Node's HTTP/2 server (nghttp2) rejects such an authority as a protocol error
-    // where Go's accepts it. host:port is what every etcd client dials alike.
-    const clientUrls = flags.advertiseClientUrls.split(",").filter((u) => u.length > 0).map((u) => u.replace(/^https?:\/\//, ""))
+    // Client URLs are published as given, scheme included, as etcd's MemberList shows them
+    // (the client port takes the `http://host:port` authority etcdctl's --cluster calls send:
+    // gateway/h2-authority.ts).
+    const clientUrls = flags.advertiseClientUrls
     const walAppendSubject = subjectOf(walAppend, at)
     const walLoadSubject = subjectOf(walLoad, at)
     const mvccApplySubject = subjectOf(mvccApply, at)

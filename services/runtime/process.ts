@@ -123,6 +123,19 @@ export const positiveInt = (value: string): number => {
 }
 
 /**
+ * Parses a comma-separated list of client URLs (--advertise-client-urls): each must be an
+ * http:// or https:// URL, as etcd requires; the URLs come back as given, scheme included (etcd
+ * publishes them so in MemberList). Throws commander's error otherwise.
+ */
+export const clientUrlList = (value: string): ReadonlyArray<string> => {
+  const urls = value.split(",").map((u) => u.trim()).filter((u) => u.length > 0)
+  for (const u of urls) {
+    if (!/^https?:\/\/[^/?#]+/.test(u)) throw new Error(`URL scheme must be http or https: ${u}`)
+  }
+  return urls
+}
+
+/**
  * Parses a positive duration flag: milliseconds as a bare number, or a Go duration ("1.5s",
  * "10m", as etcd's flags take them); throws commander's error otherwise.
  */

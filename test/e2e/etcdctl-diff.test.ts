@@ -80,6 +80,65 @@ describe("etcdctl session: natcd vs etcd", () => {
     expect(s.dbSize).toBeGreaterThan(0)
   })
 
+  it("lists members with http:// client URLs and answers etcdctl's --cluster commands, as etcd", async () => {
+    // What legitimately differs: ids, the member's name and URLs (each cluster's configuration),
+    // the server version, database sizes and raft indexes (each server's own storage and log),
+    // how long a health probe took, and the HashKV value (a CRC over each server's own record
+    // encoding; members of one cluster agree, which bus-security.test.ts checks). Exit codes,
+    // output layout, field names, revisions, raft terms, leadership and learner flags are compared.
+    const normaliseCluster = (text: string, clientUrl: string, peerUrl: string, name: string): string =>
+      normaliseIds(text)
+        .split(clientUrl).join("<client url>")
+        .split(clientUrl.replace(/^http:\/\//, "")).join("<endpoint>")
+        .split(peerUrl).join("<peer url>")
+        .replace(/"ID":\d+/g, '"ID":"<id>"')
+        .replace(/"leader":\d+/g, '"leader":"<id>"')
+        .replace(/^[0-9a-f]+, (started|unstarted), /gm, "<id>, $1, ")
+        .replace(new RegExp(`(, |"name":")${name}\\b`, "g"), "$1<name>")
+        .replace(/(<client url>, )[0-9a-f]+, [^,]+, [^,]+, /g, "$1<id>, <version>, <db size>, ")
+        .replace(/(true|false), (true|false), (\d+), \d+, \d+, /g, "$1, $2, $3, <raft index>, <raft applied index>, ")
+        .replace(/"(version|dbSize|dbSizeInUse|raftIndex|raftAppliedIndex|hash|took)":("[^"]*"|\d+)/g, '"$1":"<$1>"')
+        .replace(/took = [0-9.]+[a-zµ]+/g, "took = <duration>")
+        .replace(/(<client url>, )\d+$/gm, "$1<hash>")
+    const listOf = async (endpoint: string) => {
+      const r = await etcdctl(endpoint, ["member", "list", "-w", "json"])
+      expect(r.code, r.stderr).toBe(0)
+      const [m] = (JSON.parse(r.stdout) as { members: Array<{ name: string; peerURLs: string[]; clientURLs: string[] }> }).members
+      return { clientUrl: m!.clientURLs[0]!, peerUrl: m!.peerURLs[0]!, name: m!.name }
+    }
+    const etcd = await listOf(pair.etcd.endpoint)
+    const natcd = await listOf(pair.natcd.endpoints[0]!)
+    expect(natcd.clientUrl).toBe(`http://${pair.natcd.endpoints[0]}`)
+    const commands = [
+      ["member", "list"],
+      ["member", "list", "-w", "json"],
+      ["endpoint", "status", "--cluster"],
+      ["endpoint", "status", "--cluster", "-w", "json"],
+      ["endpoint", "health", "--cluster"],
+      ["endpoint", "health", "--cluster", "-w", "json"],
+      ["endpoint", "hashkv", "--cluster"],
+      ["endpoint", "hashkv", "--cluster", "-w", "json"],
+      // The member's published URL as an endpoint, scheme included (etcdctl adds it to the
+      // --endpoints the harness gives).
+      ["endpoint", "status", "--endpoints={url}", "-w", "json"]
+    ]
+    const mismatches: string[] = []
+    for (const command of commands) {
+      const run = (endpoint: string, m: typeof etcd) =>
+        etcdctl(endpoint, command.map((a) => a.replace("{url}", m.clientUrl))).then((r) => ({
+          code: r.code,
+          out: normaliseCluster(r.stdout, m.clientUrl, m.peerUrl, m.name),
+          err: normaliseCluster(normaliseStderr(r.stderr), m.clientUrl, m.peerUrl, m.name)
+        }))
+      const [w, g] = [await run(pair.etcd.endpoint, etcd), await run(pair.natcd.endpoints[0]!, natcd)]
+      expect(g.code, `natcd: etcdctl ${command.join(" ")}: ${g.err}`).toBe(0)
+      if (JSON.stringify(w) !== JSON.stringify(g)) {
+        mismatches.push(`etcdctl ${command.join(" ")}\n  etcd:  ${JSON.stringify(w)}\n  natcd: ${JSON.stringify(g)}`)
+      }
+    }
+    expect(mismatches, mismatches.join("\n")).toEqual([])
+  }, 60_000)
+
   it("rejects an empty key and an oversized request with etcd's messages", async () => {
     const empty = await etcdctl(pair.natcd.endpoints[0]!, ["put", "", "x"])
     const emptyRef = await etcdctl(pair.etcd.endpoint, ["put", "", "x"])

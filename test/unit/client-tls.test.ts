@@ -2,17 +2,20 @@
  * The client port's TLS (services/gateway/client-tls.ts): the plan from a listen URL and etcd's
  * flags (table), and the TLS listener with real sockets: the minimum version and cipher suites
  * are enforced, a client certificate is required with --client-cert-auth, and a changed
- * certificate file is served to new connections while a half-written one keeps the old.
+ * certificate file is served to new connections while a half-written one keeps the old. HTTP/2
+ * connections reach the gRPC side through the `:authority` routing (h2-authority.ts).
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
+import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { afterAll, describe, expect, it } from "vitest"
 import { certificatePollMs, planClientListener, serveClientPlain, serveClientTls } from "../../services/gateway/client-tls.ts"
 import type { ClientTlsFlags } from "../../services/gateway/client-tls.ts"
+import { serverPreface } from "../../services/gateway/h2-authority.ts"
 import { ensureTlsFiles } from "../../services/runtime/certs.ts"
 
 const none: ClientTlsFlags = { certFile: "", keyFile: "", trustedCaFile: "", clientCertAuth: false, autoTls: false, tlsMinVersion: "TLS1.2", cipherSuites: "", socketReusePort: false }
@@ -76,22 +79,60 @@ describe("serveClientTls", () => {
   copyFileSync(a.ca, live.ca)
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-  /** Starts a listener; every established connection is answered "hello" and closed. */
+  /**
+   * Starts a listener. Its gRPC side is an HTTP/2 server that answers every request "hello";
+   * every connection its HTTP side gets is answered "http" and closed.
+   */
   const start = async (flags: Partial<ClientTlsFlags>, port: number) => {
     const plan = planClientListener(`https://127.0.0.1:${port}`, { ...none, certFile: live.cert, keyFile: live.key, trustedCaFile: live.ca, ...flags }, dir)
     if (plan._tag !== "Tls") throw new Error(JSON.stringify(plan))
     const logs: string[] = []
-    const server = await serveClientTls(plan, { grpc: (c: Duplex) => c.end("hello"), http: (c: Duplex) => c.end("http") }, (_level, message) => logs.push(message))
+    const h2 = http2.createServer()
+    h2.on("stream", (stream) => {
+      stream.respond({ ":status": 200 })
+      stream.end("hello")
+    })
+    const server = await serveClientTls(plan, { grpc: (c: Duplex) => h2.emit("connection", c), http: (c: Duplex) => c.end("http") }, (_level, message) => logs.push(message))
     return { server, logs }
   }
-  /** Connects with `options`; resolves with what the server said, or the error. */
+  /**
+   * Connects with `options`; resolves with what the server said, or the error. A client that
+   * offers only h2 makes one HTTP/2 request and reads its body, as a gRPC client would.
+   */
   const connect = (port: number, options: tls.ConnectionOptions) =>
     new Promise<string>((resolve) => {
+      const tlsOptions = { host: "127.0.0.1", port, servername: "localhost", ALPNProtocols: ["h2"], ...options }
+      const alpn = tlsOptions.ALPNProtocols as ReadonlyArray<string>
+      const failed = (e: Error) => resolve(`error: ${(e as NodeJS.ErrnoException).code ?? e.message}`)
+      if (alpn.length === 1 && alpn[0] === "h2") {
+        // A refused handshake reaches the stream (the session may not report it), or only the
+        // session; both have had their say once the stream has closed and the session is gone.
+        const session = http2.connect(`https://localhost:${port}`, { createConnection: () => tls.connect(tlsOptions) })
+        let sessionError: Error | undefined
+        let streamError: Error | undefined
+        let text = ""
+        const settle = () =>
+          setImmediate(() => {
+            const error = sessionError ?? streamError
+            if (error === undefined) resolve(text)
+            else failed(error)
+          })
+        session.on("error", (e) => (sessionError = e))
+        session.on("close", settle)
+        const request = session.request({ ":path": "/" }, { endStream: true })
+        request.on("data", (d: Buffer) => (text += d.toString()))
+        request.on("error", (e) => (streamError = e))
+        request.on("close", () => {
+          session.destroy()
+          settle()
+        })
+        return
+      }
       let text = ""
-      const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ALPNProtocols: ["h2"], ...options }, () => undefined)
+      const socket = tls.connect(tlsOptions, () => undefined)
       socket.on("data", (d) => (text += d.toString()))
       socket.on("end", () => resolve(text))
-      socket.on("error", (e) => resolve(`error: ${(e as NodeJS.ErrnoException).code ?? e.message}`))
+      socket.on("error", failed)
     })
   const read = (f: string) => readFileSync(f)
 
@@ -100,8 +141,10 @@ describe("serveClientTls", () => {
     const { server } = await start({ clientCertAuth: true }, port)
     try {
       expect(await connect(port, { ca: read(a.ca), cert: read(a.clientCert), key: read(a.clientKey) })).toBe("hello")
-      expect(await connect(port, { ca: read(a.ca) })).toMatch(/^error|^$/)
-      expect(await connect(port, { ca: read(a.ca), cert: read(b.clientCert), key: read(b.clientKey) })).toMatch(/^error|^$/)
+      expect(await connect(port, { ca: read(a.ca) })).toMatch(/^error: ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED$/)
+      // A certificate from another CA: refused with an alert, or (TLS 1.3, the alert racing the
+      // close) a connection closed before any response; never served.
+      expect(await connect(port, { ca: read(a.ca), cert: read(b.clientCert), key: read(b.clientKey) })).toMatch(/^(error: ERR_SSL_\w+)?$/)
       expect(await connect(port, { ca: read(b.ca) })).toMatch(/^error: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN)$/)
     } finally {
       await server.close()
@@ -192,12 +235,18 @@ describe("serveClientPlain", () => {
       })
       c.resume()
     }
+    // An HTTP/2 client's opening: the preface, its SETTINGS, and the ACK of the port's SETTINGS,
+    // which the port sends first. With no request after it, gRPC gets the connection once the
+    // port has waited for one (h2-authority.ts's firstHeadersWaitMs).
+    const settings = "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    const ack = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
     const server = await serveClientPlain(plan, { grpc: echo("grpc"), http: echo("http") })
+    const ported = serverPreface.toString("latin1")
     try {
-      expect(await exchange(port, ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"])).toBe("grpc:PRI * HT")
+      expect(await exchange(port, [`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n${settings}${ack}`])).toBe(`${ported}grpc:PRI * HT`)
       expect(await exchange(port, ["GET /health HTTP/1.1\r\n\r\n"])).toBe("http:GET /hea")
       // The first bytes may come in pieces.
-      expect(await exchange(port, ["P", "R", "I * HTTP/2.0"])).toBe("grpc:PRI * HT")
+      expect(await exchange(port, ["P", "R", "I * HTTP/2.0", `\r\n\r\nSM\r\n\r\n${settings}`, ack])).toBe(`${ported}grpc:PRI * HT`)
       expect(await exchange(port, ["P", "OST /v3/kv/range"])).toBe("http:POST /v3")
     } finally {
       await server.close()
