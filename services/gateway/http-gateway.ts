@@ -18,7 +18,7 @@ import type protobuf from "protobufjs"
 import { registry } from "../runtime/metrics.ts"
 import { probeAnswer } from "../runtime/health.ts"
 import type { EtcdHealth } from "./health.ts"
-import { errorBody, httpStatusOf, JsonValueSplitter, parseJsonBody, resultLine, routeOf, streamErrorLine, encodeJsonResponse, decodeJsonRequest } from "./json-gateway.ts"
+import { errorBody, httpStatusOf, JsonValueSplitter, resultLine, routeOf, streamErrorLine, encodeJsonResponse, decodeJsonRequest } from "./json-gateway.ts"
 import type { BadRequest, JsonRoute } from "./json-gateway.ts"
 
 /** What the HTTP side needs from the gateway. */
@@ -74,6 +74,7 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
   const deserializer = (route: JsonRoute) => (b: Buffer) => route.response.decode(b)
 
   const send = (res: http.ServerResponse, status: number, type: string, body: string) => {
+    if (res.writableEnded) return
     if (res.headersSent) return res.end()
     res.writeHead(status, { ...corsHeaders, "content-type": type })
     res.end(body)
@@ -104,7 +105,7 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
   const readRequest = async (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse): Promise<protobuf.Message | undefined> => {
     const body = await readBody(req, res)
     if (body === undefined) return undefined
-    const request = parseJsonBody(route, body)
+    const request = decodeJsonRequest(route, body)
     if ((request as BadRequest)._tag !== "BadRequest") return request as protobuf.Message
     sendError(res, grpc.status.INVALID_ARGUMENT, (request as BadRequest).message)
     return undefined
@@ -126,6 +127,7 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
   const streamResponses = (route: JsonRoute, call: grpc.ClientReadableStream<protobuf.Message>, res: http.ServerResponse) => {
     let failed = false
     call.on("data", (m: protobuf.Message) => {
+      if (res.writableEnded) return
       if (!res.headersSent) res.writeHead(200, { ...corsHeaders, "content-type": "application/json" })
       // A client that does not read holds the gRPC stream (flow control) instead of this buffer.
       if (!res.write(`${resultLine(route, m)}\n`)) {
@@ -135,12 +137,13 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
     })
     call.on("error", (e: grpc.ServiceError) => {
       failed = true
-      if (e.code === grpc.status.CANCELLED && res.destroyed) return
+      // Cancelled by the client's leaving, or answered already (a body that could not be read).
+      if (res.writableEnded || (e.code === grpc.status.CANCELLED && res.destroyed)) return
       if (!res.headersSent) res.writeHead(httpStatusOf(e.code), { ...corsHeaders, "content-type": "application/json" })
       res.end(`${streamErrorLine(e.code, e.details)}\n`)
     })
     call.on("end", () => {
-      if (failed) return
+      if (failed || res.writableEnded) return
       if (!res.headersSent) res.writeHead(200, { ...corsHeaders, "content-type": "application/json" })
       res.end()
     })
@@ -155,39 +158,49 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
     streamResponses(route, client.makeServerStreamRequest(route.grpcPath, serializer(route), deserializer(route), request, metadataOf(req), {}), res)
   }
 
+  /**
+   * A bidirectional stream, as grpc-gateway's: the body's JSON values are the client's messages.
+   * The first one that cannot be read fails the request (code Unknown, HTTP 500, as etcd's
+   * gateway); a later one ends the client's side, as the end of the body does, and the stream
+   * goes on (a watch keeps watching).
+   */
   const bidiStream = (route: JsonRoute, req: http.IncomingMessage, res: http.ServerResponse) => {
     const call = client.makeBidiStreamRequest(route.grpcPath, serializer(route), deserializer(route), metadataOf(req), {})
     streamResponses(route, call, res)
     const splitter = new JsonValueSplitter(maxBodyBytes)
-    const fail = (message: string) => {
+    let sent = 0
+    let sending = true
+    const endSending = () => {
+      sending = false
+      call.end()
+    }
+    const unreadable = (message: string) => {
+      if (sent > 0) return endSending()
+      sending = false
       call.cancel()
-      if (!res.headersSent) return sendError(res, grpc.status.INVALID_ARGUMENT, message)
-      res.end(`${streamErrorLine(grpc.status.INVALID_ARGUMENT, message)}\n`)
+      sendError(res, grpc.status.UNKNOWN, message)
     }
     req.setEncoding("utf8")
     req.on("data", (text: string) => {
+      if (!sending) return
       let values: string[]
       try {
         values = splitter.push(text)
       } catch (e) {
-        return fail((e as BadRequest).message)
+        return unreadable((e as BadRequest).message)
       }
       for (const v of values) {
-        let json: unknown
-        try {
-          json = JSON.parse(v)
-        } catch (e) {
-          return fail((e as Error).message)
-        }
-        const request = decodeJsonRequest(route, json)
-        if ((request as BadRequest)._tag === "BadRequest") return fail((request as BadRequest).message)
+        const request = decodeJsonRequest(route, v)
+        if ((request as BadRequest)._tag === "BadRequest") return unreadable((request as BadRequest).message)
+        sent++
         call.write(request as protobuf.Message)
       }
     })
     // The end of the body is the end of the client's side (grpc-gateway's CloseSend).
     req.on("end", () => {
-      if (splitter.incomplete) return fail("unexpected EOF")
-      call.end()
+      if (!sending) return
+      if (splitter.incomplete) return unreadable("unexpected EOF")
+      endSending()
     })
   }
 

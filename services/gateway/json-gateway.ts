@@ -6,12 +6,14 @@
  * As etcd's, the gateway is a gRPC client of its own server: each request becomes a call to
  * the gateway's gRPC server over a private Unix socket (./main.ts), so it runs through exactly
  * the handlers, checks, errors, authentication and metrics a gRPC client meets. The protocol
- * work is protobufjs's (the same .proto files, shared/proto): its `fromObject` reads a request
- * and its `toObject` writes a response in the proto3 JSON mapping etcd's gateway uses.
+ * work is protobufjs's (the same .proto files, shared/proto): its `toObject` writes a response
+ * in the proto3 JSON mapping etcd's gateway uses, and its `fromObject` builds a request once
+ * ./go-json.ts has read the body as etcd's gateway reads it (Go's JSON and jsonpb, their errors).
  *
  * - Field names are the proto's own (`create_revision`, `ID`, `TTL`, `peerURLs`); int64 and
  *   uint64 are decimal strings, bytes base64, enums by name; fields at their default value are
- *   left out (etcd's EmitDefaults is off). A request may give int64 as a number or a string.
+ *   left out (etcd's EmitDefaults is off). A request may give int64 as a number or a string,
+ *   and name a field by its JSON name (`sortOrder`) as well.
  * - An `Authorization` header is the call's `authorization` metadata (the token etcd's auth
  *   reads), and `Grpc-Metadata-<name>` headers pass as metadata `<name>`, as grpc-gateway does.
  * - Errors: the gRPC status as `{"error":…,"message":…,"code":…}` with grpc-gateway's HTTP
@@ -29,6 +31,7 @@
  */
 import protobuf from "protobufjs"
 import { loadProtoRoot } from "../../shared/protos.ts"
+import { GoJsonError, readGoJson, unmarshalMessage } from "./go-json.ts"
 
 /** How a method streams. */
 export type RouteKind = "unary" | "server-stream" | "bidi-stream"
@@ -136,34 +139,18 @@ export interface BadRequest {
 }
 
 /**
- * Reads one JSON request of `route` (an object; an empty body is the empty request) into the
- * request message. Bytes are base64 (standard or URL-safe), 64-bit integers numbers or decimal
- * strings, enums names or numbers; unknown fields are ignored (as Go's encoding/json).
+ * Reads one JSON request of `route` from `text` as etcd's gateway does (./go-json.ts: Go's JSON
+ * syntax and jsonpb's mapping, with their messages): the first JSON value of `text` (what
+ * follows it is not read, as Go's json.Decoder); none, or null, is the empty request.
  */
-export const decodeJsonRequest = (route: JsonRoute, json: unknown): protobuf.Message | BadRequest => {
-  if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    return { _tag: "BadRequest", message: `json: cannot unmarshal ${Array.isArray(json) ? "array" : typeof json} into Go value of type ${goTypeName(route.request)}` }
-  }
+export const decodeJsonRequest = (route: JsonRoute, text: string): protobuf.Message | BadRequest => {
   try {
-    return route.request.fromObject(json as Record<string, unknown>)
+    const node = readGoJson(text, "decoder")
+    return route.request.fromObject(node === undefined ? {} : unmarshalMessage(route.request, node))
   } catch (e) {
-    return { _tag: "BadRequest", message: (e as Error).message }
+    if (e instanceof GoJsonError) return { _tag: "BadRequest", message: e.message }
+    throw e
   }
-}
-
-/** etcd's Go type name of a request message, for error messages (`etcdserverpb.RangeRequest`). */
-const goTypeName = (type: protobuf.Type): string => type.fullName.replace(/^\./, "")
-
-/** Parses a whole body as one JSON request (an empty body is `{}`). */
-export const parseJsonBody = (route: JsonRoute, body: string): protobuf.Message | BadRequest => {
-  if (body.trim() === "") return route.request.fromObject({})
-  let json: unknown
-  try {
-    json = JSON.parse(body)
-  } catch (e) {
-    return { _tag: "BadRequest", message: (e as Error).message }
-  }
-  return decodeJsonRequest(route, json)
 }
 
 /** protobufjs's proto3 JSON mapping options, as etcd's gateway emits JSON. */
@@ -240,7 +227,10 @@ export const resultLine = (route: JsonRoute, message: protobuf.Message): string 
  * Splits a stream of JSON values (a streaming request body: concatenated or newline-separated
  * objects, as Go's json.Decoder reads them) into complete values as bytes arrive. `push` takes
  * the next text and returns the complete values it closed; what is incomplete waits for more.
- * At most `maxPendingChars` characters wait (an unterminated value beyond that is an error).
+ * Something other than an object or array where a value starts (`x`, `5`, a stray `}`) is
+ * returned with all that follows as the last value, for {@link decodeJsonRequest} to refuse with
+ * Go's message; nothing is split after it. At most `maxPendingChars` characters wait (an
+ * unterminated value beyond that throws BadRequest data).
  */
 export class JsonValueSplitter {
   private pending = ""
@@ -248,14 +238,16 @@ export class JsonValueSplitter {
   private inString = false
   private escaped = false
   private scanned = 0
+  private ended = false
   private readonly maxPendingChars: number
 
   constructor(maxPendingChars: number) {
     this.maxPendingChars = maxPendingChars
   }
 
-  /** The complete values in `text` and what came before it; throws BadRequest data when a value is too long or malformed. */
+  /** The complete values in `text` and what came before it. */
   push(text: string): string[] {
+    if (this.ended) return []
     this.pending += text
     const values: string[] = []
     let start = 0
@@ -267,16 +259,18 @@ export class JsonValueSplitter {
         else if (c === "\"") this.inString = false
         continue
       }
-      if (c === "\"") this.inString = true
+      if (c === "\"" && this.depth > 0) this.inString = true
       else if (c === "{" || c === "[") this.depth++
-      else if (c === "}" || c === "]") {
-        if (--this.depth < 0) throw { _tag: "BadRequest", message: `invalid character '${c}' looking for beginning of value` } satisfies BadRequest
-        if (this.depth === 0) {
+      else if ((c === "}" || c === "]") && this.depth > 0) {
+        if (--this.depth === 0) {
           values.push(this.pending.slice(start, i + 1).trim())
           start = i + 1
         }
       } else if (this.depth === 0 && !/\s/.test(c)) {
-        throw { _tag: "BadRequest", message: `invalid character '${c}' looking for beginning of value` } satisfies BadRequest
+        values.push(this.pending.slice(i))
+        this.pending = ""
+        this.ended = true
+        return values
       }
     }
     this.pending = this.pending.slice(start)

@@ -5,7 +5,9 @@
  *
  * - the JSON gateway: put, range with base64 keys and a range end, txn, delete, an error (a put
  *   with an unknown lease: the same body and HTTP status), an empty key, a GET where POST is
- *   required, a body that is not JSON (both code 3, HTTP 400);
+ *   required, a body that is not JSON, bodies of the wrong shape (each with etcd's message, read
+ *   as Go's encoding/json and jsonpb read them) and bodies in the other forms Go accepts; a
+ *   stream whose first request is unreadable, and one with garbage after its first;
  * - a watch stream over HTTP/1.1 (chunked lines of `{"result":…}`) that sees two puts;
  * - leases: grant, keep-alive (one result, then the stream ends), time-to-live with keys,
  *   revoke;
@@ -94,7 +96,29 @@ const session = async (base: string, endpoint: string): Promise<Record<string, {
   await record("put, empty key", post(base, "/v3/kv/put", { key: "" }))
   await record("range, future revision", post(base, "/v3/kv/range", { key: b64("foo"), revision: 1000 }))
   await record("range by GET", curl(`${base}/v3/kv/range`), (body) => body.trim())
-  await record("not JSON", post(base, "/v3/kv/range", "not json"), (body) => ({ code: JSON.parse(body).code }))
+  await record("not JSON", post(base, "/v3/kv/range", "not json"))
+  // Bodies etcd's gateway reads with Go's JSON and jsonpb: refused with their messages (and
+  // nothing written), or read in the forms Go accepts.
+  const bodies: ReadonlyArray<readonly [string, string]> = [
+    ["/v3/kv/put", `{"key":"${b64("foo")}","value":5}`],
+    ["/v3/kv/put", `{"key":"${b64("foo")}","value":"${b64("x")}","lease":"abc"}`],
+    ["/v3/kv/range", `{"key":"${b64("foo")}","keys_only":"true"}`],
+    ["/v3/kv/range", `{"key":"${b64("foo")}","limit":99999999999999999999}`],
+    ["/v3/kv/range", `{"key":"${b64("foo")}","sort_order":"NOPE"}`],
+    ["/v3/kv/range", '{"key":"Zm9vYg"}'],
+    ["/v3/kv/range", "[1]"],
+    ["/v3/kv/range", '{"key":"Zm9v",}'],
+    ["/v3/kv/range", '{"key":'],
+    ["/v3/kv/txn", '{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VERSION","version":"x"}]}'],
+    ["/v3/kv/range", `{"key":"${b64("foo")}","limit":"1","sortOrder":"DESCEND","keysOnly":true}`],
+    ["/v3/kv/range", `{"key":"Zm9\\nv"} {"key":"${b64("nothing")}"} trailing`]
+  ]
+  for (const [path, body] of bodies) await record(`${path} ${body}`, post(base, path, body))
+  await record("range after the refused puts", post(base, "/v3/kv/range", { key: b64("foo") }))
+  // A stream whose first request cannot be read fails (code Unknown, HTTP 500); a later one ends
+  // the client's side, as the end of the body does.
+  await record("watch, first request unreadable", post(base, "/v3/watch", '{"create_request":{"key":5}}'))
+  await record("keep-alive, then garbage", post(base, "/v3/lease/keepalive", '{"ID":"1"} x'))
   await record("v3beta range", post(base, "/v3beta/kv/range", { key: b64("foo") }))
 
   // A watch stream that sees two puts.
@@ -195,6 +219,10 @@ describe("the JSON gateway and HTTP endpoints on the client port, against etcd 3
     // What etcd 3.4 answers on its own (the table is not vacuous).
     expect(fromEtcd["put, unknown lease"]).toEqual({ status: 404, body: { error: "etcdserver: requested lease not found", message: "etcdserver: requested lease not found", code: 5 } })
     expect(fromEtcd["watch: events"]!.body).toHaveLength(2)
+    expect(fromEtcd[`/v3/kv/put {"key":"${b64("foo")}","value":5}`]).toEqual({
+      status: 400,
+      body: { error: "json: cannot unmarshal number into Go value of type []uint8", message: "json: cannot unmarshal number into Go value of type []uint8", code: 3 }
+    })
     expect(fromEtcd.health!.body).toBe("true")
     for (const name of Object.keys(fromEtcd)) expect({ name, ...fromNatcd[name] }).toEqual({ name, ...fromEtcd[name] })
     expect(Object.keys(fromNatcd).sort()).toEqual(Object.keys(fromEtcd).sort())

@@ -5,7 +5,7 @@
  * splitter of streamed request bodies.
  */
 import { describe, expect, it } from "vitest"
-import { encodeJsonResponse, errorBody, httpStatusOf, JsonValueSplitter, jsonRoutes, parseJsonBody, routeOf, streamErrorLine } from "../../services/gateway/json-gateway.ts"
+import { encodeJsonResponse, errorBody, httpStatusOf, JsonValueSplitter, jsonRoutes, decodeJsonRequest, routeOf, streamErrorLine } from "../../services/gateway/json-gateway.ts"
 import type { BadRequest, JsonRoute } from "../../services/gateway/json-gateway.ts"
 
 const route = (path: string): JsonRoute => {
@@ -47,22 +47,61 @@ describe("requests", () => {
     ["nested messages and oneofs", "/v3/kv/txn", '{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_range":{"key":"Zm9v"}}]}',
       { compare: [{ key: "Zm9v", result: "EQUAL", target: "VALUE", value: "YmFy" }], success: [{ request_range: { key: "Zm9v" } }] }],
     ["an empty body is the empty request", "/v3/cluster/member/list", "", {}],
-    ["unknown fields are ignored, as Go's encoding/json", "/v3/lease/grant", '{"TTL":30,"whatever":1}', { TTL: "30" }]
+    ["unknown fields are ignored, as Go's encoding/json", "/v3/lease/grant", '{"TTL":30,"whatever":1}', { TTL: "30" }],
+    ["JSON names too, the JSON name winning", "/v3/kv/range", '{"key":"Zm9v","sortOrder":"DESCEND","sort_target":"MOD","keys_only":false,"keysOnly":true}',
+      { key: "Zm9v", sort_order: "DESCEND", sort_target: "MOD", keys_only: true }],
+    ["null is the empty request", "/v3/lease/grant", "null", {}],
+    ["only the first value is read, as Go's json.Decoder", "/v3/kv/range", '{"key":"Zm9v"} {"key":"YmFy"} x', { key: "Zm9v" }],
+    ["base64 with newlines, bytes as an array of numbers", "/v3/kv/range", '{"key":"Zm9v\\nYmFy","range_end":[1,2]}', { key: "Zm9vYmFy", range_end: "AQI=" }],
+    ["uint64 up to its maximum", "/v3/cluster/member/remove", '{"ID":"18446744073709551615"}', { ID: "18446744073709551615" }],
+    ["a oneof member given as null is set", "/v3/kv/txn", '{"success":[{"request_range":null}]}', { success: [{ request_range: {} }] }]
   ]
   it.each(cases)("%s", (_name, path, body, expected) => {
     const r = route(path)
-    const m = parseJsonBody(r, body)
+    const m = decodeJsonRequest(r, body)
     expect((m as BadRequest)._tag).toBeUndefined()
     expect(r.request.toObject(m as never, { longs: String, enums: String, bytes: String })).toEqual(expected)
   })
 
-  const bad: ReadonlyArray<readonly [string, string]> = [
-    ["not JSON", "not json"],
-    ["not an object", "[1]"],
-    ["bad base64", '{"key":"!!!"}']
+  // Each as etcd 3.4's gateway answered it (curl -X POST …/v3/<path> -d '<body>', code 3).
+  const bad: ReadonlyArray<readonly [string, string, string]> = [
+    ["/v3/kv/range", '{"key":5}', "json: cannot unmarshal number into Go value of type []uint8"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":"x"}', "invalid character 'x' looking for beginning of value"],
+    ["/v3/kv/range", '{"key":"Zm9v","keys_only":"true"}', "json: cannot unmarshal string into Go value of type bool"],
+    ["/v3/kv/range", "[1]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"],
+    ["/v3/kv/range", "5", "json: cannot unmarshal number into Go value of type map[string]json.RawMessage"],
+    ["/v3/kv/range", '"x"', "json: cannot unmarshal string into Go value of type map[string]json.RawMessage"],
+    ["/v3/kv/range", '{"key":"!!"}', "illegal base64 data at input byte 0"],
+    ["/v3/kv/range", '{"key":"Zm9"}', "illegal base64 data at input byte 0"],
+    ["/v3/kv/range", '{"key":"Zm9v!"}', "illegal base64 data at input byte 4"],
+    ["/v3/kv/range", '{"key":"Zm-v"}', "illegal base64 data at input byte 2"],
+    ["/v3/kv/range", '{"key":"Zm9vYg"}', "illegal base64 data at input byte 4"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":1.5}', "json: cannot unmarshal number 1.5 into Go value of type int64"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":"1.5"}', "json: cannot unmarshal number 1.5 into Go value of type int64"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":99999999999999999999}', "json: cannot unmarshal number 99999999999999999999 into Go value of type int64"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":true}', "json: cannot unmarshal bool into Go value of type int64"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":""}', "unexpected end of JSON input"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":"12x"}', "invalid character 'x' after top-level value"],
+    ["/v3/kv/range", '{"key":"Zm9v","limit":{}}', "json: cannot unmarshal object into Go value of type int64"],
+    ["/v3/kv/range", '{"key":"Zm9v","sort_order":"NOPE"}', 'unknown value "NOPE" for enum etcdserverpb.RangeRequest_SortOrder'],
+    ["/v3/kv/range", '{"key":"Zm9v","sort_order":true}', "json: cannot unmarshal bool into Go value of type etcdserverpb.RangeRequest_SortOrder"],
+    ["/v3/kv/range", '{"key":"Zm9v","keys_only":1}', "json: cannot unmarshal number into Go value of type bool"],
+    ["/v3/kv/range", '{"key":', "unexpected EOF"],
+    ["/v3/kv/range", '{"key":"Zm9v",}', "invalid character '}' looking for beginning of object key string"],
+    ["/v3/kv/range", "{key:1}", "invalid character 'k' looking for beginning of object key string"],
+    ["/v3/kv/put", '{"key":"Zm9v","value":"YmFy","lease":"abc"}', "invalid character 'a' looking for beginning of value"],
+    ["/v3/kv/put", '{"key":"Zm9v","value":5}', "json: cannot unmarshal number into Go value of type []uint8"],
+    ["/v3/kv/txn", '{"compare":{}}', "json: cannot unmarshal object into Go value of type []json.RawMessage"],
+    ["/v3/kv/txn", '{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VERSION","version":"x"}]}', "invalid character 'x' looking for beginning of value"],
+    ["/v3/kv/txn", '{"success":[{"request_put":"x"}]}', "json: cannot unmarshal string into Go value of type map[string]json.RawMessage"],
+    ["/v3/kv/txn", '{"success":[{"requestPut":{"key":"Zm9v","value":1}}]}', "json: cannot unmarshal number into Go value of type []uint8"],
+    ["/v3/kv/txn", '{"compare":[{"key":"Zm9v","result":"NOPE"}]}', 'unknown value "NOPE" for enum etcdserverpb.Compare_CompareResult'],
+    ["/v3/lease/grant", '{"TTL":"x"}', "invalid character 'x' looking for beginning of value"],
+    ["/v3/cluster/member/add", '{"peerURLs":"x"}', "json: cannot unmarshal string into Go value of type []json.RawMessage"],
+    ["/v3/cluster/member/add", '{"peerURLs":["http://127.0.0.1:1"],"isLearner":"yes"}', "json: cannot unmarshal string into Go value of type bool"]
   ]
-  it.each(bad)("refuses %s (code 3)", (_name, body) => {
-    expect((parseJsonBody(route("/v3/kv/range"), body) as BadRequest)._tag).toBe("BadRequest")
+  it.each(bad)("%s %s: etcd's message", (path, body, message) => {
+    expect(decodeJsonRequest(route(path), body)).toEqual({ _tag: "BadRequest", message })
   })
 })
 
@@ -115,8 +154,13 @@ describe("JsonValueSplitter", () => {
     expect(s.incomplete).toBe(false)
   })
 
-  it("refuses garbage between values and values longer than its bound", () => {
-    expect(() => new JsonValueSplitter(1000).push("x")).toThrow()
+  it("hands what does not start an object or array over whole, as the last value; refuses values longer than its bound", () => {
+    const s = new JsonValueSplitter(1000)
+    expect(s.push('{"a":1} x {"b":2}')).toEqual(['{"a":1}', 'x {"b":2}'])
+    expect(s.push('{"c":3}')).toEqual([])
+    expect(new JsonValueSplitter(1000).push(' 5 {}')).toEqual(["5 {}"])
+    expect(new JsonValueSplitter(1000).push('}')).toEqual(["}"])
+    expect(decodeJsonRequest(route("/v3/watch"), "5 {}")).toEqual({ _tag: "BadRequest", message: "json: cannot unmarshal number into Go value of type map[string]json.RawMessage" })
     expect(() => new JsonValueSplitter(10).push('{"a":"' + "x".repeat(20))).toThrow()
   })
 })
