@@ -244,7 +244,11 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
     send(res, 405, "text/plain; charset=utf-8", "Method Not Allowed\n")
   }
 
-  const server = http.createServer(handler)
+  // No time limit on receiving a request, as etcd's gateway server has none: the body of a
+  // bidirectional stream (a watch's requests) stays open as long as the stream. (Node enforces
+  // its request and headers timeouts only on a server that listens itself; this one is handed
+  // its connections, and says so here for when that changes.)
+  const server = http.createServer({ requestTimeout: 0 }, handler)
   server.keepAliveTimeout = 30_000
   return {
     connection: (socket) => server.emit("connection", socket),
