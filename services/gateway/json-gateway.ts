@@ -8,7 +8,8 @@
  * the handlers, checks, errors, authentication and metrics a gRPC client meets. The protocol
  * work is protobufjs's (the same .proto files, shared/proto): its `toObject` writes a response
  * in the proto3 JSON mapping etcd's gateway uses, and its `fromObject` builds a request once
- * ./go-json.ts has read the body as etcd's gateway reads it (Go's JSON and jsonpb, their errors).
+ * ./go-json.ts and ./jsonpb.ts have read the body as etcd's gateway reads it (Go's JSON and
+ * jsonpb, their errors).
  *
  * - Field names are the proto's own (`create_revision`, `ID`, `TTL`, `peerURLs`); int64 and
  *   uint64 are decimal strings, bytes base64, enums by name; fields at their default value are
@@ -31,7 +32,8 @@
  */
 import protobuf from "protobufjs"
 import { loadProtoRoot } from "../../shared/protos.ts"
-import { GoJsonError, readGoJson, unmarshalMessage } from "./go-json.ts"
+import { GoJsonError, readGoJson } from "./go-json.ts"
+import { unmarshalMessage } from "./jsonpb.ts"
 
 /** How a method streams. */
 export type RouteKind = "unary" | "server-stream" | "bidi-stream"
@@ -140,7 +142,7 @@ export interface BadRequest {
 
 /**
  * Reads one JSON request of `route` from `text` as etcd's gateway does (./go-json.ts: Go's JSON
- * syntax and jsonpb's mapping, with their messages): the first JSON value of `text` (what
+ * syntax; ./jsonpb.ts: jsonpb's mapping; with their messages): the first JSON value of `text` (what
  * follows it is not read, as Go's json.Decoder); none, or null, is the empty request.
  */
 export const decodeJsonRequest = (route: JsonRoute, text: string): protobuf.Message | BadRequest => {

@@ -1,12 +1,13 @@
 /**
- * Go's JSON as etcd's gateway reads it (services/gateway/go-json.ts): the scanner's messages
+ * Go's JSON as etcd's gateway reads it (services/gateway/go-json.ts, jsonpb.ts): the scanner's messages
  * (table: Go's own), its readers' treatment of the end, the nesting limit, base64 as Go's
  * StdEncoding (table, and a property against a simple model), and a property that any JSON
  * text is read as JSON.parse reads it, and refused exactly when JSON.parse refuses it.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { decodeStdBase64, GoJsonError, jsonNameOf, type JsonNode, maxNestingDepth, readGoJson } from "../../services/gateway/go-json.ts"
+import { decodeStdBase64, decodeStdBase64String, GoJsonError, type JsonNode, maxNestingDepth, readGoJson } from "../../services/gateway/go-json.ts"
+import { jsonNameOf } from "../../services/gateway/jsonpb.ts"
 
 /** What `f` throws as a GoJsonError message (or "ok"). */
 const outcome = (f: () => unknown): string => {
@@ -156,6 +157,15 @@ describe("decodeStdBase64", () => {
         let text = Buffer.from(data).toString("base64")
         for (const b of breaks) text = `${text.slice(0, b % (text.length + 1))}\n${text.slice(b % (text.length + 1))}`
         expect(Buffer.from(decodeStdBase64(bytes(text)))).toEqual(Buffer.from(data))
+      })
+    )
+  })
+
+  it("decodes a JSON string's text as its UTF-8 bytes (the fast path for canonical text included)", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 48 }).map((d) => Buffer.from(d).toString("base64")), fc.string({ maxLength: 12 })), (text) => {
+        expect(outcome(() => decodeStdBase64String(text))).toBe(outcome(() => decodeStdBase64(bytes(text))))
+        if (outcome(() => decodeStdBase64(bytes(text))) === "ok") expect(Buffer.from(decodeStdBase64String(text))).toEqual(Buffer.from(decodeStdBase64(bytes(text))))
       })
     )
   })
