@@ -130,6 +130,8 @@ interface Session {
   /** Next message number expected from the replica. */
   expectedSeq: number
   acked: number
+  /** An acknowledgement of `acked` is due at the end of this event-loop turn. */
+  ackDue: boolean
   readonly stream: {
     receive(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void
     failover(s: Session, reason: FailoverReason): void
@@ -447,7 +449,7 @@ export const makeWatchHandler = (ctx: WatchContext) => {
     private async open(): Promise<Session | undefined> {
       const refused = new Set<string>()
       while (!this.closed) {
-        const s: Session = { id: `${ctx.instance}-${nextSession++}`, replica: undefined, expectedSeq: 1, acked: 0, stream: this }
+        const s: Session = { id: `${ctx.instance}-${nextSession++}`, replica: undefined, expectedSeq: 1, acked: 0, ackDue: false, stream: this }
         this.session = s
         sessions.set(s.id, s)
         const target = placement.pick(Date.now(), refused)
@@ -570,10 +572,21 @@ export const makeWatchHandler = (ctx: WatchContext) => {
       sent()
     }
 
+    /**
+     * Acknowledges message `seq` of session `s` (cumulative: every message up to it was taken).
+     * The messages taken in one event-loop turn are acknowledged once, after it (one `watch.ack`
+     * for the highest), so a burst of small messages costs one ack, not one each.
+     */
     private ack(s: Session, seq: number): void {
       if (this.session !== s || s.replica === undefined) return
       s.acked = Math.max(s.acked, seq)
-      publishEndpoint(ctx.rpc, watchAck, { cluster: ctx.cluster, replica: s.replica }, { session: s.id, seq })
+      if (s.ackDue) return
+      s.ackDue = true
+      setImmediate(() => {
+        s.ackDue = false
+        if (this.session !== s || s.replica === undefined) return
+        publishEndpoint(ctx.rpc, watchAck, { cluster: ctx.cluster, replica: s.replica }, { session: s.id, seq: s.acked })
+      })
     }
 
     /**
