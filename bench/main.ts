@@ -196,8 +196,8 @@ const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number): Pro
       }),
       ...(busBefore === undefined || busAfter === undefined ? {} : {
         busMessagesPerOp: {
-          published: round((busAfter.published - busBefore.published) / Math.max(1, m.ops), 2),
-          delivered: round((busAfter.delivered - busBefore.delivered) / Math.max(1, m.ops), 2)
+          published: round((busAfter.published - busBefore.published) / Math.max(1, m.ops), 4),
+          delivered: round((busAfter.delivered - busBefore.delivered) / Math.max(1, m.ops), 4)
         }
       })
     }
