@@ -4,7 +4,7 @@
  * publish to it.
  *
  * Everything about the bus derives from this table:
- * - `serveEndpoint` / `callEndpoint` / `publishEndpoint` (services/runtime/rpc.ts) take a
+ * - `serveEndpoint` / `callEndpoint` / `publishEndpoint` (services/runtime/rpc-server.ts, rpc.ts) take a
  *   declaration, so a handler's body and a caller's reply are typed and decoded by the
  *   declared schemas, never chosen per call site;
  * - {@link permissionsFor} turns the table into each identity's NATS permissions (what it may

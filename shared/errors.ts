@@ -126,7 +126,7 @@ export class ConcurrencyError extends Schema.TaggedError<ConcurrencyError>()("Co
 
 /**
  * A reply larger than the receiving process may hold while putting it together from chunks
- * (services/runtime/rpc.ts busReassemblyBudget), in bytes; as a gRPC client's "received
+ * (services/runtime/bus-frames.ts busReassemblyBudget), in bytes; as a gRPC client's "received
  * message larger than max".
  */
 export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>()("ReplyTooLarge", {

@@ -35,7 +35,7 @@
  * Span names follow `<service>.<step>`: `KV.Put` (gateway root), `raft.propose`,
  * `raft.forward`, `raft.append`, `raft.commit`, `wal.append`, `wal.fsync`, `mvcc.apply.queue`,
  * `mvcc.apply`, `mvcc.backend.commit`, `watch.events`, ... ; hop spans made by
- * `services/runtime/rpc.ts` `serve` are named after the frame kind.
+ * `services/runtime/rpc-server.ts` `serve` are named after the frame kind.
  */
 import { AsyncLocalStorage } from "node:async_hooks"
 import { randomFillSync } from "node:crypto"
