@@ -143,7 +143,8 @@ export interface BadRequest {
 /**
  * Reads one JSON request of `route` from `text` as etcd's gateway does (./go-json.ts: Go's JSON
  * syntax; ./jsonpb.ts: jsonpb's mapping; with their messages): the first JSON value of `text` (what
- * follows it is not read, as Go's json.Decoder); none, or null, is the empty request.
+ * follows it is not read, as Go's json.Decoder); none, or null, is the empty request. A Txn
+ * nested past protobuf's recursion limit is refused as etcd refuses it ("too many operations").
  */
 export const decodeJsonRequest = (route: JsonRoute, text: string): protobuf.Message | BadRequest => {
   try {
@@ -151,7 +152,12 @@ export const decodeJsonRequest = (route: JsonRoute, text: string): protobuf.Mess
     return route.request.fromObject(node === undefined ? {} : unmarshalMessage(route.request, node))
   } catch (e) {
     if (e instanceof GoJsonError) return { _tag: "BadRequest", message: e.message }
-    throw e
+    // Nested past what protobuf encodes: only a Txn nests (RequestOp in TxnRequest), and etcd
+    // answers one that deep as its txn check does.
+    if (e instanceof RangeError || (e instanceof Error && /depth exceeded/.test(e.message))) {
+      return { _tag: "BadRequest", message: "etcdserver: too many operations in txn request" }
+    }
+    return { _tag: "BadRequest", message: (e as Error)?.message ?? String(e) }
   }
 }
 

@@ -22,9 +22,13 @@ import { decodeStdBase64String, GoJsonError, type JsonNode, kindOf, readGoJson, 
 /**
  * Reads `node` as a `type` message the way jsonpb does (see the module comment); returns the
  * plain object for `type.fromObject`. Throws {@link GoJsonError} with jsonpb's or encoding/json's
- * message for the first field (in declaration order) that does not fit.
+ * message for the first field (in declaration order) that does not fit, and a RangeError for
+ * messages nested deeper than protobufjs's recursion limit (`depth`: this message's level).
  */
-export const unmarshalMessage = (type: protobuf.Type, node: JsonNode): Record<string, unknown> => {
+export const unmarshalMessage = (type: protobuf.Type, node: JsonNode, depth = 0): Record<string, unknown> => {
+  // Messages nest only as deep as protobufjs will encode them (util.recursionLimit, message
+  // levels; a recursive type such as a Txn's RequestOp could otherwise exhaust the stack).
+  if (depth > protobuf.util.recursionLimit) throw new RangeError("max depth exceeded")
   if (node.t === "null") return {}
   if (node.t !== "object") throw typeError(kindOf(node), "map[string]json.RawMessage")
   const out: Record<string, unknown> = {}
@@ -34,7 +38,7 @@ export const unmarshalMessage = (type: protobuf.Type, node: JsonNode): Record<st
   for (const field of plan.regular) {
     const value = consume(field)
     if (value === undefined) continue
-    const read = unmarshalField(field.field, value)
+    const read = unmarshalField(field.field, value, depth)
     if (read !== undefined) out[field.field.name] = read
   }
   // Oneof members after the other fields; of several given, the last one read stays (Go's order
@@ -43,7 +47,7 @@ export const unmarshalMessage = (type: protobuf.Type, node: JsonNode): Record<st
     for (const field of members) {
       const value = consume(field)
       if (value === undefined) continue
-      const read = unmarshalField(field.field, value)
+      const read = unmarshalField(field.field, value, depth)
       for (const other of members) delete out[other.field.name]
       out[field.field.name] = read ?? defaultOf(field.field)
     }
@@ -101,12 +105,12 @@ export const jsonNameOf = (name: string): string => {
 }
 
 /** One field's value (repeated or not); undefined for null (unset). */
-const unmarshalField = (field: protobuf.Field, node: JsonNode): unknown => {
+const unmarshalField = (field: protobuf.Field, node: JsonNode, depth: number): unknown => {
   if (field.map) throw new GoJsonError(`map field ${field.name} is not supported`)
-  if (!field.repeated) return unmarshalSingle(field, node)
+  if (!field.repeated) return unmarshalSingle(field, node, depth)
   if (node.t === "null") return undefined
   if (node.t !== "array") throw typeError(kindOf(node), "[]json.RawMessage")
-  return node.items.map((item) => unmarshalSingle(field, item) ?? defaultOf(field))
+  return node.items.map((item) => unmarshalSingle(field, item, depth) ?? defaultOf(field))
 }
 
 /** Go's integer types of proto's scalar types, with their ranges. */
@@ -150,9 +154,9 @@ const integerOf = (raw: string, kind: { readonly go: string; readonly min: bigin
 }
 
 /** One value of a field's type (see the module comment); undefined for null. */
-const unmarshalSingle = (field: protobuf.Field, node: JsonNode): unknown => {
+const unmarshalSingle = (field: protobuf.Field, node: JsonNode, depth: number): unknown => {
   const resolved = field.resolvedType
-  if (resolved instanceof protobuf.Type) return node.t === "null" ? undefined : unmarshalMessage(resolved, node)
+  if (resolved instanceof protobuf.Type) return node.t === "null" ? undefined : unmarshalMessage(resolved, node, depth + 1)
   if (resolved instanceof protobuf.Enum) {
     const goType = goEnumName(resolved)
     if (node.t === "string") {

@@ -100,6 +100,16 @@ describe("requests", () => {
     ["/v3/cluster/member/add", '{"peerURLs":"x"}', "json: cannot unmarshal string into Go value of type []json.RawMessage"],
     ["/v3/cluster/member/add", '{"peerURLs":["http://127.0.0.1:1"],"isLearner":"yes"}', "json: cannot unmarshal string into Go value of type bool"]
   ]
+  it("refuses a Txn nested past protobuf's recursion limit as etcd does, and past Go's nesting limit with Go's message", () => {
+    const nested = (levels: number) => {
+      let body = '{"request_range":{"key":"Zm9v"}}'
+      for (let i = 0; i < levels; i++) body = `{"request_txn":{"success":[${body}]}}`
+      return `{"success":[${body}]}`
+    }
+    expect(decodeJsonRequest(route("/v3/kv/txn"), nested(1000))).toEqual({ _tag: "BadRequest", message: "etcdserver: too many operations in txn request" })
+    expect(decodeJsonRequest(route("/v3/kv/txn"), nested(3333))).toEqual({ _tag: "BadRequest", message: "invalid character '[' exceeded max depth" })
+  })
+
   it.each(bad)("%s %s: etcd's message", (path, body, message) => {
     expect(decodeJsonRequest(route(path), body)).toEqual({ _tag: "BadRequest", message })
   })
