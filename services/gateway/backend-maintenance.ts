@@ -9,7 +9,8 @@
  * counts down to 0 as etcd's.
  */
 import { createHash } from "node:crypto"
-import { mvccChunk, mvccDefragment, mvccHashKv, mvccSnapshot } from "../../shared/endpoints.ts"
+import { setTimeout as sleep } from "node:timers/promises"
+import { mvccChunk, mvccDefragment, mvccHashKv, mvccSnapshot, mvccStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
@@ -19,7 +20,7 @@ import { serverStream } from "./server.ts"
 /** What the handlers need. */
 export interface BackendMaintenanceContext {
   readonly rpc: RpcClient
-  readonly subjects: { readonly hashKv: string; readonly snapshot: string; readonly chunk: string; readonly defragment: string }
+  readonly subjects: { readonly hashKv: string; readonly snapshot: string; readonly chunk: string; readonly defragment: string; readonly status: string }
   readonly requestTimeoutMs: number
   readonly identity: () => Promise<{ readonly clusterId: bigint; readonly memberId: bigint }>
   readonly raftTerm: () => Promise<number>
@@ -27,11 +28,29 @@ export interface BackendMaintenanceContext {
 
 const chunkBytes = 1024 * 1024
 
+/**
+ * Longest wait (ms) after a defragment for the member's mvcc service to serve again on the
+ * compacted copy; past it Defragment answers anyway (the defragment itself is done).
+ */
+export const defragmentRestartWaitMs = 30_000
+
 /** Makes Maintenance.HashKV, Maintenance.Snapshot and Maintenance.Defragment. */
 export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) => {
   const header = async (revision: number): Promise<Wire> => {
     const id = await ctx.identity()
     return Convert.headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: await ctx.raftTerm() })
+  }
+  /** Resolves once mvcc.status is answered, or after {@link defragmentRestartWaitMs}. */
+  const mvccServingAgain = async (): Promise<void> => {
+    const deadline = Date.now() + defragmentRestartWaitMs
+    while (Date.now() < deadline) {
+      try {
+        await callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.status, {}, { timeoutMs: 500 })
+        return
+      } catch {
+        await sleep(100)
+      }
+    }
   }
   return {
     HashKV: async (w: Wire) => {
@@ -40,6 +59,9 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
     },
     Defragment: async (_w: Wire) => {
       okOf(await callEndpoint(ctx.rpc, mvccDefragment, ctx.subjects.defragment, {}, { timeoutMs: 300_000, retryAfterMs: 300_000 }))
+      // The mvcc service restarts on the compacted copy: answer once it serves again, as etcd's
+      // member serves as soon as its Defragment returns (the old process no longer answers).
+      await mvccServingAgain()
       return { header: await header(0) }
     },
     Snapshot: serverStream(async (_w, write) => {

@@ -260,7 +260,8 @@ const GatewayLive = Layer.effectDiscard(
         hashKv: subjectOf(mvccHashKv, at),
         snapshot: subjectOf(mvccSnapshot, at),
         chunk: subjectOf(mvccChunk, at),
-        defragment: subjectOf(mvccDefragment, at)
+        defragment: subjectOf(mvccDefragment, at),
+        status: subjectOf(mvccStatus, at)
       }
     })
     const auth = makeAuth({

@@ -344,6 +344,9 @@ const MvccLive = Layer.effectDiscard(
       }, opts),
       serveAuthEndpoint(nc, at, { auth, tokens, waitApplied: (index) => applier.waitApplied(index) }, opts),
       serveEndpoint(nc, mvccStatus, at, (req) => {
+        // A process about to restart on a new backend does not answer: a caller waiting for the
+        // mvcc service to serve again (the gateway after a defragment) waits for the new one.
+        if (restarting) return
         const size = backend.size()
         const status: typeof MvccStatus.Type = {
           appliedIndex: applier.appliedIndex(),
