@@ -4,7 +4,7 @@
  * Starts its own nats-server (unless --nats/NATS_URL names one) and, per member, the wal, raft,
  * mvcc, lease and gateway services as separate OS processes, each with `--member=<name>` on its
  * command line. A service that exits is restarted with backoff (100 ms doubling to 5 s, reset
- * after 30 s of uptime). SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and
+ * after 30 s of uptime); one stopped by SIGTERM (a planned restart) after 100 ms. SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and
  * then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
  * and one folder per member. --watch-replicas (NATCD_WATCH_REPLICAS) watch service replicas run
  * for the whole cluster, on the command line as `services/watch/main.ts --replica=w<i>`.
@@ -193,7 +193,20 @@ const stopChild = (child: ChildProcess) =>
 let stopping = false
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true))
 
-/** Runs `spec` until interrupted, restarting it with backoff whenever it exits (unless stopping). */
+/**
+ * Exit code of a service stopped by SIGTERM (Effect's runMain after an interrupt: 128 + 2, the
+ * code of an interrupted run): the mvcc service restarting itself on a new backend, or an
+ * operator restarting one process.
+ */
+const plannedExitCode = 130
+/** Wait (ms) before restarting a service that stopped with {@link plannedExitCode}. */
+const plannedRestartMs = 100
+
+/**
+ * Runs `spec` until interrupted, restarting it whenever it exits (unless stopping): after a
+ * crash with backoff (100 ms doubling to 5 s, reset once it ran 30 s), after a planned stop
+ * ({@link plannedExitCode}) after {@link plannedRestartMs} without growing the backoff.
+ */
 const supervise = (spec: ProcessSpec) =>
   Effect.gen(function*() {
     let backoffMs = 100
@@ -238,6 +251,16 @@ const supervise = (spec: ProcessSpec) =>
       )
       if (stopping) return yield* Effect.never
       if (Date.now() - startedAt > 30_000) backoffMs = 100
+      if (exit.code === plannedExitCode) {
+        // Stopped on SIGTERM: the mvcc service restarting on a compacted or installed backend,
+        // or an operator's restart. Not a crash: restarted after the first backoff step, which
+        // does not grow.
+        yield* Effect.logInfo("process stopped; restarting").pipe(
+          Effect.annotateLogs({ process: spec.name, code: exit.code, backoffMs: plannedRestartMs })
+        )
+        yield* Effect.sleep(Duration.millis(plannedRestartMs))
+        continue
+      }
       yield* Effect.logWarning("process exited; restarting").pipe(
         Effect.annotateLogs({ process: spec.name, code: exit.code, signal: exit.signal, backoffMs })
       )
