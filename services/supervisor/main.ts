@@ -4,8 +4,8 @@
  * Starts its own nats-server (unless --nats/NATS_URL names one) and, per member, the wal, raft,
  * mvcc, lease and gateway services as separate OS processes, each with `--member=<name>` on its
  * command line. A service that exits is restarted with backoff (100 ms doubling to 5 s, reset
- * after 30 s of uptime); one stopped by SIGTERM (a planned restart) after 100 ms. SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and
- * then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
+ * after 30 s of uptime); one stopped by SIGTERM (a planned restart) after 100 ms.
+ * SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
  * and one folder per member. --watch-replicas (NATCD_WATCH_REPLICAS) watch service replicas run
  * for the whole cluster, on the command line as `services/watch/main.ts --replica=w<i>`.
  *
@@ -194,9 +194,9 @@ let stopping = false
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true))
 
 /**
- * Exit code of a service stopped by SIGTERM (Effect's runMain after an interrupt: 128 + 2, the
- * code of an interrupted run): the mvcc service restarting itself on a new backend, or an
- * operator restarting one process.
+ * Exit code of a service stopped by SIGTERM (Effect's runMain exits with 130 once a signal has
+ * interrupted the program, whichever signal): the mvcc service restarting itself on a new
+ * backend, or an operator restarting one process.
  */
 const plannedExitCode = 130
 /** Wait (ms) before restarting a service that stopped with {@link plannedExitCode}. */
