@@ -5,8 +5,9 @@
  * mvcc, lease and gateway services as separate OS processes, each with `--member=<name>` on its
  * command line. A service that exits is restarted with backoff (100 ms doubling to 5 s, reset
  * after 30 s of uptime); one stopped by SIGTERM (a planned restart) after 100 ms.
- * SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and then nats-server. Data lives under --data-dir (DATA_DIR, default ./data): nats-server's config
- * and one folder per member. --watch-replicas (NATCD_WATCH_REPLICAS) watch service replicas run
+ * SIGINT/SIGTERM stops every service (SIGTERM, SIGKILL after 5 s) and then nats-server. Data
+ * lives under --data-dir (DATA_DIR, default ./data): nats-server's config and one folder per
+ * member. --watch-replicas (NATCD_WATCH_REPLICAS) watch service replicas run
  * for the whole cluster, on the command line as `services/watch/main.ts --replica=w<i>`.
  *
  *   node services/supervisor/main.ts [--members=1] [--data-dir=./data] [--nats=URL]
