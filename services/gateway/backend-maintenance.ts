@@ -9,7 +9,6 @@
  * counts down to 0 as etcd's.
  */
 import { createHash } from "node:crypto"
-import { setTimeout as sleep } from "node:timers/promises"
 import { mvccChunk, mvccDefragment, mvccHashKv, mvccSnapshot, mvccStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
@@ -40,18 +39,12 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
     const id = await ctx.identity()
     return Convert.headerToWire({ clusterId: id.clusterId, memberId: id.memberId, revision, raftTerm: await ctx.raftTerm() })
   }
-  /** Resolves once mvcc.status is answered, or after {@link defragmentRestartWaitMs}. */
-  const mvccServingAgain = async (): Promise<void> => {
-    const deadline = Date.now() + defragmentRestartWaitMs
-    while (Date.now() < deadline) {
-      try {
-        await callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.status, {}, { timeoutMs: 500 })
-        return
-      } catch {
-        await sleep(100)
-      }
-    }
-  }
+  /**
+   * Resolves once mvcc.status is answered (the call re-sends with backoff until then), or after
+   * {@link defragmentRestartWaitMs}.
+   */
+  const mvccServingAgain = (): Promise<unknown> =>
+    callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.status, {}, { timeoutMs: defragmentRestartWaitMs, retryAfterMs: 100 }).catch(() => undefined)
   return {
     HashKV: async (w: Wire) => {
       const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.hashKv, { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs }))

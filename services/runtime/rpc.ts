@@ -17,7 +17,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
-import { MalformedFrame, ReplyTooLarge, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
+import { ReplyTooLarge, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import { wholeFrameBytes } from "../../shared/chunks.ts"
