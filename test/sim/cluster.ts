@@ -1,7 +1,8 @@
 /**
  * A deterministic simulation of a natcd raft cluster: N members in one process, each a RawNode
- * driven the way the raft shell drives it, over a fake network and fake disks, with every random
- * choice taken from one seeded PRNG. A failing seed replays exactly.
+ * driven by the raft service's own Ready handler (services/raft/ready-handler.ts), over a
+ * fake network and fake disks, with every random choice taken from one seeded PRNG. A failing
+ * seed replays exactly.
  *
  * What the simulation models:
  * - time: ticks; each tick every running member ticks once, then messages due are delivered and
@@ -9,14 +10,15 @@
  * - network: each message may be lost, duplicated or delayed (which reorders); partitions cut
  *   members into groups (often the leader alone, in a minority); MsgSnap delivery is reported
  *   back to the sender (reportSnapshot) and sends over cut links are reported unreachable;
- * - disk: the shell's contract. A Ready's snapshot, entries and hard state are written before
- *   its committed entries are applied and before its messages leave, except a leader's
- *   replication messages (MsgApp, MsgHeartbeat, MsgSnap), which leave before the write; a crash
- *   between the two loses the Ready's writes. A write with mustSync false
- *   is not synced: a crash may lose it (the hard state reverts to the last synced one);
- * - crashes: a member may crash between Readies or inside one (after persisting, before sending;
- *   after sending, before applying) and restarts later from its disk, with its state machine
- *   rebuilt from its snapshot;
+ * - disk: what the handler yields is written at once and durably, as the wal service writes it
+ *   (after fdatasync); the order (a Ready's snapshot, entries and hard state written before its
+ *   committed entries are applied and before its messages leave, except a leader's replication
+ *   messages, which leave before the write) is the handler's, not the simulation's. A
+ *   commit-only hard state the handler holds back lives in memory only, and a crash loses it;
+ * - crashes: a member may crash between Readies or inside one (after its leader messages left,
+ *   before its write; after the write, before sending; after sending, before applying) and
+ *   restarts later from its disk, with its in-memory log rebuilt from the disk and its state
+ *   machine from its snapshot;
  * - load: random proposals and ReadIndex requests at random members, compaction of applied entries, and a spare member
  *   cycling through AddLearnerNode, AddNode (promotion) and RemoveNode. A member that applies
  *   its own removal shuts down, as etcd does.
@@ -32,11 +34,12 @@
  * - linearizable reads: a ReadIndex answer covers everything committed before the request.
  */
 import { Index, MemberId } from "../../shared/ids.ts"
-import type { ConfState, Entry, HardState } from "../../shared/raft-types.ts"
+import type { ConfState, Entry } from "../../shared/raft-types.ts"
 import { decodeConfChange } from "../../services/raft/core/conf-change.ts"
-import { type Config, RawNode, sendableBeforePersist } from "../../services/raft/core/raw-node.ts"
+import { type Config, RawNode } from "../../services/raft/core/raw-node.ts"
 import { MemoryStorage } from "../../services/raft/core/storage.ts"
-import type { Message, Ready } from "../../services/raft/core/types.ts"
+import type { Message, Snapshot } from "../../services/raft/core/types.ts"
+import { type DurableWrite, ReadyHandler } from "../../services/raft/ready-handler.ts"
 import { Prng } from "./prng.ts"
 
 /** Knobs of one simulation run. */
@@ -67,11 +70,22 @@ export interface SimStats {
 /** A broken invariant; the message names the seed. */
 export class SafetyViolation extends Error {}
 
+/** Thrown out of a member's io to stop its handler mid-Ready: a crash, or shutting down after its removal. */
+class Halt extends Error {}
+
 interface Member {
   readonly id: MemberId
+  /** What the member wrote durably (its WAL and snapshot files). */
   readonly disk: MemoryStorage
-  syncedHardState: HardState
+  /** The running core; undefined while the member is down. Volatile, as is its handler's in-memory log. */
   node: RawNode | undefined
+  handler: ReadyHandler | undefined
+  /** The in-memory log the running core reads (rebuilt from `disk` at each start). */
+  log: MemoryStorage
+  /** Set when the member learns it leads, checked once the Ready's write is on disk. */
+  leaderCheck: boolean
+  /** The configuration after each ConfChange entry handed to the core in the Ready being handled. */
+  readonly confStates: Map<number, ConfState>
   restartAt: number
   /** Shut down after applying its own removal; restarted only if added again. */
   removed: boolean
@@ -99,6 +113,8 @@ export class Cluster {
   /** Partition group of each member; messages flow only within a group. */
   private readonly group = new Map<MemberId, number>()
   private now = 0
+  /** Runs started so far, over all members: each run names its ReadIndex rounds apart. */
+  private incarnations = 0
   private faults = true
   private proposals = 0
   readonly stats: SimStats = {
@@ -126,9 +142,6 @@ export class Cluster {
   /** The latest committed configuration (applied at committedConfIndex). */
   private committedConf: ConfState = emptyConf
   private committedConfIndex = 0
-  /** ReadIndex requests in flight: ctx -> the highest index applied anywhere when it was made. */
-  private readonly reads = new Map<string, number>()
-  private readCount = 0
 
   constructor(opts: SimOptions) {
     this.opts = opts
@@ -144,8 +157,11 @@ export class Cluster {
       const member: Member = {
         id,
         disk,
-        syncedHardState: disk.initialState().hardState,
         node: undefined,
+        handler: undefined,
+        log: disk,
+        leaderCheck: false,
+        confStates: new Map(),
         restartAt: 0,
         removed: false,
         applied: 0,
@@ -177,23 +193,48 @@ export class Cluster {
     }
   }
 
-  /** Starts (or restarts) a member from its disk; the state machine restarts from the snapshot. */
+  /**
+   * Starts (or restarts) a member from its disk, as the raft service loads its WAL: the
+   * in-memory log gets the snapshot, the entries after it and the hard state; the state machine
+   * restarts from the snapshot, which may lie after the first entry kept.
+   */
   private start(member: Member): void {
     const snap = member.disk.snapshot()
     if (typeof snap === "string") this.fail(`snapshot unavailable: ${snap}`)
+    const log = new MemoryStorage()
+    if (snap.metadata.index > 0) log.applySnapshot(snap)
+    const entries = member.disk.entries(member.disk.firstIndex(), Index(member.disk.lastIndex() + 1), Number.POSITIVE_INFINITY)
+    if (Array.isArray(entries)) log.append(entries)
+    log.setHardState(member.disk.initialState().hardState)
     member.applied = snap.metadata.index
     member.confState = snap.metadata.confState
-    // The state machine restarts from the snapshot, which may lie after the first entry kept.
-    member.node = new RawNode(this.config(member.id, member.applied), member.disk)
+    member.log = log
+    member.leaderCheck = false
+    member.node = new RawNode(this.config(member.id, member.applied), log)
+    member.handler = new ReadyHandler(member.node, log, {
+      send: (messages, beforeWrite) => this.sendFrom(member, messages, beforeWrite),
+      apply: (entries) => this.apply(member, entries),
+      onSoftState: (s) => {
+        if (s.raftState === "StateLeader") member.leaderCheck = true
+      },
+      onConfState: (index, confState) => member.confStates.set(index, confState)
+    }, `${member.id}.${++this.incarnations}`)
   }
 
+  /** Stops a member; what it held in memory only (its log's unwritten tail, a held-back hard state) is lost. */
   private crash(member: Member, restartAfter: number): void {
     if (member.node === undefined) return
     member.node = undefined
+    member.handler = undefined
     member.restartAt = this.now + restartAfter
     this.stats.crashes++
-    // Writes that were never synced may be lost.
-    if (this.rng.chance(0.5)) member.disk.setHardState(member.syncedHardState)
+  }
+
+  /** Crashes `member` at random (while faults run) from inside its handler. */
+  private maybeCrash(member: Member, p: number): void {
+    if (!this.faults || !this.rng.chance(p)) return
+    this.crash(member, 5 + this.rng.int(30))
+    throw new Halt()
   }
 
   private running(): Member[] {
@@ -216,6 +257,7 @@ export class Cluster {
         // PreVote and CheckQuorum it deposes leaders forever); etcd's peers refuse such a
         // member, which then stops. Stop it here.
         m.node = undefined
+        m.handler = undefined
         m.removed = true
       } else if (m.node === undefined) {
         m.removed = false
@@ -237,7 +279,10 @@ export class Cluster {
     if (!this.faults && this.now % 20 === 0 && this.now < this.opts.ticks + this.opts.quietTicks - 20) this.propose()
     // Snapshots keep being taken: a snapshot older than a member's addition cannot catch it up.
     if (!this.faults && this.now % 50 === 0) this.compact(true)
-    for (const m of this.running()) m.node!.tick()
+    for (const m of this.running()) {
+      const write = m.handler!.tick()
+      if (write !== undefined) this.write(m, write)
+    }
     for (let round = 0; round < 6; round++) {
       const handled = this.handleReadies()
       const delivered = this.deliverDue()
@@ -273,15 +318,14 @@ export class Cluster {
     const live = this.running()
     if (live.length === 0) return
     const data = new TextEncoder().encode(`${this.opts.seed}:${++this.proposals}`)
-    this.rng.pick(live).node!.propose(data)
+    this.rng.pick(live).handler!.propose(data)
   }
 
   private readIndex(): void {
     const live = this.running()
     if (live.length === 0) return
-    const ctx = `read:${++this.readCount}`
-    this.reads.set(ctx, this.committedMax)
-    this.rng.pick(live).node!.readIndex(new TextEncoder().encode(ctx))
+    const floor = this.committedMax
+    this.rng.pick(live).handler!.readIndex((index) => this.onReadIndex(index, floor))
   }
 
   /** Moves the spare one step along AddLearnerNode -> AddNode -> RemoveNode. */
@@ -297,64 +341,67 @@ export class Cluster {
     this.rng.pick(live).node!.proposeConfChange({ type, nodeId: this.spare, context: new Uint8Array(0) })
   }
 
-  /** Snapshots a member (the leader, if `leader`) at its applied index and drops most of its log before it. */
+  /**
+   * Snapshots a member (the leader, if `leader`) at its applied index and drops most of its log
+   * before it, in the raft service's snapshotter order: the held-back hard state is written
+   * first (a snapshot on disk must not lie beyond the disk's commit), then the snapshot is taken
+   * in memory and recorded on disk, then both logs are compacted.
+   */
   private compact(leader = false): void {
     const isLeader = (m: Member): boolean => m.node!.status().softState.raftState === "StateLeader"
-    const live = this.running().filter((m) => m.applied > m.disk.firstIndex() + 2 && (!leader || isLeader(m)))
+    const live = this.running().filter((m) => m.applied > m.log.firstIndex() + 2 && (!leader || isLeader(m)))
     if (live.length === 0) return
     const m = this.rng.pick(live)
+    const pending = m.handler!.takePendingHardState()
+    if (pending !== undefined) this.write(m, pending)
     const data = new TextEncoder().encode(`applied:${m.applied}`)
-    const snap = m.disk.createSnapshot(Index(m.applied), m.confState, data)
-    if (typeof snap === "string") this.fail(`createSnapshot: ${snap}`)
     const keep = this.rng.int(4)
-    m.disk.compact(Index(Math.max(m.disk.firstIndex(), m.applied - keep)))
-    // Saving a snapshot syncs the disk, as etcd's snapshot save does.
-    m.syncedHardState = m.disk.initialState().hardState
+    for (const storage of [m.log, m.disk]) {
+      const snap = storage.createSnapshot(Index(m.applied), m.confState, data)
+      if (typeof snap === "string") this.fail(`createSnapshot: ${snap}`)
+      storage.compact(Index(Math.max(storage.firstIndex(), m.applied - keep)))
+    }
   }
 
-  /** Handles one Ready of every running member that has one; returns whether any did. */
+  /** Handles one Ready of every running member that has work; returns whether any did. */
   private handleReadies(): boolean {
     let any = false
     for (const m of this.members) {
-      if (m.node === undefined || !m.node.hasReady()) continue
+      if (m.handler === undefined || !m.handler.hasWork()) continue
       any = true
-      this.handleReady(m, m.node)
+      this.handleReady(m, m.handler)
     }
     return any
   }
 
-  private handleReady(m: Member, node: RawNode): void {
-    const rd = node.ready()
-    // A leader's replication messages leave before its own write (thesis §10.2.1); a crash
-    // right after loses the Ready's entries and hard state on this member.
-    const state = node.status().softState.raftState
-    const early = rd.messages.filter((msg) => sendableBeforePersist(msg, state))
-    if (early.length > 0) {
-      for (const msg of early) this.send(msg)
-      this.stats.earlySends++
-      if (this.faults && this.rng.chance(0.01)) return this.crash(m, 5 + this.rng.int(30))
+  /** Runs the member's handler over one Ready, doing each write it yields on the member's disk. */
+  private handleReady(m: Member, handler: ReadyHandler): void {
+    m.confStates.clear()
+    try {
+      for (const write of handler.handleReady()) this.write(m, write)
+      if (m.leaderCheck) this.onLeader(m)
+    } catch (e) {
+      if (!(e instanceof Halt)) throw e
     }
-    this.persist(m, rd)
-    if (rd.softState?.raftState === "StateLeader") this.onLeader(m, node)
-    for (const rs of rd.readStates) this.onReadState(rs.index, latin1(rs.requestCtx))
-    if (this.faults && this.rng.chance(0.003)) return this.crash(m, 5 + this.rng.int(30))
-    for (const msg of rd.messages) if (!early.includes(msg)) this.send(msg)
-    this.apply(m, node, rd)
-    if (m.node === undefined) return
-    if (this.faults && this.rng.chance(0.003)) return this.crash(m, 5 + this.rng.int(30))
-    node.advance(rd)
   }
 
-  /** Writes a Ready to disk in the shell's order and checks Log Matching on every new entry. */
-  private persist(m: Member, rd: Ready): void {
-    if (rd.snapshot !== undefined) {
-      const err = m.disk.applySnapshot(rd.snapshot)
-      if (err !== undefined) this.fail(`member ${m.id} applySnapshot: ${err}`)
+  /** Sends a Ready's messages; the handler says whether they leave before its write. */
+  private sendFrom(m: Member, messages: ReadonlyArray<Message>, beforeWrite: boolean): void {
+    if (!beforeWrite) this.maybeCrash(m, 0.003)
+    for (const msg of messages) this.send(msg)
+    if (beforeWrite) {
+      this.stats.earlySends++
+      // A crash right after loses the Ready's entries and hard state on this member.
+      this.maybeCrash(m, 0.01)
     }
-    m.disk.append(rd.entries)
-    if (rd.hardState !== undefined) m.disk.setHardState(rd.hardState)
-    if (rd.mustSync) m.syncedHardState = m.disk.initialState().hardState
-    for (const e of rd.entries) {
+  }
+
+  /** Does one write durably on the member's disk and checks Log Matching on every new entry. */
+  private write(m: Member, write: DurableWrite): void {
+    if (write.kind === "snapshot") return this.installSnapshot(m, write.snapshot)
+    m.disk.append(write.entries)
+    if (write.hardState !== undefined) m.disk.setHardState(write.hardState)
+    for (const e of write.entries) {
       const t = m.disk.term(Index(e.index - 1))
       const prevTerm = typeof t === "string" ? undefined : t
       const key = `${e.index}/${e.term}`
@@ -369,10 +416,25 @@ export class Cluster {
         this.fail(`Log Matching: entry ${key} follows term ${prevTerm} on ${m.id}, term ${seen.prevTerm} elsewhere`)
       }
     }
+    if (m.leaderCheck && write.entries.length > 0) this.onLeader(m)
   }
 
-  /** Election Safety and Leader Completeness, when a member reports becoming leader. */
-  private onLeader(m: Member, node: RawNode): void {
+  /** Saves a snapshot from the leader on the member's disk and restarts its state machine from it. */
+  private installSnapshot(m: Member, snapshot: Snapshot): void {
+    const err = m.disk.applySnapshot(snapshot)
+    if (err !== undefined) this.fail(`member ${m.id} applySnapshot: ${err}`)
+    const { index, term, confState } = snapshot.metadata
+    if (index > this.committedMax) this.fail(`snapshot at ${index} beyond anything applied (${this.committedMax})`)
+    const want = this.committed.get(index)
+    if (want !== undefined && want.term !== term) this.fail(`snapshot ${term}/${index} contradicts committed ${want.term}/${index}`)
+    m.applied = index
+    m.confState = confState
+  }
+
+  /** Election Safety and Leader Completeness, once a member that became leader has written its Ready. */
+  private onLeader(m: Member): void {
+    m.leaderCheck = false
+    const node = m.node!
     const term = node.status().hardState.term
     const prev = this.leaderOfTerm.get(term)
     if (prev !== undefined && prev !== m.id) this.fail(`Election Safety: ${prev} and ${m.id} both lead term ${term}`)
@@ -396,26 +458,22 @@ export class Cluster {
 
   /**
    * Linearizable reads: a read index must cover every entry committed before the request was
-   * made (Raft thesis §6.4), here approximated from below by everything applied anywhere.
+   * made (Raft thesis §6.4), here approximated from below by everything applied anywhere when
+   * it was made (`floor`). "NoLeader" answers carry no index.
    */
-  private onReadState(index: number, ctx: string): void {
-    const floor = this.reads.get(ctx)
-    if (floor === undefined) this.fail(`ReadState for unknown request ${ctx}`)
-    if (index < floor) this.fail(`ReadIndex: ${ctx} answered with ${index}, but ${floor} was committed before it was asked`)
+  private onReadIndex(index: number | "NoLeader", floor: number): void {
+    if (index === "NoLeader") return
+    if (index < floor) this.fail(`ReadIndex answered with ${index}, but ${floor} was committed before it was asked`)
     this.stats.readStates++
   }
 
-  /** Applies a Ready's snapshot and committed entries to the member's state machine. */
-  private apply(m: Member, node: RawNode, rd: Ready): void {
-    if (rd.snapshot !== undefined) {
-      const { index, term, confState } = rd.snapshot.metadata
-      if (index > this.committedMax) this.fail(`snapshot at ${index} beyond anything applied (${this.committedMax})`)
-      const want = this.committed.get(index)
-      if (want !== undefined && want.term !== term) this.fail(`snapshot ${term}/${index} contradicts committed ${want.term}/${index}`)
-      m.applied = index
-      m.confState = confState
-    }
-    for (const e of rd.committedEntries) {
+  /**
+   * Applies committed entries to the member's state machine (the handler has applied their
+   * ConfChanges to the core). A member that applies its own removal shuts down.
+   */
+  private apply(m: Member, entries: ReadonlyArray<Entry>): void {
+    this.maybeCrash(m, 0.003)
+    for (const e of entries) {
       if (e.index !== m.applied + 1) this.fail(`member ${m.id} applies ${e.index} after ${m.applied}`)
       const want = this.committed.get(e.index)
       const content = contentKey(e)
@@ -428,7 +486,9 @@ export class Cluster {
       m.applied = e.index
       if (e.type !== "ConfChange") continue
       const cc = decodeConfChange(e.data)
-      m.confState = node.applyConfChange(cc)
+      const confState = m.confStates.get(e.index)
+      if (confState === undefined) this.fail(`member ${m.id} applies ConfChange ${e.index} the core did not apply`)
+      m.confState = confState
       if (e.index > this.committedConfIndex) {
         this.committedConfIndex = e.index
         this.committedConf = m.confState
@@ -437,10 +497,17 @@ export class Cluster {
       const selfRemoved = cc.nodeId === m.id && cc.type === "RemoveNode"
       if (selfRemoved && !this.committedConf.voters.includes(m.id) && !this.committedConf.learners.includes(m.id)) {
         m.node = undefined
+        m.handler = undefined
         m.removed = true
-        return
+        this.restartReadded()
+        throw new Halt()
       }
     }
+    this.restartReadded()
+  }
+
+  /** Restarts removed members that the committed configuration holds again. */
+  private restartReadded(): void {
     for (const r of this.members) {
       if (r.removed && (this.committedConf.learners.includes(r.id) || this.committedConf.voters.includes(r.id))) {
         r.removed = false

@@ -3,14 +3,18 @@
  * whose Readys alternate between "entries to persist" and "only the commit index moved": a
  * commit-only hard state is not written on its own (etcd writes it without fsync, raft's
  * MustSync); it rides on the next persist with entries, or is written at the next tick, and
- * `flushHardState` settles only once every hard state handed to the WAL is written.
+ * `flushHardState` settles only once every hard state handed to the WAL is written. Then the
+ * ReadIndex rounds of services/raft/ready-handler.ts: a round is answered by the leader's answer
+ * to it, and never by a late answer to a round an earlier run of the member issued.
  */
 import { describe, expect, it } from "vitest"
-import { Index, MemberId } from "../../shared/ids.ts"
+import { Index, MemberId, Term } from "../../shared/ids.ts"
 import type { Entry, HardState } from "../../shared/raft-types.ts"
 import { RaftDriver } from "../../services/raft/driver.ts"
+import { ReadyHandler } from "../../services/raft/ready-handler.ts"
 import { RawNode } from "../../services/raft/core/raw-node.ts"
 import { MemoryStorage } from "../../services/raft/core/storage.ts"
+import { makeMessage, type Message } from "../../services/raft/core/types.ts"
 
 interface Persisted {
   readonly hardState: HardState | undefined
@@ -116,5 +120,66 @@ describe("RaftDriver hard state", () => {
     persisted[before]!.done()
     await flush
     expect(flushed).toBe(true)
+  })
+})
+
+describe("ReadyHandler ReadIndex rounds", () => {
+  /** Member 2 of a bootstrapped two-member cluster, following member 1 at term 1. */
+  const follower = (readCtxPrefix?: string) => {
+    const storage = new MemoryStorage()
+    RawNode.bootstrap(storage, [MemberId(1n), MemberId(2n)])
+    const node = new RawNode({
+      id: MemberId(2n), electionTick: 10, heartbeatTick: 1, maxSizePerMsg: 1024 * 1024, maxInflightMsgs: 256,
+      preVote: true, checkQuorum: true, applied: Index(0), randomInt: () => 0
+    }, storage)
+    const sent: Message[] = []
+    const handler = new ReadyHandler(node, storage, { send: (ms) => sent.push(...ms), apply: () => undefined }, readCtxPrefix)
+    const drain = () => {
+      while (handler.hasWork()) for (const _write of handler.handleReady());
+    }
+    node.step(makeMessage({ type: "MsgHeartbeat", from: MemberId(1n), to: MemberId(2n), term: Term(1) }))
+    drain()
+    expect(handler.leader()).toBe(1n)
+    /** Issues one ReadIndex round; returns its answers and the context the member sent to the leader. */
+    const read = () => {
+      const answers: Array<number | "NoLeader"> = []
+      handler.readIndex((a) => answers.push(a))
+      drain()
+      const request = sent.filter((m) => m.type === "MsgReadIndex").at(-1)!
+      return { answers, ctx: request.entries[0]!.data }
+    }
+    /** Delivers the leader's answer to the round named `ctx`. */
+    const answer = (ctx: Uint8Array, index: number) => {
+      node.step(makeMessage({
+        type: "MsgReadIndexResp", from: MemberId(1n), to: MemberId(2n), term: Term(1), index: Index(index),
+        entries: [{ term: Term(0), index: Index(0), type: "Normal", data: ctx }]
+      }))
+      drain()
+    }
+    return { read, answer }
+  }
+
+  it("answers a round with the index the leader returns for it", () => {
+    const member = follower()
+    const { answers, ctx } = member.read()
+    member.answer(ctx, 7)
+    expect(answers).toEqual([7])
+  })
+
+  it("does not take a stale answer to an earlier run's round for this run's round", () => {
+    // The member's first run asks; the leader's answer (index 5) arrives only after a restart,
+    // when the second run has asked a round of its own, which must wait for its own answer.
+    const first = follower("run-1").read()
+    const second = follower("run-2")
+    const { answers, ctx } = second.read()
+    expect(text(ctx)).not.toBe(text(first.ctx))
+    second.answer(first.ctx, 5)
+    expect(answers).toEqual([])
+    second.answer(ctx, 7)
+    expect(answers).toEqual([7])
+  })
+
+  it("names its rounds apart across runs by default", () => {
+    expect(text(follower().read().ctx)).not.toBe(text(follower().read().ctx))
   })
 })
