@@ -1,11 +1,22 @@
 /**
- * Expected failures that cross process boundaries, as tagged errors with fields.
+ * Expected failures that cross process boundaries: each declared once, as a `Schema.TaggedError`
+ * class with fields; {@link EtcdErrorData}, their plain-data form, is derived from the classes.
  *
- * Pure cores (raft, mvcc, wal) do not import Effect: they return plain objects
- * `{ _tag, ...fields }` typed as {@link EtcdErrorData}. Shells turn those into the Schema
- * classes below with {@link toEtcdError}, so they can travel inside a frame and be matched
- * with `Effect.catchTag` on the other side. The gateway maps each tag to a gRPC status code
- * and etcd's exact message in one table (`services/gateway/errors.ts`), as etcd keeps
+ * The two forms and where each lives:
+ * - Pure cores (raft, mvcc, wal) do not import Effect: they return plain `{ _tag, ...fields }`
+ *   typed as {@link EtcdErrorData}. Frames carry that form too (`{ err }` replies and `error`
+ *   frames); {@link toErrorData} turns an instance into it, and {@link errorDataOf} anything a
+ *   request failed with.
+ * - Shells throw, or fail an Effect with, instances of the classes: Errors that carry `_tag` and
+ *   the fields. {@link toEtcdError} builds one from a core's data.
+ * - The calling side of the bus rethrows an answer's error as the frame's plain data
+ *   (services/runtime/rpc.ts decodeReply and okOf), while its own outcomes without an answer are
+ *   the RequestTimeout and Stopped instances: callers tell "no answer came" from "the answer was
+ *   RequestTimeout" by that difference. Code that inspects a failure therefore reads its `_tag`
+ *   and accepts either form.
+ *
+ * Only the gateway turns these into what a client sees: one table from tag to gRPC status code
+ * and etcd's exact message (`services/gateway/errors.ts`), as etcd keeps
  * `api/v3rpc/rpctypes/error.go`.
  */
 import * as Schema from "effect/Schema"
@@ -216,66 +227,63 @@ const errorClasses = [
 export const EtcdError = Schema.Union(errorClasses)
 export type EtcdError = typeof EtcdError.Type
 
+/** The plain-data form of one error class: its `_tag` and its declared fields, read-only. */
+type DataOf<C> = C extends { readonly fields: infer F extends Schema.Struct.Fields } ? Schema.Struct<F>["Type"] : never
+
 /**
  * The plain-data form of an {@link EtcdError}, as pure cores return it and frames carry it:
- * the same tag and fields, without the Error machinery.
+ * the same tag and fields, without the Error machinery. Derived from the classes above, so an
+ * error is declared once (its class, added to `errorClasses`).
  */
-export type EtcdErrorData =
-  | { readonly _tag: "Compacted"; readonly requestedRevision: number; readonly compactRevision: number }
-  | { readonly _tag: "FutureRevision"; readonly requestedRevision: number; readonly currentRevision: number }
-  | { readonly _tag: "LeaseNotFound"; readonly leaseId: bigint }
-  | { readonly _tag: "KeyNotProvided" }
-  | { readonly _tag: "KeyNotFound" }
-  | { readonly _tag: "RequestTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
-  | { readonly _tag: "TooManyOps"; readonly ops: number; readonly maxOps: number }
-  | { readonly _tag: "DuplicateKey" }
-  | { readonly _tag: "NoSpace" }
-  | { readonly _tag: "Corrupt" }
-  | { readonly _tag: "NoLeader" }
-  | { readonly _tag: "RequestTimeout" }
-  | { readonly _tag: "TooManyRequests" }
-  | { readonly _tag: "Stopped" }
-  | { readonly _tag: "InvalidRequest"; readonly message: string }
-  | { readonly _tag: "MemberExists"; readonly memberId: bigint }
-  | { readonly _tag: "PeerUrlExists"; readonly url: string }
-  | { readonly _tag: "MemberBadUrls"; readonly url: string }
-  | { readonly _tag: "MemberNotFound"; readonly memberId: bigint }
-  | { readonly _tag: "MemberNotLearner"; readonly memberId: bigint }
-  | { readonly _tag: "LearnerNotReady"; readonly memberId: bigint }
-  | { readonly _tag: "TooManyLearners" }
-  | { readonly _tag: "NotEnoughStartedMembers" }
-  | { readonly _tag: "NotLeader" }
-  | { readonly _tag: "LeaderChanged" }
-  | { readonly _tag: "BadLeaderTransferee"; readonly memberId: bigint }
-  | { readonly _tag: "LeaseExists"; readonly leaseId: bigint }
-  | { readonly _tag: "LeaseTtlTooLarge"; readonly ttl: number }
-  | { readonly _tag: "ConcurrencyError"; readonly message: string }
-  | { readonly _tag: "ReplyTooLarge"; readonly sizeBytes: number; readonly maxBytes: number }
-  | { readonly _tag: "ContextDeadlineExceeded" }
-  | { readonly _tag: "AuthError"; readonly code: AuthErrorCode }
-  | { readonly _tag: "MalformedFrame"; readonly reason: string }
+export type EtcdErrorData = DataOf<(typeof errorClasses)[number]>
 
 /** Each class by its tag (a class's `identifier` is its tag). */
-const constructors: ReadonlyMap<string, new(fields: any) => EtcdError> = new Map(
-  errorClasses.map((c) => [c.identifier, c as new(fields: any) => EtcdError])
+const classesByTag: ReadonlyMap<string, (typeof errorClasses)[number]> = new Map(errorClasses.map((c) => [c.identifier, c]))
+
+/** Each class's field names by its tag, `_tag` first, in declaration order. */
+const fieldNamesByTag: ReadonlyMap<string, ReadonlyArray<string>> = new Map(
+  errorClasses.map((c) => [c.identifier, Object.keys(c.fields)])
 )
 
 /**
- * Builds the tagged error class instance for plain error data (from a core or a frame).
- * Unknown tags become a {@link MalformedFrame} naming the tag rather than throwing.
+ * The tagged error class instance for plain error data, for a shell to throw or fail an Effect
+ * with what a pure core returned (e.g. the gateway's request validation). Data that names no
+ * known tag, or whose fields do not fit the class, becomes a {@link MalformedFrame} saying so
+ * rather than throwing.
  */
-export const toEtcdError = (data: { readonly _tag: string }): EtcdError => {
-  const make = constructors.get(data._tag)
+export const toEtcdError = (data: EtcdErrorData): EtcdError => {
+  const make = classesByTag.get(data._tag) as (new(fields: object) => EtcdError) | undefined
   if (make === undefined) return new MalformedFrame({ reason: `unknown error tag ${JSON.stringify(data._tag)}` })
-  const { _tag, ...fields } = data as Record<string, unknown>
-  return new make(fields)
+  const { _tag, ...fields } = data as { readonly _tag: string }
+  try {
+    return new make(fields)
+  } catch {
+    return new MalformedFrame({ reason: `bad fields for error ${_tag}` })
+  }
 }
 
-/** The plain-data form of a tagged error, for putting in a frame. */
-export const toErrorData = (error: EtcdError): EtcdErrorData => {
-  const out: Record<string, unknown> = { _tag: error._tag }
-  for (const [k, v] of Object.entries(error)) {
-    if (k !== "_tag" && k !== "name" && k !== "message" && k !== "stack" && k !== "cause") out[k] = v
-  }
+/**
+ * The plain-data form of a tagged error, for putting in a frame: `{ _tag, ...fields }` with the
+ * class's declared fields in declaration order (the map a core would have returned, so the
+ * encoded bytes are the same either way). Plain data passes through unchanged. An Error's own
+ * `message` is not enumerable, so encoding an instance as it is would drop the `message` field
+ * of InvalidRequest and ConcurrencyError: frames carry this form, never the instance.
+ */
+export const toErrorData = (error: EtcdError | EtcdErrorData): EtcdErrorData => {
+  const names = fieldNamesByTag.get(error._tag)
+  if (names === undefined || !(error instanceof Error)) return error as EtcdErrorData
+  const out: Record<string, unknown> = {}
+  for (const name of names) out[name] = (error as unknown as Record<string, unknown>)[name]
   return out as EtcdErrorData
+}
+
+/**
+ * The error data of anything a request failed with, for an `error` frame or an `{ err }`
+ * reply: a tagged error (instance or plain data) as {@link toErrorData} gives it; anything else
+ * (a defect) as MalformedFrame naming `where` and the failure's text.
+ */
+export const errorDataOf = (e: unknown, where: string): EtcdErrorData => {
+  const tag = (e as { _tag?: unknown } | null)?._tag
+  if (typeof tag === "string") return toErrorData(e as EtcdErrorData)
+  return { _tag: "MalformedFrame", reason: `${where}: ${String((e as Error)?.message ?? e)}` }
 }

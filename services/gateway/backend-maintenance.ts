@@ -9,6 +9,7 @@
  * counts down to 0 as etcd's.
  */
 import { createHash } from "node:crypto"
+import { MalformedFrame } from "../../shared/errors.ts"
 import { mvccChunk, mvccDefragment, mvccHashKv, mvccSnapshot, mvccStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
@@ -64,7 +65,7 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
       for (let offset = 0; offset < info.sizeBytes; offset += chunkBytes) {
         const length = Math.min(chunkBytes, info.sizeBytes - offset)
         const data = okOf(await callEndpoint(ctx.rpc, mvccChunk, ctx.subjects.chunk, { file: info.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
-        if (data.length !== length) throw { _tag: "MalformedFrame", reason: `short snapshot chunk at ${offset}` }
+        if (data.length !== length) throw new MalformedFrame({ reason: `short snapshot chunk at ${offset}` })
         hash.update(data)
         await write({ header: h, remaining_bytes: String(info.sizeBytes - offset - length + 32), blob: data })
       }

@@ -16,7 +16,7 @@ import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
-import { setTimeout as sleep } from "node:timers/promises"
+import { retryPromise } from "../runtime/retry.ts"
 
 /** What the cluster handlers need. */
 export interface ClusterContext {
@@ -49,21 +49,24 @@ export const makeClusterHandlers = (ctx: ClusterContext) => {
 
   /**
    * Sends a membership change to the member's own raft service (which forwards it to the
-   * leader's), retrying while there is no leader until the deadline.
+   * leader's), retrying every 100 ms while raft answers NotLeader or NoLeader (a leader is being
+   * elected or learned), until `requestTimeoutMs`; then fails with that last answer. Other
+   * failures (e.g. MemberExists, RequestTimeout) end it at once.
    */
-  const confChange = async (body: typeof ConfChangeBody.Type) => {
+  const confChange = (body: typeof ConfChangeBody.Type) => {
     const deadline = Date.now() + ctx.requestTimeoutMs
-    let last: EtcdErrorData = { _tag: "NoLeader" }
-    while (Date.now() < deadline) {
-      try {
-        return okOf(await callEndpoint(ctx.rpc, raftConfChange, { cluster: ctx.cluster, member: ctx.member }, body, { timeoutMs: Math.max(1, deadline - Date.now()) }))
-      } catch (e) {
-        last = e as EtcdErrorData
-        if (last._tag !== "NotLeader" && last._tag !== "NoLeader") throw e
-      }
-      await sleep(100)
-    }
-    throw last
+    return retryPromise({
+      name: "membership change",
+      deadlineMs: ctx.requestTimeoutMs,
+      backoff: { initialMs: 100 },
+      retryable: (e) => {
+        const tag = (e as EtcdErrorData | undefined)?._tag
+        return tag === "NotLeader" || tag === "NoLeader"
+      },
+      atBound: (last) => last,
+      logLevel: "Info",
+      logFields: { action: body.action }
+    }, async () => okOf(await callEndpoint(ctx.rpc, raftConfChange, own, body, { timeoutMs: Math.max(1, deadline - Date.now()) })))
   }
 
   return {

@@ -7,6 +7,7 @@
  * 2^53 is clamped to Number.MAX_SAFE_INTEGER, which keeps its meaning (a revision that far is
  * "a future revision", a limit that large is "no limit" in practice). Lease ids stay bigint.
  */
+import { InvalidRequest } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { Revision } from "../../shared/ids.ts"
@@ -109,11 +110,11 @@ const requestOpFromWire = (w: Wire): Kv.RequestOp => {
       return { requestTxn: txnRequestFromWire(w.request_txn) }
     default:
       // etcd rejects an empty RequestOp in checkRequestOp with this message.
-      throw { _tag: "InvalidRequest", message: "etcdserver: key is not provided" }
+      throw new InvalidRequest({ message: "etcdserver: key is not provided" })
   }
 }
 
-/** etcd TxnRequest -> internal. Throws InvalidRequest data on an empty RequestOp. */
+/** etcd TxnRequest -> internal. Throws InvalidRequest on an empty RequestOp. */
 export const txnRequestFromWire = (w: Wire): Kv.TxnRequest => ({
   compare: ((w.compare ?? []) as Wire[]).map(compareFromWire),
   success: ((w.success ?? []) as Wire[]).map(requestOpFromWire),

@@ -23,7 +23,7 @@
  * The same lease caveat as locks (./lock.ts) applies: leadership lasts only as long as the
  * lease; use the key's create revision as a fencing token.
  */
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { ConcurrencyError } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { byCreate, createRevisionIs, keyPrefix, ownerKey, pollMs, sessionLease, sleepOrAbort, waitDeletes } from "./concurrency.ts"
@@ -35,9 +35,9 @@ import type { Proposer } from "../runtime/proposer.ts"
 const EMPTY = new Uint8Array(0)
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY)
 
-const notLeader: EtcdErrorData = { _tag: "ConcurrencyError", message: "election: not leader" }
-const noLeader: EtcdErrorData = { _tag: "ConcurrencyError", message: "election: no leader" }
-const missingLeaderKey: EtcdErrorData = { _tag: "ConcurrencyError", message: "\"leader\" field must be provided" }
+const notLeader = () => new ConcurrencyError({ message: "election: not leader" })
+const noLeader = () => new ConcurrencyError({ message: "election: no leader" })
+const missingLeaderKey = () => new ConcurrencyError({ message: "\"leader\" field must be provided" })
 
 /** What the election handlers need. */
 export interface ElectionContext {
@@ -57,14 +57,14 @@ export const makeElectionHandlers = (ctx: ElectionContext) => {
       success: [{ requestPut: { key, value, lease: LeaseId(lease) } }],
       failure: []
     }, "")
-    if (!t.response.succeeded) throw notLeader
+    if (!t.response.succeeded) throw notLeader()
     return t
   }
   const resign = (key: Uint8Array, rev: number) =>
     ctx.kv.txn({ compare: [createRevisionIs(key, rev)], success: [{ requestDeleteRange: { key } }], failure: [] }, "")
   const leaderKey = (w: Wire): { name: Uint8Array; key: Uint8Array; rev: number; lease: bigint } => {
     const l = w.leader as Wire | null | undefined
-    if (l === null || l === undefined) throw missingLeaderKey
+    if (l === null || l === undefined) throw missingLeaderKey()
     return { name: bytes(l.name), key: bytes(l.key), rev: wireInt(l.rev), lease: BigInt.asIntN(64, wireBig(l.lease)) }
   }
 
@@ -117,7 +117,7 @@ export const makeElectionHandlers = (ctx: ElectionContext) => {
     Leader: async (w: Wire): Promise<Wire> => {
       const r = await ctx.kv.range(byCreate(keyPrefix(bytes(w.name)), "ASCEND"), "")
       const kv = r.response.kvs[0]
-      if (kv === undefined) throw noLeader
+      if (kv === undefined) throw noLeader()
       return { header: headerToWire(await ctx.kv.header(r.revision, r.term)), kv: kvToWire(kv) }
     },
     Observe: async (w: Wire, signal: AbortSignal, write?: (response: Wire) => Promise<void>): Promise<void> => {

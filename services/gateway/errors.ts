@@ -4,6 +4,7 @@
  * on these strings (clientv3 turns them back into typed errors), so they are etcd's word for word.
  */
 import { status } from "@grpc/grpc-js"
+import { ConcurrencyError } from "../../shared/errors.ts"
 import type { AuthErrorCode, EtcdErrorData } from "../../shared/errors.ts"
 
 /** etcd's gRPC code and message per auth store error (etcd rpctypes ErrGRPC*, v3rpc/util.go toGRPCErrorMap). */
@@ -76,8 +77,9 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
 }
 
 /**
- * Maps anything a handler failed with to a gRPC error: tagged error data through the table,
- * anything else (a defect) to INTERNAL with its message.
+ * Maps anything a handler failed with to a gRPC error: a tagged error (a shared/errors.ts
+ * instance, or the plain data an answer carried) through the table by its `_tag`, anything
+ * else (a defect) to INTERNAL with its message.
  */
 export const toGrpcError = (error: unknown): GrpcError => {
   const tag = (error as { _tag?: unknown } | null)?._tag
@@ -91,10 +93,11 @@ export const toGrpcError = (error: unknown): GrpcError => {
  * An error as etcd's v3lock and v3election servers return it: they reach the KV and Lease
  * services through an embedded clientv3, which turns etcd's status errors into plain Go errors,
  * so their clients get gRPC Unknown with etcd's message (e.g. "etcdserver: requested lease not
- * found" with code Unknown, not NotFound). Other errors (defects) pass unchanged.
+ * found" with code Unknown, not NotFound): a tagged error becomes a ConcurrencyError with that
+ * message. Other errors (defects) pass unchanged.
  */
 export const asEmbeddedClientError = (error: unknown): unknown => {
   const tag = (error as { _tag?: unknown } | null)?._tag
   if (typeof tag !== "string" || !(tag in grpcErrorTable) || tag === "ConcurrencyError") return error
-  return { _tag: "ConcurrencyError", message: toGrpcError(error).details }
+  return new ConcurrencyError({ message: toGrpcError(error).details })
 }

@@ -30,6 +30,7 @@
  * This module is pure (no IO): routes, JSON mapping, error bodies, the request splitter. The
  * HTTP shell is ./http-gateway.ts.
  */
+import * as Schema from "effect/Schema"
 import protobuf from "protobufjs"
 import { loadProtoRoot } from "../../shared/protos.ts"
 import { GoJsonError, readGoJson } from "./go-json.ts"
@@ -134,11 +135,15 @@ export const jsonRoutes: ReadonlyMap<string, JsonRoute> = buildRoutes()
 export const routeOf = (pathname: string): JsonRoute | undefined =>
   jsonRoutes.get(pathname.startsWith("/v3beta/") ? `/v3/${pathname.slice("/v3beta/".length)}` : pathname)
 
-/** A request that could not be read: etcd's gateway answers code 3 with this message. */
-export interface BadRequest {
-  readonly _tag: "BadRequest"
-  readonly message: string
-}
+/**
+ * A request body that could not be read, thrown by {@link JsonValueSplitter.push}: etcd's
+ * gateway answers code 3 (InvalidArgument) with its message. It never crosses the bus, so it is
+ * declared here rather than in shared/errors.ts.
+ */
+export class BadRequestError extends Schema.TaggedError<BadRequestError>()("BadRequest", { message: Schema.String }) {}
+
+/** The plain-data form of {@link BadRequestError}, as {@link decodeJsonRequest} returns it. */
+export type BadRequest = Schema.Struct<typeof BadRequestError.fields>["Type"]
 
 /**
  * Reads one JSON request of `route` from `text` as etcd's gateway does (./go-json.ts: Go's JSON
@@ -238,7 +243,7 @@ export const resultLine = (route: JsonRoute, message: protobuf.Message): string 
  * Something other than an object or array where a value starts (`x`, `5`, a stray `}`) is
  * returned with all that follows as the last value, for {@link decodeJsonRequest} to refuse with
  * Go's message; nothing is split after it. At most `maxPendingChars` characters wait (an
- * unterminated value beyond that throws BadRequest data).
+ * unterminated value beyond that throws {@link BadRequestError}).
  */
 export class JsonValueSplitter {
   private pending = ""
@@ -283,7 +288,7 @@ export class JsonValueSplitter {
     }
     this.pending = this.pending.slice(start)
     this.scanned = this.pending.length
-    if (this.pending.length > this.maxPendingChars) throw { _tag: "BadRequest", message: "request is too large" } satisfies BadRequest
+    if (this.pending.length > this.maxPendingChars) throw new BadRequestError({ message: "request is too large" })
     return values
   }
 

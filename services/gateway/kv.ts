@@ -10,7 +10,7 @@
  */
 import { requestContext } from "../runtime/tracing.ts"
 import { isHealthProbe } from "./health.ts"
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { RequestTimeout, toEtcdError } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccStatus, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
@@ -45,7 +45,7 @@ export interface KvContext {
 }
 
 /**
- * Runs a handler body in the request's root span (opened by ./server.ts, named after the gRPC
+ * Runs a handler body in the request's root span (opened by ./call-handlers.ts through ./call-observation.ts, named after the gRPC
  * method), annotating it with `attributes` (the key) and, once answered, the response
  * header's revision; passes the body the traceparent its frames carry ("" when untraced).
  */
@@ -70,16 +70,16 @@ export const makeKvHandlers = (ctx: KvContext) => {
 
   const write = async (request: Kv.WriteRequest, traceparent: string): Promise<WriteOutcome> => {
     const invalid = validateWrite(request, defaultMaxTxnOps)
-    if (invalid !== undefined) throw invalid
+    if (invalid !== undefined) throw toEtcdError(invalid)
     if (ctx.checkQuota !== undefined) await ctx.checkQuota(request, traceparent)
     return ctx.proposer.propose(request, traceparent)
   }
 
   const range = async (request: Kv.RangeRequest, traceparent: string) => {
     const invalid = validateRange(request)
-    if (invalid !== undefined) throw invalid
+    if (invalid !== undefined) throw toEtcdError(invalid)
     if (ctx.memberProblems !== undefined && request.serializable !== true && isHealthProbe(request.key, request.rangeEnd) && ctx.memberProblems().length > 0) {
-      throw { _tag: "RequestTimeout" } satisfies EtcdErrorData
+      throw new RequestTimeout()
     }
     return ctx.reader.range(request, traceparent)
   }

@@ -19,7 +19,7 @@
  * documentation says the same (etcd.io "How to use locks", "Notes on the usage of lock and
  * lease").
  */
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { ConcurrencyError } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { byCreate, createRevisionIs, keyPrefix, ownerKey, sessionLease, waitDeletes } from "./concurrency.ts"
 import { headerToWire, wireBig } from "./convert.ts"
@@ -69,7 +69,7 @@ export const makeLockHandlers = (ctx: LockContext) => ({
       throw e
     }
     const still = await ctx.kv.range({ key: myKey }, "")
-    if (still.response.kvs.length === 0) throw { _tag: "ConcurrencyError", message: "mutex: session is expired" } satisfies EtcdErrorData
+    if (still.response.kvs.length === 0) throw new ConcurrencyError({ message: "mutex: session is expired" })
     return { header: headerToWire(await ctx.kv.header(confirmed.revision, confirmed.term)), key: myKey }
   },
   Unlock: async (w: Wire): Promise<Wire> => {

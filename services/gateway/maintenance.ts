@@ -25,7 +25,7 @@
  *   moves only at backend commits (every 100 ms), so both may let a burst of writes pass a
  *   little over the quota. etcd's second, apply-time check (quotaApplierV3) is not done.
  */
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { NoSpace } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccAlarms, mvccStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
@@ -130,7 +130,7 @@ export const makeMaintenanceHandlers = (ctx: MaintenanceContext) => {
     } catch {
       // etcd ignores the outcome of raising the alarm; the request fails either way.
     }
-    throw { _tag: "NoSpace" } satisfies EtcdErrorData
+    throw new NoSpace()
   }
 
   /**

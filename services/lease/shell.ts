@@ -1,6 +1,7 @@
 /**
  * The lease service's shell: drives the pure lessor (./core/lessor.ts) with the member's raft
- * role, the applied lease table and a clock, and serves keep-alives and TimeToLive.
+ * role, the applied lease table and a clock, and serves keep-alives and TimeToLive (answered by
+ * ./requests.ts; the leader is found through ./leader-route.ts).
  *
  * Only the leader's lease service tracks expiry (etcd: only the primary lessor does):
  * - it follows its raft service's status (../runtime/raft-state.ts: pushed `raft.state` frames,
@@ -20,26 +21,22 @@
  * - with checkpointing on, it proposes the remaining TTL of long leases every checkpoint
  *   interval (etcd LeaseCheckpoint), so that a new leader, or a restarted cluster, continues
  *   from there rather than from the full TTL.
- *
- * Keep-alives (`lease.keepalive`) and TimeToLive (`lease.timetolive`) come from the member's
- * gateway. A follower's lease service forwards them to the leader's (found through
- * `raft.status` and `raft.members`), once; keep-alives are never written through raft (etcd
- * LeaseRenew on the leader, forwarded by followers over HTTP).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
+import { errorDataOf } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"
 import type { RaftStatus } from "../../shared/schema.ts"
-import {
-  leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftMembers, raftPropose, raftStatus, subjectOf
-} from "../../shared/endpoints.ts"
+import { leaseKeepAlive, leaseResult, leaseTimeToLive, mvccLease, mvccLeases, raftPropose, subjectOf } from "../../shared/endpoints.ts"
 import { Proposer } from "../runtime/proposer.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
 import { followRaftState } from "../runtime/raft-state.ts"
-import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
+import { callEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { Lessor, maxCheckpointBatch } from "./core/lessor.ts"
-import { setTimeout as sleep } from "node:timers/promises"
+import { LeaderRoute } from "./leader-route.ts"
+import { keepAlive, timeToLive } from "./requests.ts"
+import type { LeaseRequestContext } from "./requests.ts"
 
 /** Settings of the lease service. */
 export interface LeaseShellOptions {
@@ -82,17 +79,13 @@ export class LeaseShell {
   private readonly log: LeaseShellLog
   private readonly now: () => number
   private readonly proposer: Proposer
-  private readonly subjects: {
-    readonly raftStatus: string
-    readonly raftMembers: string
-    readonly leases: string
-    readonly lease: string
-  }
+  private readonly route: LeaderRoute
+  private readonly requests: LeaseRequestContext
+  /** The member's `mvcc.leases` subject. */
+  private readonly leasesSubject: string
   private primaryTerm = 0
   private syncedIndex = 0
   private syncing: Promise<void> | undefined
-  private status: typeof RaftStatus.Type | undefined
-  private leaderName: { readonly id: bigint; readonly name: string } | undefined
   private stopped = false
   private readonly timers: Array<ReturnType<typeof setInterval>> = []
   private readonly endpoints: Array<{ readonly stop: () => void }> = []
@@ -111,12 +104,8 @@ export class LeaseShell {
       revokeRate: options.revokeRate
     })
     const at = { cluster: options.cluster, member: options.member }
-    this.subjects = {
-      raftStatus: subjectOf(raftStatus, at),
-      raftMembers: subjectOf(raftMembers, at),
-      leases: subjectOf(mvccLeases, at),
-      lease: subjectOf(mvccLease, at)
-    }
+    this.route = new LeaderRoute(rpc, at)
+    this.leasesSubject = subjectOf(mvccLeases, at)
     this.proposer = new Proposer(nc, rpc, {
       member: options.member,
       proposeSubject: subjectOf(raftPropose, at),
@@ -126,6 +115,19 @@ export class LeaseShell {
       maxRequestBytes: 8 * 1024 * 1024,
       clientRequests: false
     })
+    this.requests = {
+      lessor: this.lessor,
+      rpc,
+      route: this.route,
+      requestTimeoutMs: options.requestTimeoutMs,
+      leaseSubject: subjectOf(mvccLease, at),
+      now,
+      sync: (minAppliedIndex) => this.sync(minAppliedIndex),
+      clearCheckpoint: (id) => {
+        this.propose({ leaseCheckpoint: { checkpoints: [{ id: LeaseId(id), remainingTtl: 0 }] } }).catch(() => undefined)
+      },
+      counters: this.counters
+    }
   }
 
   /** Serves the endpoints and starts the loops. */
@@ -136,15 +138,15 @@ export class LeaseShell {
       // demotes a partitioned leader and we learn it at the next answer.
       followRaftState(this.nc, this.rpc, at, { onStatus: (s) => void this.onStatus(s) }, { pollMs: this.options.statusPollMs, serveOptions }),
       serveEndpoint(this.nc, leaseKeepAlive, at, (req) => {
-        this.keepAlive(req.body.id, req.body.forwarded, req.traceparent).then(
+        keepAlive(this.requests, req.body.id, req.body.forwarded, req.traceparent).then(
           (ttl) => req.reply({ ok: { ttl } }),
-          (e) => req.reply({ err: asErrorData(e) })
+          (e) => req.reply({ err: errorDataOf(e, "lease service") })
         )
       }, serveOptions),
       serveEndpoint(this.nc, leaseTimeToLive, at, (req) => {
-        this.timeToLive(req.body.id, req.body.keys, req.body.forwarded, req.traceparent).then(
+        timeToLive(this.requests, req.body.id, req.body.keys, req.body.forwarded, req.traceparent).then(
           (ok) => req.reply({ ok }),
-          (e) => req.reply({ err: asErrorData(e) })
+          (e) => req.reply({ err: errorDataOf(e, "lease service") })
         )
       }, serveOptions)
     )
@@ -170,7 +172,7 @@ export class LeaseShell {
   /** Takes the member's raft status (pushed or polled): promotes or demotes the lessor on a change. */
   private async onStatus(status: typeof RaftStatus.Type): Promise<void> {
     if (this.stopped) return
-    this.status = status
+    this.route.observe(status)
     const leading = status.raftState === "StateLeader" && status.leader === status.memberId
     if (leading && (!this.lessor.isPrimary() || this.primaryTerm !== status.term)) {
       await this.promote(status)
@@ -211,7 +213,7 @@ export class LeaseShell {
     while (this.syncing !== undefined) await this.syncing.catch(() => undefined)
     if (this.syncedIndex > 0 && this.syncedIndex >= minAppliedIndex && minAppliedIndex > 0) return
     const run = (async () => {
-      const r = await callEndpoint(this.rpc, mvccLeases, this.subjects.leases, { sinceIndex: this.syncedIndex, minAppliedIndex }, {
+      const r = await callEndpoint(this.rpc, mvccLeases, this.leasesSubject, { sinceIndex: this.syncedIndex, minAppliedIndex }, {
         timeoutMs: this.options.requestTimeoutMs
       })
       const now = this.now()
@@ -266,148 +268,4 @@ export class LeaseShell {
   private propose(request: LeaseWriteRequest): Promise<unknown> {
     return this.proposer.propose(request, "")
   }
-
-  /**
-   * A keep-alive: renews on the leader, forwards from a follower. Resolves with the TTL in
-   * seconds; rejects with LeaseNotFound, NoLeader, NotLeader (a forwarded request that found
-   * no primary here) or RequestTimeout.
-   */
-  private async keepAlive(id: bigint, forwarded: boolean, traceparent: string): Promise<number> {
-    const deadline = this.now() + this.options.requestTimeoutMs
-    for (;;) {
-      if (this.lessor.isPrimary()) {
-        let r = this.lessor.renew(id, this.now())
-        if ("err" in r && r.err === "NotFound") {
-          // Granted a moment ago and not synced yet? Catch up to the commit index, then retry.
-          await this.sync(await this.commitIndex())
-          r = this.lessor.renew(id, this.now())
-        }
-        if ("ttl" in r) {
-          this.counters.renewals++
-          if (r.clearCheckpoint) {
-            this.propose({ leaseCheckpoint: { checkpoints: [{ id: LeaseId(id), remainingTtl: 0 }] } }).catch(() => undefined)
-          }
-          return r.ttl
-        }
-        if ("expired" in r) {
-          // etcd waits for the pending revocation: the answer is then "not found".
-          await sleep(100)
-          await this.sync(0).catch(() => undefined)
-          if (this.now() > deadline) throw { _tag: "RequestTimeout" } satisfies EtcdErrorData
-          continue
-        }
-        if (r.err === "NotFound") throw { _tag: "LeaseNotFound", leaseId: id } satisfies EtcdErrorData
-      }
-      if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
-      const ttl = await this.viaLeader("keepalive", deadline, async (target) => {
-        this.counters.forwarded++
-        return okOf(await callEndpoint(this.rpc, leaseKeepAlive, target, { id, forwarded: true }, {
-          timeoutMs: Math.max(1, Math.min(2000, deadline - this.now())),
-          traceparent
-        })).ttl
-      })
-      if (ttl !== undefined) return ttl
-    }
-  }
-
-  /**
-   * One attempt to hand a request to the leader's lease service with `call(subject)`. Resolves
-   * with its answer, or undefined when the caller should try again (no leader known yet, this
-   * member leads but has not promoted yet, or leadership moved); rejects with any other error of
-   * the call, and with NoLeader or RequestTimeout once `deadline` (ms, this.now() clock) passed.
-   */
-  private async viaLeader<A>(endpoint: "keepalive" | "timetolive", deadline: number, call: (subject: string) => Promise<A>): Promise<A | undefined> {
-    const target = await this.leaderSubject(endpoint)
-    if (target === "self") {
-      // We lead but have not promoted yet (reading the table): wait for it.
-      await sleep(50)
-    } else if (target !== undefined) {
-      try {
-        return await call(target)
-      } catch (e) {
-        const tag = (e as EtcdErrorData)?._tag
-        if (tag !== "NotLeader" && tag !== "RequestTimeout" && tag !== "NoLeader") throw e
-        this.status = undefined
-        await sleep(100)
-      }
-    } else {
-      await sleep(100)
-    }
-    if (this.now() > deadline) throw { _tag: target === undefined ? "NoLeader" : "RequestTimeout" } satisfies EtcdErrorData
-    return undefined
-  }
-
-  /**
-   * LeaseTimeToLive on the leader (forwarded from followers): the granted TTL, the remaining
-   * TTL in whole seconds (truncated, as etcd's int64(Remaining().Seconds())), and the attached
-   * keys when asked. Rejects with LeaseNotFound for an unknown lease.
-   */
-  private async timeToLive(id: bigint, keys: boolean, forwarded: boolean, traceparent: string): Promise<{ grantedTtl: number; ttl: number; keys: Uint8Array[] }> {
-    const deadline = this.now() + this.options.requestTimeoutMs
-    for (;;) {
-      if (this.lessor.isPrimary()) {
-        const commit = await this.commitIndex()
-        await this.sync(commit)
-        const r = await callEndpoint(this.rpc, mvccLease, this.subjects.lease, { id, keys, minAppliedIndex: commit }, {
-          timeoutMs: this.options.requestTimeoutMs,
-          traceparent
-        })
-        if (r.lease === undefined) throw { _tag: "LeaseNotFound", leaseId: id } satisfies EtcdErrorData
-        const remainingMs = this.lessor.remainingMs(id, this.now()) ?? r.lease.ttl * 1000
-        return { grantedTtl: r.lease.ttl, ttl: Math.trunc(remainingMs / 1000), keys: [...r.keys] }
-      }
-      if (forwarded) throw { _tag: "NotLeader" } satisfies EtcdErrorData
-      const answer = await this.viaLeader("timetolive", deadline, async (target) => {
-        const r = okOf(await callEndpoint(this.rpc, leaseTimeToLive, target, { id, keys, forwarded: true }, {
-          timeoutMs: Math.max(1, Math.min(3000, deadline - this.now())),
-          traceparent
-        }))
-        return { grantedTtl: r.grantedTtl, ttl: r.ttl, keys: [...r.keys] }
-      })
-      if (answer !== undefined) return answer
-    }
-  }
-
-  /** The leader's commit index, from a fresh raft status. */
-  private async commitIndex(): Promise<number> {
-    const s = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 2000 })
-    this.status = s
-    return s.commitIndex
-  }
-
-  /**
-   * The subject of the leader's lease `endpoint`: "self" when this member leads, undefined when
-   * no leader is known.
-   */
-  private async leaderSubject(endpoint: "keepalive" | "timetolive"): Promise<string | "self" | undefined> {
-    if (this.status === undefined) {
-      try {
-        await this.commitIndex()
-      } catch {
-        return undefined
-      }
-    }
-    const s = this.status!
-    if (s.leader === 0n) return undefined
-    if (s.leader === s.memberId) return "self"
-    if (this.leaderName?.id !== s.leader) {
-      try {
-        const members = (await callEndpoint(this.rpc, raftMembers, this.subjects.raftMembers, {}, { timeoutMs: 2000 })).members
-        const m = members.find((x) => x.id === s.leader)
-        if (m === undefined || m.name === "") return undefined
-        this.leaderName = { id: m.id, name: m.name }
-      } catch {
-        return undefined
-      }
-    }
-    const leader = { cluster: this.options.cluster, member: this.leaderName!.name }
-    return endpoint === "keepalive" ? subjectOf(leaseKeepAlive, leader) : subjectOf(leaseTimeToLive, leader)
-  }
-}
-
-/** Error data for a reply: tagged data as is, anything else as a defect. */
-const asErrorData = (e: unknown): EtcdErrorData => {
-  const tag = (e as { _tag?: unknown } | null)?._tag
-  if (typeof tag === "string") return e as EtcdErrorData
-  return { _tag: "MalformedFrame", reason: `lease service: ${String((e as Error)?.message ?? e)}` }
 }

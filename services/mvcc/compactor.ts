@@ -13,11 +13,13 @@
  */
 import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
+import { RequestTimeout } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
 import { raftPropose, raftStatus } from "../../shared/endpoints.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
+import { retryPromise } from "../runtime/retry.ts"
 import type { Applier, ResultBody } from "./apply.ts"
 import { localReplyTo } from "./apply.ts"
 import type { KvStore } from "./core/store.ts"
@@ -37,9 +39,15 @@ export interface CompactorContext {
 /** How long one proposal may take before it counts as failed (the gateway's request timeout). */
 const proposeTimeoutMs = 7000
 
+/** An attempt's signal that raft took the proposal but this member has not applied it yet. */
+class NotAppliedYet extends Error {}
+
 /**
  * Proposes `request` through the member's raft service and waits for this member to apply it.
- * Resolves with the result, or undefined when none arrived before the deadline.
+ * Resolves with the result, or undefined when none arrived before the deadline
+ * ({@link proposeTimeoutMs}). A proposal raft did not take (no leader, no answer) is proposed
+ * again after 100 ms, one whose result did not come within 3 s at once, with the same request
+ * id (./retry.ts).
  */
 export const proposeLocal = async (
   ctx: Pick<CompactorContext, "rpc" | "applier" | "member" | "subjects">,
@@ -49,19 +57,23 @@ export const proposeLocal = async (
   const deadlineMs = Date.now() + proposeTimeoutMs
   const data = packValue({ requestId, origin: ctx.member, replyTo: localReplyTo, deadlineMs, traceparent: "", request })
   const result = ctx.applier.awaitLocalResult(requestId)
+  const attempt = async (): Promise<ResultBody> => {
+    okOf(await callEndpoint(ctx.rpc, raftPropose, ctx.subjects.raftPropose, { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) }))
+    const wait = Math.max(0, Math.min(3000, deadlineMs - Date.now()))
+    const body = await Promise.race([result, new Promise<undefined>((r) => setTimeout(() => r(undefined), wait))])
+    if (body === undefined) throw new NotAppliedYet()
+    return body
+  }
   try {
-    while (Date.now() < deadlineMs) {
-      try {
-        okOf(await callEndpoint(ctx.rpc, raftPropose, ctx.subjects.raftPropose, { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) }))
-      } catch {
-        await new Promise((r) => setTimeout(r, 100))
-        continue
-      }
-      const wait = Math.max(0, Math.min(3000, deadlineMs - Date.now()))
-      const body = await Promise.race([result, new Promise<undefined>((r) => setTimeout(() => r(undefined), wait))])
-      if (body !== undefined) return body
-    }
-    return undefined
+    return await retryPromise({
+      name: "compaction proposal",
+      deadlineMs: proposeTimeoutMs,
+      backoff: (e) => (e instanceof NotAppliedYet ? 0 : 100),
+      retryable: () => true,
+      atBound: () => new RequestTimeout(),
+      logLevel: "Info",
+      logFields: { requestId: requestId.toString(16) }
+    }, attempt).catch(() => undefined) // At the deadline the outcome is unknown.
   } finally {
     ctx.applier.forgetLocalResult(requestId)
   }

@@ -6,7 +6,7 @@
  *
  * Loss handling (NATS core is at-most-once): a proposal that raft did not acknowledge, or whose
  * result did not arrive within `resultWaitMs`, is proposed again with the same request id until
- * the deadline. The mvcc service applies a request id once (a retried duplicate is skipped and
+ * the deadline (./retry.ts). The mvcc service applies a request id once (a retried duplicate is skipped and
  * its cached result re-sent), so retries never apply a write twice. After the deadline the
  * outcome is unknown and the client gets etcd's "request timed out" (or "no leader" when raft
  * kept answering that), exactly the ambiguity etcd itself reports.
@@ -21,6 +21,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
+import { ContextDeadlineExceeded, RequestTimeout, RequestTooLarge, Stopped } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { AuthWriteRequest } from "../../shared/auth.ts"
@@ -31,6 +32,7 @@ import type { EndpointRequest, RpcClient } from "./rpc.ts"
 import { callEndpoint, okOf, serveEndpoint } from "./rpc.ts"
 import { currentTraceparent } from "./tracing.ts"
 import { currentAuthInfo } from "./auth-context.ts"
+import { retryPromise } from "./retry.ts"
 import { setTimeout as sleep } from "node:timers/promises"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
@@ -61,8 +63,18 @@ export interface ProposerOptions {
 
 interface Waiter {
   resolve: (outcome: WriteOutcome) => void
-  reject: (error: EtcdErrorData) => void
+  /** With the apply's error data as its result frame carried it, or Stopped at close. */
+  reject: (error: EtcdErrorData | Stopped) => void
 }
+
+/** The `_tag` of a failure, if it has one. */
+const tagOf = (e: unknown): unknown => (e as { _tag?: unknown } | null)?._tag
+
+/** An attempt's signal that the proposal was accepted but its result has not come yet. */
+class NoResultYet extends Error {}
+
+/** An attempt's signal that the result promise settled (an outcome, or an apply failure): it is the answer. */
+class Settled extends Error {}
 
 /** Largest sum of proposal bytes in one propose frame (well under nats-server's 8 MiB max_payload). */
 export const maxBatchBytes = 4 * 1024 * 1024
@@ -161,10 +173,13 @@ export class Proposer {
   }
 
   /**
-   * Proposes `request` and resolves with its outcome once applied by this member. Rejects
-   * with error data: RequestTooLarge (before proposing), any error the apply returned (e.g.
-   * Compacted, KeyNotFound), at the deadline ContextDeadlineExceeded when there was no leader to
-   * take it (as etcd) or RequestTimeout.
+   * Proposes `request` and resolves with its outcome once applied by this member. Rejects with
+   * RequestTooLarge (before proposing); with the error data the apply returned, as its result
+   * frame carried it (e.g. Compacted, KeyNotFound); with Stopped when the proposer closes; at
+   * the deadline (`requestTimeoutMs`) with ContextDeadlineExceeded when raft's last word was
+   * that there is no leader to take it (as etcd) and with RequestTimeout otherwise. Retries go
+   * through ./retry.ts: after "no leader" in 100 ms, after an unanswered frame or a missing
+   * result at once, with the same request id.
    */
   async propose(request: WriteRequest | LeaseWriteRequest | AuthWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
     // Callers without a traceparent (lease, lock, election handlers) are traced by their request context.
@@ -181,39 +196,51 @@ export class Proposer {
       ...(this.options.clientRequests ? { authInfo: currentAuthInfo() } : {})
     })
     if (data.length > this.options.maxRequestBytes) {
-      throw { _tag: "RequestTooLarge", sizeBytes: data.length, maxBytes: this.options.maxRequestBytes } satisfies EtcdErrorData
+      throw new RequestTooLarge({ sizeBytes: data.length, maxBytes: this.options.maxRequestBytes })
     }
     const result = new Promise<WriteOutcome>((resolve, reject) => this.waiters.set(requestId, { resolve, reject }))
     let settled = false
     result.then(() => (settled = true), () => (settled = true))
-    let lastError: EtcdErrorData = { _tag: "RequestTimeout" }
-    try {
-      while (!settled) {
-        const left = deadlineMs - this.now()
-        if (left <= 0) break
-        try {
-          await this.send(data, traceparent, Math.min(left, 1000))
-          lastError = { _tag: "RequestTimeout" }
-          // Accepted: wait for the result, then propose again if none came.
-          const wait = Math.min(this.options.resultWaitMs, Math.max(0, deadlineMs - this.now()))
-          const outcome = await Promise.race([result, sleep(wait).then(() => undefined)])
-          if (outcome !== undefined) return outcome
-        } catch (e) {
-          if (settled) break
-          const tag = (e as EtcdErrorData)._tag
-          if (tag === "NoLeader") {
-            lastError = e as EtcdErrorData
-            await sleep(Math.min(100, Math.max(0, deadlineMs - this.now())))
-          } else if (tag !== "RequestTimeout") {
-            throw e
-          }
-        }
+    // Whether raft's last word since it last accepted the proposal was "no leader".
+    let noLeader = false
+    const attempt = async (): Promise<WriteOutcome> => {
+      if (settled) throw new Settled()
+      try {
+        await this.send(data, traceparent, Math.max(1, Math.min(deadlineMs - this.now(), 1000)))
+      } catch (e) {
+        if (settled) throw new Settled()
+        if (tagOf(e) === "NoLeader") noLeader = true
+        throw e
       }
-      if (settled) return await result
-      this.counters.failed++
-      // Never handed to a leader: etcd's raft blocks the proposal until the context ends.
-      if (lastError._tag === "NoLeader") throw { _tag: "ContextDeadlineExceeded" } satisfies EtcdErrorData
-      throw lastError
+      noLeader = false
+      // Accepted: wait for the result, then propose again if none came.
+      const wait = Math.min(this.options.resultWaitMs, Math.max(0, deadlineMs - this.now()))
+      const outcome = await Promise.race([result, sleep(wait).then(() => undefined)]).catch(() => {
+        // The apply failed (e.g. Compacted) or the proposer closed: that is the answer.
+        throw new Settled()
+      })
+      if (outcome !== undefined) return outcome
+      throw new NoResultYet()
+    }
+    try {
+      return await retryPromise({
+        name: "proposal",
+        deadlineMs: deadlineMs - this.now(),
+        // Raft without a leader: wait a little. A frame raft did not answer in time, or a result
+        // that did not come: propose again at once (the wait was the time already spent).
+        backoff: (e) => (tagOf(e) === "NoLeader" ? 100 : 0),
+        retryable: (e) => e instanceof NoResultYet || tagOf(e) === "NoLeader" || tagOf(e) === "RequestTimeout",
+        atBound: () => {
+          if (settled) return new Settled()
+          this.counters.failed++
+          // Never handed to a leader: etcd's raft blocks the proposal until the context ends.
+          return noLeader ? new ContextDeadlineExceeded() : new RequestTimeout()
+        }
+      }, attempt)
+    } catch (e) {
+      // The outcome arrived as the deadline passed, or was a failure: it is the answer.
+      if (e instanceof Settled) return await result
+      throw e
     } finally {
       this.waiters.delete(requestId)
     }
@@ -227,7 +254,7 @@ export class Proposer {
   /** Fails all waiting proposals with Stopped and stops listening for results. */
   close(): void {
     this.stopResults()
-    for (const w of this.waiters.values()) w.reject({ _tag: "Stopped" })
+    for (const w of this.waiters.values()) w.reject(new Stopped())
     this.waiters.clear()
   }
 }

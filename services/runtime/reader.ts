@@ -12,7 +12,7 @@
  * mvcc answers a batch in one frame; results that would make that frame too large come back as
  * `retry` and are asked for again alone.
  */
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { MalformedFrame } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccRange, raftReadIndex } from "../../shared/endpoints.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
@@ -122,13 +122,13 @@ export class Reader {
     callEndpoint(this.rpc, mvccRange, this.options.rangeSubject, { requests }, { timeoutMs: this.options.requestTimeoutMs, traceparent })
       .then((reply) => {
         const { results } = okOf(reply)
-        if (results.length !== batch.length) throw { _tag: "MalformedFrame", reason: "range reply count" } satisfies EtcdErrorData
+        if (results.length !== batch.length) throw new MalformedFrame({ reason: "range reply count" })
         batch.forEach((q, i) => {
           const r = results[i]!
           if ("ok" in r) q.resolve(r.ok as RangeOutcome)
           else if ("err" in r) q.reject(r.err)
           else if (batch.length > 1) this.send([q], traceparent)
-          else q.reject({ _tag: "MalformedFrame", reason: "range result too large to send" } satisfies EtcdErrorData)
+          else q.reject(new MalformedFrame({ reason: "range result too large to send" }))
         })
       })
       .catch((e) => {

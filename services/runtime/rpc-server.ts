@@ -11,7 +11,7 @@
 import type { Msg, NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
 import { MalformedFrame, toErrorData } from "../../shared/errors.ts"
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import type { EtcdError, EtcdErrorData } from "../../shared/errors.ts"
 import { wholeFrameBytes } from "../../shared/chunks.ts"
 import { encodeFrame, decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import type { Frame } from "../../shared/frame.ts"
@@ -148,12 +148,16 @@ export const replyMalformed = (nc: NatsConnection, msg: Msg, reason: string): vo
 }
 
 /**
- * Sends a reply (chunked when large). A reply that cannot be encoded fails the call at once
- * with an `error` frame saying why; one lost to a closing connection is left to the caller's
- * retry or timeout.
+ * Sends a reply (chunked when large). A body whose `err` is a thrown tagged error (an instance
+ * of a shared/errors.ts class) goes as that error's plain data, `{ _tag, ...fields }`, the form
+ * frames carry (an instance's own `message` would not be encoded). A reply that cannot be
+ * encoded fails the call at once with an `error` frame saying why; one lost to a closing
+ * connection is left to the caller's retry or timeout.
  */
 const replyTo = (nc: NatsConnection, msg: Msg, id: number, kind: FrameKind, body: unknown, traceparent: string): number => {
   if (msg.reply === undefined || msg.reply === "") return 0
+  const err = (body as { err?: unknown } | undefined)?.err
+  if (err instanceof Error) body = { ...(body as object), err: toErrorData(err as EtcdError) }
   try {
     const encoded = encodeFrame({ kind, version: FrameKinds[kind], traceparent, id, body })
     publishEncoded(nc, msg.reply, encoded, traceparent, id, {})
@@ -216,7 +220,7 @@ export interface EndpointRequest<Req, Rep> {
   readonly traceparent: string
   /** Replies with the endpoint's reply kind; a no-op when the request named no reply subject. */
   reply(body: Rep): void
-  /** Replies with an `error` frame carrying `err` (etcd's error data). */
+  /** Replies with an `error` frame carrying `err` (etcd's error data; an instance goes as its data). */
   replyError(err: EtcdErrorData): void
 }
 

@@ -17,7 +17,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
-import { ReplyTooLarge, RequestTimeout, Stopped, toErrorData } from "../../shared/errors.ts"
+import { MalformedFrame, ReplyTooLarge, RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import { wholeFrameBytes } from "../../shared/chunks.ts"
@@ -105,7 +105,7 @@ export class RpcClient {
           case "TooLarge":
             this.pending.delete(decoded.id)
             this.assembler.forget(decoded.id)
-            return p.reject(toErrorData(new ReplyTooLarge({ sizeBytes: assembled.sizeBytes, maxBytes: busReassemblyBudget.maxBytes })))
+            return p.reject(new ReplyTooLarge({ sizeBytes: assembled.sizeBytes, maxBytes: busReassemblyBudget.maxBytes }))
           case "Frame":
             this.pending.delete(decoded.id)
             p.resolve(assembled.frame)
@@ -221,8 +221,8 @@ const decodeErrorFrame = (frame: Frame): EtcdErrorData => {
 /**
  * Calls `endpoint` at `tokens` with `body` and resolves with the reply decoded by the declared
  * reply schema. Rejects with {@link RequestTimeout} / {@link Stopped} as {@link RpcClient.call},
- * with the error data of an `error` frame, and with MalformedFrame data when the reply is not
- * of the declared kind and schema.
+ * with the error data of an `error` frame, and with a MalformedFrame when the reply is not of
+ * the declared kind and schema.
  */
 export const callEndpoint = async <T extends string, Req, Rep>(
   rpc: RpcClient,
@@ -239,12 +239,16 @@ export const callEndpoint = async <T extends string, Req, Rep>(
 
 const replyDecoders = new WeakMap<object, (u: unknown) => any>()
 
-/** Decodes `frame` as `endpoint`'s reply (see {@link callEndpoint}); throws error data. */
+/**
+ * Decodes `frame` as `endpoint`'s reply (see {@link callEndpoint}): throws the error data of an
+ * `error` frame as it came (the answer's plain data, see shared/errors.ts), and a
+ * {@link MalformedFrame} when the reply is not of the declared kind and schema.
+ */
 export const decodeReply = <Rep>(endpoint: Endpoint<string, any, Rep>, frame: Frame): Rep => {
   const reply = endpoint.reply!
   if (frame.kind === "error") throw decodeErrorFrame(frame)
   if (frame.kind !== reply.kind) {
-    throw { _tag: "MalformedFrame", reason: `${endpoint.name}: expected ${reply.kind}, got ${String(frame.kind)}` } satisfies EtcdErrorData
+    throw new MalformedFrame({ reason: `${endpoint.name}: expected ${reply.kind}, got ${String(frame.kind)}` })
   }
   let decode = replyDecoders.get(reply.schema)
   if (decode === undefined) {
@@ -252,11 +256,15 @@ export const decodeReply = <Rep>(endpoint: Endpoint<string, any, Rep>, frame: Fr
     replyDecoders.set(reply.schema, decode)
   }
   const decoded = decode(frame.body)
-  if (decoded._tag === "Failure") throw { _tag: "MalformedFrame", reason: `bad ${reply.kind} body` } satisfies EtcdErrorData
+  if (decoded._tag === "Failure") throw new MalformedFrame({ reason: `bad ${reply.kind} body` })
   return decoded.value as Rep
 }
 
-/** The `ok` of an `{ ok } | { err }` reply; throws the error data of `{ err }`. */
+/**
+ * The `ok` of an `{ ok } | { err }` reply; throws the error data of `{ err }` as it came (the
+ * answer's plain data, which callers tell apart from the RpcClient's own RequestTimeout and
+ * Stopped instances; see shared/errors.ts).
+ */
 export const okOf = <A>(reply: { readonly ok: A } | { readonly err: EtcdErrorData }): A => {
   if ("err" in reply) throw reply.err
   return reply.ok
