@@ -5,7 +5,7 @@
  * --clients.
  */
 import * as grpc from "@grpc/grpc-js"
-import { loadEtcdServices } from "../services/gateway/server.ts"
+import { loadEtcdServices } from "../services/gateway/service-definitions.ts"
 
 type Callback<R> = (err: grpc.ServiceError | null, res: R) => void
 type Unary = (request: unknown, options: grpc.CallOptions, callback: Callback<any>) => void

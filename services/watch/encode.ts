@@ -6,7 +6,7 @@
  *
  * Cost model. One event goes to many watchers: its `mvccpb.Event` encoding is made once per
  * event object (with and without its previous key-value, which are distinct objects, see
- * ./core/hub.ts) and kept in a WeakMap for as long as the hub holds the event; a watcher's
+ * ./core/outbox.ts) and kept in a WeakMap for as long as the hub holds the event; a watcher's
  * response is then its header's bytes (made once per header revision and term), its watch id
  * and flags, and the events' bytes copied in as the length-delimited field 11. The encoding
  * equals protobufjs's encoding of the same response with only the non-default fields set,
@@ -21,7 +21,7 @@
  */
 import protobuf from "protobufjs"
 import { loadProtoRoot } from "../../shared/protos.ts"
-import type { StreamFormat, WatchResponseData } from "./core/hub.ts"
+import type { StreamFormat, WatchResponseData } from "./core/messages.ts"
 import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
 import { RelayKind } from "../../shared/watch-relay.ts"
 import type { RelayedResponse } from "../../shared/watch-relay.ts"

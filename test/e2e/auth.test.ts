@@ -19,7 +19,7 @@ import { execFileSync } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 import { etcdctl, findLeader, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 import type { Natcd } from "./harness.ts"
 

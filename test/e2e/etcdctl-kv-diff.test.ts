@@ -12,7 +12,7 @@
 import * as grpc from "@grpc/grpc-js"
 import { appendFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 import { etcdctl, natcdBesideEtcd, normaliseIds, normaliseStderr } from "./harness.ts"
 
 /** One etcdctl invocation: arguments, and optionally what goes to its stdin. */

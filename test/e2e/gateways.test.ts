@@ -12,7 +12,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 import type { Natcd } from "./harness.ts"
 import { httpGet, metricSum, metricsPort, signalMember, sleep, startNatcd, tempDir } from "./harness.ts"
 import { kvWriter, openWatch, ownConnection, prefixEnd } from "./watch-client.ts"

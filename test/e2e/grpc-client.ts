@@ -3,7 +3,7 @@
  * tests can drive natcd the way any etcd v3 client library does, faster than spawning etcdctl.
  */
 import * as grpc from "@grpc/grpc-js"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 
 /** Promise-returning KV calls on one channel. */
 export interface KvClient {

@@ -5,7 +5,7 @@
  * re-opened on the next endpoint when it fails).
  */
 import * as grpc from "@grpc/grpc-js"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 
 type Ctor = grpc.ServiceClientConstructor
 

@@ -4,7 +4,7 @@
  * against natcd and the reference etcd alike.
  */
 import * as grpc from "@grpc/grpc-js"
-import { loadEtcdServices } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
 
 /** One event as received (values as strings for easy comparison). */
 export interface SeenEvent {

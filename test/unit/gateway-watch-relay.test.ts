@@ -1,5 +1,5 @@
 /**
- * The gateway's relay of watch responses (services/gateway/server.ts watchSender) through the
+ * The gateway's relay of watch responses (services/gateway/watch-sender.ts watchSender) through the
  * real grpc-js server and client over HTTP/2: responses framed by the watch replica
  * (shared/watch-relay.ts) reach a grpc-js client as etcd WatchResponses, in order with the
  * gateway's own responses, and are written as they are (while grpc-js still keeps
@@ -8,7 +8,10 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { afterAll, describe, expect, it } from "vitest"
-import { bidiStream, loadEtcdServices, startGrpcServer, watchSender } from "../../services/gateway/server.ts"
+import { bidiStream } from "../../services/gateway/call-handlers.ts"
+import { startGrpcServer } from "../../services/gateway/server.ts"
+import { loadEtcdServices } from "../../services/gateway/service-definitions.ts"
+import { watchSender } from "../../services/gateway/watch-sender.ts"
 import type { Wire } from "../../services/gateway/convert.ts"
 import { makeStreamEncoder } from "../../services/watch/encode.ts"
 import { packRelay } from "../../shared/watch-relay.ts"

@@ -6,7 +6,7 @@
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import type { WatchResponseData } from "../../services/watch/core/hub.ts"
+import type { WatchResponseData } from "../../services/watch/core/messages.ts"
 import type { EventKeyValue, WatchEvent } from "../../services/watch/core/watcher-group.ts"
 import { encodeEvent, eventMessage, makeStreamEncoder, watchResponseType } from "../../services/watch/encode.ts"
 import { RelayKind } from "../../shared/watch-relay.ts"

@@ -11,7 +11,8 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { WatchHub } from "../../services/watch/core/hub.ts"
-import type { CreateRequest, FetchRequest, HubOptions, OutgoingMessage, WatchResponseData } from "../../services/watch/core/hub.ts"
+import type { HubOptions } from "../../services/watch/core/hub-options.ts"
+import type { CreateRequest, FetchRequest, OutgoingMessage, WatchResponseData } from "../../services/watch/core/messages.ts"
 import type { RevisionEvents, WatchEvent } from "../../services/watch/core/watcher-group.ts"
 
 const enc = (s: string) => new TextEncoder().encode(s)

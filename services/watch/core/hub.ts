@@ -15,26 +15,22 @@
  *   again it turns unsynced and re-reads what it missed from the ring or history. That bounds a
  *   stalled client's memory to its session window, whatever it watches.
  *
+ * This file owns the watchers' life and the live fan-out; its parts, one job each:
+ * - ./committed-stream.ts: the stream's head, its gaps and out-of-order frames; ./ring.ts: the
+ *   recent revisions;
+ * - ./watcher-states.ts: the three groups and the moves between them; ./watcher-group.ts: which
+ *   synced watchers want a key; ./catch-up.ts: catch-up rounds and history reads;
+ * - ./session-table.ts: sessions, their windows (the flow control note), acks, expiry;
+ *   ./outbox.ts: responses cut, queued and framed into numbered messages;
+ * - ./hub-options.ts: the bounds; ./messages.ts: what goes in and out; ./sizes.ts: byte estimates.
+ *
  * What it is not: IO. The shell feeds it frames, requests and acks, asks it which history
  * reads to make ({@link WatchHub.fetches}), hands back their results, and sends the messages
  * {@link WatchHub.takeOutgoing} returns. No clock: times are arguments.
  *
  * Guarantees (etcd api_guarantees, per watcher): events in revision order, each at most once
  * and none skipped (the `minRev` invariant of ./watcher-group.ts), and all events of one
- * revision in one response (responses are cut only at revision boundaries). Messages of a
- * session carry consecutive sequence numbers, so the gateway can tell a lost message and move
- * the session elsewhere, resuming each watcher after the last event it delivered.
- *
- * Flow control: a session may have its window of responses sent but not yet acknowledged by its
- * gateway (which acknowledges once its client's stream took them). An events response that does
- * not fit makes the watcher a victim. Control responses (created, canceled, progress) are small,
- * bounded by the client's own requests, and always go out. A session's window is the smallest
- * of {@link HubOptions.windowBytes}, the window its gateway asked for (the gateway's own budget
- * shared by its streams), and the replica's fair share {@link HubOptions.budgetBytes} / sessions
- * (never below {@link HubOptions.minWindowBytes}): however many streams stall, the replica and
- * its gateways hold at most about max(budgetBytes, sessions x minWindowBytes) of unacknowledged
- * responses (plus one revision each: a revision goes out whole into a window with room), and a stream
- * that reads keeps a window of its own, so stalled streams cannot starve it.
+ * revision in one response (./outbox.ts).
  *
  * Example (window of two responses, one watcher on "a", client stalled after the first):
  *   rev 5 put a -> response [5] sent             minRev 6, synced
@@ -43,226 +39,32 @@
  *   ack of [5] and [6] -> unsynced; next round delivers [7] from the ring, minRev 8, synced.
  */
 import { toKeyString as keyString } from "../../mvcc/core/key-bytes.ts"
-import { watches, WatcherGroup } from "./watcher-group.ts"
+import { CatchUp } from "./catch-up.ts"
+import { CommittedStream } from "./committed-stream.ts"
+import { defaultHubOptions } from "./hub-options.ts"
+import type { HubOptions } from "./hub-options.ts"
+import { defaultStreamFormat } from "./messages.ts"
+import type { CreateRequest, FetchRequest, FetchResult, HubStats, LiveFrame, OutgoingMessage, StreamFormat, WatchResponseData } from "./messages.ts"
+import { Outbox } from "./outbox.ts"
+import { SessionTable } from "./session-table.ts"
+import type { Session } from "./session-table.ts"
 import type { RevisionEvents, Watcher, WatchEvent } from "./watcher-group.ts"
-
-/** Bounds and batch sizes of a hub. Each field's bound says what happens when reached. */
-export interface HubOptions {
-  /** Unacknowledged response bytes a session may have; beyond, its watchers become victims. */
-  readonly windowBytes: number
-  /** Unacknowledged response bytes of all sessions together, shared equally as their windows. */
-  readonly budgetBytes: number
-  /** The smallest window a fair share gives a session, in bytes (so every stream makes progress). */
-  readonly minWindowBytes: number
-  /**
-   * Largest message (several responses) to a gateway, in bytes (one response may exceed it).
-   * 64 KiB: a message the size of a socket read reaches the gateway's NATS client in one piece
-   * (a longer one is reassembled in buffers grown by copying): 12 % less gateway CPU per event
-   * than 1 MiB in the watch bench (3 interleaved runs each: 5.2–6.9 against 6.4–6.8 µs).
-   */
-  readonly maxMessageBytes: number
-  /** Events of one response are cut at the revision boundary past this many bytes. */
-  readonly maxResponseBytes: number
-  /** Most revisions one catch-up round reads from the ring for a watcher (etcd watchBatchMaxRevs). */
-  readonly batchMaxRevs: number
-  /** Most unsynced watchers per catch-up round (etcd maxWatchersPerSync). */
-  readonly maxWatchersPerSync: number
-  /** Recent revisions kept in memory; the oldest is dropped beyond this count or ringBytes. */
-  readonly ringRevs: number
-  /** Bytes of recent revisions kept in memory. */
-  readonly ringBytes: number
-  /** Size asked of one history read (whole revisions; the reply may exceed it by one revision). */
-  readonly historyMaxBytes: number
-  /** Out-of-order live frames kept while a gap is fetched; beyond, frames are dropped (refetched). */
-  readonly pendingFrameBytes: number
-}
-
-/** Defaults: etcd's batch sizes; memory bounds sized for a replica of tens of thousands of watchers. */
-export const defaultHubOptions: HubOptions = {
-  windowBytes: 4 * 1024 * 1024,
-  budgetBytes: 256 * 1024 * 1024,
-  minWindowBytes: 64 * 1024,
-  maxMessageBytes: 64 * 1024,
-  maxResponseBytes: 1024 * 1024,
-  batchMaxRevs: 1000,
-  maxWatchersPerSync: 512,
-  ringRevs: 10_000,
-  ringBytes: 64 * 1024 * 1024,
-  historyMaxBytes: 4 * 1024 * 1024,
-  pendingFrameBytes: 16 * 1024 * 1024
-}
-
-/**
- * A batch of committed revisions `fromRev`..`head` (none: a heartbeat, fromRev = head + 1).
- * Revisions without events may be absent from `revs` (compacted deletes); the frame covers
- * every revision in the range regardless.
- */
-export interface LiveFrame {
-  readonly fromRev: number
-  readonly head: number
-  readonly compactRev: number
-  readonly term: number
-  readonly revs: ReadonlyArray<RevisionEvents>
-}
-
-/** A watch response as the hub emits it (etcd WatchResponse; the gateway adds the header ids). */
-export interface WatchResponseData {
-  readonly watchId: number
-  /** The header revision. */
-  readonly revision: number
-  readonly created?: boolean
-  readonly canceled?: boolean
-  readonly compactRevision?: number
-  readonly cancelReason?: string
-  readonly events: ReadonlyArray<WatchEvent>
-  /** On events responses of a watch created with `fragment`: the stream may cut it (etcd sendFragments). */
-  readonly fragment?: boolean
-}
-
-/**
- * What a session's responses carry besides events, as its gateway declared at open: the
- * header's cluster and member ids (its member's), and the size past which a response of a watch
- * created with `fragment` is cut (etcd --max-request-bytes, bytes).
- */
-export interface StreamFormat {
-  readonly clusterId: bigint
-  readonly memberId: bigint
-  readonly maxRequestBytes: number
-}
-
-/** The format of a session opened without one: zero ids, etcd's default max request size (1.5 MiB). */
-export const defaultStreamFormat: StreamFormat = { clusterId: 0n, memberId: 0n, maxRequestBytes: 1.5 * 1024 * 1024 }
-
-/** One message to a session's gateway: consecutive `seq` per session, from 1. */
-export interface OutgoingMessage {
-  readonly session: string
-  readonly gateway: string
-  readonly format: StreamFormat
-  readonly seq: number
-  readonly term: number
-  readonly responses: ReadonlyArray<WatchResponseData>
-}
-
-/** A history read the shell must make: revisions fromRev..toRev from an mvcc service. */
-export interface FetchRequest {
-  readonly id: number
-  /** gap: revisions the live stream missed; sync: catch-up of unsynced watchers. */
-  readonly purpose: "gap" | "sync"
-  readonly fromRev: number
-  readonly toRev: number
-  readonly prevKv: boolean
-  readonly maxBytes: number
-}
-
-/** What a history read returned: revisions through `toRev`, the compact revision, or failure. */
-export type FetchResult =
-  | { readonly revs: ReadonlyArray<RevisionEvents>; readonly toRev: number; readonly head: number; readonly compactRev: number; readonly term: number }
-  | { readonly compacted: number }
-  | { readonly failed: true }
-
-/** A watch to create, as the gateway validated it (see shared/schema.ts WatchCreateBody). */
-export interface CreateRequest {
-  readonly watchId: number
-  readonly key: Uint8Array
-  readonly rangeEnd?: Uint8Array
-  readonly startRevision: number
-  readonly prevKv: boolean
-  readonly noPut: boolean
-  readonly noDelete: boolean
-  readonly progressNotify: boolean
-  /** Responses may be cut into fragments (etcd WatchCreateRequest.fragment). */
-  readonly fragment?: boolean
-}
-
-/** Counters and sizes, for logs, metrics and tests. */
-export interface HubStats {
-  head: number
-  sessions: number
-  watchers: number
-  synced: number
-  unsynced: number
-  victims: number
-  ringRevs: number
-  /** Responses queued or sent and not yet acknowledged, all sessions, in bytes. */
-  unackedBytes: number
-  eventsSent: number
-  responsesSent: number
-  victimMoves: number
-  gapFetches: number
-  historyFetches: number
-  ringCatchUps: number
-  droppedFrames: number
-}
-
-interface Session {
-  readonly id: string
-  readonly gateway: string
-  format: StreamFormat
-  lastSeenMs: number
-  readonly watchers: Map<number, Watcher>
-  readonly victims: Set<Watcher>
-  /** Sent, not yet acknowledged messages, oldest first. */
-  readonly inflight: Array<{ seq: number; bytes: number }>
-  unackedBytes: number
-  /** The window the session's gateway asked for, in bytes (Infinity: none asked). */
-  gatewayWindowBytes: number
-  outbox: WatchResponseData[]
-  outboxBytes: number
-  lastSeq: number
-  deferredProgress: boolean
-}
-
-const kvBytes = (kv: { key: Uint8Array; value: Uint8Array }): number => 40 + kv.key.length + kv.value.length
-
-/** Approximate encoded size of an event, in bytes. */
-export const eventBytes = (e: WatchEvent): number => 8 + kvBytes(e.kv) + (e.prevKv === undefined ? 0 : kvBytes(e.prevKv))
-
-/**
- * `e` without its previous key-value, one object per event (so that an encoding made per event
- * object, ../encode.ts, is shared by every watcher without prev_kv); lives as long as `e`.
- */
-const withoutPrevKv = (e: WatchEvent): WatchEvent => {
-  if (e.prevKv === undefined) return e
-  let bare = bareEvents.get(e)
-  if (bare === undefined) bareEvents.set(e, (bare = { type: e.type, kv: e.kv }))
-  return bare
-}
-const bareEvents = new WeakMap<WatchEvent, WatchEvent>()
-
-const responseBytes = (r: WatchResponseData): number => {
-  let n = 48
-  for (const e of r.events) n += eventBytes(e)
-  return n
-}
+import { WatcherStates } from "./watcher-states.ts"
 
 /**
  * A replica's watchers and recent revisions.
  *
- * Invariants: `head` is the last revision of the committed stream the hub has fanned out; every
- * revision ringStart..head is in the ring (or had no events); every synced watcher has been
- * given every matching event up to head; a watcher is in exactly one of synced, unsynced,
- * victims (its session's set), matching its `state`.
+ * Invariant: every synced watcher has been given every matching event up to head. (The group
+ * invariant is ./watcher-states.ts's; the head and ring invariants are ./committed-stream.ts's.)
  */
 export class WatchHub {
   private readonly options: HubOptions
-  private head: number | undefined
-  private compactRev = -1
-  private term = 0
-  /** Highest head any frame or history reply announced (a gap while > head). */
-  private knownHead = 0
-  private readonly sessions = new Map<string, Session>()
-  private readonly synced = new WatcherGroup()
-  private readonly unsynced = new Set<Watcher>()
-  private readonly ring: RevisionEvents[] = []
-  private ringStart = 0
-  private ringBytes = 0
-  private readonly ringSizes: number[] = []
-  private pending: LiveFrame[] = []
-  private pendingBytes = 0
+  private readonly stream: CommittedStream
+  private readonly sessions: SessionTable
+  private readonly outbox: Outbox
+  private readonly states: WatcherStates
+  private readonly catchUp: CatchUp
   private nextFetchId = 1
-  private gapFetch: FetchRequest | undefined
-  private syncFetch: { request: FetchRequest; watchers: Set<Watcher> } | undefined
-  private readonly withOutbox = new Set<Session>()
   private readonly deferred = new Set<Session>()
   private readonly counters = {
     eventsSent: 0, responsesSent: 0, victimMoves: 0, gapFetches: 0, historyFetches: 0, ringCatchUps: 0, droppedFrames: 0
@@ -270,21 +72,29 @@ export class WatchHub {
 
   constructor(options: Partial<HubOptions> = {}) {
     this.options = { ...defaultHubOptions, ...options }
+    this.sessions = new SessionTable(this.options)
+    this.outbox = new Outbox(this.sessions, this.options, this.counters)
+    this.states = new WatcherStates(this.sessions, this.counters)
+    this.stream = new CommittedStream(this.options, this.counters, {
+      advanced: (fresh, through) => this.advanced(fresh, through),
+      compactedAway: (head) => this.states.unsyncAll(head)
+    })
+    this.catchUp = new CatchUp(this.options, { stream: this.stream, sessions: this.sessions, outbox: this.outbox, states: this.states }, this.counters)
   }
 
   /** True once a frame told the hub where the stream is; sessions are served only then. */
   initialized(): boolean {
-    return this.head !== undefined
+    return this.stream.head !== undefined
   }
 
   /** The last revision fanned out (0 before initialization). */
   headRevision(): number {
-    return this.head ?? 0
+    return this.stream.head ?? 0
   }
 
   /** Whether a frame ending at `head` brings anything new (the shell skips decoding otherwise). */
   wants(head: number): boolean {
-    return this.head === undefined || head > this.head
+    return this.stream.head === undefined || head > this.stream.head
   }
 
   // -------------------------------------------------------------------------------------------
@@ -296,56 +106,16 @@ export class WatchHub {
    * before it becomes a fetch; a heartbeat beyond head makes a gap too.
    */
   live(frame: LiveFrame): void {
-    this.term = Math.max(this.term, frame.term)
-    if (this.head === undefined) {
-      this.head = frame.fromRev - 1
-      this.ringStart = this.head + 1
-    }
-    this.learnCompactRev(frame.compactRev)
-    this.knownHead = Math.max(this.knownHead, frame.head)
-    if (frame.head <= this.head || frame.revs.length === 0) return
-    if (frame.fromRev > this.head + 1) {
-      let bytes = 0
-      for (const r of frame.revs) for (const e of r.events) bytes += eventBytes(e)
-      if (this.pendingBytes + bytes > this.options.pendingFrameBytes) {
-        this.counters.droppedFrames++
-        return
-      }
-      this.pending.push(frame)
-      this.pendingBytes += bytes
-      return
-    }
-    this.advance(frame.revs, frame.head)
-    this.drainPending()
+    this.stream.live(frame)
   }
 
-  /**
-   * A compaction at `rev`: from now on nothing at or below it is served from the ring, so a
-   * watch from there reads the compacted backend exactly as etcd's syncWatchers does (deletes
-   * at or below the compact revision are gone), or is canceled when it starts below it.
-   */
-  private learnCompactRev(rev: number): void {
-    if (rev <= this.compactRev) return
-    this.compactRev = rev
-    while (this.ring.length > 0 && this.ring[0]!.rev <= rev) {
-      this.ring.shift()
-      this.ringBytes -= this.ringSizes.shift()!
-    }
-    if (this.head !== undefined) this.ringStart = Math.max(this.ringStart, Math.min(rev + 1, this.head + 1))
-  }
-
-  /** Fans out revisions head+1..through (those in `revs` above head) to the synced watchers. */
-  private advance(revs: ReadonlyArray<RevisionEvents>, through: number): void {
-    const head = this.head!
-    if (through <= head) return
-    const fresh = revs.filter((r) => r.rev > head && r.rev <= through)
-    for (const r of fresh) this.pushRing(r)
-    this.head = through
+  /** Fans out revisions up to `through` (`fresh`: those with events) to the synced watchers. */
+  private advanced(fresh: ReadonlyArray<RevisionEvents>, through: number): void {
     // etcd notify: match each event against the synced watchers.
     const batches = new Map<Watcher, WatchEvent[]>()
     for (const r of fresh) {
       for (const ev of r.events) {
-        this.synced.forEachMatching(keyString(ev.kv.key), (w) => {
+        this.states.synced.forEachMatching(keyString(ev.kv.key), (w) => {
           if (r.rev < w.minRev) return
           let b = batches.get(w)
           if (b === undefined) batches.set(w, (b = []))
@@ -354,49 +124,11 @@ export class WatchHub {
       }
     }
     for (const [w, events] of batches) {
-      const unsent = this.send(w, events, through)
+      const unsent = this.outbox.send(w, events, through)
       if (unsent === undefined) w.minRev = Math.max(w.minRev, through + 1)
-      else this.makeVictim(w, unsent)
+      else this.states.makeVictim(w, unsent)
     }
     this.checkDeferred()
-  }
-
-  private drainPending(): void {
-    if (this.pending.length === 0) return
-    this.pending.sort((a, b) => a.fromRev - b.fromRev)
-    while (this.pending.length > 0 && this.pending[0]!.fromRev <= this.head! + 1) {
-      const f = this.pending.shift()!
-      for (const r of f.revs) for (const e of r.events) this.pendingBytes -= eventBytes(e)
-      this.advance(f.revs, f.head)
-    }
-    this.pending = this.pending.filter((f) => f.head > this.head!)
-    if (this.pending.length === 0) this.pendingBytes = 0
-  }
-
-  private pushRing(r: RevisionEvents): void {
-    if (r.rev <= this.compactRev) return
-    let bytes = 16
-    for (const e of r.events) bytes += eventBytes(e)
-    this.ring.push(r)
-    this.ringSizes.push(bytes)
-    this.ringBytes += bytes
-    while (this.ring.length > this.options.ringRevs || (this.ringBytes > this.options.ringBytes && this.ring.length > 1)) {
-      const dropped = this.ring.shift()!
-      this.ringBytes -= this.ringSizes.shift()!
-      this.ringStart = dropped.rev + 1
-    }
-  }
-
-  /** Index of the first ring revision >= rev (ring.length when none). */
-  private ringIndex(rev: number): number {
-    let lo = 0
-    let hi = this.ring.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (this.ring[mid]!.rev < rev) lo = mid + 1
-      else hi = mid
-    }
-    return lo
   }
 
   // -------------------------------------------------------------------------------------------
@@ -408,17 +140,7 @@ export class WatchHub {
    * {@link StreamFormat}.
    */
   openSession(id: string, gateway: string, nowMs: number, windowBytes?: number, format: StreamFormat = defaultStreamFormat): void {
-    const s = this.sessions.get(id)
-    if (s !== undefined) {
-      s.lastSeenMs = nowMs
-      if (windowBytes !== undefined) s.gatewayWindowBytes = windowBytes
-      s.format = format
-      return
-    }
-    this.sessions.set(id, {
-      id, gateway, format, lastSeenMs: nowMs, watchers: new Map(), victims: new Set(), inflight: [], unackedBytes: 0,
-      gatewayWindowBytes: windowBytes ?? Infinity, outbox: [], outboxBytes: 0, lastSeq: 0, deferredProgress: false
-    })
+    this.sessions.open(id, gateway, nowMs, windowBytes, format)
   }
 
   /** Drops session `id` and its watchers (its stream ended or its gateway is gone). */
@@ -426,8 +148,8 @@ export class WatchHub {
     const s = this.sessions.get(id)
     if (s === undefined) return
     for (const w of s.watchers.values()) this.removeWatcher(w)
-    this.sessions.delete(id)
-    this.withOutbox.delete(s)
+    this.sessions.delete(s)
+    this.outbox.forget(s)
     this.deferred.delete(s)
   }
 
@@ -439,9 +161,9 @@ export class WatchHub {
    */
   create(session: string, req: CreateRequest): boolean {
     const s = this.sessions.get(session)
-    if (s === undefined || this.head === undefined) return false
+    if (s === undefined || this.stream.head === undefined) return false
     if (s.watchers.has(req.watchId)) return true
-    const head = this.head
+    const head = this.stream.head
     const synced = req.startRevision === 0 || req.startRevision > head
     const w: Watcher = {
       session,
@@ -460,8 +182,7 @@ export class WatchHub {
     }
     s.watchers.set(w.id, w)
     this.control(s, { watchId: w.id, revision: head, created: true, events: [] })
-    if (synced) this.synced.add(w)
-    else this.unsynced.add(w)
+    this.states.add(w)
     return true
   }
 
@@ -473,7 +194,7 @@ export class WatchHub {
     if (w === undefined) return true
     this.removeWatcher(w)
     s.watchers.delete(watchId)
-    this.control(s, { watchId, revision: this.head ?? 0, canceled: true, events: [] })
+    this.control(s, { watchId, revision: this.stream.head ?? 0, canceled: true, events: [] })
     this.checkDeferred()
     return true
   }
@@ -487,7 +208,7 @@ export class WatchHub {
   progress(session: string): boolean {
     const s = this.sessions.get(session)
     if (s === undefined) return false
-    if (this.allSynced(s)) this.control(s, { watchId: -1, revision: this.head ?? 0, events: [] })
+    if (this.allSynced(s)) this.control(s, { watchId: -1, revision: this.stream.head ?? 0, events: [] })
     else {
       s.deferredProgress = true
       this.deferred.add(s)
@@ -501,12 +222,13 @@ export class WatchHub {
    * its own watch id and the head revision.
    */
   progressTick(): void {
-    if (this.head === undefined) return
+    const head = this.stream.head
+    if (head === undefined) return
     for (const s of this.sessions.values()) {
       for (const w of s.watchers.values()) {
         if (!w.progressNotify) continue
-        if (w.progressDue && w.state === "synced" && this.head >= w.startRev) {
-          this.control(s, { watchId: w.id, revision: this.head, events: [] })
+        if (w.progressDue && w.state === "synced" && head >= w.startRev) {
+          this.control(s, { watchId: w.id, revision: head, events: [] })
         }
         w.progressDue = true
       }
@@ -517,8 +239,7 @@ export class WatchHub {
   ack(session: string, seq: number, nowMs?: number): void {
     const s = this.sessions.get(session)
     if (s === undefined) return
-    if (nowMs !== undefined) s.lastSeenMs = nowMs
-    while (s.inflight.length > 0 && s.inflight[0]!.seq <= seq) s.unackedBytes -= s.inflight.shift()!.bytes
+    this.sessions.ack(s, seq, nowMs)
   }
 
   /**
@@ -530,36 +251,24 @@ export class WatchHub {
     sessions: ReadonlyArray<{ readonly session: string; readonly acked: number; readonly windowBytes?: number | undefined }>,
     nowMs: number
   ): string[] {
-    const unknown: string[] = []
-    for (const { session, acked, windowBytes } of sessions) {
-      const s = this.sessions.get(session)
-      if (s === undefined) unknown.push(session)
-      else {
-        if (windowBytes !== undefined) s.gatewayWindowBytes = windowBytes
-        this.ack(session, acked, nowMs)
-      }
-    }
-    return unknown
+    return this.sessions.ping(sessions, nowMs)
   }
 
   /** Closes the sessions not heard of (open, ack, ping) for `timeoutMs`; returns their ids. */
   expire(nowMs: number, timeoutMs: number): string[] {
-    const gone: string[] = []
-    for (const s of this.sessions.values()) if (nowMs - s.lastSeenMs > timeoutMs) gone.push(s.id)
+    const gone = this.sessions.idle(nowMs, timeoutMs)
     for (const id of gone) this.closeSession(id)
     return gone
   }
 
   private removeWatcher(w: Watcher): void {
-    if (w.state === "synced") this.synced.delete(w)
-    else if (w.state === "unsynced") this.unsynced.delete(w)
-    else this.sessions.get(w.session)?.victims.delete(w)
-    if (this.syncFetch !== undefined) this.syncFetch.watchers.delete(w)
+    this.states.remove(w)
+    this.catchUp.forget(w)
   }
 
   private allSynced(s: Session): boolean {
     for (const w of s.watchers.values()) {
-      if (w.state !== "synced" || (this.head ?? 0) < w.startRev) return false
+      if (w.state !== "synced" || (this.stream.head ?? 0) < w.startRev) return false
     }
     return true
   }
@@ -569,116 +278,17 @@ export class WatchHub {
       if (!this.allSynced(s)) continue
       s.deferredProgress = false
       this.deferred.delete(s)
-      this.control(s, { watchId: -1, revision: this.head ?? 0, events: [] })
+      this.control(s, { watchId: -1, revision: this.stream.head ?? 0, events: [] })
     }
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Sending.
-
-  /** The session's window now, in bytes (see the flow control note at the top). */
-  private window(s: Session): number {
-    const o = this.options
-    const share = Math.max(o.minWindowBytes, Math.floor(o.budgetBytes / Math.max(1, this.sessions.size)))
-    return Math.min(o.windowBytes, s.gatewayWindowBytes, share)
-  }
-
-  private room(s: Session): boolean {
-    return s.unackedBytes + s.outboxBytes < this.window(s)
-  }
-
-  private queue(s: Session, r: WatchResponseData): void {
-    s.outbox.push(r)
-    s.outboxBytes += responseBytes(r)
-    this.withOutbox.add(s)
   }
 
   /** Queues a control response (created, canceled, progress): always accepted. */
   private control(s: Session, r: WatchResponseData): void {
-    this.queue(s, r)
+    this.outbox.control(s, r)
   }
 
-  /**
-   * Queues `events` (ordered, already matched and >= w.minRev) for watcher `w` with header
-   * revision `revision`, after its filters and without prevKv unless asked for. Cuts at
-   * revision boundaries past maxResponseBytes. Returns undefined when all went out, else the
-   * revision of the first event that found no room (nothing at or after it went out).
-   */
-  private send(w: Watcher, events: ReadonlyArray<WatchEvent>, revision: number): number | undefined {
-    const s = this.sessions.get(w.session)!
-    const out: WatchEvent[] = []
-    for (const e of events) {
-      if (e.type === "PUT" ? w.noPut : w.noDelete) continue
-      out.push(w.prevKv ? e : withoutPrevKv(e))
-    }
-    // etcd watcher.send: all events filtered out, nothing to send.
-    let i = 0
-    while (i < out.length) {
-      if (!this.room(s)) return out[i]!.kv.modRevision
-      // A response fills what is left of the window (never less than one revision), so a
-      // session overshoots its window by at most one revision.
-      const limit = Math.min(this.options.maxResponseBytes, this.window(s) - s.unackedBytes - s.outboxBytes)
-      let j = i
-      let bytes = 0
-      while (j < out.length) {
-        const rev = out[j]!.kv.modRevision
-        let k = j
-        let revBytes = 0
-        while (k < out.length && out[k]!.kv.modRevision === rev) revBytes += eventBytes(out[k++]!)
-        if (j > i && bytes + revBytes > limit) break
-        bytes += revBytes
-        j = k
-      }
-      this.queue(s, w.fragment ? { watchId: w.id, revision, events: out.slice(i, j), fragment: true } : { watchId: w.id, revision, events: out.slice(i, j) })
-      this.counters.eventsSent += j - i
-      w.progressDue = false
-      i = j
-    }
-    return undefined
-  }
-
-  private makeVictim(w: Watcher, minRev: number): void {
-    if (w.state === "synced") this.synced.delete(w)
-    else if (w.state === "unsynced") this.unsynced.delete(w)
-    w.minRev = minRev
-    w.state = "victim"
-    this.sessions.get(w.session)!.victims.add(w)
-    this.counters.victimMoves++
-  }
-
-  private toSynced(w: Watcher): void {
-    this.unsynced.delete(w)
-    w.state = "synced"
-    this.synced.add(w)
-  }
-
-  /**
-   * Cancels a watcher whose next revision was compacted away (etcd chooseAll): canceled
-   * response with compact_revision set and header revision 0, as etcd sends it.
-   */
-  private cancelCompacted(w: Watcher): void {
-    const s = this.sessions.get(w.session)!
-    this.removeWatcher(w)
-    s.watchers.delete(w.id)
-    this.control(s, { watchId: w.id, revision: 0, canceled: true, compactRevision: this.compactRev, events: [] })
-  }
-
-  /**
-   * Delivers to unsynced watcher `w` its events among `revs` (ordered, every revision
-   * w.minRev..through covered), then: synced when it reached head, a victim when its session
-   * ran out of room, else still unsynced with minRev = through + 1.
-   */
-  private catchUp(w: Watcher, revs: ReadonlyArray<RevisionEvents>, through: number): void {
-    const events: WatchEvent[] = []
-    for (const r of revs) {
-      if (r.rev < w.minRev || r.rev > through) continue
-      for (const e of r.events) if (watches(w, keyString(e.kv.key))) events.push(e)
-    }
-    const unsent = this.send(w, events, this.head!)
-    if (unsent !== undefined) return this.makeVictim(w, unsent)
-    w.minRev = Math.max(w.minRev, through + 1)
-    if (w.minRev > this.head!) this.toSynced(w)
-  }
+  // -------------------------------------------------------------------------------------------
+  // Catching up, and history reads.
 
   /**
    * One round of catching up (etcd syncWatchers and moveVictims): victims of sessions with
@@ -688,61 +298,11 @@ export class WatchHub {
    * ring work is left for another round.
    */
   sync(): boolean {
-    if (this.head === undefined) return false
-    const head = this.head
-    for (const s of this.sessions.values()) {
-      if (s.victims.size === 0 || !this.room(s)) continue
-      for (const w of s.victims) {
-        w.state = "unsynced"
-        this.unsynced.add(w)
-      }
-      s.victims.clear()
-    }
-    let done = 0
-    let more = false
-    for (const w of [...this.unsynced]) {
-      if (w.minRev < this.compactRev) {
-        this.cancelCompacted(w)
-        continue
-      }
-      if (w.minRev < this.ringStart || this.syncFetch?.watchers.has(w)) continue
-      if (!this.room(this.sessions.get(w.session)!)) {
-        this.makeVictim(w, w.minRev)
-        continue
-      }
-      if (done >= this.options.maxWatchersPerSync) {
-        more = true
-        break
-      }
-      done++
-      if (w.minRev > head) {
-        this.toSynced(w)
-        continue
-      }
-      const from = this.ringIndex(w.minRev)
-      const last = Math.min(head, w.minRev + this.options.batchMaxRevs - 1)
-      let through = last
-      let bytes = 0
-      const revs: RevisionEvents[] = []
-      for (let i = from; i < this.ring.length && this.ring[i]!.rev <= last; i++) {
-        const r = this.ring[i]!
-        revs.push(r)
-        bytes += this.ringSizes[i]!
-        if (bytes >= this.options.historyMaxBytes) {
-          through = r.rev
-          break
-        }
-      }
-      this.counters.ringCatchUps++
-      this.catchUp(w, revs, through)
-      if (w.state === "unsynced") more = true
-    }
+    if (this.stream.head === undefined) return false
+    const more = this.catchUp.round()
     this.checkDeferred()
     return more
   }
-
-  // -------------------------------------------------------------------------------------------
-  // History reads.
 
   /**
    * The history reads to start now (each is reported back through {@link fetched}): the gap
@@ -751,40 +311,12 @@ export class WatchHub {
    */
   fetches(): FetchRequest[] {
     const out: FetchRequest[] = []
-    if (this.head === undefined) return out
-    if (this.gapFetch === undefined && this.knownHead > this.head) {
-      const until = this.pending.length > 0 ? Math.min(...this.pending.map((f) => f.fromRev)) - 1 : this.knownHead
-      if (until > this.head) {
-        this.gapFetch = {
-          id: this.nextFetchId++, purpose: "gap", fromRev: this.head + 1, toRev: until, prevKv: true,
-          maxBytes: this.options.historyMaxBytes
-        }
-        this.counters.gapFetches++
-        out.push(this.gapFetch)
-      }
-    }
-    if (this.syncFetch === undefined) {
-      const chosen = new Set<Watcher>()
-      let fromRev = Number.MAX_SAFE_INTEGER
-      let prevKv = false
-      for (const w of this.unsynced) {
-        if (w.minRev >= this.ringStart || w.minRev < this.compactRev) continue
-        if (!this.room(this.sessions.get(w.session)!)) continue
-        chosen.add(w)
-        fromRev = Math.min(fromRev, w.minRev)
-        prevKv ||= w.prevKv
-        if (chosen.size >= this.options.maxWatchersPerSync) break
-      }
-      if (chosen.size > 0) {
-        const request: FetchRequest = {
-          id: this.nextFetchId++, purpose: "sync", fromRev, toRev: Math.min(this.head, this.ringStart - 1), prevKv,
-          maxBytes: this.options.historyMaxBytes
-        }
-        this.syncFetch = { request, watchers: chosen }
-        this.counters.historyFetches++
-        out.push(request)
-      }
-    }
+    if (this.stream.head === undefined) return out
+    const nextId = () => this.nextFetchId++
+    const gap = this.stream.gapFetchToStart(nextId)
+    if (gap !== undefined) out.push(gap)
+    const sync = this.catchUp.fetchToStart(nextId)
+    if (sync !== undefined) out.push(sync)
     return out
   }
 
@@ -795,48 +327,8 @@ export class WatchHub {
    * are still unsynced catch up from it.
    */
   fetched(request: FetchRequest, result: FetchResult): void {
-    if (request.purpose === "gap") {
-      if (this.gapFetch?.id === request.id) this.gapFetch = undefined
-      if ("failed" in result) return
-      if ("compacted" in result) return this.liveCompacted(result.compacted)
-      this.term = Math.max(this.term, result.term)
-      this.learnCompactRev(result.compactRev)
-      this.knownHead = Math.max(this.knownHead, result.head)
-      if (request.fromRev <= this.head! + 1 && result.toRev > this.head!) this.advance(result.revs, result.toRev)
-      this.drainPending()
-      return
-    }
-    if (this.syncFetch?.request.id !== request.id) return
-    const { watchers } = this.syncFetch
-    this.syncFetch = undefined
-    if ("failed" in result) return
-    if ("compacted" in result) {
-      this.learnCompactRev(result.compacted)
-      return
-    }
-    this.learnCompactRev(result.compactRev)
-    for (const w of watchers) {
-      if (w.state !== "unsynced" || w.minRev < request.fromRev || w.minRev > result.toRev) continue
-      this.catchUp(w, result.revs, result.toRev)
-    }
-    this.checkDeferred()
-  }
-
-  /** The live stream's next revision was compacted away before the hub could read it. */
-  private liveCompacted(compactRev: number): void {
-    this.learnCompactRev(compactRev)
-    const head = this.head!
-    for (const w of [...this.synced.watchers()]) {
-      this.synced.delete(w)
-      w.minRev = Math.max(w.minRev, head + 1)
-      w.state = "unsynced"
-      this.unsynced.add(w)
-    }
-    this.head = Math.max(head, compactRev - 1)
-    this.ring.length = 0
-    this.ringSizes.length = 0
-    this.ringBytes = 0
-    this.ringStart = this.head + 1
+    if (request.purpose === "gap") return this.stream.gapFetched(request, result)
+    if (this.catchUp.fetched(request, result)) this.checkDeferred()
   }
 
   // -------------------------------------------------------------------------------------------
@@ -847,52 +339,20 @@ export class WatchHub {
    * number; they count against the session's window until acknowledged.
    */
   takeOutgoing(): OutgoingMessage[] {
-    const out: OutgoingMessage[] = []
-    for (const s of this.withOutbox) {
-      let batch: WatchResponseData[] = []
-      let bytes = 0
-      const flush = () => {
-        if (batch.length === 0) return
-        const seq = ++s.lastSeq
-        s.inflight.push({ seq, bytes })
-        s.unackedBytes += bytes
-        this.counters.responsesSent += batch.length
-        out.push({ session: s.id, gateway: s.gateway, format: s.format, seq, term: this.term, responses: batch })
-        batch = []
-        bytes = 0
-      }
-      for (const r of s.outbox) {
-        const b = responseBytes(r)
-        if (batch.length > 0 && bytes + b > this.options.maxMessageBytes) flush()
-        batch.push(r)
-        bytes += b
-      }
-      flush()
-      s.outbox = []
-      s.outboxBytes = 0
-    }
-    this.withOutbox.clear()
-    return out
+    return this.outbox.take(this.stream.term)
   }
 
   /** Counters and sizes. */
   stats(): HubStats {
-    let victims = 0
-    let watchers = 0
-    let unackedBytes = 0
-    for (const s of this.sessions.values()) {
-      victims += s.victims.size
-      watchers += s.watchers.size
-      unackedBytes += s.unackedBytes + s.outboxBytes
-    }
+    const { watchers, victims, unackedBytes } = this.sessions.totals()
     return {
-      head: this.head ?? 0,
+      head: this.stream.head ?? 0,
       sessions: this.sessions.size,
       watchers,
-      synced: this.synced.size,
-      unsynced: this.unsynced.size,
+      synced: this.states.synced.size,
+      unsynced: this.states.unsynced.size,
       victims,
-      ringRevs: this.ring.length,
+      ringRevs: this.stream.ring.length,
       unackedBytes,
       ...this.counters
     }
