@@ -19,6 +19,7 @@ import type { InternalKv, Revisioned } from "./internal-kv.ts"
 import { prefixRangeEnd } from "./internal-kv.ts"
 import type { LeaseWriteResponse } from "../../shared/kv.ts"
 import type { Proposer } from "../runtime/proposer.ts"
+import { concatBytes } from "../mvcc/core/key-bytes.ts"
 import { randomLeaseId } from "./lease.ts"
 
 /** Poll interval of waiters, ms. */
@@ -28,17 +29,6 @@ export const pollMs = 25
 export const defaultSessionTtl = 60
 
 const encoder = new TextEncoder()
-
-/** Concatenates byte strings. */
-export const concatBytes = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
 
 /** `name` + "/": the prefix under which a lock's or an election's keys live (etcd pfx). */
 export const keyPrefix = (name: Uint8Array): Uint8Array => concatBytes(name, encoder.encode("/"))

@@ -6,7 +6,7 @@
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
-import { validateWrite } from "../mvcc/core/validate.ts"
+import { defaultMaxTxnOps, validateWrite } from "../mvcc/core/validate.ts"
 import type { Header } from "./convert.ts"
 import type { Proposer } from "../runtime/proposer.ts"
 import type { Reader } from "../runtime/reader.ts"
@@ -43,7 +43,7 @@ export interface InternalKv {
 /** Makes the internal KV client. */
 export const makeInternalKv = (ctx: InternalKvContext): InternalKv => {
   const write = async (request: Kv.WriteRequest, traceparent: string) => {
-    const invalid = validateWrite(request, 128)
+    const invalid = validateWrite(request, defaultMaxTxnOps)
     if (invalid !== undefined) throw invalid
     if (ctx.checkQuota !== undefined) await ctx.checkQuota(request, traceparent)
     return ctx.proposer.propose(request, traceparent)

@@ -1,13 +1,13 @@
 /**
  * The mvcc service's apply path: committed raft entries, strictly in index order, into the
  * store (etcd server/etcdserver/apply.go and the FIFO of pkg/schedule; the queue and its
- * single consuming fiber live in ./main.ts).
- *
- * Batching (etcd server/storage/backend/backend.go run loop and batchTx.Unlock): applied
- * entries go into the backend's write buffer (backend-lmdb.ts); the buffer is committed as
- * one durable LMDB transaction once it holds {@link ApplierOptions.batchLimit} writes, or
- * {@link ApplierOptions.batchIntervalMs} after the first uncommitted write, whichever comes
- * first (etcd: 10000 operations, 100 ms). Reads see the buffered state at once.
+ * single consuming fiber live in ./main.ts). This module decides what each entry does; its
+ * helpers deliver the rest:
+ * - ./commit-scheduler.ts: batching of the backend commits (etcd --backend-batch-limit,
+ *   --backend-batch-interval); reads see the buffered state at once;
+ * - ./background-compaction.ts: deleting what a compaction dropped, between applies;
+ * - ./apply-results.ts: results to proposers, the cache that answers retries, local waiters;
+ * - ./apply-waiters.ts: reads waiting for an applied index (bounded, with a timeout).
  *
  * Invariant (durability of acknowledged writes): a result is published as soon as its entry
  * is applied to the buffer, before the LMDB commit. That is safe because the entry is already
@@ -34,88 +34,33 @@
  * Dedup pruning is a function of the log alone, so every member prunes alike: see
  * ./core/dedup.ts for the clock (derived from proposals' deadlines, moving at most 1 s per
  * proposal), the retention rules, the cap on records and the guarantees that remain.
- *
- * Compaction in the background (etcd 3.4 mvcc/kvstore_compaction.go scheduleCompaction):
- * applying a compaction only records it and compacts the index (./core/store.ts). The records
- * it drops are deleted afterwards by {@link Applier} itself, in batches of
- * {@link ApplierOptions.compactionBatchLimit} records (etcd
- * --experimental-compaction-batch-limit, 1000), each batch one LMDB transaction run on the
- * event loop between apply batches, never inside one, {@link compactionPauseMs} (etcd: 10 ms)
- * after the previous batch. The last batch records finishedCompactRev. A compaction asked for
- * with `physical: true` is answered once that has happened (etcd waits for its physc channel).
- *
- * Waiting readers (etcd's linearizable read waits for the applied index under the request's
- * context): a read waits at most {@link ApplierOptions.waitTimeoutMs} (default
- * {@link applyWaitTimeoutMs}) for its index, and at most {@link ApplierOptions.waitersMax}
- * (default {@link applyWaitersMax}) reads wait at once; see {@link Applier.waitApplied}.
  */
 import * as Schema from "effect/Schema"
-import type { EtcdErrorData } from "../../shared/errors.ts"
 import { unpackValue } from "../../shared/frame.ts"
 import { Index } from "../../shared/ids.ts"
 import type { Entry } from "../../shared/raft-types.ts"
 import { Proposal } from "../../shared/schema.ts"
 import { decodeUint64, encodeUint64 } from "./core/backend.ts"
-import { decodeDedupValue, type DedupBounds, type DedupRecord, DedupWindow, encodeDedupValue, metaDedupClockKey } from "./core/dedup.ts"
-import type { KvStore } from "./core/store.ts"
-import type { MvccEvent } from "./core/store.ts"
+import { type DedupBounds, metaDedupClockKey } from "./core/dedup.ts"
+import type { KvStore, MvccEvent } from "./core/store.ts"
 import { withHopSpan } from "../runtime/rpc.ts"
-import { diskBuckets, histogram } from "../runtime/metrics.ts"
 import { nowUs, recordSpan } from "../runtime/tracing.ts"
-
-/** etcd's backend commit latency (server/storage/backend/metrics.go). */
-const backendCommitSeconds = () =>
-  histogram({ name: "etcd_disk_backend_commit_duration_seconds", help: "The latency distributions of commit called by backend.", buckets: diskBuckets })
 import { applyWithAuth, type TokenIssuer } from "./auth-apply.ts"
 import { AuthTokens } from "./auth-tokens.ts"
 import { AuthStore } from "./core/auth-store.ts"
 import { LeaseTable } from "./lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
+import { applyWaitersMax, applyWaitTimeoutMs, AppliedWaiters, type WaitOutcome } from "./apply-waiters.ts"
+import { type Outgoing, ProposalResults, type PublishResults, type ResultBody } from "./apply-results.ts"
+import { BackgroundCompaction, defaultCompactionBatchLimit } from "./background-compaction.ts"
+import { type CommitPolicy, CommitScheduler, defaultBatchIntervalMs, defaultBatchLimit } from "./commit-scheduler.ts"
+import { DedupTable } from "./dedup-table.ts"
 
-/** etcd's default backend batch limit (--backend-batch-limit), in writes. */
-export const defaultBatchLimit = 10_000
-
-/** etcd's default backend batch interval (--backend-batch-interval), in ms. */
-export const defaultBatchIntervalMs = 100
-
-/**
- * etcd's default --experimental-compaction-batch-limit: key-bucket records read (and, when
- * dropped, deleted) per background compaction batch (records).
- */
-export const defaultCompactionBatchLimit = 1000
-
-/**
- * Pause between two background compaction batches, in ms (etcd scheduleCompaction waits
- * 10 ms after committing each batch), so that applies run in between.
- */
-export const compactionPauseMs = 10
-
-/** Pause before retrying a background compaction batch that failed (an LMDB error), in ms. */
-const compactionRetryMs = 1000
-
-/**
- * How long a read waits for the applied index it needs, in ms, before it fails with
- * RequestTimeout ("etcdserver: request timed out"); shorter than the gateway's own request
- * timeout (7 s), so the gateway gets the answer rather than no reply.
- */
-export const applyWaitTimeoutMs = 5_000
-
-/**
- * Most reads that may wait for an applied index at once (waiters). One more fails at once with
- * TooManyRequests ("etcdserver: too many requests"), as etcd refuses requests when its applied
- * index lags too far behind the committed one.
- */
-export const applyWaitersMax = 10_000
-
-/**
- * Most `physical: true` compactions of this member waiting for the background deletion to
- * finish (results). Beyond it the oldest is answered at once: the compaction itself is applied
- * and durable, only its space is not all freed yet.
- */
-const physicalWaitersMax = 1024
-
-/** Results kept in memory for re-sending to retried proposals. */
-const resultCacheSize = 4096
+// The apply path's defaults and outcomes, for its callers (./main.ts, tests), from its parts.
+export { applyWaitersMax, applyWaitTimeoutMs, type WaitOutcome, waitError } from "./apply-waiters.ts"
+export { localReplyTo, type ResultBody } from "./apply-results.ts"
+export { compactionPauseMs, defaultCompactionBatchLimit } from "./background-compaction.ts"
+export { defaultBatchIntervalMs, defaultBatchLimit } from "./commit-scheduler.ts"
 
 const metaTermKey = new TextEncoder().encode("term")
 
@@ -128,18 +73,10 @@ export interface ApplyBatch {
   readonly receivedUs?: number
 }
 
-/** What an applied proposal produced, as sent to its proposer (shared/schema.ts ApplyResult). */
-export type ResultBody =
-  | { readonly requestId: bigint; readonly ok: { readonly response: unknown; readonly revision: number; readonly term: number } }
-  | { readonly requestId: bigint; readonly err: EtcdErrorData }
-
 /** The applier's collaborators. */
 export interface ApplierIo {
-  /**
-   * Publishes results to a proposer's subject (one frame: the results of one applied batch for
-   * that subject, in index order), in the trace `traceparent` names (the first traced one's).
-   */
-  readonly publish: (subject: string, bodies: ReadonlyArray<ResultBody>, traceparent: string) => void
+  /** Publishes results to a proposer's subject (./apply-results.ts PublishResults). */
+  readonly publish: PublishResults
   /** Committed entries from `from` on (the raft service's log), for gap repair. */
   readonly fetchEntries: (from: number) => Promise<{ entries: ReadonlyArray<Entry>; commitIndex: number }>
   readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void
@@ -164,12 +101,8 @@ export class ApplyFailed extends Error {
   }
 }
 
-/** Batching settings of an {@link Applier}. */
-export interface ApplierOptions {
-  /** Commit once this many writes are buffered (etcd --backend-batch-limit, 10000). */
-  readonly batchLimit: number
-  /** Commit at most this many ms after the first buffered write (etcd --backend-batch-interval, 100 ms). */
-  readonly batchIntervalMs: number
+/** Settings of an {@link Applier}: the commit batching (./commit-scheduler.ts CommitPolicy) and the rest. */
+export interface ApplierOptions extends CommitPolicy {
   /**
    * Records read per background compaction batch, each batch one LMDB transaction (etcd
    * --experimental-compaction-batch-limit, 1000; natcd --compaction-batch-limit).
@@ -188,95 +121,41 @@ export interface ApplierOptions {
   readonly injectFailure?: (index: number) => boolean
 }
 
-/**
- * How a wait for an applied index ended: the index was applied, the wait timed out
- * (RequestTimeout), or too many reads were waiting already (TooManyRequests).
- */
-export type WaitOutcome = "applied" | "timedOut" | "tooMany"
-
-/**
- * The error a reader answers for a wait that did not end "applied": etcd's ErrTimeout
- * ("etcdserver: request timed out") or ErrTooManyRequests ("etcdserver: too many requests").
- */
-export const waitError = (outcome: Exclude<WaitOutcome, "applied">): EtcdErrorData =>
-  outcome === "timedOut" ? { _tag: "RequestTimeout" } : { _tag: "TooManyRequests" }
-
-/** A reader waiting for an applied index. */
-interface Waiter {
-  readonly index: number
-  readonly resolve: (outcome: WaitOutcome) => void
-  timer: ReturnType<typeof setTimeout> | undefined
-}
-
-/**
- * The reply subject of proposals made by the mvcc process itself (the auto compactor): their
- * results are handed to {@link Applier.awaitLocalResult} instead of being published.
- */
-export const localReplyTo = "local"
-
 const decodeProposal = Schema.decodeUnknownExit(Proposal)
-
-/** A result to publish after the batch commits. */
-interface Outgoing {
-  readonly subject: string
-  readonly body: ResultBody
-  readonly traceparent: string
-}
-
-const idKey = (requestId: bigint): Uint8Array => {
-  const b = new Uint8Array(8)
-  new DataView(b.buffer).setBigUint64(0, requestId)
-  return b
-}
 
 /**
  * Applies batches in index order. Invariants: `applied` is the consistent index stored in the
- * backend (the last entry applied, including no-ops); `waiters` is sorted by index, holds at
- * most waitersMax readers, each with a running timer, and a waiter leaves it when resolved
- * (applied or timed out); `dedup` holds exactly the dedup table's records, in apply order.
+ * backend (the last entry applied, including no-ops).
  */
 export class Applier {
   private applied: number
   private term: number
-  private readonly waiters: Waiter[] = []
-  /** The dedup table's records and the log clock (./core/dedup.ts), mirroring the backend. */
-  private readonly dedup: DedupWindow
-  private readonly results = new Map<bigint, ResultBody>()
-  /**
-   * The ids in `results`, oldest first from `resultNext` on (a ring of resultCacheSize). Evicting
-   * through the Map's own order (`keys().next()`) would scan past every slot deleted since V8
-   * last rehashed the table: about a microsecond per applied write at this size.
-   */
-  private readonly resultOrder: Array<bigint | undefined> = new Array(resultCacheSize)
-  private resultNext = 0
+  /** Reads waiting for an applied index (./apply-waiters.ts). */
+  private readonly waiters: AppliedWaiters
+  /** The ids of applied proposals, in the backend and mirrored in memory (./dedup-table.ts). */
+  private readonly dedup: DedupTable
+  /** Where results go, and the recent ones kept for retries (./apply-results.ts). */
+  private readonly results: ProposalResults
   readonly counters = { entries: 0, duplicates: 0, undecodable: 0, gapsRepaired: 0, compactedKeys: 0, waitTimeouts: 0, waitRefusals: 0 }
   private readonly backend: LmdbBackend
   private readonly store: KvStore
   private readonly member: string
   private readonly io: ApplierIo
   private readonly options: ApplierOptions
-  private commitTimer: ReturnType<typeof setTimeout> | undefined
+  /** The backend's batched commits (./commit-scheduler.ts). */
+  private readonly commits: CommitScheduler
+  /** The deletion of what compactions dropped (./background-compaction.ts). */
+  private readonly compaction: BackgroundCompaction
   /** Set when the entries being applied held a compaction: the batch is committed at once. */
   private compacted = false
-  private readonly localWaiters = new Map<bigint, (body: ResultBody) => void>()
   /** Arrival time of the batch being applied (traced frames), for mvcc.apply.queue spans. */
   private batchReceivedUs: number | undefined
-  /** The traceparent of the first traced apply since the last backend commit ("" for none). */
-  private commitTrace = ""
   /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
   private readonly leases: LeaseTable
   /** The member's auth store, changed in the same transactions as the store (./auth-apply.ts). */
   readonly auth: AuthStore
   /** The member's token provider: Authenticate's tokens are assigned as it is applied. */
   private readonly tokens: TokenIssuer
-  /** The next background compaction batch, when one is due. */
-  private compactionTimer: ReturnType<typeof setTimeout> | undefined
-  /** Results of this member's `physical: true` compactions, sent once the deletion finished. */
-  private physicalWaiters: Outgoing[] = []
-  /** Set by {@link close}: no more background batches. */
-  private closed = false
-  /** Records dropped from the dedup window at restore (a lowered cap), deleted from the table with the next proposal. */
-  private pendingDedupDeletes: DedupRecord[]
 
   constructor(
     backend: LmdbBackend,
@@ -306,17 +185,24 @@ export class Applier {
     if (!Number.isSafeInteger(this.options.compactionBatchLimit) || this.options.compactionBatchLimit < 1) {
       throw new Error(`compaction batch limit must be a positive integer: ${this.options.compactionBatchLimit}`)
     }
+    this.waiters = new AppliedWaiters(this.options.waitersMax, this.counters)
+    this.results = new ProposalResults((subject, bodies, traceparent) => io.publish(subject, bodies, traceparent))
+    this.commits = new CommitScheduler(backend, this.options, (level, message, fields) => io.log(level, message, fields))
+    this.compaction = new BackgroundCompaction({
+      backend,
+      store,
+      batchLimit: this.options.compactionBatchLimit,
+      commit: () => this.commit(),
+      log: (level, message, fields) => io.log(level, message, fields),
+      counters: this.counters,
+      onFinished: () => this.results.releasePhysical()
+    })
     this.applied = store.consistentIndex()
     const t = backend.read.get("meta", metaTermKey)
     this.term = t === undefined ? 0 : decodeUint64(t)
-    const clock = backend.read.get("meta", metaDedupClockKey)
-    const records: DedupRecord[] = backend.dedupEntries().map(({ key, value }) => ({ id: idOf(key), ...decodeDedupValue(value) }))
-    const { window, dropped } = DedupWindow.restore(clock === undefined ? 0 : decodeUint64(clock), records, this.options.dedup)
-    this.dedup = window
-    // Only when the cap was lowered: the table is trimmed alike on every member at its next apply.
-    this.pendingDedupDeletes = dropped
+    this.dedup = DedupTable.restore(backend, this.options.dedup)
     // A compaction whose deletion a restart cut short resumes (etcd restore).
-    this.scheduleCompaction()
+    this.compaction.schedule()
   }
 
   /** The last applied raft index. */
@@ -338,35 +224,12 @@ export class Applier {
    */
   waitApplied(index: number, timeoutMs: number = this.options.waitTimeoutMs): Promise<WaitOutcome> | undefined {
     if (index <= this.applied) return undefined
-    if (this.waiters.length >= this.options.waitersMax) {
-      this.counters.waitRefusals++
-      return Promise.resolve("tooMany")
-    }
-    return new Promise<WaitOutcome>((resolve) => {
-      const waiter: Waiter = { index, resolve, timer: undefined }
-      waiter.timer = setTimeout(() => {
-        waiter.timer = undefined
-        const at = this.waiters.indexOf(waiter)
-        if (at !== -1) this.waiters.splice(at, 1)
-        this.counters.waitTimeouts++
-        resolve("timedOut")
-      }, timeoutMs)
-      waiter.timer.unref?.()
-      // Sorted insert (after waiters of the same index, so they are woken in arrival order).
-      let lo = 0
-      let hi = this.waiters.length
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (this.waiters[mid]!.index <= index) lo = mid + 1
-        else hi = mid
-      }
-      this.waiters.splice(lo, 0, waiter)
-    })
+    return this.waiters.wait(index, timeoutMs)
   }
 
   /** Readers waiting for an applied index now (tests and metrics). */
   waitingReaders(): number {
-    return this.waiters.length
+    return this.waiters.size()
   }
 
   /**
@@ -375,12 +238,12 @@ export class Applier {
    * its own deadline with {@link forgetLocalResult}.
    */
   awaitLocalResult(requestId: bigint): Promise<ResultBody> {
-    return new Promise((resolve) => this.localWaiters.set(requestId, resolve))
+    return this.results.awaitLocal(requestId)
   }
 
   /** Drops the waiter of a local proposal. */
   forgetLocalResult(requestId: bigint): void {
-    this.localWaiters.delete(requestId)
+    this.results.forgetLocal(requestId)
   }
 
   /**
@@ -388,47 +251,7 @@ export class Applier {
    * the batch policy, at shutdown, and by tests.
    */
   commit(): void {
-    if (this.commitTimer !== undefined) {
-      clearTimeout(this.commitTimer)
-      this.commitTimer = undefined
-    }
-    this.commitBackend()
-  }
-
-  /**
-   * The backend commit, timed (etcd_disk_backend_commit_duration_seconds) and traced: a
-   * `mvcc.backend.commit` span in the trace of the first traced entry the batch holds.
-   */
-  private commitBackend(): void {
-    const writes = this.backend.pendingWrites()
-    if (writes === 0) return
-    const startUs = nowUs()
-    this.backend.commit()
-    const endUs = nowUs()
-    backendCommitSeconds().observe((endUs - startUs) / 1e6)
-    if (this.commitTrace !== "") {
-      recordSpan("mvcc.backend.commit", this.commitTrace, startUs, endUs, { writes })
-      this.commitTrace = ""
-    }
-  }
-
-  /** etcd's batch policy: commit at the write limit, else within the batch interval. */
-  private scheduleCommit(): void {
-    const pending = this.backend.pendingWrites()
-    if (pending === 0) return
-    if (pending >= this.options.batchLimit) return this.commit()
-    if (this.commitTimer !== undefined) return
-    this.commitTimer = setTimeout(() => {
-      this.commitTimer = undefined
-      try {
-        this.commitBackend()
-      } catch (e) {
-        // The buffer is kept; the next write or interval retries the commit.
-        this.io.log("warn", "backend commit failed", { error: String(e) })
-        this.scheduleCommit()
-      }
-    }, this.options.batchIntervalMs)
-    this.commitTimer.unref?.()
+    this.commits.commit()
   }
 
   /**
@@ -437,79 +260,17 @@ export class Applier {
    * next start.
    */
   close(): void {
-    this.closed = true
-    if (this.compactionTimer !== undefined) {
-      clearTimeout(this.compactionTimer)
-      this.compactionTimer = undefined
-    }
+    this.compaction.close()
     this.commit()
   }
 
   /**
-   * Runs the pending compaction's remaining batches now, one after another without pausing
-   * (each still its own LMDB transaction), blocking applies meanwhile. For defragmenting,
-   * which should copy the database without the records the compaction dropped; etcd's defrag
-   * blocks writes for its whole length too. Throws when a batch fails.
+   * Runs the pending compaction's remaining batches now, blocking applies meanwhile, and
+   * answers the `physical` compactions waiting (./background-compaction.ts finishNow; for
+   * defragmenting). Throws when a batch fails.
    */
   finishCompaction(): void {
-    if (this.compactionTimer !== undefined) {
-      clearTimeout(this.compactionTimer)
-      this.compactionTimer = undefined
-    }
-    while (this.store.pendingCompaction() !== undefined) {
-      const batch = this.backend.write((tx) => this.store.compactBatch(tx, this.options.compactionBatchLimit))
-      this.commit()
-      this.counters.compactedKeys += batch.deleted
-    }
-    this.answerPhysical()
-  }
-
-  /** Answers the `physical` compactions waiting (the deletion finished). */
-  private answerPhysical(): void {
-    const waiting = this.physicalWaiters
-    this.physicalWaiters = []
-    this.send(waiting.map((out) => this.cached(out)))
-  }
-
-  /** Schedules the next background compaction batch, if a compaction is pending and none is scheduled. */
-  private scheduleCompaction(pauseMs = compactionPauseMs): void {
-    if (this.closed || this.compactionTimer !== undefined || this.store.pendingCompaction() === undefined) return
-    this.compactionTimer = setTimeout(() => {
-      this.compactionTimer = undefined
-      this.runCompactionBatch()
-    }, pauseMs)
-    this.compactionTimer.unref?.()
-  }
-
-  /**
-   * Runs one background compaction batch: deletes up to compactionBatchLimit dropped records
-   * in one write, then commits (etcd ForceCommit after each batch; the commit also takes the
-   * applied writes buffered so far, which are whole entries with their consistent index). Runs
-   * as its own event-loop task, so never inside an apply. On the last batch, answers the
-   * `physical` compactions waiting. A failure is logged and the batch retried after
-   * {@link compactionRetryMs}.
-   */
-  private runCompactionBatch(): void {
-    if (this.closed) return
-    let batch
-    try {
-      batch = this.backend.write((tx) => this.store.compactBatch(tx, this.options.compactionBatchLimit))
-    } catch (e) {
-      // The write undid its deletions and the scan did not move: the same batch runs again.
-      this.io.log("warn", "compaction batch failed; will retry", { error: String(e), compactRevision: this.store.pendingCompaction() })
-      this.scheduleCompaction(compactionRetryMs)
-      return
-    }
-    try {
-      this.commit()
-    } catch (e) {
-      // The buffer keeps the deletions; the next commit takes them.
-      this.io.log("warn", "backend commit failed", { error: String(e) })
-    }
-    this.counters.compactedKeys += batch.deleted
-    if (!batch.done) return this.scheduleCompaction()
-    if (batch.revision !== undefined) this.io.log("info", "finished scheduled compaction", { compactRevision: batch.revision })
-    this.answerPhysical()
+    this.compaction.finishNow()
   }
 
   /**
@@ -578,38 +339,13 @@ export class Applier {
     if (this.compacted) {
       this.compacted = false
       this.commit()
-      this.scheduleCompaction()
+      this.compaction.schedule()
     } else {
-      this.scheduleCommit()
+      this.commits.schedule()
     }
-    let woken = 0
-    while (woken < this.waiters.length && this.waiters[woken]!.index <= this.applied) woken++
-    for (const w of this.waiters.splice(0, woken)) {
-      clearTimeout(w.timer)
-      w.resolve("applied")
-    }
+    this.waiters.wake(this.applied)
     // Published before the commit: see the durability invariant in the module comment.
-    this.send(toSend)
-  }
-
-  /** Publishes results: local ones to their waiters, the rest in one frame per proposer subject. */
-  private send(toSend: ReadonlyArray<Outgoing>): void {
-    const bySubject = new Map<string, { bodies: ResultBody[]; traceparent: string }>()
-    for (const { subject, body, traceparent } of toSend) {
-      if (subject === localReplyTo) {
-        const resolve = this.localWaiters.get(body.requestId)
-        this.localWaiters.delete(body.requestId)
-        resolve?.(body)
-        continue
-      }
-      const group = bySubject.get(subject)
-      if (group === undefined) bySubject.set(subject, { bodies: [body], traceparent })
-      else {
-        group.bodies.push(body)
-        if (group.traceparent === "") group.traceparent = traceparent
-      }
-    }
-    for (const [subject, { bodies, traceparent }] of bySubject) this.io.publish(subject, bodies, traceparent)
+    this.results.send(toSend)
   }
 
   private applyEntry(tx: LmdbWriteTx, entry: Entry, term: number): Outgoing | undefined {
@@ -631,20 +367,16 @@ export class Applier {
       recordSpan("mvcc.apply.queue", p.traceparent, this.batchReceivedUs, nowUs(), { index: entry.index })
     }
     return withHopSpan("mvcc.apply", p.traceparent, (traceparent) => {
-      if (this.commitTrace === "") this.commitTrace = traceparent
+      this.commits.noteTrace(traceparent)
       const deadlineMs = Math.max(0, p.deadlineMs)
-      this.forget(tx, this.pendingDedupDeletes)
-      this.pendingDedupDeletes = []
-      this.forget(tx, this.dedup.advance(deadlineMs, entry.index))
-      const id = idKey(p.requestId)
+      this.dedup.advance(tx, deadlineMs, entry.index)
       const mine = p.origin === this.member
-      if (tx.dedupGet(id) !== undefined) {
+      if (this.dedup.has(tx, p.requestId)) {
         this.counters.duplicates++
         const cached = mine ? this.results.get(p.requestId) : undefined
         return cached === undefined ? undefined : { subject: p.replyTo, body: cached, traceparent }
       }
-      tx.dedupPut(id, encodeDedupValue(deadlineMs, entry.index))
-      this.forget(tx, this.dedup.add({ id: p.requestId, deadlineMs, index: entry.index }))
+      this.dedup.add(tx, p.requestId, deadlineMs, entry.index)
       const r = applyWithAuth(this.store, this.leases, this.auth, this.tokens, tx, Index(entry.index), p.request, p.authInfo, mine)
       if ("ok" in r && r.events.length > 0) this.io.onEvents?.(r.revision, r.events)
       if ("compaction" in p.request && "ok" in r) this.compacted = true
@@ -656,32 +388,9 @@ export class Applier {
       // etcd v3_server Compact: with physical set, the answer waits for the deletion to finish
       // (and is cached for retries only then, so a retry does not get it early).
       if ("compaction" in p.request && p.request.compaction.physical === true && "ok" in r) {
-        this.physicalWaiters.push(out)
-        const oldest = this.physicalWaiters.length > physicalWaitersMax ? this.physicalWaiters.shift() : undefined
-        return oldest === undefined ? undefined : this.cached(oldest)
+        return this.results.holdPhysical(out)
       }
-      return this.cached(out)
+      return this.results.cached(out)
     })
   }
-
-  /** Keeps `out`'s result for re-sending to a retry of its proposal (the newest {@link resultCacheSize}). */
-  private cached(out: Outgoing): Outgoing {
-    const id = out.body.requestId
-    if (!this.results.has(id)) {
-      const evicted = this.resultOrder[this.resultNext]
-      if (evicted !== undefined) this.results.delete(evicted)
-      this.resultOrder[this.resultNext] = id
-      this.resultNext = (this.resultNext + 1) % resultCacheSize
-    }
-    this.results.set(id, out.body)
-    return out
-  }
-
-  /** Deletes dropped dedup records from the table, in the apply's transaction. */
-  private forget(tx: LmdbWriteTx, records: ReadonlyArray<DedupRecord>): void {
-    for (const r of records) tx.dedupDelete(idKey(r.id))
-  }
 }
-
-/** The request id stored under an 8-byte dedup key. */
-const idOf = (key: Uint8Array): bigint => new DataView(key.buffer, key.byteOffset, key.byteLength).getBigUint64(0)

@@ -18,8 +18,7 @@ import type { ServeOptions } from "../runtime/rpc.ts"
 import { serveEndpoint } from "../runtime/rpc.ts"
 import type { AuthTokens } from "./auth-tokens.ts"
 import type { AuthStore } from "./core/auth-store.ts"
-import type { WaitOutcome } from "./apply.ts"
-import { waitError } from "./apply.ts"
+import { type WaitOutcome, waitError } from "./apply-waiters.ts"
 
 /** Most password checks running or waiting at once (checks); more get TooManyRequests. */
 export const maxPasswordChecks = 64

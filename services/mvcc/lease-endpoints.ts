@@ -16,7 +16,7 @@ import { mvccLease, mvccLeases } from "../../shared/endpoints.ts"
 import type { ServeOptions } from "../runtime/rpc.ts"
 import { serveEndpoint } from "../runtime/rpc.ts"
 import type { Applier } from "./apply.ts"
-import { waitError } from "./apply.ts"
+import { waitError } from "./apply-waiters.ts"
 import type { KvStore } from "./core/store.ts"
 import type { LeaseTable } from "./lease-table.ts"
 

@@ -35,7 +35,7 @@ import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseCheckpoint, LeaseGrantRequest } from "../../shared/kv.ts"
 import type { BackendReadTx, BackendWriteTx } from "./core/backend.ts"
-import { toKeyString } from "./core/key-bytes.ts"
+import { concatBytes, prefixEnd, toKeyString } from "./core/key-bytes.ts"
 import type { MvccEvent } from "./core/store.ts"
 
 /** etcd's MaxLeaseTTL, in seconds. */
@@ -84,26 +84,9 @@ const u64 = (n: bigint): Uint8Array => {
   return b
 }
 
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
-
-/** The key just past every key starting with `prefix`. */
-const prefixEnd = (prefix: Uint8Array): Uint8Array => {
-  const end = prefix.slice()
-  end[end.length - 1]!++
-  return end
-}
-
-const leaseRecordKey = (id: bigint): Uint8Array => concat(leasePrefix, u64(id))
+const leaseRecordKey = (id: bigint): Uint8Array => concatBytes(leasePrefix, u64(id))
 const attachKey = (id: bigint, key: Uint8Array): Uint8Array =>
-  concat(keyPrefix, u64(id), createHash("sha256").update(key).digest())
+  concatBytes(keyPrefix, u64(id), createHash("sha256").update(key).digest())
 
 const encodeLease = (l: { readonly ttl: number; readonly remainingTtl: number; readonly grantIndex: number }): Uint8Array => {
   const b = new Uint8Array(24)

@@ -29,154 +29,46 @@
  * at most 5 s (then RequestTimeout) with at most 10000 reads waiting (beyond: TooManyRequests,
  * see ./apply.ts waitApplied);
  * `mvcc.status` reports applied index, revision and db size; `mvcc.alarms` the active alarms.
+ *
+ * This file composes the process: it opens the backend and the stores, starts the apply fiber
+ * and the background jobs, and wires the endpoints, which live beside it: ./flags.ts (the
+ * flags), ./read-endpoints.ts (range, status, alarms, hashkv), ./maintenance-endpoints.ts
+ * (snapshot, chunk, defragment, install), ./lease-endpoints.ts, ./auth-endpoint.ts, ./events.ts
+ * (the event stream and history for watch), ./metrics.ts.
  */
-import { Option } from "commander"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
-import { toErrorData, MalformedFrame } from "../../shared/errors.ts"
-import type { MvccStatus } from "../../shared/schema.ts"
-import {
-  gatewayResult, mvccAlarms, mvccApply, mvccChunk, mvccDefragment, mvccEvents, mvccHashKv, mvccHistory, mvccInstall, mvccRange,
-  mvccSnapshot, mvccStatus, raftEntries, raftMembers, raftPropose, raftStatus, subjectOf
-} from "../../shared/endpoints.ts"
-import { durationMs, endpointOptions, launch, memberDir, Nats, parseBool, parseFlags, positiveInt, runDetached } from "../runtime/process.ts"
+import { gatewayResult, mvccApply, mvccEvents, mvccHashKv, mvccHistory, raftEntries, raftMembers, raftPropose, raftStatus, subjectOf } from "../../shared/endpoints.ts"
+import { endpointOptions, launch, memberDir, Nats, runDetached } from "../runtime/process.ts"
 import { privateDirMode, touchPrivateDir } from "../runtime/private-files.ts"
-import { callEndpoint, okOf, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
-import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { callEndpoint, publishEndpoint, serveEndpoint } from "../runtime/rpc.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { currentTraceparent, nowUs } from "../runtime/tracing.ts"
-import { Applier, ApplyFailed, defaultBatchIntervalMs, defaultBatchLimit, defaultCompactionBatchLimit, waitError } from "./apply.ts"
+import { Applier, type ApplyBatch, ApplyFailed } from "./apply.ts"
 import { proposeLocal, runCompactor } from "./compactor.ts"
 import { type CorruptCheckContext, runInitialCheck, runPeriodicCheck } from "./corrupt-check.ts"
-import { parseCompactionRetention, revisionCheckIntervalMs } from "./core/compactor.ts"
-import type { ApplyBatch } from "./apply.ts"
 import { LmdbBackend } from "./backend-lmdb.ts"
-import { hashKv } from "./hash.ts"
-import { installPending, installRefusal, SnapshotFiles } from "./snapshot.ts"
+import { installPending, SnapshotFiles } from "./snapshot.ts"
 import { KvStore } from "./core/store.ts"
 import { unsafeReadConsistentIndex } from "./core/backend.ts"
 import { serveLeaseEndpoints } from "./lease-endpoints.ts"
 import { LeaseTable } from "./lease-table.ts"
 import { AuthStore } from "./core/auth-store.ts"
-import { AuthTokens, defaultAuthTokenTtlSec, parseAuthToken } from "./auth-tokens.ts"
+import { AuthTokens } from "./auth-tokens.ts"
 import { serveAuthEndpoint } from "./auth-endpoint.ts"
 import { defaultEventFrameBytes, EventStream, readHistory } from "./events.ts"
+import { autoCompactionOf, injectedApplyFailure, parseMvccFlags, tokenKindOf } from "./flags.ts"
+import { type Lifecycle, serveMaintenanceEndpoints } from "./maintenance-endpoints.ts"
+import { registerMvccMetrics } from "./metrics.ts"
+import { serveReadEndpoints } from "./read-endpoints.ts"
 
-interface MvccFlags {
-  readonly applyQueue: number
-  readonly maxSnapshots: number
-  readonly backendBatchLimit: number
-  readonly backendBatchInterval: number
-  readonly compactionBatchLimit: number
-  readonly autoCompactionMode: string
-  readonly autoCompactionRetention: string
-  readonly autoCompactionCheckIntervalMs: number
-  readonly experimentalInitialCorruptCheck: boolean
-  readonly experimentalCorruptCheckTime: number
-  readonly authToken: string
-  readonly authTokenTtl: number
-}
-
-/** A duration flag that may be 0 (off): Go duration or ms. */
-const checkIntervalMs = (value: string): number => (/^0+(s|ms|m|h)?$/.test(value) ? 0 : durationMs(value))
-
-const flags = parseFlags<MvccFlags>("mvcc", process.argv, (c) =>
-  c
-    .addOption(new Option("--apply-queue <frames>", "bound of the apply queue, in frames").argParser(positiveInt).default(1024))
-    .addOption(new Option("--max-snapshots <n>", "snapshot files of the state to keep").env("NATCD_MAX_SNAPSHOTS").argParser(positiveInt).default(5))
-    .addOption(
-      new Option("--backend-batch-limit <writes>", "commit the backend after this many writes (etcd: 10000)")
-        .env("NATCD_BACKEND_BATCH_LIMIT").argParser(positiveInt).default(defaultBatchLimit)
-    )
-    .addOption(
-      new Option("--backend-batch-interval <duration>", "commit the backend at most this long after a write (Go duration or ms)")
-        .env("NATCD_BACKEND_BATCH_INTERVAL").argParser(durationMs).default(defaultBatchIntervalMs)
-    )
-    .addOption(
-      new Option("--compaction-batch-limit <records>", "records deleted per background compaction batch, one LMDB transaction each (etcd --experimental-compaction-batch-limit: 1000)")
-        .env("NATCD_COMPACTION_BATCH_LIMIT").argParser(positiveInt).default(defaultCompactionBatchLimit)
-    )
-    .addOption(
-      new Option("--auto-compaction-mode <mode>", "periodic or revision (etcd)")
-        .env("NATCD_AUTO_COMPACTION_MODE").choices(["periodic", "revision"]).default("periodic")
-    )
-    .addOption(
-      new Option("--auto-compaction-retention <retention>", "periodic: hours or a Go duration; revision: revisions; 0 = off")
-        .env("NATCD_AUTO_COMPACTION_RETENTION").default("0")
-    )
-    .addOption(
-      new Option("--auto-compaction-check-interval-ms <ms>", "revision mode's check interval (etcd: 5 min; a test knob)")
-        .env("NATCD_AUTO_COMPACTION_CHECK_INTERVAL_MS").argParser(positiveInt).default(revisionCheckIntervalMs).hideHelp()
-    )
-    // etcd's corruption check (./corrupt-check.ts); both off by default, as in etcd 3.4 and 3.5.
-    .addOption(
-      new Option("--experimental-initial-corrupt-check [bool]", "compare HashKV with the peers before serving; exit on a mismatch (etcd)")
-        .env("NATCD_INITIAL_CORRUPT_CHECK").argParser(parseBool).default(false)
-    )
-    .addOption(
-      new Option("--experimental-corrupt-check-time <duration>", "leader's HashKV comparison interval (Go duration or ms); 0 = off (etcd)")
-        .env("NATCD_CORRUPT_CHECK_TIME").argParser(checkIntervalMs).default(0)
-    )
-    // etcd's auth token options (./auth-tokens.ts).
-    .addOption(
-      new Option("--auth-token <type>", "simple, or jwt,pub-key=<file>,priv-key=<file>,sign-method=<RS256|ES256|…>[,ttl=<duration>] (etcd)")
-        .env("NATCD_AUTH_TOKEN").default("simple")
-    )
-    .addOption(
-      new Option("--auth-token-ttl <seconds>", "lifetime of a simple token after its last use (etcd: 300)")
-        .env("NATCD_AUTH_TOKEN_TTL").argParser(positiveInt).default(defaultAuthTokenTtlSec)
-    )
-)
-
-const tokenKind = (() => {
-  try {
-    return parseAuthToken(flags.authToken)
-  } catch (e) {
-    console.error(`natcd mvcc: --auth-token: ${(e as Error).message}`)
-    process.exit(2)
-  }
-})()
-
-const autoCompaction = parseCompactionRetention(flags.autoCompactionMode, flags.autoCompactionRetention)
-if (autoCompaction !== undefined && "error" in autoCompaction) {
-  console.error(`natcd mvcc: ${autoCompaction.error}`)
-  process.exit(2)
-}
-
-/**
- * Test builds only: `NATCD_TEST_FAIL_APPLY_AT_INDEX=<n>` makes the apply of entry n fail once
- * per data directory (a marker file under `dir` records that it did), to show that a failed
- * apply stops the process and loses nothing. Unset in production: no hook.
- */
-const injectedApplyFailure = (dir: string): { injectFailure?: (index: number) => boolean } => {
-  const at = Number(process.env.NATCD_TEST_FAIL_APPLY_AT_INDEX ?? "")
-  if (!Number.isSafeInteger(at) || at <= 0) return {}
-  const marker = join(dir, "test-apply-failure-injected")
-  return {
-    injectFailure: (index) => {
-      if (index !== at || existsSync(marker)) return false
-      writeFileSync(marker, `${index}\n`, { mode: 0o600 })
-      return true
-    }
-  }
-}
-
-/** How long a read may wait for its index before the service fetches missing entries itself. */
-const lagCheckMs = 100
-
-/**
- * Largest sum of response sizes in one range reply with several results (nats-server's
- * max_payload is 8 MiB); later results come back as `retry` and are asked for alone.
- */
-const maxRangeReplyBytes = 4 * 1024 * 1024
-
-/** About the encoded size of a Range response: its keys and values plus per-record overhead. */
-const responseBytes = (response: { readonly kvs: ReadonlyArray<{ readonly key: Uint8Array; readonly value: Uint8Array }> }): number =>
-  response.kvs.reduce((sum, kv) => sum + kv.key.length + kv.value.length + 48, 64)
+const flags = parseMvccFlags(process.argv)
+const tokenKind = tokenKindOf(flags)
+const autoCompaction = autoCompactionOf(flags)
 
 /** The event stream's idle heartbeat period, in ms (how soon a watch replica notices a lost last frame). */
 const eventHeartbeatMs = 500
@@ -297,147 +189,22 @@ const MvccLive = Layer.effectDiscard(
     if (flags.experimentalInitialCorruptCheck) yield* runInitialCheck(corruptCheck)
 
     const opts = endpointOptions("mvcc")
-    let restarting = false
-    let installing = false
+    const lifecycle: Lifecycle = { restarting: false }
     const endpoints = [
       serveEndpoint(nc, mvccApply, at, (req) => {
         // After fetching a snapshot this process only waits to restart on it.
-        if (restarting) return
+        if (lifecycle.restarting) return
         const batch = req.traceparent === "" ? req.body : { ...req.body, receivedUs: nowUs() }
         if (!Queue.offerUnsafe(queue, batch)) droppedFrames++
       }, opts),
-      serveEndpoint(nc, mvccRange, at, (req) => {
-        const { requests } = req.body
-        const minAppliedIndex = requests.reduce((max, r) => Math.max(max, r.minAppliedIndex), 0)
-        // One reply for the batch, once the member applied what its most recent read needs.
-        const serveRanges = () => {
-          let bytes = 0
-          const results = requests.map(({ request, authInfo }, i) => {
-            // etcd doSerialize: the reader's READ permission on the range, at the auth revision it was authorised at.
-            const denied = auth.checkRange(authInfo, request, "READ")
-            if (denied !== undefined) return denied
-            let r
-            try {
-              r = store.range(backend.read, request)
-            } catch (e) {
-              return { err: toErrorData(new MalformedFrame({ reason: `range failed: ${String(e)}` })) }
-            }
-            if ("err" in r) return { err: r.err }
-            bytes += responseBytes(r.ok)
-            if (i > 0 && bytes > maxRangeReplyBytes) return { retry: true as const }
-            return { ok: { response: r.ok, revision: r.revision, term: applier.currentTerm() } }
-          })
-          req.reply({ ok: { results } })
-        }
-        const wait = applier.waitApplied(minAppliedIndex)
-        if (wait === undefined) return serveRanges()
-        wait.then((outcome) => {
-          if (outcome === "applied") return serveRanges()
-          // Each read of the batch fails alike.
-          const err = waitError(outcome)
-          req.reply({ ok: { results: requests.map(() => ({ err })) } })
-        })
-        // If the entries the read needs were lost in transit, fetch them rather than wait.
-        setTimeout(() => {
-          if (applier.appliedIndex() < minAppliedIndex) Queue.offerUnsafe(queue, "catch-up")
-        }, lagCheckMs)
-      }, opts),
+      ...serveReadEndpoints({
+        nc, at, backend, store, applier, auth,
+        catchUp: () => Queue.offerUnsafe(queue, "catch-up"),
+        restarting: () => lifecycle.restarting,
+        options: opts
+      }),
       serveAuthEndpoint(nc, at, { auth, tokens, waitApplied: (index) => applier.waitApplied(index) }, opts),
-      serveEndpoint(nc, mvccStatus, at, (req) => {
-        // A process about to restart on a new backend does not answer: a caller waiting for the
-        // mvcc service to serve again (the gateway after a defragment) waits for the new one.
-        if (restarting) return
-        const size = backend.size()
-        const status: typeof MvccStatus.Type = {
-          appliedIndex: applier.appliedIndex(),
-          revision: store.currentRevision(),
-          compactRevision: store.compactRevision(),
-          dbSizeBytes: size.fileBytes,
-          dbSizeInUseBytes: size.inUseBytes
-        }
-        req.reply(status)
-      }, opts),
-      serveEndpoint(nc, mvccAlarms, at, (req) => {
-        req.reply({ alarms: store.activeAlarms() })
-      }, opts),
-      serveEndpoint(nc, mvccHashKv, at, (req) => {
-        const current = store.currentRevision()
-        const revision = req.body.revision <= 0 ? current : req.body.revision
-        const compactRevision = store.compactRevision()
-        if (revision > current) return req.reply({ err: { _tag: "FutureRevision", requestedRevision: revision, currentRevision: current } })
-        if (revision < compactRevision) return req.reply({ err: { _tag: "Compacted", requestedRevision: revision, compactRevision } })
-        const hash = hashKv(backend.read, revision, (k, v) => store.isLiveRecord(k, v))
-        req.reply({ ok: { hash, compactRevision, hashRevision: revision, revision: current } })
-      }, opts),
-      serveEndpoint(nc, mvccSnapshot, at, (req) => {
-        snapshots.create(() => applier.commit(), () => applier.appliedIndex(), (path) => backend.backup(path), flags.maxSnapshots).then(
-          (info) => req.reply({ ok: info }),
-          (e) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `snapshot failed: ${String(e)}` })) })
-        )
-      }, opts),
-      serveEndpoint(nc, mvccChunk, at, (req) => {
-        snapshots.readChunk(req.body.file, req.body.offset, req.body.length).then(
-          (data) => req.reply({ ok: { data } }),
-          (e) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `chunk failed: ${String(e)}` })) })
-        )
-      }, opts),
-      serveEndpoint(nc, mvccDefragment, at, (req) => {
-        // etcd rewrites the bbolt file; natcd writes a compacted LMDB copy (everything committed
-        // first) and restarts on it, as after installing a snapshot. Entries applied meanwhile
-        // are applied again from raft after the restart.
-        if (restarting) return req.reply({ err: toErrorData(new MalformedFrame({ reason: "restarting" })) })
-        // A compaction's dropped records still waiting for deletion would go into the copy.
-        try {
-          applier.finishCompaction()
-        } catch (e) {
-          return req.reply({ err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
-        }
-        applier.commit()
-        restarting = true
-        backend.backup(`${dbPath}.install`, true).then(
-          () => {
-            req.reply({ ok: { sizeBytes: statSync(`${dbPath}.install`).size } })
-            runDetached(Effect.logInfo("defragmented; restarting on the compacted copy"))
-            setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
-          },
-          (e) => {
-            restarting = false
-            req.reply({ err: toErrorData(new MalformedFrame({ reason: `defragment failed: ${String(e)}` })) })
-          }
-        )
-      }, opts),
-      serveEndpoint(nc, mvccInstall, at, (req) => {
-        const { fromMember, snapshot } = req.body
-        const refuse = (reason: string) => req.reply({ err: toErrorData(new MalformedFrame({ reason: `install refused: ${reason}` })) })
-        if (restarting) return refuse("restarting")
-        if (installing) return refuse("another install is under way")
-        installing = true
-        // Only a snapshot of a current member, above what is applied, is fetched (./snapshot.ts
-        // installRefusal); the fetched file must match its size, SHA-256 and index before it is
-        // put in place. On any failure the current database stays and the error is returned.
-        const install = async () => {
-          const { members, leader } = await callEndpoint(rpc, raftMembers, at, {}, { timeoutMs: 2000 })
-          const refusal = installRefusal(fromMember, snapshot, { cluster: flags.cluster, members, leader, appliedIndex: applier.appliedIndex() })
-          if (refusal !== undefined) throw new Error(refusal)
-          const source = subjectOf(mvccChunk, { cluster: flags.cluster, member: fromMember })
-          await snapshots.fetch(snapshot, async (offset, length) => {
-            return okOf(await callEndpoint(rpc, mvccChunk, source, { file: snapshot.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
-          })
-        }
-        install().then(
-          () => {
-            // The fetched state is in place for the next start: answer, then restart on it.
-            restarting = true
-            req.reply({ ok: { appliedIndex: snapshot.index } })
-            runDetached(Effect.logInfo("snapshot fetched; restarting on it").pipe(Effect.annotateLogs({ index: snapshot.index, sizeBytes: snapshot.sizeBytes, fromMember })))
-            setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
-          },
-          (e) => {
-            runDetached(Effect.logWarning("snapshot install refused or failed; kept the current database").pipe(Effect.annotateLogs({ fromMember, index: snapshot.index, error: String(e) })))
-            refuse(String((e as Error)?.message ?? e))
-          }
-        ).finally(() => (installing = false))
-      }, opts)
+      ...serveMaintenanceEndpoints({ nc, rpc, at, backend, dbPath, snapshots, maxSnapshots: flags.maxSnapshots, applier, lifecycle, options: opts })
     ]
     yield* Effect.addFinalizer(() => Effect.sync(() => endpoints.forEach((e) => e.stop())))
     const leaseEndpoints = serveLeaseEndpoints({
@@ -459,23 +226,8 @@ const MvccLive = Layer.effectDiscard(
       clearInterval(heartbeat)
       history.stop()
     }))
-    // Metrics (etcd server/storage/mvcc/metrics.go, server/etcdserver/metrics.go) and readiness.
-    gaugeFrom("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () => applier.appliedIndex())
-    gaugeFrom("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", () => backend.size().fileBytes)
-    gaugeFrom("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", () => backend.size().inUseBytes)
-    gaugeFrom("etcd_debugging_mvcc_keys_total", "Total number of keys.", () => store.unsafeIndex().size)
-    gaugeFrom("etcd_mvcc_current_revision", "The current revision of the store.", () => store.currentRevision())
-    gaugeFrom("etcd_mvcc_compact_revision", "The revision of the last compaction in store.", () => store.compactRevision())
-    gaugeFrom("natcd_mvcc_apply_queue_depth", "Frames of committed entries waiting in the FIFO apply queue.", () => Queue.sizeUnsafe(queue))
-    counterFrom("natcd_mvcc_apply_queue_dropped_total", "Apply frames dropped because the queue was full (repaired from raft).", () => droppedFrames)
-    counterFrom("natcd_mvcc_apply_gaps_repaired_total", "Times missing committed entries were fetched from raft.", () => applier.counters.gapsRepaired)
-    counterFrom("natcd_mvcc_duplicate_proposals_total", "Retried proposals skipped because their request id was applied before.", () => applier.counters.duplicates)
-    counterFrom("natcd_mvcc_backend_commits_total", "LMDB transactions committed.", () => backend.commits)
-    counterFrom("etcd_debugging_mvcc_db_compaction_keys_total", "Total number of db keys compacted.", () => applier.counters.compactedKeys)
-    gaugeFrom("natcd_mvcc_range_waiters", "Reads waiting for the applied index they need.", () => applier.waitingReaders())
-    counterFrom("natcd_mvcc_range_wait_timeouts_total", "Reads that timed out waiting for their applied index (RequestTimeout).", () => applier.counters.waitTimeouts)
-    counterFrom("natcd_mvcc_range_wait_refusals_total", "Reads refused because too many were waiting (TooManyRequests).", () => applier.counters.waitRefusals)
-    addReadinessCheck("apply", () => (restarting ? "restarting on a new backend" : undefined))
+    registerMvccMetrics({ applier, backend, store, queueDepth: () => Queue.sizeUnsafe(queue), droppedFrames: () => droppedFrames })
+    addReadinessCheck("apply", () => (lifecycle.restarting ? "restarting on a new backend" : undefined))
 
     // Catch up at start: entries committed while this process was down.
     Queue.offerUnsafe(queue, "catch-up")
@@ -497,7 +249,6 @@ const MvccLive = Layer.effectDiscard(
         revisionCheckIntervalMs: flags.autoCompactionCheckIntervalMs
       }, autoCompaction).pipe(Effect.forkScoped)
     }
-
   })
 )
 

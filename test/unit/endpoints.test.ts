@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { endpoints, inboxPrefix, permissionsFor, raftMsg, roles, subjectOf, subjectsTable, tokensOf, walAppend } from "../../shared/endpoints.ts"
+import * as declared from "../../shared/endpoints.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 
 describe("endpoint declarations", () => {
@@ -19,6 +20,15 @@ describe("endpoint declarations", () => {
       expect(e.callers.length, e.name).toBeGreaterThan(0)
       expect(e.subject, e.name).toMatch(/^natcd\.\{cluster\}(\.([a-z]+|\{[a-z]+\}))+$/)
     }
+  })
+
+  it("list every exported declaration in the aggregate that permissions and docs walk", () => {
+    const exported = Object.values(declared as Record<string, unknown>).filter((v): v is (typeof endpoints)[number] =>
+      typeof v === "object" && v !== null && "subject" in v && "callers" in v && "servers" in v
+    )
+    expect(exported.length).toBeGreaterThan(0)
+    for (const e of exported) expect(endpoints, e.name).toContain(e)
+    expect(exported.length).toBe(endpoints.length)
   })
 
   it("build subjects from checked tokens and parse them back", () => {

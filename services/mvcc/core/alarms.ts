@@ -12,6 +12,7 @@
  */
 import type { AlarmMember, AlarmRequest, AlarmResponse, AlarmType } from "../../../shared/kv.ts"
 import type { BackendReadTx, BackendWriteTx } from "./backend.ts"
+import { prefixEnd } from "./key-bytes.ts"
 
 const prefix = new TextEncoder().encode("alarm/")
 const typeCodes: Readonly<Record<AlarmType, number>> = { NONE: 0, NOSPACE: 1, CORRUPT: 2 }
@@ -27,12 +28,6 @@ const alarmKey = (m: AlarmMember): Uint8Array => {
   return k
 }
 
-const prefixEnd = (): Uint8Array => {
-  const e = prefix.slice()
-  e[e.length - 1]!++
-  return e
-}
-
 const order = (a: AlarmMember, b: AlarmMember): number =>
   typeCodes[a.alarm] - typeCodes[b.alarm] || (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0)
 
@@ -46,7 +41,7 @@ export class AlarmStore {
   /** Reads the alarms from the backend (etcd AlarmStore.restore). Throws on a corrupt record. */
   static restore(tx: BackendReadTx): AlarmStore {
     const s = new AlarmStore()
-    for (const { key } of tx.range("meta", prefix, prefixEnd())) {
+    for (const { key } of tx.range("meta", prefix, prefixEnd(prefix))) {
       if (key.length !== prefix.length + 9) throw new Error(`corrupt alarm record of ${key.length} bytes`)
       const alarm = typeNames[key[prefix.length]!]
       if (alarm === undefined) throw new Error(`unknown alarm type ${key[prefix.length]}`)

@@ -20,6 +20,9 @@
  * "auth/enabled" (one byte, 1 or 0), "auth/revision" (8 bytes big-endian),
  * "auth/user/" + name and "auth/role/" + name (msgpack of the record below).
  *
+ * Which keys a user's permissions cover (intervals, etcd's range permission cache) is
+ * ./auth-permissions.ts.
+ *
  * Pure: no clock, no IO but the transaction it is given. Tokens (which need a clock) live in the
  * shell (../auth-tokens.ts); the store reports which users' tokens an apply invalidates.
  */
@@ -29,7 +32,10 @@ import type { AuthInfo, AuthRequest, AuthResponse, Permission } from "../../../s
 import { rootRole, rootUser } from "../../../shared/auth.ts"
 import type { BackendReadTx, BackendWriteTx } from "./backend.ts"
 import { decodeUint64, encodeUint64 } from "./backend.ts"
-import { compareBytes } from "./key-bytes.ts"
+import { compareBytes, concatBytes, prefixEnd } from "./key-bytes.ts"
+import { coversKey, coversRange, isOpenEnded, isValidPermissionRange, type KeyRange, type MergedPermissions, mergePermissions } from "./auth-permissions.ts"
+
+export { coversRange, type KeyRange } from "./auth-permissions.ts"
 
 /** A user as stored: `password` is a bcrypt hash ("" for a no-password user). */
 export interface AuthUser {
@@ -72,86 +78,10 @@ const enabledKey = utf8("auth/enabled")
 const revisionKey = utf8("auth/revision")
 const userPrefix = utf8("auth/user/")
 const rolePrefix = utf8("auth/role/")
-const prefixEnd = (p: Uint8Array): Uint8Array => {
-  const e = p.slice()
-  e[e.length - 1]!++
-  return e
-}
-const withPrefix = (p: Uint8Array, name: string): Uint8Array => {
-  const n = utf8(name)
-  const k = new Uint8Array(p.length + n.length)
-  k.set(p)
-  k.set(n, p.length)
-  return k
-}
+const withPrefix = (p: Uint8Array, name: string): Uint8Array => concatBytes(p, utf8(name))
 
 /** Name order as etcd's (bbolt keys, Go's sort.Strings): by UTF-8 bytes. */
 const byBytes = (a: string, b: string): number => compareBytes(utf8(a), utf8(b))
-
-/** The zero byte etcd's range_end uses for "every key from `key` on". */
-const isOpenEnded = (rangeEnd: Uint8Array): boolean => rangeEnd.length === 1 && rangeEnd[0] === 0
-
-/**
- * A permission's key interval [begin, end), `end` undefined for +infinity (etcd
- * adt.BytesAffineInterval, where an empty end is above every key).
- */
-interface Interval {
-  readonly begin: Uint8Array
-  readonly end: Uint8Array | undefined
-}
-
-const pointEnd = (key: Uint8Array): Uint8Array => {
-  const e = new Uint8Array(key.length + 1)
-  e.set(key)
-  return e
-}
-
-/** A permission's interval (etcd getMergedPerms): a single key, a range, or from `key` on. */
-const permissionInterval = (p: Permission): Interval =>
-  p.rangeEnd.length === 0 ? { begin: p.key, end: pointEnd(p.key) } : { begin: p.key, end: isOpenEnded(p.rangeEnd) ? undefined : p.rangeEnd }
-
-/** Compares interval ends, undefined (+infinity) above everything. */
-const compareEnd = (a: Uint8Array | undefined, b: Uint8Array | undefined): number =>
-  a === undefined ? (b === undefined ? 0 : 1) : b === undefined ? -1 : compareBytes(a, b)
-
-/**
- * True when the union of `intervals` covers [begin, end) without a gap (etcd intervalTree
- * Contains): the intervals overlapping it, in order of their begin, must chain from at or below
- * `begin` to at or above `end`.
- */
-export const coversRange = (intervals: ReadonlyArray<Interval>, begin: Uint8Array, end: Uint8Array | undefined): boolean => {
-  const overlapping = intervals
-    .filter((iv) => compareEnd(iv.end, begin) > 0 && (end === undefined || compareBytes(iv.begin, end) < 0))
-    .sort((a, b) => compareBytes(a.begin, b.begin))
-  const first = overlapping[0]
-  if (first === undefined || compareBytes(first.begin, begin) > 0) return false
-  let reach = first.end
-  for (const iv of overlapping.slice(1)) {
-    if (compareEnd(reach, iv.begin) < 0) return false
-    if (compareEnd(iv.end, reach) > 0) reach = iv.end
-  }
-  return compareEnd(reach, end) >= 0
-}
-
-/** True when one of `intervals` holds `key` (etcd checkKeyPoint). */
-const coversKey = (intervals: ReadonlyArray<Interval>, key: Uint8Array): boolean =>
-  intervals.some((iv) => compareBytes(iv.begin, key) <= 0 && compareEnd(iv.end, key) > 0)
-
-/** A user's merged permission intervals (etcd unifiedRangePermissions). */
-interface MergedPermissions {
-  readonly read: ReadonlyArray<Interval>
-  readonly write: ReadonlyArray<Interval>
-}
-
-/** A key range a request touches: `rangeEnd` as in the request (empty: one key; [0]: from `key` on). */
-export interface KeyRange {
-  readonly key: Uint8Array
-  readonly rangeEnd?: Uint8Array
-}
-
-/** etcd isValidPermissionRange: a non-empty key, and an end above it, or empty, or open. */
-const isValidPermissionRange = (key: Uint8Array, rangeEnd: Uint8Array): boolean =>
-  key.length > 0 && (rangeEnd.length === 0 || compareBytes(key, rangeEnd) < 0 || isOpenEnded(rangeEnd))
 
 /**
  * The store. Invariants: `users` and `roles` hold exactly the user and role records of the
@@ -402,20 +332,7 @@ export class AuthStore {
 
   /** etcd refreshRangePermCache: every user's READ and WRITE intervals from its roles. */
   private refreshMerged(): void {
-    const merged = new Map<string, MergedPermissions>()
-    for (const u of this.users.values()) {
-      const read: Interval[] = []
-      const write: Interval[] = []
-      for (const roleName of u.roles) {
-        for (const p of this.roles.get(roleName)?.permissions ?? []) {
-          const iv = permissionInterval(p)
-          if (p.permType !== "WRITE") read.push(iv)
-          if (p.permType !== "READ") write.push(iv)
-        }
-      }
-      merged.set(u.name, { read, write })
-    }
-    this.merged = merged
+    this.merged = mergePermissions(this.users.values(), this.roles)
   }
 }
 

@@ -129,23 +129,19 @@ export const periodicCheck = (
 ): PeriodicVerdict => {
   const findings: Finding[] = []
   let alarm: bigint | undefined
-  const mismatch = (f: Finding) => {
-    findings.push(f)
-    if (alarm === undefined) alarm = f.memberId
+  // Every finding here is a mismatch, and the first one names the member the alarm is for.
+  const mismatch = (memberId: bigint, message: string, fields: Finding["fields"]) => {
+    findings.push({ memberId, message, mismatch: true, fields })
+    if (alarm === undefined) alarm = memberId
   }
   if (after.hash !== before.hash && after.revision === before.revision && after.compactRevision === before.compactRevision) {
-    mismatch({
-      memberId: selfId,
-      message: "found hash mismatch",
-      mismatch: true,
-      fields: {
-        "revision-1": before.revision,
-        "compact-revision-1": before.compactRevision,
-        "hash-1": before.hash,
-        "revision-2": after.revision,
-        "compact-revision-2": after.compactRevision,
-        "hash-2": after.hash
-      }
+    mismatch(selfId, "found hash mismatch", {
+      "revision-1": before.revision,
+      "compact-revision-1": before.compactRevision,
+      "hash-1": before.hash,
+      "revision-2": after.revision,
+      "compact-revision-2": after.compactRevision,
+      "hash-2": after.hash
     })
   }
   let checked = 0
@@ -154,33 +150,22 @@ export const periodicCheck = (
     checked++
     const id = hex(p.memberId)
     if (p.ok.revision > after.revision) {
-      mismatch({
-        memberId: p.memberId,
-        message: "revision from follower must be less than or equal to leader's",
-        mismatch: true,
-        fields: { "leader-revision": after.revision, "follower-revision": p.ok.revision, "follower-peer-id": id }
+      mismatch(p.memberId, "revision from follower must be less than or equal to leader's", {
+        "leader-revision": after.revision, "follower-revision": p.ok.revision, "follower-peer-id": id
       })
     }
     if (p.ok.compactRevision > after.compactRevision) {
-      mismatch({
-        memberId: p.memberId,
-        message: "compact revision from follower must be less than or equal to leader's",
-        mismatch: true,
-        fields: { "leader-compact-revision": after.compactRevision, "follower-compact-revision": p.ok.compactRevision, "follower-peer-id": id }
+      mismatch(p.memberId, "compact revision from follower must be less than or equal to leader's", {
+        "leader-compact-revision": after.compactRevision, "follower-compact-revision": p.ok.compactRevision, "follower-peer-id": id
       })
     }
     if (p.ok.compactRevision === before.compactRevision && p.ok.hash !== before.hash) {
-      mismatch({
-        memberId: p.memberId,
-        message: "same compact revision then hashes must match",
-        mismatch: true,
-        fields: {
-          "leader-compact-revision": after.compactRevision,
-          "leader-hash": before.hash,
-          "follower-compact-revision": p.ok.compactRevision,
-          "follower-hash": p.ok.hash,
-          "follower-peer-id": id
-        }
+      mismatch(p.memberId, "same compact revision then hashes must match", {
+        "leader-compact-revision": after.compactRevision,
+        "leader-hash": before.hash,
+        "follower-compact-revision": p.ok.compactRevision,
+        "follower-hash": p.ok.hash,
+        "follower-peer-id": id
       })
     }
   }

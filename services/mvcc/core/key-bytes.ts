@@ -10,6 +10,9 @@
  *
  * Not a text codec: these functions never interpret UTF-8. (TextDecoder's "latin1" is really
  * windows-1252 and would map 0x80..0x9f to other code points, so it is not used.)
+ *
+ * Also the few operations on byte strings that keys need everywhere (compare, equal,
+ * concatenate, the end of a prefix), so that no module keeps its own copy.
  */
 
 const chunk = 0x2000
@@ -46,4 +49,26 @@ export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
+}
+
+/** Concatenates byte strings into a new one. */
+export const concatBytes = (...parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/**
+ * The key just past every key starting with `prefix`: `prefix` with its last byte incremented.
+ * For the fixed ASCII prefixes of natcd's own records (a last byte below 0xff; not etcd's
+ * GetPrefixRangeEnd, which also handles 0xff).
+ */
+export const prefixEnd = (prefix: Uint8Array): Uint8Array => {
+  const end = prefix.slice()
+  end[end.length - 1]!++
+  return end
 }

@@ -18,6 +18,9 @@
  * far their deletion got. A restart with a compaction not finished compacts the rebuilt index
  * again and resumes the deletion (etcd restore does the same).
  *
+ * The walks of the key bucket in revision order (rebuilding the index, replaying events) are
+ * ./key-bucket-scan.ts.
+ *
  * Differences from etcd, on purpose:
  * - The consistent index is stored by the store itself in every apply transaction.
  * - A txn that etcd would crash on is failed and undone instead (see txn.ts).
@@ -54,9 +57,7 @@ import {
   unsafeUpdateConsistentIndex
 } from "./backend.ts"
 import { AlarmStore } from "./alarms.ts"
-import { KeyIndex } from "./key-index.ts"
-import { toKeyString } from "./key-bytes.ts"
-import { decodeKeyValue } from "./kv-codec.ts"
+import { restoreIndex, unsafeReadEvents } from "./key-bucket-scan.ts"
 import {
   type CompactionBatch,
   compactionEnd,
@@ -66,7 +67,7 @@ import {
   planCompactionBatch
 } from "./compaction.ts"
 import { executeRange } from "./range.ts"
-import { bytesToRev, isTombstone, mainPrefix, revToBytes } from "./revision.ts"
+import { bytesToRev } from "./revision.ts"
 import { TreeIndex } from "./tree-index.ts"
 import { applyPut, applyTxn, executeDeleteRange, type LeaseExists } from "./txn.ts"
 import { type MvccEvent, StoreTxnWrite } from "./write-txn.ts"
@@ -74,6 +75,7 @@ import { type MvccEvent, StoreTxnWrite } from "./write-txn.ts"
 export { validateRange, validateWrite, defaultMaxTxnOps } from "./validate.ts"
 export type { MvccEvent } from "./write-txn.ts"
 export type { CompactionBatch } from "./compaction.ts"
+export { unsafeReadEvents } from "./key-bucket-scan.ts"
 
 /** Options of {@link KvStore.restore}. */
 export interface KvStoreOptions {
@@ -103,9 +105,6 @@ export type ApplyResult =
   | { readonly ok: WriteResponse; readonly revision: Revision; readonly events: ReadonlyArray<MvccEvent> }
   | { readonly err: EtcdErrorData }
   | { readonly skipped: true }
-
-/** Records read per backend range call during restore and event reads. */
-const chunkRecords = 10_000
 
 /**
  * Invariants: 1 <= currentRev; compactRev <= currentRev (compactRev is -1 until the first
@@ -145,32 +144,7 @@ export class KvStore {
     if (pending !== undefined) s.state.compactRev = pending
     else if (finished !== undefined) s.state.compactRev = finished
     const index = s.state.index
-    let currentRev = 1
-    let start = revToBytes({ main: 1, sub: 0 })
-    for (;;) {
-      const records = tx.range("key", start, undefined, chunkRecords)
-      for (const { key: bucketKey, value } of records) {
-        const r = bytesToRev(bucketKey)
-        if (r.main < currentRev) throw new Error(`restore: revision ${r.main} below previous ${currentRev}`)
-        currentRev = r.main
-        const kv = decodeKeyValue(value)
-        const key = toKeyString(kv.key)
-        const tomb = isTombstone(bucketKey)
-        const ki = index.keyIndex(key)
-        if (ki !== undefined) {
-          // A tombstone on an already-deleted key cannot be written by natcd; etcd only warns.
-          if (tomb) ki.tombstone(r.main, r.sub)
-          else ki.put(r.main, r.sub)
-        } else {
-          const nki = new KeyIndex(key)
-          if (tomb) nki.restoreTombstone(r.main, r.sub)
-          else nki.restore({ main: kv.createRevision, sub: 0 }, r, kv.version)
-          index.insert(nki)
-        }
-      }
-      if (records.length < chunkRecords) break
-      start = successor(records[records.length - 1]!.key)
-    }
+    const currentRev = restoreIndex(tx, index)
     if (pending !== undefined) {
       // The records are a suffix of each key's history (./compaction.ts), so compacting the
       // rebuilt index again gives the index the compaction produced before the restart.
@@ -364,41 +338,6 @@ export class KvStore {
 }
 
 /**
- * The key changes of main revisions startRev..endRev (inclusive), in revision order, read from
- * the backend's key bucket as etcd's watchable store does when a watcher catches up
- * (watchable_store.go syncWatchers). Events carry no prevKv. Revisions at or below the compact
- * revision may be partly gone, or wait for deletion: callers check the compact revision first
- * and pass `live` (KvStore.isLiveRecord) to leave out records a compaction dropped.
- */
-export const unsafeReadEvents = (
-  tx: BackendReadTx,
-  startRev: number,
-  endRev: number,
-  live?: (bucketKey: Uint8Array, value: Uint8Array) => boolean
-): MvccEvent[] => {
-  const events: MvccEvent[] = []
-  if (endRev < startRev) return events
-  const end = mainPrefix(endRev + 1)
-  let start = mainPrefix(Math.max(startRev, 0))
-  for (;;) {
-    const records = tx.range("key", start, end, chunkRecords)
-    for (const { key: bucketKey, value } of records) {
-      if (live !== undefined && !live(bucketKey, value)) continue
-      const kv = decodeKeyValue(value)
-      if (isTombstone(bucketKey)) {
-        const main = Revision(bytesToRev(bucketKey).main)
-        events.push({ type: "DELETE", kv: { ...kv, modRevision: main } })
-      } else {
-        events.push({ type: "PUT", kv })
-      }
-    }
-    if (records.length < chunkRecords) break
-    start = successor(records[records.length - 1]!.key)
-  }
-  return events
-}
-
-/**
  * Whether a txn has a put among the top-level ops of either branch: etcd's capped applier
  * rejects a txn whose quota cost is above zero, and costTxn counts only top-level puts
  * (etcd server/etcdserver/quota.go), so a put inside a nested txn does not count.
@@ -413,10 +352,3 @@ export const txnHasPut = (t: TxnRequest): boolean =>
  */
 export const txnIsReadOnly = (t: TxnRequest): boolean =>
   t.success.every((op) => "requestRange" in op) && t.failure.every((op) => "requestRange" in op)
-
-/** The smallest byte string above `b`: b followed by a zero byte. */
-const successor = (b: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(b.length + 1)
-  out.set(b)
-  return out
-}
