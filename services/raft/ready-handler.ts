@@ -9,7 +9,7 @@
  * One Ready, in order:
  * 1. report a soft state change (a lost leader fails the ReadIndex rounds in flight);
  * 2. a snapshot from the leader: yield it for persisting (its state machine part is installed
- *    already, see services/raft/main.ts), then restore the in-memory log from it;
+ *    already, see services/raft/snapshot-transfer.ts), then restore the in-memory log from it;
  * 3. a leader's replication messages (MsgApp, MsgHeartbeat, MsgSnap) leave before its own write
  *    (Raft thesis §10.2.1; the core counts the leader's own entries only after 7);
  * 4. yield the hard state and entries for persisting, then record them in MemoryStorage; a Ready

@@ -44,23 +44,23 @@
  * --nats-tls (NATS_TLS=1) adds TLS to NATS with a CA and certificates it creates under
  * `creds/tls/`. The process runs with umask 077: every file it creates is 0600, every
  * directory 0700 (as etcd's private modes).
+ *
+ * Files: this one holds the command line, the ports and command lines of the processes, and
+ * starts them in order; ./supervise.ts runs and restarts one process; ./nats-servers.ts writes
+ * nats-server's config; ./credentials.ts creates the keys and certificates.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Command, InvalidArgumentError, Option } from "commander"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Schedule from "effect/Schedule"
-import { spawn } from "node:child_process"
-import type { ChildProcess } from "node:child_process"
-import { createConnection } from "node:net"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { maxFrameBytes } from "../../shared/frame.ts"
 import { loggingLayer, positiveInt } from "../runtime/process.ts"
-import { authorizationFileName, clusterIdentities, ensureCredentials, privateDir, privateFile, routePassword, tlsBlock, writeAuthorization } from "./nats-security.ts"
-import { ensureTlsFiles } from "../runtime/certs.ts"
-import type { TlsFiles } from "../runtime/certs.ts"
+import { setUpCredentials } from "./credentials.ts"
+import { NatsServers } from "./nats-servers.ts"
+import { privateDir } from "./nats-security.ts"
+import { supervise, waitForPort } from "./supervise.ts"
+import type { ProcessSpec } from "./supervise.ts"
 
 // Data, keys and configs are private to the user running natcd (etcd: 0700 dirs, 0600 files).
 process.umask(0o077)
@@ -142,146 +142,10 @@ const metricsPort = (memberIndex: number, service: keyof typeof serviceSlots | "
   opts.metricsBase + opts.portOffset +
   (service === "watch" ? 90 + k : 10 * memberIndex + (service === "gateway" && k > 1 ? 3 + k : serviceSlots[service]))
 
-interface ProcessSpec {
-  readonly name: string
-  readonly command: string
-  readonly args: ReadonlyArray<string>
-  /** Port of the process's /livez, polled once it had time to start; none for nats-server. */
-  readonly healthPort?: number
-}
-
-/** Liveness polling of supervised processes. */
-const livenessPollMs = 2000
-const livenessGraceMs = 60_000
-
-/** GET http://127.0.0.1:`port`/livez; true on 200 within 1.5 s. */
-const probeLivez = (port: number): Promise<boolean> =>
-  fetch(`http://127.0.0.1:${port}/livez`, { signal: AbortSignal.timeout(1500) }).then(
-    async (r) => {
-      await r.arrayBuffer().catch(() => undefined)
-      return r.status === 200
-    },
-    () => false
-  )
-
-const waitForPort = (port: number) =>
-  Effect.tryPromise(() =>
-    new Promise<void>((ok, fail) => {
-      const socket = createConnection({ host: "127.0.0.1", port }, () => {
-        socket.end()
-        ok()
-      })
-      socket.on("error", fail)
-    })
-  ).pipe(Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)), times: 100 }))
-
-const stopChild = (child: ChildProcess) =>
-  Effect.callback<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    const killer = setTimeout(() => child.kill("SIGKILL"), 5000)
-    child.once("exit", () => {
-      clearTimeout(killer)
-      resume(Effect.void)
-    })
-    child.kill("SIGTERM")
-  })
-
-/**
- * Set once the supervisor is told to stop (SIGINT or SIGTERM). Ctrl-C reaches every process of
- * the terminal's process group, so services may exit before the supervisor stops them: such an
- * exit is the shutdown, not a failure to report and restart.
- */
-let stopping = false
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true))
-
-/**
- * Exit code of a service stopped by SIGTERM (Effect's runMain exits with 130 once a signal has
- * interrupted the program, whichever signal): the mvcc service restarting itself on a new
- * backend, or an operator restarting one process.
- */
-const plannedExitCode = 130
-/** Wait (ms) before restarting a service that stopped with {@link plannedExitCode}. */
-const plannedRestartMs = 100
-
-/**
- * Runs `spec` until interrupted, restarting it whenever it exits (unless stopping): after a
- * crash with backoff (100 ms doubling to 5 s, reset once it ran 30 s), after a planned stop
- * ({@link plannedExitCode}) after {@link plannedRestartMs} without growing the backoff.
- */
-const supervise = (spec: ProcessSpec) =>
-  Effect.gen(function*() {
-    let backoffMs = 100
-    while (true) {
-      const startedAt = Date.now()
-      const exit = yield* Effect.acquireUseRelease(
-        Effect.sync(() => spawn(spec.command, spec.args as string[], { stdio: ["ignore", "inherit", "inherit"] })),
-        (child) =>
-          Effect.callback<{ code: number | null; signal: string | null }>((resume) => {
-            const poll = spec.healthPort === undefined || opts.livenessFailures <= 0 ? undefined : setInterval(() => {
-              if (probing) return
-              probing = true
-              probeLivez(spec.healthPort!).then((ok) => {
-                probing = false
-                if (ok) answered = true
-                // Failures count once the process answered once, or after the grace period: a
-                // slow start on a loaded machine is not a hang.
-                if (!ok && !answered && Date.now() - startedAt < livenessGraceMs) return
-                failures = ok ? 0 : failures + 1
-                if (failures < opts.livenessFailures || child.exitCode !== null || child.signalCode !== null) return
-                Effect.runFork(Effect.logWarning("process failed its liveness checks; killing it").pipe(
-                  Effect.annotateLogs({ service: "supervisor", process: spec.name, port: spec.healthPort, failures }),
-                  Effect.provide(loggingLayer(opts.logLevel))
-                ))
-                failures = 0
-                child.kill("SIGKILL")
-              })
-            }, livenessPollMs)
-            let failures = 0
-            let probing = false
-            let answered = false
-            child.once("exit", (code, signal) => {
-              if (poll !== undefined) clearInterval(poll)
-              resume(Effect.succeed({ code, signal }))
-            })
-            child.once("error", (e) => {
-              if (poll !== undefined) clearInterval(poll)
-              resume(Effect.succeed({ code: -1, signal: e.message }))
-            })
-          }),
-        stopChild
-      )
-      if (stopping) return yield* Effect.never
-      if (Date.now() - startedAt > 30_000) backoffMs = 100
-      if (exit.code === plannedExitCode) {
-        // Stopped on SIGTERM: the mvcc service restarting on a compacted or installed backend,
-        // or an operator's restart. Not a crash: restarted after the first backoff step, which
-        // does not grow.
-        yield* Effect.logInfo("process stopped; restarting").pipe(
-          Effect.annotateLogs({ process: spec.name, code: exit.code, backoffMs: plannedRestartMs })
-        )
-        yield* Effect.sleep(Duration.millis(plannedRestartMs))
-        continue
-      }
-      yield* Effect.logWarning("process exited; restarting").pipe(
-        Effect.annotateLogs({ process: spec.name, code: exit.code, signal: exit.signal, backoffMs })
-      )
-      yield* Effect.sleep(Duration.millis(backoffMs))
-      backoffMs = Math.min(backoffMs * 2, 5000)
-    }
-  })
-
 const watchReplicaNames = Array.from({ length: opts.watchReplicas }, (_, i) => `w${i + 1}`)
 const memberNames = Array.from({ length: opts.members }, (_, i) => `m${i + 1}`)
-const credsDir = join(dataDir, "creds")
-privateDir(dataDir)
-ensureCredentials(credsDir, clusterIdentities(memberNames, watchReplicaNames))
-const credentials = writeAuthorization(dataDir, opts.cluster)
 // NATS_TLS=1 (make run NATS_TLS=1) as --nats-tls; commander would take NATS_TLS=0 as "on".
 const natsTlsOn = opts.natsTls === true || ["1", "true", "yes"].includes((process.env.NATS_TLS ?? "").toLowerCase())
-const natsTls: TlsFiles | undefined = natsTlsOn
-  ? ensureTlsFiles(join(credsDir, "tls"), { ca: "natcd NATS CA", server: "natcd nats-server", client: "natcd" })
-  : undefined
-
 // TLS=1 or TLS=auto (make run TLS=...) as --client-tls; TLS=0 or unset: plain text.
 const tlsEnv = (process.env.TLS ?? "").toLowerCase()
 const clientTlsMode: "ca" | "auto" | undefined = opts.clientTls === "auto" || (opts.clientTls === undefined && tlsEnv === "auto")
@@ -289,25 +153,11 @@ const clientTlsMode: "ca" | "auto" | undefined = opts.clientTls === "auto" || (o
   : opts.clientTls === true || opts.clientTls === "ca" || ["1", "true", "yes", "ca"].includes(tlsEnv)
   ? "ca"
   : undefined
-const clientTls: TlsFiles | undefined = clientTlsMode === "ca"
-  ? ensureTlsFiles(join(credsDir, "client-tls"), { ca: "natcd client CA", server: "natcd", client: "root" })
-  : undefined
-/** The gateway's TLS flags (services/gateway/client-tls.ts) with --client-tls. */
-const clientTlsArgs: ReadonlyArray<string> = clientTlsMode === "auto"
-  ? ["--auto-tls"]
-  : clientTls === undefined
-  ? []
-  : [`--cert-file=${clientTls.serverCert}`, `--key-file=${clientTls.serverKey}`, `--trusted-ca-file=${clientTls.ca}`, "--client-cert-auth"]
-
-/** The flags that let a process of `identity` onto the bus: its NKey seed file, TLS files. */
-const natsSecurityArgs = (identity: { readonly role: string; readonly name: string }): ReadonlyArray<string> => {
-  const cred = credentials.find((c) => c.identity.role === identity.role && c.identity.name === identity.name)
-  if (cred === undefined) throw new Error(`no credential for ${identity.role}.${identity.name}`)
-  return [
-    `--nats-creds=${cred.file}`,
-    ...(natsTls === undefined ? [] : [`--nats-tls-ca=${natsTls.ca}`, `--nats-tls-cert=${natsTls.clientCert}`, `--nats-tls-key=${natsTls.clientKey}`])
-  ]
-}
+privateDir(dataDir)
+const { credsDir, natsTls, clientTlsArgs, natsSecurityArgs } = setUpCredentials({
+  dataDir, cluster: opts.cluster, members: memberNames, watchReplicas: watchReplicaNames, natsTls: natsTlsOn, clientTlsMode
+})
+const supervision = { livenessFailures: opts.livenessFailures, logLevel: opts.logLevel }
 
 const node = process.execPath
 /**
@@ -344,44 +194,14 @@ const program = Effect.gen(function*() {
   const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   if (natsUrl === undefined) {
     const servers = opts.natsCluster
-    const clientPortOf = (j: number) => opts.natsPort + opts.portOffset + 10000 * j
-    const routePortOf = (j: number) => 6222 + opts.portOffset + 10000 * j
-    for (let j = 0; j < servers; j++) {
-      const conf = join(dataDir, servers === 1 ? "nats-server.conf" : `nats-server-${j + 1}.conf`)
-      privateFile(conf, [
-        "# Written by natcd run.",
-        ...(servers === 1 ? [] : [`server_name: natcd-nats-${j + 1}`]),
-        "listen: 127.0.0.1:" + clientPortOf(j),
-        // etcd accepts requests of 1.5 MiB; frames carry them plus raft batches.
-        `max_payload: ${maxFrameBytes}`,
-        "max_pending: 268435456",
-        "write_deadline: \"10s\"",
-        // Message and connection statistics (no payloads) for benchmarks and debugging; off by default.
-        ...(opts.natsMonitorPort === undefined ? [] : [`http: 127.0.0.1:${opts.natsMonitorPort + opts.portOffset + 10000 * j}`]),
-        // Quiet runs (--log-level Warn or Error) keep nats-server's informational lines in a file.
-        ...(opts.logLevel === "Warn" || opts.logLevel === "Error"
-          ? [`log_file: ${JSON.stringify(join(dataDir, servers === 1 ? "nats-server.log" : `nats-server-${j + 1}.log`))}`]
-          : []),
-        ...(servers === 1 ? [] : [
-          "cluster {",
-          `  name: ${opts.cluster}`,
-          `  listen: 127.0.0.1:${routePortOf(j)}`,
-          // Routes authenticate too: a stranger cannot join the NATS cluster to read the bus.
-          `  authorization { user: natcd-route, password: ${JSON.stringify(routePassword(credsDir))} }`,
-          `  routes: [${Array.from({ length: servers }, (_, k) => k).filter((k) => k !== j).map((k) => `nats-route://natcd-route:${routePassword(credsDir)}@127.0.0.1:${routePortOf(k)}`).join(", ")}]`,
-          "}"
-        ]),
-        ...(natsTls === undefined ? [] : [tlsBlock(natsTls)]),
-        // Users and permissions live in their own file, rewritten by `natcd creds` (then SIGHUP).
-        `include ${JSON.stringify(authorizationFileName)}`,
-        `pid_file: ${JSON.stringify(join(dataDir, servers === 1 ? "nats-server.pid" : `nats-server-${j + 1}.pid`))}`,
-        ""
-      ].join("\n"))
-      fibers.push(yield* Effect.forkChild(supervise({ name: servers === 1 ? "nats-server" : `nats-server/${j + 1}`, command: "nats-server", args: ["-c", conf] })))
-    }
-    for (let j = 0; j < servers; j++) yield* waitForPort(clientPortOf(j))
-    natsUrl = Array.from({ length: servers }, (_, j) => `nats://127.0.0.1:${clientPortOf(j)}`).join(",")
-    if (servers > 1) memberNatsUrl = (i) => `nats://127.0.0.1:${clientPortOf(i % servers)}`
+    const nats = new NatsServers({
+      servers, natsPort: opts.natsPort, portOffset: opts.portOffset, cluster: opts.cluster, dataDir, credsDir, logLevel: opts.logLevel,
+      natsMonitorPort: opts.natsMonitorPort, natsTls
+    })
+    for (let j = 0; j < servers; j++) fibers.push(yield* Effect.forkChild(supervise(nats.writeConfig(j), supervision)))
+    for (let j = 0; j < servers; j++) yield* waitForPort(nats.clientPort(j))
+    natsUrl = nats.urls()
+    if (servers > 1) memberNatsUrl = (i) => nats.memberUrl(i)
   } else {
     // An external nats-server: its operator includes <data-dir>/nats-authorization.conf.
     if (opts.natsCluster > 1) {
@@ -394,12 +214,12 @@ const program = Effect.gen(function*() {
     privateDir(join(dataDir, member))
     const clientUrl = `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`
     const url = memberNatsUrl(i)
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", i, member, url))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", i, member, url))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", i, member, url))))
-    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", i, member, url, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]))))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("wal", i, member, url), supervision)))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("mvcc", i, member, url), supervision)))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("lease", i, member, url), supervision)))
+    fibers.push(yield* Effect.forkChild(supervise(serviceSpec("raft", i, member, url, [`--initial-cluster=${members.join(",")}`, `--advertise-client-urls=${clientUrl}`]), supervision)))
     const gatewayArgs = [`--listen-client-urls=${clientUrl}`, ...clientTlsArgs, ...(opts.gateways > 1 ? ["--socket-reuse-port"] : [])]
-    for (let k = 1; k <= opts.gateways; k++) fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, gatewayArgs, k))))
+    for (let k = 1; k <= opts.gateways; k++) fibers.push(yield* Effect.forkChild(supervise(serviceSpec("gateway", i, member, url, gatewayArgs, k), supervision)))
   }
   // Watch replicas belong to no member: no --member on their command line, named w1, w2, ...
   for (let i = 1; i <= opts.watchReplicas; i++) {
@@ -408,7 +228,7 @@ const program = Effect.gen(function*() {
       command: node,
       healthPort: metricsPort(0, "watch", i),
       args: [...serviceNodeFlags, join(servicesDir, "watch", "main.ts"), `--replica=w${i}`, `--metrics-port=${metricsPort(0, "watch", i)}`, `--data-dir=${dataDir}`, `--cluster=${opts.cluster}`, `--nats=${natsUrl}`, `--log-level=${opts.logLevel}`, ...natsSecurityArgs({ role: "watch", name: `w${i}` })]
-    })))
+    }, supervision)))
   }
   yield* Effect.logInfo("natcd running").pipe(
     Effect.annotateLogs({ members: members.join(","), gatewaysPerMember: opts.gateways, dataDir, nats: natsUrl, clientUrls: members.map((_, i) => `${clientTlsMode === undefined ? "http" : "https"}://127.0.0.1:${clientPort(i)}`).join(",") })

@@ -35,72 +35,28 @@
  *
  * ## Lock
  *
- * `wal.lock` holds the pid of the owner. It is created atomically (written under a unique
- * name, then hard-linked to `wal.lock`, which fails if it exists). A lock whose pid is not a
- * live process on this host is stale and is broken. Limits: the pid check assumes every
- * process opening the directory runs on the same host and pid namespace, and breaking a stale
- * lock is not atomic against another process breaking the same stale lock at the same moment.
- * etcd takes `flock` on each segment file instead; Node has no flock.
+ * `wal.lock` holds the pid of the owner; see ./wal-lock.ts.
+ *
+ * ## Files
+ *
+ * This file holds the open WAL: appending with group commit (`save`, `saveSnapshot`),
+ * releasing old segments (`releaseTo`) and closing. Opening, reading back and torn-tail repair
+ * are in ./wal-open.ts, the directory lock in ./wal-lock.ts, segment file writes and the
+ * preallocation pipeline in ./segment-file.ts.
  */
-import { link, mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from "node:fs/promises"
-import { dirname, join } from "node:path"
-import { emptyHardState, isEmptyHardState, type Entry, type HardState, type SnapshotMetadata } from "../../shared/raft-types.ts"
+import { rename, unlink, type FileHandle } from "node:fs/promises"
+import { join } from "node:path"
+import { isEmptyHardState, type Entry, type HardState, type SnapshotMetadata } from "../../shared/raft-types.ts"
 import type { Index } from "../../shared/ids.ts"
-import { planAppend, planCreate, type EncoderState } from "./core/encoder.ts"
+import { planAppend, type EncoderState } from "./core/encoder.ts"
 import { recordProblem, type WalRecord } from "./core/payload.ts"
-import { WalReplay } from "./core/replay.ts"
-import { orderSegments, parseSegmentName, releasableCount, type SegmentId } from "./core/segment.ts"
-import { privateDirMode, privateFileMode } from "../runtime/private-files.ts"
-import { fsyncDir, prepareSegmentFile, SegmentFilePipeline, writeFully, writeZeros } from "./segment-file.ts"
+import { parseSegmentName, releasableCount, type SegmentId } from "./core/segment.ts"
+import { fsyncDir, SegmentFilePipeline, writeFully } from "./segment-file.ts"
+import { openWalDir, type WalContents, type WalInit, type WalOptions } from "./wal-open.ts"
 
 export { WalCorruptError } from "./core/wal-error.ts"
-
-/** Default segment size, as etcd's `SegmentSizeBytes`: 64 MiB. */
-export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
-
-/** Name of the lock file inside the WAL directory. */
-export const LOCK_FILE = "wal.lock"
-
-/**
- * Options of {@link Wal.open}.
- * - `segmentBytes`: size in bytes at which a new segment is cut (default 64 MiB). A segment
- *   grows beyond it only to hold a single record larger than a segment.
- * - `preallocate`: fill each new segment with `segmentBytes` zeros before use (default true).
- */
-export interface WalOptions {
-  segmentBytes?: number
-  preallocate?: boolean
-}
-
-/**
- * What {@link Wal.open} read back.
- * - `metadata`: the bytes given when the WAL was created (a reopen returns the stored ones).
- * - `hardState`: the last hard state saved (emptyHardState if none).
- * - `entries`: the live entries after `snapshot`, consecutive indexes, truncations applied.
- * - `snapshot`: the snapshot marker with the highest index, if any was saved.
- * - `repaired`: present when a torn tail of the last segment was dropped: segment file name,
- *   byte offset where valid records end, and how many bytes (up to the last non-zero one)
- *   were dropped. A copy of the segment before the repair is kept as `<file>.broken`.
- */
-export interface WalContents {
-  metadata: Uint8Array
-  hardState: HardState
-  entries: Entry[]
-  snapshot?: SnapshotMetadata
-  repaired?: { file: string; offset: number; bytesDropped: number }
-}
-
-/** Another live process (or this one) holds the WAL directory open. */
-export class WalLockedError extends Error {
-  override readonly name = "WalLockedError"
-  readonly dir: string
-  readonly pid: number
-  constructor(dir: string, pid: number) {
-    super(`wal: ${dir} is locked by process ${pid} (${join(dir, LOCK_FILE)})`)
-    this.dir = dir
-    this.pid = pid
-  }
-}
+export { LOCK_FILE, WalLockedError } from "./wal-lock.ts"
+export { DEFAULT_SEGMENT_BYTES, type WalContents, type WalOptions } from "./wal-open.ts"
 
 /** A call on a closed WAL. */
 export class WalClosedError extends Error {
@@ -114,54 +70,6 @@ interface Pending {
   readonly records: WalRecord[]
   readonly resolve: () => void
   readonly reject: (e: unknown) => void
-}
-
-const errorCode = (e: unknown): string | undefined =>
-  typeof e === "object" && e !== null && "code" in e ? String((e as { code: unknown }).code) : undefined
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return errorCode(e) === "EPERM"
-  }
-}
-
-let lockAttempt = 0
-
-/** Takes `<dir>/wal.lock` for this process; see the module comment. */
-const acquireLock = async (dir: string): Promise<string> => {
-  const lockPath = join(dir, LOCK_FILE)
-  const candidate = join(dir, `${LOCK_FILE}.${process.pid}.${lockAttempt++}.new`)
-  await writeFile(candidate, `${process.pid}\n`, { mode: privateFileMode })
-  try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(candidate, lockPath)
-        return lockPath
-      } catch (e) {
-        if (errorCode(e) !== "EEXIST") throw e
-      }
-      let holder: number
-      try {
-        holder = Number.parseInt(await readFile(lockPath, "utf8"), 10)
-      } catch (e) {
-        if (errorCode(e) === "ENOENT") continue
-        throw e
-      }
-      if (Number.isSafeInteger(holder) && holder > 0 && (holder === process.pid || isAlive(holder))) {
-        throw new WalLockedError(dir, holder)
-      }
-      // Stale: its process is gone (or the file is unreadable garbage).
-      await unlink(lockPath).catch((e: unknown) => {
-        if (errorCode(e) !== "ENOENT") throw e
-      })
-    }
-    throw new Error(`wal: could not take ${lockPath}`)
-  } finally {
-    await unlink(candidate).catch(() => undefined)
-  }
 }
 
 /**
@@ -195,16 +103,7 @@ export class Wal {
    */
   onGroup: ((group: { saves: number; records: number; bytes: number; syncSeconds: number }) => void) | undefined
 
-  private constructor(init: {
-    dir: string
-    segmentBytes: number
-    preallocate: boolean
-    lockPath: string
-    segments: SegmentId[]
-    tail: FileHandle
-    encoder: EncoderState
-    fsyncs: number
-  }) {
+  private constructor(init: WalInit) {
     this.dir = init.dir
     this.segmentBytes = init.segmentBytes
     this.lockPath = init.lockPath
@@ -227,84 +126,10 @@ export class Wal {
    * Errors: {@link WalLockedError} when another open WAL holds the directory;
    * {@link WalCorruptError} (file, byte offset, reason) for corruption that is not a torn tail,
    * a missing segment, conflicting metadata or an entry gap; node:fs errors otherwise.
-   * On error the lock is released.
+   * On error the lock is released. The work and its durable order: ./wal-open.ts.
    */
   static async open(dir: string, metadata: Uint8Array, options: WalOptions = {}): Promise<{ wal: Wal; contents: WalContents }> {
-    const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
-    if (!Number.isSafeInteger(segmentBytes) || segmentBytes <= 0) throw new RangeError(`wal: bad segmentBytes ${segmentBytes}`)
-    const preallocate = options.preallocate ?? true
-    // Directories 0700, files 0600, as etcd's WAL (fileutil.PrivateDirMode / PrivateFileMode).
-    const created = await mkdir(dir, { recursive: true, mode: privateDirMode })
-    if (created !== undefined) {
-      // Make every directory entry we just created durable, from the WAL directory up.
-      for (let d = dir; ; d = dirname(d)) {
-        await fsyncDir(dirname(d))
-        if (d === created || dirname(d) === d) break
-      }
-    }
-    const lockPath = await acquireLock(dir)
-    let fsyncs = 0
-    try {
-      const names = await readdir(dir)
-      for (const n of names) if (n.endsWith(".tmp")) await unlink(join(dir, n))
-      const segments = orderSegments(names)
-      const last = segments[segments.length - 1]
-      if (last === undefined) {
-        const plan = planCreate(metadata)
-        const chunk = plan.chunks[0]!
-        const tmpPath = join(dir, `${chunk.name}.tmp`)
-        const tail = await prepareSegmentFile(tmpPath, segmentBytes, preallocate)
-        try {
-          await writeFully(tail, chunk.bytes, 0)
-          await tail.datasync()
-          await rename(tmpPath, join(dir, chunk.name))
-          await fsyncDir(dir)
-          fsyncs += 2
-        } catch (e) {
-          await tail.close().catch(() => undefined)
-          throw e
-        }
-        const wal = new Wal({ dir, segmentBytes, preallocate, lockPath, segments: [parseSegmentName(chunk.name)!], tail, encoder: plan.state, fsyncs })
-        return { wal, contents: { metadata: plan.state.metadata, hardState: emptyHardState, entries: [] } }
-      }
-
-      const replay = new WalReplay()
-      let lastBytes = new Uint8Array(0)
-      for (const segment of segments) {
-        const file = await readFile(join(dir, segment.name))
-        const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength)
-        const isLast = segment === last
-        replay.add(segment, bytes, isLast)
-        if (isLast) lastBytes = bytes
-      }
-      const result = replay.finish()
-      const tail = await open(join(dir, last.name), "r+")
-      let repaired: WalContents["repaired"]
-      try {
-        const repair = result.repair
-        if (repair !== undefined) {
-          // Keep the evidence, as etcd's Repair does, before dropping anything.
-          await writeFile(join(dir, `${last.name}.broken`), lastBytes, { mode: privateFileMode })
-          if (preallocate) await writeZeros(tail, repair.offset, repair.dirtyEnd)
-          else await tail.truncate(repair.offset)
-          await tail.datasync()
-          await fsyncDir(dir)
-          fsyncs += 2
-          repaired = { file: repair.file, offset: repair.offset, bytesDropped: repair.dirtyEnd - repair.offset }
-        }
-      } catch (e) {
-        await tail.close().catch(() => undefined)
-        throw e
-      }
-      const wal = new Wal({ dir, segmentBytes, preallocate, lockPath, segments, tail, encoder: result.encoder, fsyncs })
-      const contents: WalContents = { metadata: result.metadata, hardState: result.hardState, entries: result.entries }
-      if (result.snapshot !== undefined) contents.snapshot = result.snapshot
-      if (repaired !== undefined) contents.repaired = repaired
-      return { wal, contents }
-    } catch (e) {
-      await unlink(lockPath).catch(() => undefined)
-      throw e
-    }
+    return openWalDir(dir, metadata, options, (init) => new Wal(init))
   }
 
   /**
