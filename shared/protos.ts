@@ -1,7 +1,7 @@
 /**
  * Where etcd's .proto files are (./proto: etcd's wire names and numbers, as etcd 3.5's
  * api/etcdserverpb, api/mvccpb, v3lockpb and v3electionpb) and how they are loaded: by
- * @grpc/proto-loader for the gateway's gRPC server (services/gateway/server.ts), and as one
+ * @grpc/proto-loader for the gateway's gRPC server (services/gateway/service-definitions.ts), and as one
  * protobufjs Root for the JSON gateway (services/gateway/json-gateway.ts) and the watch
  * replicas' encoder (services/watch/encode.ts).
  */

@@ -2,7 +2,7 @@
  * The auth info of the client request a gateway is serving (shared/auth.ts AuthInfo: who made
  * it, as the member resolved its token or certificate), carried through the handler's
  * asynchronous work like the trace context, so that every proposal and read the request makes
- * on the bus carries it: the gateway's server (services/gateway/server.ts) resolves it before
+ * on the bus carries it: the gateway's call handlers (services/gateway/call-handlers.ts) resolve it before
  * calling a handler and runs the handler inside {@link withAuthInfo}; the proposer and the
  * reader attach {@link currentAuthInfo} to what they send.
  *

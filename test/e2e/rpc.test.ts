@@ -27,7 +27,7 @@ describe("RPC over NATS", () => {
   let dir: string
 
   beforeAll(async () => {
-    // natcd's nats-server settings (services/supervisor/main.ts): 8 MiB messages at most.
+    // natcd's nats-server settings (services/supervisor/nats-servers.ts): 8 MiB messages at most.
     dir = mkdtempSync(join(tmpdir(), "natcd-rpc-"))
     writeFileSync(join(dir, "nats.conf"), `listen: 127.0.0.1:${port}\nmax_payload: ${maxFrameBytes}\nmax_pending: 268435456\n`)
     server = spawn("nats-server", ["-c", join(dir, "nats.conf")], { stdio: "ignore" })
