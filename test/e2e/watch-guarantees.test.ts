@@ -1,5 +1,6 @@
 /**
- * Watch guarantees end to end (etcd api_guarantees): a 3-member natcd with 2 watch replicas.
+ * Watch guarantees end to end (etcd api_guarantees): a 3-member natcd with 1, 2 and 3 watch
+ * replicas (one cluster each).
  *
  * Checker: W watchers on overlapping ranges (single keys, prefixes, ranges, from-key, filters,
  * prev_kv, some starting in the past), multiplexed over a few streams, while random txns of
@@ -10,8 +11,8 @@
  * (mvcc.history over NATS): ordered, exactly once, complete; and no revision's events may be
  * split over two responses (txn-atomic).
  *
- * Scaling: new streams are spread over both replicas (counted on the NATS subjects of their
- * create endpoints); killing one keeps every watcher whole.
+ * Scaling (2 and 3 replicas): new streams are spread over every replica (counted on the NATS
+ * subjects of their create endpoints); killing one keeps every watcher whole.
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
@@ -26,7 +27,12 @@ import { httpGet, metricsPort, natsConnectAs, sleep, startNatcd, tempDir } from 
 import { kvWriter, openWatch, prefixEnd } from "./watch-client.ts"
 import type { CreateOptions, SeenEvent, SeenResponse, WatchStream } from "./watch-client.ts"
 
-const portOffset = 820
+/** Each run: its watch replicas, its cluster's port offset, and how long its chaos lasts (ms). */
+const runs = [
+  { replicas: 2, portOffset: 820, chaosMs: 20_000 },
+  { replicas: 1, portOffset: 2260, chaosMs: 12_000 },
+  { replicas: 3, portOffset: 2280, chaosMs: 12_000 }
+]
 
 /** Pids of the watch replicas of `natcd`, by replica name. */
 const replicaPids = (natcd: Natcd): Map<string, number> => {
@@ -82,14 +88,14 @@ const matches = (w: CheckedWatcher, key: string): boolean => {
   return rangeEnd === "\0" || key < rangeEnd
 }
 
-describe("watch guarantees", () => {
-  const dir = tempDir("watch-guarantees")
+describe.each(runs)("watch guarantees with $replicas watch replica(s)", ({ replicas, portOffset, chaosMs }) => {
+  const dir = tempDir(`watch-guarantees-${replicas}`)
   let natcd: Natcd
   let nc: NatsConnection
   let rpc: RpcClient
 
   beforeAll(async () => {
-    process.env.NATCD_WATCH_REPLICAS = "2"
+    process.env.NATCD_WATCH_REPLICAS = String(replicas)
     natcd = await startNatcd({ dataDir: dir.dir, portOffset, members: 3 })
     delete process.env.NATCD_WATCH_REPLICAS
     // As watch replica w1 (a caller of mvcc.history), with an inbox under w1's prefix.
@@ -188,7 +194,7 @@ describe("watch guarantees", () => {
     const chaos = (async () => {
       const started = performance.now()
       let nextKill = started + 3000
-      while (performance.now() - started < 20_000) {
+      while (performance.now() - started < chaosMs) {
         await sleep(700 + rand(800))
         const g = rand(groups.length)
         absorb(g)
@@ -260,15 +266,17 @@ describe("watch guarantees", () => {
       }
     }
     for (const s of streams) s.stream.close()
-    console.log(`watch checker: watchers=${watchers.length} events=${events} txns=${txns} revisions=${history.length} reconnects=${reconnects} replica kills=${replicaKills} violations=${violations}`)
+    console.log(`watch checker (${replicas} replica(s)): watchers=${watchers.length} events=${events} txns=${txns} revisions=${history.length} reconnects=${reconnects} replica kills=${replicaKills} violations=${violations}`)
     expect(problems).toEqual([])
     expect(violations).toBe(0)
     expect(replicaKills).toBeGreaterThan(0)
   }, 180_000)
 
-  it("spreads new streams over both replicas; killing one keeps every watcher whole", async () => {
-    // The test before kills replicas: wait until the supervisor restarted both and they serve.
-    for (const replica of [1, 2]) {
+  // Spreading needs two replicas or more.
+  if (replicas > 1) it("spreads new streams over every replica; killing one keeps every watcher whole", async () => {
+    const names = Array.from({ length: replicas }, (_, i) => `w${i + 1}`)
+    // The test before kills replicas: wait until the supervisor restarted them all and they serve.
+    for (let replica = 1; replica <= replicas; replica++) {
       const deadline = Date.now() + 30_000
       while ((await httpGet(metricsPort(portOffset, 0, "watch", replica), "/readyz")).status !== 200) {
         if (Date.now() > deadline) throw new Error(`watch replica w${replica} not ready`)
@@ -277,7 +285,7 @@ describe("watch guarantees", () => {
     }
     // Each replica's identity may read its own session subjects: count the creates each gets.
     const creates = new Map<string, number>()
-    const observers = await Promise.all(["w1", "w2"].map((name) => natsConnectAs(natcd, { role: "watch", name })))
+    const observers = await Promise.all(names.map((name) => natsConnectAs(natcd, { role: "watch", name })))
     const subs = observers.map((o, i) =>
       o.subscribe(`natcd.natcd.watch.w${i + 1}.create`, {
         callback: (_e, m) => {
@@ -286,7 +294,7 @@ describe("watch guarantees", () => {
         }
       }))
     await Promise.all(observers.map((o) => o.flush()))
-    const n = 20
+    const n = 10 * replicas
     const streams = Array.from({ length: n }, (_, i) => {
       const s = openWatch(natcd.endpoints[i % natcd.endpoints.length]!)
       s.create({ key: "s/", rangeEnd: prefixEnd("s/") })
@@ -296,7 +304,7 @@ describe("watch guarantees", () => {
     subs.forEach((sub) => sub.unsubscribe())
     await Promise.all(observers.map((o) => o.close()))
     console.log(`watch scaling: streams per replica ${JSON.stringify(Object.fromEntries(creates))}`)
-    expect(creates.size).toBe(2)
+    expect(creates.size).toBe(replicas)
     const kv = kvWriter(natcd.endpoints[0]!)
     const puts = 60
     const killAfter = 20
