@@ -16,6 +16,7 @@ import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
 import { serverStream } from "./server.ts"
+import { defragmentTimeoutMs, mvccServingPollMs, snapshotChunkRetryMs, snapshotChunkTimeoutMs, snapshotPrepareTimeoutMs } from "./timeouts.ts"
 
 /** What the handlers need. */
 export interface BackendMaintenanceContext {
@@ -45,26 +46,26 @@ export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) =
    * {@link defragmentRestartWaitMs}.
    */
   const mvccServingAgain = (): Promise<unknown> =>
-    callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.status, {}, { timeoutMs: defragmentRestartWaitMs, retryAfterMs: 100 }).catch(() => undefined)
+    callEndpoint(ctx.rpc, mvccStatus, ctx.subjects.status, {}, { timeoutMs: defragmentRestartWaitMs, retryAfterMs: mvccServingPollMs }).catch(() => undefined)
   return {
     HashKV: async (w: Wire) => {
       const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.hashKv, { revision: Convert.wireInt(w.revision) }, { timeoutMs: ctx.requestTimeoutMs }))
       return { header: await header(r.revision), hash: r.hash, compact_revision: r.compactRevision, hash_revision: r.hashRevision }
     },
     Defragment: async (_w: Wire) => {
-      okOf(await callEndpoint(ctx.rpc, mvccDefragment, ctx.subjects.defragment, {}, { timeoutMs: 300_000, retryAfterMs: 300_000 }))
+      okOf(await callEndpoint(ctx.rpc, mvccDefragment, ctx.subjects.defragment, {}, { timeoutMs: defragmentTimeoutMs, retryAfterMs: defragmentTimeoutMs }))
       // The mvcc service restarts on the compacted copy: answer once it serves again, as etcd's
       // member serves as soon as its Defragment returns (the old process no longer answers).
       await mvccServingAgain()
       return { header: await header(0) }
     },
     Snapshot: serverStream(async (_w, write) => {
-      const info = okOf(await callEndpoint(ctx.rpc, mvccSnapshot, ctx.subjects.snapshot, { minIndex: 0 }, { timeoutMs: 120_000 }))
+      const info = okOf(await callEndpoint(ctx.rpc, mvccSnapshot, ctx.subjects.snapshot, { minIndex: 0 }, { timeoutMs: snapshotPrepareTimeoutMs }))
       const hash = createHash("sha256")
       const h = await header(0)
       for (let offset = 0; offset < info.sizeBytes; offset += chunkBytes) {
         const length = Math.min(chunkBytes, info.sizeBytes - offset)
-        const data = okOf(await callEndpoint(ctx.rpc, mvccChunk, ctx.subjects.chunk, { file: info.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
+        const data = okOf(await callEndpoint(ctx.rpc, mvccChunk, ctx.subjects.chunk, { file: info.file, offset, length }, { timeoutMs: snapshotChunkTimeoutMs, retryAfterMs: snapshotChunkRetryMs })).data
         if (data.length !== length) throw new MalformedFrame({ reason: `short snapshot chunk at ${offset}` })
         hash.update(data)
         await write({ header: h, remaining_bytes: String(info.sizeBytes - offset - length + 32), blob: data })

@@ -16,8 +16,6 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
 import * as Effect from "effect/Effect"
-import * as Duration from "effect/Duration"
-import * as Schedule from "effect/Schedule"
 import { mvccAlarms, mvccStatus, raftReadIndex, raftStatus, subjectOf } from "../../shared/endpoints.ts"
 import { memberDir, Nats, runDetached } from "../runtime/process.ts"
 import type { CommonFlags } from "../runtime/process.ts"
@@ -25,6 +23,8 @@ import { ensureSelfSignedCertificate } from "../runtime/certs.ts"
 import { serveClientPlain, serveClientTls } from "./client-tls.ts"
 import type { ClientListenerPlan } from "./client-tls.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
+import { retryEffect } from "../runtime/retry.ts"
+import { grpcShutdownGraceMs, publishCheckTimeoutMs, publishPollMs } from "./timeouts.ts"
 import { apiVersion } from "./kv.ts"
 import { startGrpcServer } from "./server.ts"
 import { etcdHealth } from "./health.ts"
@@ -69,7 +69,8 @@ const maxUnixPathBytes = 107
 /**
  * Serves `etcd` on the client port `plan` (planned from the client URL `listenUrl`; not
  * Invalid) and on the JSON gateway's socket, until the scope closes. Waits (retrying every
- * 100 ms) until the member published its attributes; a bind that fails is a defect.
+ * {@link publishPollMs}, without a deadline) until the member published its attributes; a bind
+ * that fails is a defect.
  */
 export const serveClientPort = (
   flags: CommonFlags & GatewayFlags,
@@ -90,11 +91,17 @@ export const serveClientPort = (
     // etcd serves clients only once its member published its attributes (ReadyNotify): until
     // then a member's name is missing from MemberList. The gateway binds the client port once
     // its raft service reports the member's name in the membership (at once after a restart).
-    yield* Effect.tryPromise(() => callEndpoint(rpc, raftStatus, raftStatusSubject, {}, { timeoutMs: 1000 })).pipe(
-      Effect.flatMap((s) => (s.published === false ? Effect.fail("not published") : Effect.void)),
-      Effect.tapError(() => Effect.logDebug("waiting for the member to publish its attributes before serving clients")),
-      Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)) })
-    )
+    // Bound: the process's life, on purpose. A gateway has nothing to serve before its member
+    // is published, and exiting to be restarted would only wait the same way again. Each retry
+    // is logged at Debug (one line per 100 ms would flood Info).
+    yield* retryEffect({
+      name: "member published check (the client port opens after it)",
+      backoff: { initialMs: publishPollMs },
+      retryable: () => true,
+      atBound: (last) => last
+    }, Effect.tryPromise(() => callEndpoint(rpc, raftStatus, raftStatusSubject, {}, { timeoutMs: publishCheckTimeoutMs })).pipe(
+      Effect.flatMap((s) => (s.published === false ? Effect.fail("not published") : Effect.void))
+    ))
     const server = yield* Effect.acquireRelease(
       Effect.tryPromise(() =>
         startGrpcServer(undefined, etcd.services, { maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams }, etcd.leader, etcd.caller)
@@ -108,7 +115,7 @@ export const serveClientPort = (
             const force = setTimeout(() => {
               server.forceShutdown()
               r()
-            }, 2000)
+            }, grpcShutdownGraceMs)
             server.tryShutdown(() => {
               clearTimeout(force)
               r()

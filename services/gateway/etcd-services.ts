@@ -43,6 +43,7 @@ import { counter, counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import type { Counter } from "prom-client"
 import { onSlowRoot } from "../runtime/tracing.ts"
 import type { GatewayFlags } from "./gateway-flags.ts"
+import { proposalResultWaitMs } from "./timeouts.ts"
 
 /** What the client port needs of the gateway's services. */
 export interface EtcdServices {
@@ -74,7 +75,7 @@ export const makeEtcdServices = (
           proposeSubject: subjectOf(raftPropose, at),
           resultSubject: subjectOf(gatewayResult, { ...at, instance }),
           requestTimeoutMs: flags.requestTimeoutMs,
-          resultWaitMs: 3000,
+          resultWaitMs: proposalResultWaitMs,
           maxRequestBytes: flags.maxRequestBytes,
           clientRequests: true
         })

@@ -17,6 +17,7 @@ import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../..
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
+import { healthCallTimeoutMs } from "./timeouts.ts"
 
 /** How often the member's services are asked, in ms. */
 export const pollMs = 1000
@@ -85,15 +86,15 @@ export const checkMemberReady = async (
   subjects: { readonly raftStatus: string; readonly readIndex: string; readonly mvccStatus: string },
   members: MemberHealth
 ): Promise<string | undefined> => {
-  const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: 1500, traceparent: "" })
+  const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
   if (status.leader === 0n) return "no leader"
   // An error frame or `{ err }` reply is a failed read; no reply (timeout, stopping) throws as before.
-  const ri = await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: 1500, traceparent: "" }).catch((e: unknown) => {
+  const ri = await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" }).catch((e: unknown) => {
     if (e instanceof RequestTimeout || e instanceof Stopped) throw e
     return { err: e }
   })
   if ("err" in ri) return "linearizable read failed (no ReadIndex)"
-  await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: 1500, traceparent: "" })
+  await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
   const problems = members.problems()
   return problems.length === 0 ? undefined : problems.join("; ")
 }
@@ -125,7 +126,7 @@ export const etcdHealth = async (
   const failed = (reason: string): EtcdHealth => ({ health: "false", reason })
   const errorText = (e: unknown) => String((e as { _tag?: string })?._tag ?? (e as Error)?.message ?? e)
   try {
-    const { alarms } = await callEndpoint(rpc, mvccAlarms, subjects.mvccAlarms, {}, { timeoutMs: 1500, traceparent: "" })
+    const { alarms } = await callEndpoint(rpc, mvccAlarms, subjects.mvccAlarms, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
     for (const a of alarms) {
       if (a.alarm === "NONE" || query.excluded.has(a.alarm)) continue
       return failed(`ALARM ${a.alarm}`)
@@ -134,12 +135,12 @@ export const etcdHealth = async (
     return failed(`ALARM ERROR:${errorText(e)}`)
   }
   if (!query.serializable) {
-    const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: 1500, traceparent: "" }).catch(() => undefined)
+    const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" }).catch(() => undefined)
     if (status === undefined || status.leader === 0n) return failed("RAFT NO LEADER")
   }
   try {
-    if (!query.serializable) await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: 1500, traceparent: "" })
-    await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: 1500, traceparent: "" })
+    if (!query.serializable) await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
+    await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
   } catch (e) {
     return failed(`RANGE ERROR:${errorText(e)}`)
   }

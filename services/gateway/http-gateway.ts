@@ -20,6 +20,7 @@ import { probeAnswer } from "../runtime/health.ts"
 import type { EtcdHealth } from "./health.ts"
 import { errorBody, httpStatusOf, JsonValueSplitter, resultLine, routeOf, streamErrorLine, encodeJsonResponse, decodeJsonRequest } from "./json-gateway.ts"
 import type { BadRequest, JsonRoute } from "./json-gateway.ts"
+import { httpKeepAliveTimeoutMs } from "./timeouts.ts"
 
 /** What the HTTP side needs from the gateway. */
 export interface HttpGatewayOptions {
@@ -249,7 +250,7 @@ export const makeHttpGateway = (options: HttpGatewayOptions): HttpGateway => {
   // its request and headers timeouts only on a server that listens itself; this one is handed
   // its connections, and says so here for when that changes.)
   const server = http.createServer({ requestTimeout: 0 }, handler)
-  server.keepAliveTimeout = 30_000
+  server.keepAliveTimeout = httpKeepAliveTimeoutMs
   return {
     connection: (socket) => server.emit("connection", socket),
     close: () => {

@@ -25,6 +25,7 @@ import { unpackRelay } from "../../shared/watch-relay.ts"
 import type { RelayMark } from "../../shared/watch-relay.ts"
 import { ReplicaPlacement } from "./watch-placement.ts"
 import type { WatchContext } from "./watch.ts"
+import { watchPingDefaultMs } from "./timeouts.ts"
 
 /** Why a stream moved to a new session (the label of natcd_gateway_watch_failovers_total). */
 export type FailoverReason = "draining" | "unanswered" | "unknown" | "lost"
@@ -144,7 +145,7 @@ export const makeWatchSessions = (ctx: WatchContext): WatchSessions => {
     }
   })
 
-  const pingMs = ctx.pingMs ?? 1000
+  const pingMs = ctx.pingMs ?? watchPingDefaultMs
   const pinging = new Set<string>()
   const pingTimer = setInterval(() => {
     const byReplica = new Map<string, Session[]>()

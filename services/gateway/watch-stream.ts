@@ -14,6 +14,7 @@ import type { WatchCtlReply } from "../../shared/schema.ts"
 import { watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPlace, watchProgress } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import { callEndpoint, okOf, publishEndpoint } from "../runtime/rpc.ts"
+import { retryPromise } from "../runtime/retry.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import type { Wire } from "./convert.ts"
 import { grpcPrefixBytes, RelayKind } from "../../shared/watch-relay.ts"
@@ -26,6 +27,7 @@ import { createKey, createRangeEnd, duplicateIdReason, emptyRangeReason, isEmpty
 import type { WatchState } from "./watch-create.ts"
 import type { FailoverReason, Session, WatchSessions } from "./watch-sessions.ts"
 import type { WatchContext } from "./watch.ts"
+import { watchControlTimeoutMs, watchOpenRetryMs } from "./timeouts.ts"
 
 const noop = (): void => {}
 
@@ -155,7 +157,7 @@ export class WatchStream {
       noDelete: w.noDelete,
       progressNotify: w.progressNotify,
       fragment: w.fragment
-    }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
+    }, { timeoutMs: watchControlTimeoutMs }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
   }
 
   private checkKnown(s: Session, reply: typeof WatchCtlReply.Type): void {
@@ -180,7 +182,7 @@ export class WatchStream {
       await callEndpoint(this.ctx.rpc, watchCancel, { cluster: this.ctx.cluster, replica: s.replica }, {
         session: s.id,
         watchId: id
-      }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
+      }, { timeoutMs: watchControlTimeoutMs }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
     })
   }
 
@@ -195,10 +197,10 @@ export class WatchStream {
     if (s === undefined || this.session !== s) return
     await callEndpoint(this.ctx.rpc, watchProgress, { cluster: this.ctx.cluster, replica: s.replica! }, {
       session: s.id
-    }, { timeoutMs: 3000 }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
+    }, { timeoutMs: watchControlTimeoutMs }).then((r) => this.checkKnown(s, r), (e) => this.notAnswered(s, e))
   }
 
-  /** The current session, opening one (retrying every second while the stream lives). */
+  /** The current session, opening one (retried while the stream lives; see {@link open}). */
   private ensureSession(): Promise<Session | undefined> {
     if (this.session !== undefined && this.session.replica !== undefined) return Promise.resolve(this.session)
     this.opening ??= this.open().finally(() => {
@@ -210,15 +212,23 @@ export class WatchStream {
   /**
    * Opens a session: on the least-loaded replica known (watch.place), on the next one at once
    * when that one does not take it, and through the queue group (watch.open) when none is
-   * known; retried every second while the stream lives.
+   * known, retried every {@link watchOpenRetryMs}. Bound: the stream's life; once it is closed a
+   * failure ends the retries and this resolves undefined (so does an attempt after the close).
    */
-  private async open(): Promise<Session | undefined> {
+  private open(): Promise<Session | undefined> {
     const refused = new Set<string>()
-    while (!this.closed) {
+    let lastTarget: string | undefined
+    return retryPromise({
+      name: "watch session open",
+      backoff: () => (lastTarget === undefined ? watchOpenRetryMs : 0),
+      retryable: () => !this.closed,
+      atBound: (last) => last
+    }, async () => {
+      if (this.closed) return undefined
       const s: Session = { id: this.table.nextSessionId(), replica: undefined, expectedSeq: 1, acked: 0, ackDue: false, stream: this }
       this.session = s
       this.table.sessions.set(s.id, s)
-      const target = this.table.placement.pick(Date.now(), refused)
+      const target = (lastTarget = this.table.placement.pick(Date.now(), refused))
       // Counted at once: the streams opening concurrently spread instead of all picking the
       // replica that looked emptiest (a refused or failed open is corrected by the next report).
       if (target !== undefined) this.table.placement.placed(target)
@@ -233,23 +243,19 @@ export class WatchStream {
           maxRequestBytes: this.ctx.maxRequestBytes
         }
         const reply = target === undefined
-          ? await callEndpoint(this.ctx.rpc, watchOpen, { cluster: this.ctx.cluster }, body, { timeoutMs: 3000 })
-          : await callEndpoint(this.ctx.rpc, watchPlace, { cluster: this.ctx.cluster, replica: target }, body, { timeoutMs: 3000 })
+          ? await callEndpoint(this.ctx.rpc, watchOpen, { cluster: this.ctx.cluster }, body, { timeoutMs: watchControlTimeoutMs })
+          : await callEndpoint(this.ctx.rpc, watchPlace, { cluster: this.ctx.cluster, replica: target }, body, { timeoutMs: watchControlTimeoutMs })
         s.replica = okOf(reply).replica
         this.table.stats.sessions++
         if (this.closed) this.closeSession(s)
         return s
-      } catch {
+      } catch (e) {
         this.table.sessions.delete(s.id)
         this.session = undefined
-        if (target !== undefined) {
-          refused.add(target)
-          continue
-        }
-        await new Promise((r) => setTimeout(r, 1000))
+        if (target !== undefined) refused.add(target)
+        throw e
       }
-    }
-    return undefined
+    }).catch(() => undefined)
   }
 
   private closeSession(s: Session): void {

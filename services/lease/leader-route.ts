@@ -12,6 +12,7 @@ import { leaseKeepAlive, leaseTimeToLive, raftMembers, raftStatus, subjectOf } f
 import type { RaftStatus } from "../../shared/schema.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint } from "../runtime/rpc.ts"
+import { raftCallTimeoutMs } from "./timeouts.ts"
 
 /** A lease endpoint a follower forwards to the leader's lease service. */
 export type ForwardedEndpoint = "keepalive" | "timetolive"
@@ -45,10 +46,10 @@ export class LeaderRoute {
 
   /**
    * The leader's commit index, from a fresh raft status (kept for later lookups). Rejects as
-   * the `raft.status` call does (RequestTimeout, Stopped) after 2000 ms.
+   * the `raft.status` call does (RequestTimeout, Stopped) after {@link raftCallTimeoutMs}.
    */
   async commitIndex(): Promise<number> {
-    const s = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: 2000 })
+    const s = await callEndpoint(this.rpc, raftStatus, this.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs })
     this.status = s
     return s.commitIndex
   }
@@ -71,7 +72,7 @@ export class LeaderRoute {
     if (s.leader === s.memberId) return "self"
     if (this.leaderName?.id !== s.leader) {
       try {
-        const members = (await callEndpoint(this.rpc, raftMembers, this.subjects.raftMembers, {}, { timeoutMs: 2000 })).members
+        const members = (await callEndpoint(this.rpc, raftMembers, this.subjects.raftMembers, {}, { timeoutMs: raftCallTimeoutMs })).members
         const m = members.find((x) => x.id === s.leader)
         if (m === undefined || m.name === "") return undefined
         this.leaderName = { id: m.id, name: m.name }

@@ -24,6 +24,7 @@ import { raftStatePollMs } from "../runtime/raft-state.ts"
 import { defaultCheckpointIntervalMs, defaultLeaseRevokeRate } from "./core/lessor.ts"
 import { LeaseShell } from "./shell.ts"
 import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
+import { syncPollMs } from "./timeouts.ts"
 
 interface LeaseFlags {
   readonly electionTimeout: number
@@ -66,7 +67,7 @@ const LeaseLive = Layer.effectDiscard(
           revokeRate: flags.leaseRevokeRate,
           requestTimeoutMs: flags.requestTimeoutMs,
           statusPollMs: raftStatePollMs,
-          syncPollMs: 200
+          syncPollMs
         }, { info: log("info"), warn: log("warn") })
         s.start(endpointOptions("lease"))
         return s

@@ -17,6 +17,7 @@ import { retryPromise } from "../runtime/retry.ts"
 import type { RetryPolicy } from "../runtime/retry.ts"
 import type { Lessor } from "./core/lessor.ts"
 import type { ForwardedEndpoint, LeaderRoute } from "./leader-route.ts"
+import { forwardedKeepAliveTimeoutMs, forwardedTimeToLiveTimeoutMs } from "./timeouts.ts"
 
 /** What the request handlers need from the lease shell. */
 export interface LeaseRequestContext {
@@ -121,7 +122,7 @@ export const keepAlive = (ctx: LeaseRequestContext, id: bigint, forwarded: boole
     return viaLeader(ctx, "keepalive", async (target) => {
       ctx.counters.forwarded++
       return okOf(await callEndpoint(ctx.rpc, leaseKeepAlive, target, { id, forwarded: true }, {
-        timeoutMs: Math.max(1, Math.min(2000, deadline - ctx.now())),
+        timeoutMs: Math.max(1, Math.min(forwardedKeepAliveTimeoutMs, deadline - ctx.now())),
         traceparent
       })).ttl
     })
@@ -158,7 +159,7 @@ export const timeToLive = (
     if (forwarded) throw new NotLeader()
     return viaLeader(ctx, "timetolive", async (target) => {
       const r = okOf(await callEndpoint(ctx.rpc, leaseTimeToLive, target, { id, keys, forwarded: true }, {
-        timeoutMs: Math.max(1, Math.min(3000, deadline - ctx.now())),
+        timeoutMs: Math.max(1, Math.min(forwardedTimeToLiveTimeoutMs, deadline - ctx.now())),
         traceparent
       }))
       return { grantedTtl: r.grantedTtl, ttl: r.ttl, keys: [...r.keys] }

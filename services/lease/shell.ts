@@ -37,6 +37,7 @@ import { Lessor, maxCheckpointBatch } from "./core/lessor.ts"
 import { LeaderRoute } from "./leader-route.ts"
 import { keepAlive, timeToLive } from "./requests.ts"
 import type { LeaseRequestContext } from "./requests.ts"
+import { proposalResultWaitMs } from "./timeouts.ts"
 
 /** Settings of the lease service. */
 export interface LeaseShellOptions {
@@ -111,7 +112,7 @@ export class LeaseShell {
       proposeSubject: subjectOf(raftPropose, at),
       resultSubject: subjectOf(leaseResult, { ...at, instance }),
       requestTimeoutMs: options.requestTimeoutMs,
-      resultWaitMs: 3000,
+      resultWaitMs: proposalResultWaitMs,
       maxRequestBytes: 8 * 1024 * 1024,
       clientRequests: false
     })

@@ -24,6 +24,7 @@ import type { Applier, ResultBody } from "./apply.ts"
 import { localReplyTo } from "./apply.ts"
 import type { KvStore } from "./core/store.ts"
 import { type AutoCompaction, type CompactionOutcome, PeriodicCompactor, RevisionCompactor } from "./core/compactor.ts"
+import { compactionProposeCallMs, compactionProposeRetryMs, compactionResultWaitMs, raftCallTimeoutMs } from "./timeouts.ts"
 
 /** What the compactor needs from its process. */
 export interface CompactorContext {
@@ -46,8 +47,8 @@ class NotAppliedYet extends Error {}
  * Proposes `request` through the member's raft service and waits for this member to apply it.
  * Resolves with the result, or undefined when none arrived before the deadline
  * ({@link proposeTimeoutMs}). A proposal raft did not take (no leader, no answer) is proposed
- * again after 100 ms, one whose result did not come within 3 s at once, with the same request
- * id (./retry.ts).
+ * again after {@link compactionProposeRetryMs}, one whose result did not come within
+ * {@link compactionResultWaitMs} at once, with the same request id (../runtime/retry.ts).
  */
 export const proposeLocal = async (
   ctx: Pick<CompactorContext, "rpc" | "applier" | "member" | "subjects">,
@@ -58,8 +59,8 @@ export const proposeLocal = async (
   const data = packValue({ requestId, origin: ctx.member, replyTo: localReplyTo, deadlineMs, traceparent: "", request })
   const result = ctx.applier.awaitLocalResult(requestId)
   const attempt = async (): Promise<ResultBody> => {
-    okOf(await callEndpoint(ctx.rpc, raftPropose, ctx.subjects.raftPropose, { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(1000, deadlineMs - Date.now())) }))
-    const wait = Math.max(0, Math.min(3000, deadlineMs - Date.now()))
+    okOf(await callEndpoint(ctx.rpc, raftPropose, ctx.subjects.raftPropose, { proposals: [data] }, { timeoutMs: Math.max(1, Math.min(compactionProposeCallMs, deadlineMs - Date.now())) }))
+    const wait = Math.max(0, Math.min(compactionResultWaitMs, deadlineMs - Date.now()))
     const body = await Promise.race([result, new Promise<undefined>((r) => setTimeout(() => r(undefined), wait))])
     if (body === undefined) throw new NotAppliedYet()
     return body
@@ -68,7 +69,7 @@ export const proposeLocal = async (
     return await retryPromise({
       name: "compaction proposal",
       deadlineMs: proposeTimeoutMs,
-      backoff: (e) => (e instanceof NotAppliedYet ? 0 : 100),
+      backoff: (e) => (e instanceof NotAppliedYet ? 0 : compactionProposeRetryMs),
       retryable: () => true,
       atBound: () => new RequestTimeout(),
       logLevel: "Info",
@@ -82,7 +83,7 @@ export const proposeLocal = async (
 /** Whether this member is the raft leader now (false when raft does not answer). */
 const isLeader = async (ctx: CompactorContext): Promise<boolean> => {
   try {
-    const s = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 })
+    const s = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs })
     return s.leader !== 0n && s.leader === s.memberId
   } catch {
     return false

@@ -37,6 +37,7 @@ import type { KvStore } from "./core/store.ts"
 import type { BackendReadTx } from "./core/backend.ts"
 import { type Finding, initialCheck, type LocalHash, type PeerHash, periodicCheck } from "./core/corrupt-check.ts"
 import { hashKv } from "./hash.ts"
+import { raftCallTimeoutMs } from "./timeouts.ts"
 
 /** What the corruption check needs from its process. */
 export interface CorruptCheckContext {
@@ -83,8 +84,8 @@ export const localHash = (ctx: Pick<CorruptCheckContext, "store" | "read">): Loc
 /** The member's id and its peers' ids and names, from its raft service. */
 const membersOf = async (ctx: CorruptCheckContext): Promise<{ memberId: bigint; leader: bigint; peers: Array<{ id: bigint; name: string }> }> => {
   const [status, { members }] = await Promise.all([
-    callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 }),
-    callEndpoint(ctx.rpc, raftMembers, ctx.subjects.raftMembers, {}, { timeoutMs: 2000 })
+    callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs }),
+    callEndpoint(ctx.rpc, raftMembers, ctx.subjects.raftMembers, {}, { timeoutMs: raftCallTimeoutMs })
   ])
   const peers = members
     .filter((m) => m.id !== status.memberId)
@@ -144,7 +145,7 @@ const checkHashKv = async (ctx: CorruptCheckContext, members: Awaited<ReturnType
   const before = localHash(ctx)
   const peers = await peerHashes(ctx, members.peers, before.revision)
   // etcd linearizableReadNotify: wait until this member applied the leader's commit index.
-  const { commitIndex } = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: 2000 })
+  const { commitIndex } = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs })
   const outcome = await (ctx.applier.waitApplied(commitIndex, requestTimeoutMs) ?? "applied")
   if (outcome === "timedOut") throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${requestTimeoutMs} ms`)
   if (outcome === "tooMany") throw new Error("too many reads wait for the applied index")

@@ -65,6 +65,7 @@ import { autoCompactionOf, injectedApplyFailure, parseMvccFlags, tokenKindOf } f
 import { type Lifecycle, serveMaintenanceEndpoints } from "./maintenance-endpoints.ts"
 import { registerMvccMetrics } from "./metrics.ts"
 import { serveReadEndpoints } from "./read-endpoints.ts"
+import { raftCallTimeoutMs, tokenSweepMs } from "./timeouts.ts"
 
 const flags = parseMvccFlags(process.argv)
 const tokenKind = tokenKindOf(flags)
@@ -102,7 +103,7 @@ const MvccLive = Layer.effectDiscard(
     const auth = AuthStore.restore(backend.read)
     const tokens = new AuthTokens(tokenKind, flags.authTokenTtl)
     // etcd's simple token TTL keeper runs every second.
-    const sweep = setInterval(() => tokens.sweep(), 1000)
+    const sweep = setInterval(() => tokens.sweep(), tokenSweepMs)
     sweep.unref()
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweep)))
     // Watch (./events.ts): the committed event stream every watch replica follows.
@@ -126,7 +127,7 @@ const MvccLive = Layer.effectDiscard(
       },
       onBatchApplied: (term) => eventStream.flush(term, Date.now()),
       fetchEntries: async (from) => {
-        return await callEndpoint(rpc, raftEntries, at, { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 2000 })
+        return await callEndpoint(rpc, raftEntries, at, { from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: raftCallTimeoutMs })
       },
       log: (level, message, fields) =>
         runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields)))

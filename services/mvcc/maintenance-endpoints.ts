@@ -18,6 +18,7 @@ import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
 import type { Applier } from "./apply.ts"
 import type { LmdbBackend } from "./backend-lmdb.ts"
 import { installRefusal, type SnapshotFiles } from "./snapshot.ts"
+import { raftCallTimeoutMs, restartAfterReplyMs, snapshotChunkRetryMs, snapshotChunkTimeoutMs } from "./timeouts.ts"
 
 /**
  * Whether the process only waits to restart on a new backend (after a defragment or a fetched
@@ -78,7 +79,7 @@ export const serveMaintenanceEndpoints = (ctx: MaintenanceContext) => {
         () => {
           req.reply({ ok: { sizeBytes: statSync(`${dbPath}.install`).size } })
           runDetached(Effect.logInfo("defragmented; restarting on the compacted copy"))
-          setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
+          setTimeout(() => process.kill(process.pid, "SIGTERM"), restartAfterReplyMs)
         },
         (e) => {
           lifecycle.restarting = false
@@ -96,12 +97,12 @@ export const serveMaintenanceEndpoints = (ctx: MaintenanceContext) => {
       // installRefusal); the fetched file must match its size, SHA-256 and index before it is
       // put in place. On any failure the current database stays and the error is returned.
       const install = async () => {
-        const { members, leader } = await callEndpoint(rpc, raftMembers, at, {}, { timeoutMs: 2000 })
+        const { members, leader } = await callEndpoint(rpc, raftMembers, at, {}, { timeoutMs: raftCallTimeoutMs })
         const refusal = installRefusal(fromMember, snapshot, { cluster: at.cluster, members, leader, appliedIndex: applier.appliedIndex() })
         if (refusal !== undefined) throw new Error(refusal)
         const source = subjectOf(mvccChunk, { cluster: at.cluster, member: fromMember })
         await snapshots.fetch(snapshot, async (offset, length) => {
-          return okOf(await callEndpoint(rpc, mvccChunk, source, { file: snapshot.file, offset, length }, { timeoutMs: 30_000, retryAfterMs: 2000 })).data
+          return okOf(await callEndpoint(rpc, mvccChunk, source, { file: snapshot.file, offset, length }, { timeoutMs: snapshotChunkTimeoutMs, retryAfterMs: snapshotChunkRetryMs })).data
         })
       }
       install().then(
@@ -110,7 +111,7 @@ export const serveMaintenanceEndpoints = (ctx: MaintenanceContext) => {
           lifecycle.restarting = true
           req.reply({ ok: { appliedIndex: snapshot.index } })
           runDetached(Effect.logInfo("snapshot fetched; restarting on it").pipe(Effect.annotateLogs({ index: snapshot.index, sizeBytes: snapshot.sizeBytes, fromMember })))
-          setTimeout(() => process.kill(process.pid, "SIGTERM"), 100)
+          setTimeout(() => process.kill(process.pid, "SIGTERM"), restartAfterReplyMs)
         },
         (e) => {
           runDetached(Effect.logWarning("snapshot install refused or failed; kept the current database").pipe(Effect.annotateLogs({ fromMember, index: snapshot.index, error: String(e) })))

@@ -17,6 +17,7 @@ import { encodeConfChange } from "./core/conf-change.ts"
 import { MemoryStorage } from "./core/storage.ts"
 import { decodeSnapshotData, encodeConfChangeContext, peerUrlFor } from "./membership.ts"
 import type { LoadedLog, WalClient } from "./wal-client.ts"
+import { mvccAppliedAtStartTimeoutMs } from "./timeouts.ts"
 
 /** What {@link startFromWal} found and set up. */
 export interface RaftStart {
@@ -86,7 +87,7 @@ export const startFromWal = async (
   const snapshotData = snapshot === undefined ? undefined : decodeSnapshotData(snapshot.data)
 
   // 2. Ask mvcc how far it applied (best effort: it may not be up yet).
-  const mvccApplied = await callEndpoint(rpc, mvccStatus, at, {}, { timeoutMs: 2000 }).then(
+  const mvccApplied = await callEndpoint(rpc, mvccStatus, at, {}, { timeoutMs: mvccAppliedAtStartTimeoutMs }).then(
     (s) => s.appliedIndex,
     () => 0
   )

@@ -42,6 +42,7 @@ import { Snapshotter } from "./snapshotter.ts"
 import { RaftStatusReport } from "./status.ts"
 import { Ticker } from "./ticker.ts"
 import { WalClient } from "./wal-client.ts"
+import { requestTimeoutBaseMs } from "./timeouts.ts"
 
 /** The raft process's own flags (besides the common ones). */
 export interface RaftFlags {
@@ -81,7 +82,7 @@ export const raftLayer = (flags: CommonFlags & RaftFlags) => Layer.effectDiscard
     // (the client port takes the `http://host:port` authority etcdctl's --cluster calls send:
     // gateway/h2-authority.ts).
     const clientUrls = flags.advertiseClientUrls
-    const requestTimeoutMs = 5000 + 2 * flags.electionTimeout
+    const requestTimeoutMs = requestTimeoutBaseMs + 2 * flags.electionTimeout
     /** This member's standing. Invariant: `removed` turns true once, when its own RemoveNode applies. */
     const standing = { removed: false }
     const removed = () => standing.removed

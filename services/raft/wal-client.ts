@@ -11,20 +11,26 @@
  * the append resolves (persist before send), and the snapshotter flushes the hard state before
  * it records a snapshot (./snapshotter.ts).
  */
-import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Schedule from "effect/Schedule"
 import { walAppend, walLoad, walSnapshot, subjectOf } from "../../shared/endpoints.ts"
 import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { Entry, HardState } from "../../shared/raft-types.ts"
 import type { WalLoadReply } from "../../shared/schema.ts"
 import { runDetached } from "../runtime/process.ts"
+import { retryPromise } from "../runtime/retry.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import type { Snapshot } from "./core/types.ts"
 import type { ProposalSpans } from "./proposal-spans.ts"
+import {
+  walAppendRetryAfterMs,
+  walAppendTimeoutMs,
+  walGiveUpExitDelayMs,
+  walLoadTimeoutMs,
+  walRetryInitialMs,
+  walRetryMaxMs,
+  walSnapshotTimeoutMs
+} from "./timeouts.ts"
 
 /**
  * How long raft keeps calling its wal service when calls get no reply, ms. Raft can do nothing
@@ -33,43 +39,34 @@ import type { ProposalSpans } from "./proposal-spans.ts"
  */
 export const walRetryBoundMs = 60_000
 
-/** The pauses between wal calls that got no reply: 100 ms doubling to at most 2 s, for {@link walRetryBoundMs}. */
-const walRetry = Schedule.min([Schedule.exponential(Duration.millis(100)), Schedule.spaced(Duration.seconds(2))]).pipe(
-  Schedule.upTo({ duration: Duration.millis(walRetryBoundMs) })
-)
-
 const noReply = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
+
+/** The failure at {@link walRetryBoundMs}: the wal service stayed silent. */
+const walSilent: unique symbol = Symbol("walSilent")
 
 /**
  * Calls the wal service (`what` names the call in the log): a call that got no reply
- * (RequestTimeout, Stopped: the wal service is restarting or a frame was lost) is retried by
- * {@link walRetry}, each retry logged; a reply that is an error frame or malformed is thrown at
- * once. When the wal service stays silent for {@link walRetryBoundMs}, the process exits.
+ * (RequestTimeout, Stopped: the wal service is restarting or a frame was lost) is retried,
+ * {@link walRetryInitialMs} doubling to {@link walRetryMaxMs} apart, each retry logged at Warn;
+ * a reply that is an error frame or malformed is thrown at once. When the wal service stays
+ * silent for {@link walRetryBoundMs}, the process exits (the returned promise never settles).
  */
-const callWal = async <A>(what: string, call: () => Promise<A>): Promise<A> => {
-  // The first attempt runs as a plain call: this is the path of every persisted Ready.
-  try {
-    return await call()
-  } catch (e) {
-    if (!noReply(e)) throw e
-  }
-  const exit = await Effect.runPromiseExit(
-    Effect.sync(() => runDetached(Effect.logWarning(`${what}: no reply from the wal service; retrying`))).pipe(
-      Effect.andThen(Effect.sleep(Duration.millis(100))),
-      Effect.andThen(Effect.tryPromise({ try: call, catch: (e) => e })),
-      // Each attempt after a silent one logs, pauses 100 ms, calls; the schedule adds its pause.
-      Effect.retry({ schedule: walRetry, while: noReply }),
-      Effect.catch((e) => {
-        if (!noReply(e)) return Effect.fail(e)
-        runDetached(Effect.logError(`${what}: the wal service did not answer for ${walRetryBoundMs} ms; exiting to start again`))
-        return Effect.sync(() => setTimeout(() => process.exit(1), 100)).pipe(Effect.andThen(Effect.never))
-      })
-    )
-  )
-  // A reply that is an error frame or malformed is thrown as itself, as on the first attempt.
-  if (Exit.isSuccess(exit)) return exit.value
-  throw Cause.squash(exit.cause)
-}
+const callWal = <A>(what: string, call: () => Promise<A>): Promise<A> =>
+  // The first attempt runs as a plain call (retryPromise's): this is the path of every persisted Ready.
+  retryPromise({
+    name: `${what} (no reply from the wal service)`,
+    deadlineMs: walRetryBoundMs,
+    backoff: { initialMs: walRetryInitialMs, factor: 2, maxMs: walRetryMaxMs },
+    retryable: noReply,
+    atBound: (): typeof walSilent => walSilent,
+    logLevel: "Warn"
+  }, call).catch((e: unknown) => {
+    // A reply that is an error frame or malformed is thrown as itself, as on the first attempt.
+    if (e !== walSilent) throw e
+    runDetached(Effect.logError(`${what}: the wal service did not answer for ${walRetryBoundMs} ms; exiting to start again`))
+    setTimeout(() => process.exit(1), walGiveUpExitDelayMs)
+    return new Promise<never>(() => {})
+  })
 
 /** What the wal service holds, as {@link WalClient.load} returns it. */
 export interface LoadedLog {
@@ -107,7 +104,7 @@ export class WalClient {
     let from = 1
     const entries: Entry[] = []
     for (;;) {
-      const page = await callWal("wal.load", () => callEndpoint(this.rpc, walLoad, this.loadSubject, { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: 5000 }))
+      const page = await callWal("wal.load", () => callEndpoint(this.rpc, walLoad, this.loadSubject, { fromIndex: from, maxBytes: 4 * 1024 * 1024 }, { timeoutMs: walLoadTimeoutMs }))
       for (const e of page.entries) entries.push(e)
       if (!page.more || page.entries.length === 0) return { hardState: page.hardState, entries, snapshot: page.snapshot }
       from = page.entries[page.entries.length - 1]!.index + 1
@@ -122,7 +119,7 @@ export class WalClient {
   async append(hardState: HardState | undefined, entries: ReadonlyArray<Entry>, traceparent: string): Promise<void> {
     const body = { writer: this.instance, seq: ++this.seq, ...(hardState === undefined ? {} : { hardState }), entries }
     const spans = this.spans.startAppend(entries, traceparent)
-    okOf(await callWal("wal.append", () => callEndpoint(this.rpc, walAppend, this.appendSubject, body, { timeoutMs: 5000, retryAfterMs: 500, traceparent: spans.walTraceparent })))
+    okOf(await callWal("wal.append", () => callEndpoint(this.rpc, walAppend, this.appendSubject, body, { timeoutMs: walAppendTimeoutMs, retryAfterMs: walAppendRetryAfterMs, traceparent: spans.walTraceparent })))
     this.spans.endAppend(spans)
   }
 
@@ -131,15 +128,15 @@ export class WalClient {
    * the wal service), retried as every wal call; resolves once durable.
    */
   async saveReceivedSnapshot(snapshot: Snapshot): Promise<void> {
-    okOf(await callWal("wal.snapshot", () => callEndpoint(this.rpc, walSnapshot, this.snapshotSubject, { snapshot }, { timeoutMs: 30_000 })))
+    okOf(await callWal("wal.snapshot", () => callEndpoint(this.rpc, walSnapshot, this.snapshotSubject, { snapshot }, { timeoutMs: walSnapshotTimeoutMs })))
   }
 
   /**
-   * Saves a snapshot this member took, in one call without retry (30 s): a failure fails that
+   * Saves a snapshot this member took, in one call without retry ({@link walSnapshotTimeoutMs}): a failure fails that
    * snapshot attempt, which the snapshotter makes again later. Resolves once durable; rejects
    * with RequestTimeout / Stopped or the error data of an error reply.
    */
   async saveTakenSnapshot(snapshot: Snapshot): Promise<void> {
-    okOf(await callEndpoint(this.rpc, walSnapshot, this.snapshotSubject, { snapshot }, { timeoutMs: 30_000 }))
+    okOf(await callEndpoint(this.rpc, walSnapshot, this.snapshotSubject, { snapshot }, { timeoutMs: walSnapshotTimeoutMs }))
   }
 }

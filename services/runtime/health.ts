@@ -23,6 +23,7 @@
 import { createServer } from "node:http"
 import type { Server } from "node:http"
 import { registry } from "./metrics.ts"
+import { healthKeepAliveTimeoutMs } from "./timeouts.ts"
 
 /** A check: resolves undefined when healthy, or the reason it is not. Must not reject (a rejection counts as a failure). */
 export type HealthCheck = () => Promise<string | undefined> | string | undefined
@@ -112,7 +113,7 @@ export const startHealthServer = (host: string, port: number): Promise<Server> =
     }
     send(404, "text/plain", "not found: try /metrics, /livez, /readyz or /health\n")
   })
-  server.keepAliveTimeout = 5000
+  server.keepAliveTimeout = healthKeepAliveTimeoutMs
   return new Promise((resolve, reject) => {
     server.once("error", reject)
     server.listen(port, host, () => {

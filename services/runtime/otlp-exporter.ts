@@ -10,6 +10,7 @@ import { OtlpExporter, OtlpResource, OtlpSerialization } from "effect/observabil
 import { hostname } from "node:os"
 import { toOtlpSpan } from "./otlp.ts"
 import { addSpanSink } from "./tracing.ts"
+import { otlpShutdownTimeoutMs } from "./timeouts.ts"
 
 /** Where and how to export: the process's service and member, the traces URL and its headers. */
 export interface OtlpExporterOptions {
@@ -37,7 +38,7 @@ export const otlpExporterLayer = ({ service, member, url, headers, exportInterva
         exportInterval: exportIntervalMs,
         maxBatchSize: 512,
         body: (spans) => [serialization.traces({ resourceSpans: [{ resource, scopeSpans: [{ scope, spans }] }] } as never), Effect.void],
-        shutdownTimeout: 3000
+        shutdownTimeout: otlpShutdownTimeoutMs
       })
       const remove = addSpanSink((span) => exporter.push(toOtlpSpan(span)))
       yield* Effect.addFinalizer(() => Effect.sync(remove))

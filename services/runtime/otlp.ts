@@ -17,6 +17,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { SpanRecord } from "./tracing.ts"
+import { otlpExportIntervalDefaultMs } from "./timeouts.ts"
 
 /** The OTLP traces URL the environment names, or undefined when export is off. */
 export const otlpTracesUrl = (env: NodeJS.ProcessEnv = process.env): string | undefined => {
@@ -80,7 +81,7 @@ export const otlpLayer = (service: string, member: string): Layer.Layer<never> =
   const delay = Number(process.env.OTEL_BSP_SCHEDULE_DELAY ?? "")
   return Layer.unwrap(
     Effect.promise(() => import("./otlp-exporter.ts")).pipe(
-      Effect.map((m) => m.otlpExporterLayer({ service, member, url, headers, exportIntervalMs: delay > 0 ? delay : 5000 }))
+      Effect.map((m) => m.otlpExporterLayer({ service, member, url, headers, exportIntervalMs: delay > 0 ? delay : otlpExportIntervalDefaultMs }))
     )
   )
 }

@@ -45,6 +45,7 @@ import { RpcClient } from "./rpc.ts"
 import { currentTraceId } from "./tracing.ts"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
 import type { ServeOptions } from "./rpc.ts"
+import { malformedLogEveryMs, natsPingIntervalMs, natsReconnectWaitMs } from "./timeouts.ts"
 
 /** Flags common to every service. */
 export interface CommonFlags {
@@ -191,8 +192,8 @@ export class Nats extends Context.Service<Nats, {
               name,
               waitOnFirstConnect: true,
               maxReconnectAttempts: -1,
-              reconnectTimeWait: 250,
-              pingInterval: 10_000,
+              reconnectTimeWait: natsReconnectWaitMs,
+              pingInterval: natsPingIntervalMs,
               // Use only the servers given: a member pinned to its own server of a NATS cluster
               // drops out with it (as with its network) rather than wandering to servers the
               // cluster gossips; list several servers in --nats to let a process fail over.
@@ -269,7 +270,7 @@ export const endpointOptions = (endpoint: string): ServeOptions => {
     onDefect: (e) => runDetached(Effect.logError("endpoint handler failed", e).pipe(Effect.annotateLogs({ endpoint }))),
     onMalformed: (reason, count) => {
       const now = Date.now()
-      if (now - lastLogMs < 1000) return
+      if (now - lastLogMs < malformedLogEveryMs) return
       lastLogMs = now
       runDetached(Effect.logWarning("dropped malformed frame").pipe(Effect.annotateLogs({ endpoint, reason, malformedTotal: count })))
     }

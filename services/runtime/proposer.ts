@@ -34,6 +34,7 @@ import { currentTraceparent } from "./tracing.ts"
 import { currentAuthInfo } from "./auth-context.ts"
 import { retryPromise } from "./retry.ts"
 import { setTimeout as sleep } from "node:timers/promises"
+import { proposeCallMaxMs } from "./timeouts.ts"
 
 /** A write's outcome: the mvcc response (shared/kv.ts WriteResponse) with revision and term. */
 export interface WriteOutcome {
@@ -206,7 +207,7 @@ export class Proposer {
     const attempt = async (): Promise<WriteOutcome> => {
       if (settled) throw new Settled()
       try {
-        await this.send(data, traceparent, Math.max(1, Math.min(deadlineMs - this.now(), 1000)))
+        await this.send(data, traceparent, Math.max(1, Math.min(deadlineMs - this.now(), proposeCallMaxMs)))
       } catch (e) {
         if (settled) throw new Settled()
         if (tagOf(e) === "NoLeader") noLeader = true

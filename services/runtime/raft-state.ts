@@ -12,6 +12,7 @@ import type { RaftStatus } from "../../shared/schema.ts"
 import { raftState, raftStateEveryMs, raftStatus, subjectOf } from "../../shared/endpoints.ts"
 import type { RpcClient, ServeOptions } from "./rpc.ts"
 import { callEndpoint, serveEndpoint } from "./rpc.ts"
+import { raftStatusPollTimeoutFloorMs } from "./timeouts.ts"
 
 /** How often the follower asks raft.status besides the pushed frames, ms (one poll out at a time). */
 export const raftStatePollMs = raftStateEveryMs
@@ -49,7 +50,7 @@ export const followRaftState = (
     if (polling) return
     polling = true
     const askedAtMs = Date.now()
-    callEndpoint(rpc, raftStatus, statusSubject, {}, { timeoutMs: Math.max(pollMs, 500), traceparent: "" }).then(
+    callEndpoint(rpc, raftStatus, statusSubject, {}, { timeoutMs: Math.max(pollMs, raftStatusPollTimeoutFloorMs), traceparent: "" }).then(
       (status) => {
         if (pushedAtMs < askedAtMs) handlers.onStatus(status)
       },

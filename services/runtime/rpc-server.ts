@@ -22,6 +22,7 @@ import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
 import { endpointLabel, natsHandleDuration, natsMalformed } from "./metrics.ts"
 import { endSpan, runInSpan, spanTraceparent, startSpan } from "./tracing.ts"
 import { FrameAssembler, messageTraceparent, observe, publishEncoded, publishFrame } from "./bus-frames.ts"
+import { chunkedAnswerGraceMs } from "./timeouts.ts"
 
 /** What a served endpoint counts. */
 export interface EndpointCounters {
@@ -194,7 +195,7 @@ class AnswersInTransit {
     this.until.delete(key)
     if (this.until.size >= maxAnswersInTransit) this.until.delete(this.until.keys().next().value!)
     // Time to arrive at 10 MB/s, plus a second.
-    this.until.set(key, nowMs + 1000 + bytes / 10_000)
+    this.until.set(key, nowMs + chunkedAnswerGraceMs + bytes / 10_000)
   }
 
   /** True when `key` was answered with a chunked reply that is still on its way at `nowMs`. */

@@ -29,6 +29,7 @@ import type { Endpoint, TokensOf } from "../../shared/endpoints.ts"
 import { natsRequestDuration } from "./metrics.ts"
 import { currentTraceparent } from "./tracing.ts"
 import { busReassemblyBudget, chunkIdleMs, FrameAssembler, observe, publishEncoded, traceHeaders } from "./bus-frames.ts"
+import { rpcRetryAfterDefaultMs, rpcRetryMaxMs } from "./timeouts.ts"
 
 export { withHopSpan } from "./tracing.ts"
 export * from "./bus-frames.ts"
@@ -132,7 +133,7 @@ export class RpcClient {
     return new Promise<Frame>((resolve, reject) => {
       // A large request is not re-sent before it could have arrived (at 10 MB/s).
       const sizeFloorMs = encoded.length / 10_000
-      let retryMs = Math.max(options.retryAfterMs ?? 200, sizeFloorMs)
+      let retryMs = Math.max(options.retryAfterMs ?? rpcRetryAfterDefaultMs, sizeFloorMs)
       let timer: ReturnType<typeof setTimeout> | undefined
       const startedAt = performance.now()
       let deadline = startedAt + options.timeoutMs
@@ -162,7 +163,7 @@ export class RpcClient {
       }
       const onRetry = () => {
         this.counters.retries++
-        retryMs = Math.max(Math.min(retryMs * 2, 1000), sizeFloorMs)
+        retryMs = Math.max(Math.min(retryMs * 2, rpcRetryMaxMs), sizeFloorMs)
         send()
       }
       const onTimeout = () => {

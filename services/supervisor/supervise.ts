@@ -14,12 +14,23 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
 import type { LogLevel } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { createConnection } from "node:net"
 import { loggingLayer } from "../runtime/process.ts"
+import { retryEffect } from "../runtime/retry.ts"
+import {
+  crashBackoffInitialMs,
+  crashBackoffMaxMs,
+  crashBackoffResetMs,
+  livenessGraceMs,
+  livenessPollMs,
+  livezProbeTimeoutMs,
+  portWaitAttempts,
+  portWaitRetryMs,
+  stopGraceMs
+} from "./timeouts.ts"
 
 /** One supervised process. */
 export interface ProcessSpec {
@@ -30,13 +41,9 @@ export interface ProcessSpec {
   readonly healthPort?: number
 }
 
-/** Liveness polling of supervised processes. */
-const livenessPollMs = 2000
-const livenessGraceMs = 60_000
-
-/** GET http://127.0.0.1:`port`/livez; true on 200 within 1.5 s. */
+/** GET http://127.0.0.1:`port`/livez; true on 200 within {@link livezProbeTimeoutMs}. */
 const probeLivez = (port: number): Promise<boolean> =>
-  fetch(`http://127.0.0.1:${port}/livez`, { signal: AbortSignal.timeout(1500) }).then(
+  fetch(`http://127.0.0.1:${port}/livez`, { signal: AbortSignal.timeout(livezProbeTimeoutMs) }).then(
     async (r) => {
       await r.arrayBuffer().catch(() => undefined)
       return r.status === 200
@@ -44,9 +51,19 @@ const probeLivez = (port: number): Promise<boolean> =>
     () => false
   )
 
-/** Waits until 127.0.0.1:`port` accepts a connection: tries every 100 ms, 100 retries at most, then fails. */
+/**
+ * Waits until 127.0.0.1:`port` accepts a connection: tries every {@link portWaitRetryMs}, at most
+ * {@link portWaitAttempts} times, then fails with the last connection error.
+ */
 export const waitForPort = (port: number) =>
-  Effect.tryPromise(() =>
+  retryEffect({
+    name: "wait for port",
+    maxAttempts: portWaitAttempts,
+    backoff: { initialMs: portWaitRetryMs },
+    retryable: () => true,
+    atBound: (last) => last,
+    logFields: { port }
+  }, Effect.tryPromise(() =>
     new Promise<void>((ok, fail) => {
       const socket = createConnection({ host: "127.0.0.1", port }, () => {
         socket.end()
@@ -54,12 +71,12 @@ export const waitForPort = (port: number) =>
       })
       socket.on("error", fail)
     })
-  ).pipe(Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)), times: 100 }))
+  ))
 
 const stopChild = (child: ChildProcess) =>
   Effect.callback<void>((resume) => {
     if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    const killer = setTimeout(() => child.kill("SIGKILL"), 5000)
+    const killer = setTimeout(() => child.kill("SIGKILL"), stopGraceMs)
     child.once("exit", () => {
       clearTimeout(killer)
       resume(Effect.void)
@@ -93,7 +110,7 @@ const plannedRestartMs = 100
  */
 export const supervise = (spec: ProcessSpec, options: { readonly livenessFailures: number; readonly logLevel: LogLevel.LogLevel }) =>
   Effect.gen(function*() {
-    let backoffMs = 100
+    let backoffMs = crashBackoffInitialMs
     while (true) {
       const startedAt = Date.now()
       const exit = yield* Effect.acquireUseRelease(
@@ -134,7 +151,7 @@ export const supervise = (spec: ProcessSpec, options: { readonly livenessFailure
         stopChild
       )
       if (stopping) return yield* Effect.never
-      if (Date.now() - startedAt > 30_000) backoffMs = 100
+      if (Date.now() - startedAt > crashBackoffResetMs) backoffMs = crashBackoffInitialMs
       if (exit.code === plannedExitCode) {
         // Stopped on SIGTERM: the mvcc service restarting on a compacted or installed backend,
         // or an operator's restart. Not a crash: restarted after the first backoff step, which
@@ -149,6 +166,6 @@ export const supervise = (spec: ProcessSpec, options: { readonly livenessFailure
         Effect.annotateLogs({ process: spec.name, code: exit.code, signal: exit.signal, backoffMs })
       )
       yield* Effect.sleep(Duration.millis(backoffMs))
-      backoffMs = Math.min(backoffMs * 2, 5000)
+      backoffMs = Math.min(backoffMs * 2, crashBackoffMaxMs)
     }
   })

@@ -55,6 +55,7 @@ import type { FetchRequest, FetchResult, OutgoingMessage } from "./core/messages
 import { makeStreamEncoder } from "./encode.ts"
 import { packRelay } from "../../shared/watch-relay.ts"
 import type { RevisionEvents } from "./core/watcher-group.ts"
+import { drainPollMs, historyTimeoutMs, resyncMs, sessionExpiryCheckMs, victimLogEveryMs } from "./timeouts.ts"
 
 interface WatchFlags {
   readonly replica: string
@@ -90,11 +91,6 @@ const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
     )
 )
 const replica = checkToken("watch replica", flags.replica === "" ? `w${randomBytes(4).toString("hex")}` : flags.replica)
-
-/** How often catch-up rounds run without other input (etcd watchResyncPeriod). */
-const resyncMs = 100
-/** A history read that got no answer within this is retried (on another member if known). */
-const historyTimeoutMs = 3000
 
 const decodeRevisions = Schema.decodeUnknownSync(PackedRevisions)
 
@@ -171,7 +167,7 @@ const WatchLive = Layer.effectDiscard(
       if (hub.initialized() && openEndpoint === undefined && !draining) startOpenEndpoint()
       // Slow clients, at most one line per 10 s (etcd counts them in its slow_watcher gauge).
       const { victims, victimMoves } = hub.stats()
-      if (victimMoves > loggedVictimMoves && Date.now() - lastVictimLogMs > 10_000) {
+      if (victimMoves > loggedVictimMoves && Date.now() - lastVictimLogMs > victimLogEveryMs) {
         lastVictimLogMs = Date.now()
         loggedVictimMoves = victimMoves
         log("warn", "slow watch streams: watchers moved aside until their clients read", { victims, victimMoves })
@@ -282,7 +278,7 @@ const WatchLive = Layer.effectDiscard(
       setInterval(() => {
         const gone = hub.expire(Date.now(), flags.sessionTimeoutMs)
         if (gone.length > 0) log("info", "dropped silent watch sessions", { sessions: gone.length })
-      }, 1000),
+      }, sessionExpiryCheckMs),
       setInterval(() => {
         if (openEndpoint !== undefined) publishLoad()
       }, watchLoadEveryMs)
@@ -296,7 +292,7 @@ const WatchLive = Layer.effectDiscard(
         const deadline = Date.now() + flags.drainTimeoutMs
         publishLoad()
         if (sessions > 0) {
-          while (hub.stats().sessions > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+          while (hub.stats().sessions > 0 && Date.now() < deadline) yield* Effect.sleep(drainPollMs)
           log("info", "watch replica drained", { handedOver: sessions - hub.stats().sessions, left: hub.stats().sessions })
         }
         stopped = true
