@@ -31,7 +31,7 @@ import { LmdbBackend } from "../services/mvcc/backend-lmdb.ts"
 import { unsafeReadConsistentIndex } from "../services/mvcc/core/backend.ts"
 import { KvStore } from "../services/mvcc/core/store.ts"
 import { EventStream } from "../services/mvcc/events.ts"
-import { LeaseTable } from "../services/mvcc/lease-table.ts"
+import { LeaseTable } from "../services/lease/core/lease-table.ts"
 
 const opts = new Command("apply-path")
   .addOption(new Option("--entries <n>", "entries measured").default("100000"))

@@ -175,7 +175,7 @@ export type WriteResponse =
 // ---------------------------------------------------------------------------------------------
 // Leases (etcd's LeaseGrant / LeaseRevoke / LeaseCheckpoint internal raft requests). They travel
 // in proposals like the KV writes above and are applied by every member's mvcc service to its
-// lease table (services/mvcc/lease-table.ts), in the same LMDB transaction as the key changes.
+// lease table (services/lease/core/lease-table.ts), in the same LMDB transaction as the key changes.
 
 /**
  * etcd's LeaseGrantRequest as proposed: `id` chosen by the client or the gateway (never 0),

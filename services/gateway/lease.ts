@@ -3,7 +3,7 @@
  * v3_server.go LeaseGrant/LeaseRevoke/LeaseRenew/LeaseTimeToLive/LeaseLeases).
  *
  * - LeaseGrant and LeaseRevoke are proposed through raft like KV writes and applied by every
- *   member's mvcc service to its lease table (services/mvcc/lease-table.ts). A grant without
+ *   member's mvcc service to its lease table (services/lease/core/lease-table.ts). A grant without
  *   an ID gets a random positive int64 (etcd: its request-id generator, masked to 63 bits);
  *   the TTL is raised to the minimum TTL, ceil(1.5 × election timeout), at apply time.
  * - LeaseKeepAlive (bidi stream) and LeaseTimeToLive go to the member's lease service

@@ -48,7 +48,7 @@ import { nowUs, recordSpan } from "../runtime/tracing.ts"
 import { applyWithAuth, type TokenIssuer } from "./auth-apply.ts"
 import { AuthTokens } from "./auth-tokens.ts"
 import { AuthStore } from "./core/auth-store.ts"
-import { LeaseTable } from "./lease-table.ts"
+import { LeaseTable } from "../lease/core/lease-table.ts"
 import type { LmdbBackend, LmdbWriteTx } from "./backend-lmdb.ts"
 import { applyWaitersMax, applyWaitTimeoutMs, AppliedWaiters, type WaitOutcome } from "./apply-waiters.ts"
 import { type Outgoing, ProposalResults, type PublishResults, type ResultBody } from "./apply-results.ts"
@@ -150,7 +150,7 @@ export class Applier {
   private compacted = false
   /** Arrival time of the batch being applied (traced frames), for mvcc.apply.queue spans. */
   private batchReceivedUs: number | undefined
-  /** The member's lease table, changed in the same transactions as the store (./lease-apply.ts). */
+  /** The member's lease table, changed in the same transactions as the store (../lease/core/lease-apply.ts). */
   private readonly leases: LeaseTable
   /** The member's auth store, changed in the same transactions as the store (./auth-apply.ts). */
   readonly auth: AuthStore

@@ -24,8 +24,8 @@ import type { LeaseWriteRequest, RequestOp, TxnRequest, WriteRequest } from "../
 import type { AuthFailure, AuthStore } from "./core/auth-store.ts"
 import type { BackendWriteTx } from "./core/backend.ts"
 import type { KvStore } from "./core/store.ts"
-import { applyWithLeases, type LeaseAwareApplyResult } from "./lease-apply.ts"
-import type { LeaseTable } from "./lease-table.ts"
+import { applyWithLeases, type LeaseAwareApplyResult } from "../lease/core/lease-apply.ts"
+import type { LeaseTable } from "../lease/core/lease-table.ts"
 
 /** What the auth checks need of the lease table: the keys attached to a lease. */
 export interface AttachedKeys {
@@ -106,7 +106,7 @@ export type AuthAwareApplyResult = LeaseAwareApplyResult | { readonly ok: { read
  * Applies a proposal's `request` at raft `index` in `tx`, made by `info` (undefined: the
  * system's own): Auth requests to the auth store (assigning Authenticate's token with
  * `tokens`), other requests checked by {@link authorizeWrite} and then applied with leases
- * (./lease-apply.ts). `mine`: this member answers the proposal (a JWT is signed only then).
+ * (../lease/core/lease-apply.ts). `mine`: this member answers the proposal (a JWT is signed only then).
  * A refused request only moves the consistent index; `{ skipped }` when `index` was applied before.
  */
 export const applyWithAuth = (

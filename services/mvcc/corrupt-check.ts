@@ -14,7 +14,7 @@
  *   interval, if this member leads, run etcd's checkHashKV and, on a mismatch, propose
  *   ACTIVATE CORRUPT for the member named through the member's raft service (as etcd's
  *   raftRequest with an AlarmRequest). Once applied, every member's store refuses what etcd's
- *   applierV3Corrupt refuses (./core/store.ts, ./lease-apply.ts).
+ *   applierV3Corrupt refuses (./core/store.ts, ../lease/core/lease-apply.ts).
  *
  * Departures from etcd, on purpose:
  * - etcd's linearizableReadNotify between the two local hashes becomes: read the leader's

@@ -18,7 +18,7 @@ import { serveEndpoint } from "../runtime/rpc.ts"
 import type { Applier } from "./apply.ts"
 import { waitError } from "./apply-waiters.ts"
 import type { KvStore } from "./core/store.ts"
-import type { LeaseTable } from "./lease-table.ts"
+import type { LeaseTable } from "../lease/core/lease-table.ts"
 
 /** What the endpoints need. */
 export interface LeaseEndpointsContext {

@@ -1,5 +1,5 @@
 /**
- * Schemas of leases: the mvcc service's lease table (services/mvcc/lease-table.ts; mvcc.leases,
+ * Schemas of leases: the mvcc service's lease table (services/lease/core/lease-table.ts; mvcc.leases,
  * mvcc.lease) and the lease service's keep-alive and TimeToLive (services/lease). Lease writes
  * (grant, revoke, checkpoint) travel inside proposals (./kv.ts).
  */

@@ -1,5 +1,5 @@
 /**
- * The lease table of the mvcc service (services/mvcc/lease-table.ts, lease-apply.ts) on a real
+ * The lease table of the mvcc service (services/lease/core/lease-table.ts, lease-apply.ts) on a real
  * LMDB file through the applier: grants and their errors as etcd's lessor returns them, keys
  * attached by a put with a lease and detached by a put without one or a delete (etcd
  * storeTxnWrite), a revoke deleting every attached key in one revision, checkpoints, the
@@ -19,7 +19,7 @@ import type { ResultBody } from "../../services/mvcc/apply.ts"
 import { LmdbBackend } from "../../services/mvcc/backend-lmdb.ts"
 import { unsafeReadConsistentIndex } from "../../services/mvcc/core/backend.ts"
 import { KvStore } from "../../services/mvcc/core/store.ts"
-import { LeaseTable } from "../../services/mvcc/lease-table.ts"
+import { LeaseTable } from "../../services/lease/core/lease-table.ts"
 
 const enc = (s: string) => new TextEncoder().encode(s)
 const dec = (b: Uint8Array) => new TextDecoder().decode(b)

@@ -16,8 +16,8 @@ import type { WriteRequest } from "../../shared/kv.ts"
 import { MemoryBackend } from "../../services/mvcc/core/backend-memory.ts"
 import { KvStore } from "../../services/mvcc/core/store.ts"
 import { initialCheck, type LocalHash, type PeerHash, periodicCheck } from "../../services/mvcc/core/corrupt-check.ts"
-import { LeaseTable } from "../../services/mvcc/lease-table.ts"
-import { applyWithLeases } from "../../services/mvcc/lease-apply.ts"
+import { LeaseTable } from "../../services/lease/core/lease-table.ts"
+import { applyWithLeases } from "../../services/lease/core/lease-apply.ts"
 
 const L = 1n
 const A = 0xaan

@@ -9,7 +9,7 @@
  *   through raft and feeds the applied lease table back with {@link Lessor.upsert} and
  *   {@link Lessor.remove}.
  * - The lease table itself (which leases exist, their TTL, the keys attached) is replicated
- *   state kept by every member's mvcc service (services/mvcc/lease-table.ts); this core only
+ *   state kept by every member's mvcc service (services/lease/core/lease-table.ts); this core only
  *   mirrors id, TTL and checkpointed remaining TTL to track expiry, and only on the leader
  *   (the "primary" in etcd's words). On a non-primary every lease lives forever, as etcd's
  *   `forever()`.
@@ -88,7 +88,7 @@ export interface Checkpoint {
   readonly remainingTtl: number
 }
 
-/** A lease as the applied table holds it (services/mvcc/lease-table.ts LeaseRecord). */
+/** A lease as the applied table holds it (services/lease/core/lease-table.ts LeaseRecord). */
 export interface AppliedLease {
   readonly id: bigint
   /** Granted TTL, seconds. */

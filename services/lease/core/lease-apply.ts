@@ -9,11 +9,11 @@
  * LeaseCheckpoint; applierV3Capped refusing grants under NOSPACE) and server/lease/lessor.go
  * Revoke (keys deleted in sorted order in one write txn, then the lease record).
  */
-import type { LeaseWriteRequest, LeaseWriteResponse, WriteRequest } from "../../shared/kv.ts"
-import { isLeaseWriteRequest } from "../../shared/kv.ts"
-import { type Index, Revision } from "../../shared/ids.ts"
-import type { BackendWriteTx } from "./core/backend.ts"
-import type { ApplyResult, KvStore, MvccEvent } from "./core/store.ts"
+import type { LeaseWriteRequest, LeaseWriteResponse, WriteRequest } from "../../../shared/kv.ts"
+import { isLeaseWriteRequest } from "../../../shared/kv.ts"
+import { type Index, Revision } from "../../../shared/ids.ts"
+import type { BackendWriteTx } from "../../mvcc/core/backend.ts"
+import type { ApplyResult, KvStore, MvccEvent } from "../../mvcc/core/store.ts"
 import type { LeaseTable } from "./lease-table.ts"
 
 /** {@link ApplyResult}, or the outcome of a lease request (its events: the revoked lease's key deletions). */

@@ -31,12 +31,12 @@
  * `lease/K` records; `log` is sorted by index and every index in it is > `logBase`.
  */
 import { createHash } from "node:crypto"
-import type { EtcdErrorData } from "../../shared/errors.ts"
-import { LeaseId } from "../../shared/ids.ts"
-import type { LeaseCheckpoint, LeaseGrantRequest } from "../../shared/kv.ts"
-import type { BackendReadTx, BackendWriteTx } from "./core/backend.ts"
-import { concatBytes, prefixEnd, toKeyString } from "./core/key-bytes.ts"
-import type { MvccEvent } from "./core/store.ts"
+import type { EtcdErrorData } from "../../../shared/errors.ts"
+import { LeaseId } from "../../../shared/ids.ts"
+import type { LeaseCheckpoint, LeaseGrantRequest } from "../../../shared/kv.ts"
+import type { BackendReadTx, BackendWriteTx } from "../../mvcc/core/backend.ts"
+import { concatBytes, prefixEnd, toKeyString } from "../../mvcc/core/key-bytes.ts"
+import type { MvccEvent } from "../../mvcc/core/store.ts"
 
 /** etcd's MaxLeaseTTL, in seconds. */
 export const maxLeaseTtl = 9_000_000_000
