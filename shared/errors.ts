@@ -2,22 +2,24 @@
  * Expected failures that cross process boundaries: each declared once, as a `Schema.TaggedError`
  * class with fields; {@link EtcdErrorData}, their plain-data form, is derived from the classes.
  *
- * The two forms and where each lives:
+ * Where each form lives:
  * - Pure cores (raft, mvcc, wal) do not import Effect: they return plain `{ _tag, ...fields }`
- *   typed as {@link EtcdErrorData}. Frames carry that form too (`{ err }` replies and `error`
- *   frames); {@link toErrorData} turns an instance into it, and {@link errorDataOf} anything a
- *   request failed with.
- * - Shells throw, or fail an Effect with, instances of the classes: Errors that carry `_tag` and
- *   the fields. {@link toEtcdError} builds one from a core's data.
- * - The calling side of the bus rethrows an answer's error as the frame's plain data
- *   (services/runtime/rpc.ts decodeReply and okOf), while its own outcomes without an answer are
- *   the RequestTimeout and Stopped instances: callers tell "no answer came" from "the answer was
- *   RequestTimeout" by that difference. Code that inspects a failure therefore reads its `_tag`
- *   and accepts either form.
+ *   typed as {@link EtcdErrorData}.
+ * - Frames carry that plain form too (`{ err }` replies and `error` frames): {@link toErrorData}
+ *   turns an instance into it, {@link errorDataOf} anything a request failed with.
+ * - Promise-based shell code throws (rejects with) instances of the classes, Errors that carry
+ *   `_tag` and the fields; {@link toEtcdError} builds one from plain data. The calling side of
+ *   the bus does so for every answered error (services/runtime/rpc.ts okOf and decodeReply).
+ * - Effect-based shell code fails with instances in the error channel (`Effect.tryPromise`
+ *   with {@link etcdErrorOf} as its `catch`), matched with `Effect.catchTag`; a broken
+ *   invariant is a defect instead.
+ * - The RpcClient's own outcomes without an answer are RequestTimeout and Stopped instances
+ *   that services/runtime/rpc.ts isUnanswered recognises: that, not the tag or the class, tells
+ *   "no answer came" from "the answer was RequestTimeout".
  *
  * Only the gateway turns these into what a client sees: one table from tag to gRPC status code
  * and etcd's exact message (`services/gateway/errors.ts`), as etcd keeps
- * `api/v3rpc/rpctypes/error.go`.
+ * `api/v3rpc/rpctypes/error.go`. It reads `_tag` and the fields, so it accepts either form.
  */
 import * as Schema from "effect/Schema"
 
@@ -287,3 +289,12 @@ export const errorDataOf = (e: unknown, where: string): EtcdErrorData => {
   if (typeof tag === "string") return toErrorData(e as EtcdErrorData)
   return { _tag: "MalformedFrame", reason: `${where}: ${String((e as Error)?.message ?? e)}` }
 }
+
+/**
+ * The tagged error instance of anything a call failed with, for an Effect's error channel
+ * (`Effect.tryPromise`'s `catch`): an instance as it is (so the RpcClient's own no-answer
+ * outcomes stay services/runtime/rpc.ts isUnanswered), plain error data rebuilt by
+ * {@link toEtcdError}, anything else (a defect) as MalformedFrame naming `where` and its text.
+ */
+export const etcdErrorOf = (e: unknown, where: string): EtcdError =>
+  e instanceof Error && classesByTag.has((e as { _tag?: unknown })._tag as string) ? (e as EtcdError) : toEtcdError(errorDataOf(e, where))

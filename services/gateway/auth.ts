@@ -25,7 +25,8 @@ import { randomInt } from "node:crypto"
 import type * as grpc from "@grpc/grpc-js"
 import type { AuthInfo, AuthRequest, AuthResponse, Permission, PermissionType } from "../../shared/auth.ts"
 import { mvccAuth } from "../../shared/endpoints.ts"
-import type { AuthErrorCode, EtcdErrorData } from "../../shared/errors.ts"
+import { AuthError, ConcurrencyError, MalformedFrame } from "../../shared/errors.ts"
+import type { AuthErrorCode } from "../../shared/errors.ts"
 import { currentAuthInfo, noAuthInfo } from "../runtime/auth-context.ts"
 import type { Proposer } from "../runtime/proposer.ts"
 import type { Reader } from "../runtime/reader.ts"
@@ -55,7 +56,7 @@ export interface AuthContext {
   readonly header: (revision: number, term: number) => Promise<Header>
 }
 
-const authError = (code: AuthErrorCode): EtcdErrorData => ({ _tag: "AuthError", code })
+const authError = (code: AuthErrorCode): AuthError => new AuthError({ code })
 
 /** The first value of metadata `key`, as a string. */
 const metadataValue = (md: grpc.Metadata, key: string): string | undefined => {
@@ -124,7 +125,7 @@ export class IdentityBatcher {
         batch.forEach((entry, i) => {
           const info = infos[i]
           for (const w of entry.waiters) {
-            if (info === undefined) w.reject({ _tag: "MalformedFrame", reason: "mvcc.auth infos count" } satisfies EtcdErrorData)
+            if (info === undefined) w.reject(new MalformedFrame({ reason: "mvcc.auth infos count" }))
             else if (info === null) w.reject(authError("InvalidAuthToken"))
             else w.resolve(info)
           }
@@ -251,5 +252,5 @@ export const rawAuthMessages: { readonly [C in AuthErrorCode]?: string } = {
 export const asRawAuthError = (e: unknown): unknown => {
   const err = e as { _tag?: string; code?: AuthErrorCode }
   const message = err?._tag === "AuthError" && err.code !== undefined ? rawAuthMessages[err.code] : undefined
-  return message === undefined ? e : { _tag: "ConcurrencyError", message }
+  return message === undefined ? e : new ConcurrencyError({ message })
 }

@@ -11,6 +11,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { defaultMaxTxnOps } from "../mvcc/core/validate.ts"
+import { NoLeader, TooManyOps } from "../../shared/errors.ts"
 import { toGrpcError } from "./errors.ts"
 import { requireLeaderKey, requireLeaderValue } from "./leader.ts"
 import type { Wire } from "./convert.ts"
@@ -179,9 +180,9 @@ export const unary = (handler: UnaryHandler, service: string, method: string, ga
   const observed = observeCall(call, service, method, "unary")
   const request = call.request as Wire & { [tooDeep]?: true }
   const handled = gate !== undefined && !gate.hasLeader() && requiresLeader(call)
-    ? () => Promise.reject({ _tag: "NoLeader" })
+    ? () => Promise.reject(new NoLeader())
     : request[tooDeep] === true
-    ? () => Promise.reject({ _tag: "TooManyOps", ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps })
+    ? () => Promise.reject(new TooManyOps({ ops: defaultMaxTxnOps + 1, maxOps: defaultMaxTxnOps }))
     : () => asCaller(caller, call, () => handler(request))
   observed.run(handled).then(
     (response) => {

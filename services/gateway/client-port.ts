@@ -109,6 +109,7 @@ export const serveClientPort = (
       // Unary calls in flight get up to 2 s to finish; then long-lived streams (Watch,
       // LeaseKeepAlive, Observe) are cut, as etcd's shutdown does, so that clients reconnect
       // elsewhere at once rather than holding a restart (rolling restarts) up.
+      // Resolves when the server is down, by shutdown or by force: nothing to fail with.
       (server) =>
         Effect.promise(() =>
           new Promise<void>((r) => {
@@ -163,6 +164,7 @@ export const serveClientPort = (
             runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(Effect.annotateLogs(fields))))
           : serveClientPlain(plan, connections)
       ).pipe(Effect.orDie),
+      // close stops accepting and resolves at once (./client-tls.ts): a rejection is a defect.
       (listener) => Effect.promise(() => listener.close())
     )
     yield* Effect.logInfo(`serving etcd v3 gRPC${plan._tag === "Tls" ? " over TLS" : ""}`).pipe(

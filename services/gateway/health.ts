@@ -14,9 +14,8 @@
  * not only raft or mvcc (whose absence already fails the read itself).
  */
 import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
-import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
-import { callEndpoint } from "../runtime/rpc.ts"
+import { callEndpoint, isUnanswered } from "../runtime/rpc.ts"
 import { healthCallTimeoutMs } from "./timeouts.ts"
 
 /** How often the member's services are asked, in ms. */
@@ -90,7 +89,7 @@ export const checkMemberReady = async (
   if (status.leader === 0n) return "no leader"
   // An error frame or `{ err }` reply is a failed read; no reply (timeout, stopping) throws as before.
   const ri = await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" }).catch((e: unknown) => {
-    if (e instanceof RequestTimeout || e instanceof Stopped) throw e
+    if (isUnanswered(e)) throw e
     return { err: e }
   })
   if ("err" in ri) return "linearizable read failed (no ReadIndex)"

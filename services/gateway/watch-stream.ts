@@ -12,8 +12,7 @@
 import type * as grpc from "@grpc/grpc-js"
 import type { WatchCtlReply } from "../../shared/schema.ts"
 import { watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPlace, watchProgress } from "../../shared/endpoints.ts"
-import { RequestTimeout, Stopped } from "../../shared/errors.ts"
-import { callEndpoint, okOf, publishEndpoint } from "../runtime/rpc.ts"
+import { callEndpoint, isUnanswered, okOf, publishEndpoint } from "../runtime/rpc.ts"
 import { retryPromise } from "../runtime/retry.ts"
 import { headerToWire, wireInt } from "./convert.ts"
 import type { Wire } from "./convert.ts"
@@ -30,9 +29,6 @@ import type { WatchContext } from "./watch.ts"
 import { watchControlTimeoutMs, watchOpenRetryMs } from "./timeouts.ts"
 
 const noop = (): void => {}
-
-/** A call that got no reply (timeout, stopping), as opposed to a reply carrying an error. */
-const unanswered = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
 
 /**
  * One client stream. Requests to the replica are serialized (`chain`) so that the replica
@@ -165,9 +161,9 @@ export class WatchStream {
     if (!known && this.session === s) this.failover(s, "unknown")
   }
 
-  /** Fails over on a call without reply; an error reply is thrown (logged by the chain), as `{ err }`. */
+  /** Fails over on a call without reply (rpc.ts isUnanswered); an error reply is thrown (logged by the chain), as `{ err }`. */
   private notAnswered(s: Session, e: unknown): void {
-    if (!unanswered(e)) throw e
+    if (!isUnanswered(e)) throw e
     if (s.replica !== undefined) this.table.placement.forget(s.replica)
     this.failover(s, "unanswered")
   }

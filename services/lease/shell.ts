@@ -200,7 +200,7 @@ export class LeaseShell {
       this.counters.promotions++
       this.log.info("lease service promoted", { term: status.term, leases: this.lessor.size, syncedIndex: this.syncedIndex })
     } catch (e) {
-      this.log.warn("lease service could not read the lease table; will retry", { error: String((e as Error)?.message ?? e) })
+      this.log.warn("lease service could not read the lease table; will retry", { error: String((e as Error)?.message || ((e as { _tag?: unknown })?._tag ?? e)) })
     } finally {
       this.promoting = false
     }

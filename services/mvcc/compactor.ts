@@ -13,7 +13,8 @@
  */
 import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
-import { RequestTimeout } from "../../shared/errors.ts"
+import { etcdErrorOf, RequestTimeout } from "../../shared/errors.ts"
+import type { EtcdError } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
 import { raftPropose, raftStatus } from "../../shared/endpoints.ts"
@@ -80,53 +81,88 @@ export const proposeLocal = async (
   }
 }
 
-/** Whether this member is the raft leader now (false when raft does not answer). */
-const isLeader = async (ctx: CompactorContext): Promise<boolean> => {
-  try {
-    const s = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs })
-    return s.leader !== 0n && s.leader === s.memberId
-  } catch {
-    return false
-  }
-}
+/**
+ * Whether this member is the raft leader now (raft.status within raftCallTimeoutMs); fails
+ * with the call's error (no answer, or what raft answered) as a shared/errors.ts instance.
+ */
+const isLeader = Effect.fn("natcd/mvcc/compactor.isLeader")(function*(ctx: CompactorContext) {
+  const s = yield* Effect.tryPromise({
+    try: () => callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs }),
+    catch: (e) => etcdErrorOf(e, "raft.status")
+  })
+  return s.leader !== 0n && s.leader === s.memberId
+})
 
-const compactAt = async (ctx: CompactorContext, revision: number): Promise<CompactionOutcome> => {
-  const r = await proposeLocal(ctx, { compaction: { revision, physical: false } })
-  if (r === undefined) return "failed"
-  if ("ok" in r) return "ok"
-  return r.err._tag === "Compacted" ? "compacted" : "failed"
-}
+/** {@link isLeader}, false when raft did not tell (logged at Debug): the round is skipped, as before. */
+const leadsNow = (ctx: CompactorContext) =>
+  isLeader(ctx).pipe(
+    Effect.catch((e) => Effect.logDebug("compactor: raft did not say who leads; skipping this round").pipe(Effect.annotateLogs({ error: e._tag }), Effect.as(false)))
+  )
+
+/**
+ * Proposes a compaction at `revision` and waits for its local result: "ok", or "compacted"
+ * when the revision was compacted already, or "failed" for any other error the apply returned.
+ * Fails with RequestTimeout when no result came before the proposal's deadline (the outcome
+ * is unknown).
+ */
+const compactAt = Effect.fn("natcd/mvcc/compactor.compact")(function*(ctx: CompactorContext, revision: number) {
+  // proposeLocal resolves undefined at its deadline rather than rejecting: a rejection is a defect.
+  const r = yield* Effect.promise(() => proposeLocal(ctx, { compaction: { revision, physical: false } }))
+  if (r === undefined) return yield* Effect.fail<EtcdError>(new RequestTimeout())
+  if ("ok" in r) return "ok" as CompactionOutcome
+  return (r.err._tag === "Compacted" ? "compacted" : "failed") as CompactionOutcome
+})
+
+/** {@link compactAt}, with a failure logged and counted as the outcome "failed". */
+const compactOutcome = (ctx: CompactorContext, revision: number) =>
+  compactAt(ctx, revision).pipe(
+    Effect.catch((e) =>
+      Effect.logInfo("compaction proposal got no result before its deadline").pipe(Effect.annotateLogs({ revision, error: e._tag }), Effect.as<CompactionOutcome>("failed"))
+    )
+  )
+
+const log = (message: string, fields: Record<string, unknown>) => Effect.logInfo(message).pipe(Effect.annotateLogs(fields))
+
+/** One round of the revision compactor: compacts when this member leads and `core` says a revision is due. */
+const revisionRound = Effect.fn("natcd/mvcc/compactor.revisionRound")(function*(ctx: CompactorContext, core: RevisionCompactor, retention: number) {
+  const leader = yield* leadsNow(ctx)
+  const rev = core.due(ctx.store.currentRevision(), leader)
+  if (rev === undefined) return
+  yield* log("starting auto revision compaction", { revision: rev, retention })
+  const outcome = yield* compactOutcome(ctx, rev)
+  core.done(rev, outcome)
+  yield* log(outcome === "failed" ? "failed auto revision compaction" : "completed auto revision compaction", { revision: rev, outcome })
+})
+
+/** One round of the periodic compactor: compacts when this member leads and `core` says a revision is due. */
+const periodicRound = Effect.fn("natcd/mvcc/compactor.periodicRound")(function*(ctx: CompactorContext, core: PeriodicCompactor, periodMs: number) {
+  const leader = yield* leadsNow(ctx)
+  const rev = core.due(Date.now(), leader)
+  if (rev === undefined) return
+  yield* log("starting auto periodic compaction", { revision: rev, periodMs })
+  const outcome = yield* compactOutcome(ctx, rev)
+  core.done(Date.now(), outcome)
+  yield* log(outcome === "failed" ? "failed auto periodic compaction" : "completed auto periodic compaction", { revision: rev, outcome })
+})
 
 /**
  * The compactor loop for `config`, as an Effect that runs until interrupted. Logs each
- * compaction it starts and how it ended, as etcd does.
+ * compaction it starts and how it ended, as etcd does; a round whose leader check or proposal
+ * fails is logged and ends as etcd's does ("failed", or skipped when raft did not answer).
  */
 export const runCompactor = (ctx: CompactorContext, config: AutoCompaction) =>
   Effect.gen(function*() {
-    const log = (message: string, fields: Record<string, unknown>) => Effect.logInfo(message).pipe(Effect.annotateLogs(fields))
     if (config.mode === "revision") {
       const core = new RevisionCompactor(config.retention)
       for (;;) {
         yield* Effect.sleep(ctx.revisionCheckIntervalMs)
-        const leader = yield* Effect.promise(() => isLeader(ctx))
-        const rev = core.due(ctx.store.currentRevision(), leader)
-        if (rev === undefined) continue
-        yield* log("starting auto revision compaction", { revision: rev, retention: config.retention })
-        const outcome = yield* Effect.promise(() => compactAt(ctx, rev))
-        core.done(rev, outcome)
-        yield* log(outcome === "failed" ? "failed auto revision compaction" : "completed auto revision compaction", { revision: rev, outcome })
+        yield* revisionRound(ctx, core, config.retention)
       }
     }
     const core = new PeriodicCompactor(config.periodMs, Date.now())
     for (;;) {
       core.record(ctx.store.currentRevision())
       yield* Effect.sleep(core.checkIntervalMs())
-      const leader = yield* Effect.promise(() => isLeader(ctx))
-      const rev = core.due(Date.now(), leader)
-      if (rev === undefined) continue
-      yield* log("starting auto periodic compaction", { revision: rev, periodMs: config.periodMs })
-      const outcome = yield* Effect.promise(() => compactAt(ctx, rev))
-      core.done(Date.now(), outcome)
-      yield* log(outcome === "failed" ? "failed auto periodic compaction" : "completed auto periodic compaction", { revision: rev, outcome })
+      yield* periodicRound(ctx, core, config.periodMs)
     }
   })

@@ -25,7 +25,9 @@
  * - Members are listed by the member's raft service (`raft.members`), retried for a bounded
  *   time at start; etcd reads its own membership store.
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import { etcdErrorOf } from "../../shared/errors.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
 import { mvccHashKv, raftMembers, raftStatus } from "../../shared/endpoints.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
@@ -68,8 +70,8 @@ const membersRetryMs = 500
 
 const hex = (id: bigint): string => id.toString(16)
 
-const log = (level: "info" | "warn" | "error", message: string, fields: Record<string, unknown>) =>
-  (level === "info" ? Effect.logInfo(message) : level === "warn" ? Effect.logWarning(message) : Effect.logError(message)).pipe(
+const log = (level: "debug" | "info" | "warn" | "error", message: string, fields: Record<string, unknown>) =>
+  (level === "debug" ? Effect.logDebug(message) : level === "info" ? Effect.logInfo(message) : level === "warn" ? Effect.logWarning(message) : Effect.logError(message)).pipe(
     Effect.annotateLogs(fields)
   )
 
@@ -82,7 +84,14 @@ export const localHash = (ctx: Pick<CorruptCheckContext, "store" | "read">): Loc
 }
 
 /** The member's id and its peers' ids and names, from its raft service. */
-const membersOf = async (ctx: CorruptCheckContext): Promise<{ memberId: bigint; leader: bigint; peers: Array<{ id: bigint; name: string }> }> => {
+/** This member, its leader and its peers, as the raft service lists them. */
+interface Members {
+  readonly memberId: bigint
+  readonly leader: bigint
+  readonly peers: ReadonlyArray<{ readonly id: bigint; readonly name: string }>
+}
+
+const membersOf = async (ctx: CorruptCheckContext): Promise<Members> => {
   const [status, { members }] = await Promise.all([
     callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs }),
     callEndpoint(ctx.rpc, raftMembers, ctx.subjects.raftMembers, {}, { timeoutMs: raftCallTimeoutMs })
@@ -94,6 +103,18 @@ const membersOf = async (ctx: CorruptCheckContext): Promise<{ memberId: bigint; 
     .filter((m) => m.name !== "")
   return { memberId: status.memberId, leader: status.leader, peers }
 }
+
+/**
+ * The members as the raft service lists them (raft.status and raft.members, each within
+ * raftCallTimeoutMs); fails with the calls' error (RequestTimeout or Stopped without an answer,
+ * or what raft answered) as a shared/errors.ts instance.
+ */
+const listMembers = Effect.fn("natcd/mvcc/corruptCheck.listMembers")(function*(ctx: CorruptCheckContext) {
+  return yield* Effect.tryPromise({ try: () => membersOf(ctx), catch: (e) => etcdErrorOf(e, "raft.members") })
+})
+
+/** A periodic check step that failed: a bus call, or the apply wait (`cause`, logged as it is). */
+class HashKvCheckFailed extends Data.TaggedError("HashKvCheckFailed")<{ readonly cause: unknown }> {}
 
 /** Every peer's HashKV at `revision` (etcd getPeerHashKVs); failures become `err` answers. */
 const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint; name: string }>, revision: number): Promise<PeerHash[]> =>
@@ -111,37 +132,40 @@ const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint;
 
 /**
  * etcd CheckInitialHashKV. Succeeds when no peer disagrees (or the members could not be
- * listed within {@link membersWaitMs}: logged, the check is skipped); fails with an Error
- * "<id> found data inconsistency with peers" otherwise. Run before serving.
+ * listed within {@link membersWaitMs}: logged, the check is skipped); dies (a defect: the
+ * member must not serve) with an Error "<id> found data inconsistency with peers" otherwise.
+ * Run before serving.
  */
-export const runInitialCheck = (ctx: CorruptCheckContext) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + membersWaitMs
-    let members: Awaited<ReturnType<typeof membersOf>> | undefined
-    for (let attempt = 1; members === undefined; attempt++) {
-      members = yield* Effect.promise(() => membersOf(ctx).catch(() => undefined))
-      if (members !== undefined) break
-      if (Date.now() >= deadline) {
-        yield* log("warn", "skipping initial corruption check: the raft service did not list the members", { attempts: attempt, waitedMs: membersWaitMs })
-        return
-      }
-      yield* Effect.sleep(membersRetryMs)
+export const runInitialCheck = Effect.fn("natcd/mvcc/corruptCheck.initial")(function*(ctx: CorruptCheckContext) {
+  const deadline = Date.now() + membersWaitMs
+  let members: Members | undefined
+  for (let attempt = 1; members === undefined; attempt++) {
+    members = yield* listMembers(ctx).pipe(
+      Effect.catch((e) => log("debug", "the raft service did not list the members; asking again", { attempt, error: e._tag }).pipe(Effect.as(undefined)))
+    )
+    if (members !== undefined) break
+    if (Date.now() >= deadline) {
+      yield* log("warn", "skipping initial corruption check: the raft service did not list the members", { attempts: attempt, waitedMs: membersWaitMs })
+      return
     }
-    const id = hex(members.memberId)
-    yield* log("info", "starting initial corruption check", { "local-member-id": id, timeout: `${requestTimeoutMs}ms` })
-    const local = localHash(ctx)
-    const peers = yield* Effect.promise(() => peerHashes(ctx, members.peers, local.revision))
-    const verdict = initialCheck(local, peers)
-    for (const f of verdict.findings) yield* logFinding({ ...f, fields: { "local-member-id": id, ...f.fields } })
-    if (!verdict.ok) {
-      yield* log("error", "initial corruption check failed", { "local-member-id": id })
-      return yield* Effect.die(new Error(`${id} found data inconsistency with peers`))
-    }
-    yield* log("info", "initial corruption checking passed; no corruption", { "local-member-id": id, "number-of-peers-checked": verdict.checked })
-  })
+    yield* Effect.sleep(membersRetryMs)
+  }
+  const id = hex(members.memberId)
+  yield* log("info", "starting initial corruption check", { "local-member-id": id, timeout: `${requestTimeoutMs}ms` })
+  const local = localHash(ctx)
+  // peerHashes never rejects: each peer's failure is its `err` answer.
+  const peers = yield* Effect.promise(() => peerHashes(ctx, members.peers, local.revision))
+  const verdict = initialCheck(local, peers)
+  for (const f of verdict.findings) yield* logFinding({ ...f, fields: { "local-member-id": id, ...f.fields } })
+  if (!verdict.ok) {
+    yield* log("error", "initial corruption check failed", { "local-member-id": id })
+    return yield* Effect.die(new Error(`${id} found data inconsistency with peers`))
+  }
+  yield* log("info", "initial corruption checking passed; no corruption", { "local-member-id": id, "number-of-peers-checked": verdict.checked })
+})
 
 /** etcd checkHashKV, run on the leader. Resolves when done; throws when a step failed (logged by the caller). */
-const checkHashKv = async (ctx: CorruptCheckContext, members: Awaited<ReturnType<typeof membersOf>>): Promise<void> => {
+const checkHashKv = async (ctx: CorruptCheckContext, members: Members): Promise<void> => {
   const before = localHash(ctx)
   const peers = await peerHashes(ctx, members.peers, before.revision)
   // etcd linearizableReadNotify: wait until this member applied the leader's commit index.
@@ -164,20 +188,30 @@ const checkHashKv = async (ctx: CorruptCheckContext, members: Awaited<ReturnType
 }
 
 /**
+ * One round of etcd monitorKVHash: if this member leads, run the check. Fails with
+ * HashKvCheckFailed (a step of the check) and with the members listing's error; the caller
+ * logs either and skips the round.
+ */
+const periodicRound = Effect.fn("natcd/mvcc/corruptCheck.periodicRound")(function*(ctx: CorruptCheckContext) {
+  const members = yield* listMembers(ctx)
+  if (members.leader === 0n || members.leader !== members.memberId) return
+  yield* Effect.tryPromise({ try: () => checkHashKv(ctx, members), catch: (cause) => new HashKvCheckFailed({ cause }) })
+})
+
+/**
  * etcd monitorKVHash: every `intervalMs`, if this member leads, run the check. Each round is
  * bounded (HashKV and apply waits: {@link requestTimeoutMs}; the alarm proposal: the
  * proposer's deadline); a failed round is logged and the next one starts on schedule. Runs
  * until interrupted.
  */
-export const runPeriodicCheck = (ctx: CorruptCheckContext, intervalMs: number) =>
-  Effect.gen(function*() {
-    yield* log("info", "enabled corruption checking", { intervalMs })
-    for (;;) {
-      yield* Effect.sleep(intervalMs)
-      const members = yield* Effect.promise(() => membersOf(ctx).catch(() => undefined))
-      if (members === undefined || members.leader === 0n || members.leader !== members.memberId) continue
-      yield* Effect.promise(() =>
-        checkHashKv(ctx, members).catch((e) => runDetached(log("warn", "failed to check hash KV", { error: String(e) })))
-      )
-    }
-  })
+export const runPeriodicCheck = Effect.fn("natcd/mvcc/corruptCheck.periodic")(function*(ctx: CorruptCheckContext, intervalMs: number) {
+  yield* log("info", "enabled corruption checking", { intervalMs })
+  for (;;) {
+    yield* Effect.sleep(intervalMs)
+    yield* periodicRound(ctx).pipe(
+      Effect.catchTag("HashKvCheckFailed", (e) => log("warn", "failed to check hash KV", { error: String(e.cause) })),
+      // As etcd, a member that cannot tell whether it leads skips the round.
+      Effect.catch((e) => log("debug", "skipping a corruption check round: the raft service did not list the members", { error: e._tag }))
+    )
+  }
+})

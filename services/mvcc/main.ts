@@ -36,7 +36,7 @@
  * (snapshot, chunk, defragment, install), ./lease-endpoints.ts, ./auth-endpoint.ts, ./events.ts
  * (the event stream and history for watch), ./metrics.ts.
  */
-import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
@@ -74,6 +74,12 @@ const autoCompaction = autoCompactionOf(flags)
 /** The event stream's idle heartbeat period, in ms (how soon a watch replica notices a lost last frame). */
 const eventHeartbeatMs = 500
 
+/** A fetched snapshot or defragmented copy (`<dbPath>.install`) could not be put in place: the process cannot start. */
+class PendingInstallFailed extends Data.TaggedError("PendingInstallFailed")<{ readonly dbPath: string; readonly cause: unknown }> {}
+
+/** An apply queue item failed: an ApplyFailed `cause` stops the process, any other is repaired from raft. */
+class ApplyStepFailed extends Data.TaggedError("ApplyStepFailed")<{ readonly cause: unknown }> {}
+
 const MvccLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc } = yield* Nats
@@ -89,12 +95,13 @@ const MvccLive = Layer.effectDiscard(
     mkdirSync(dir, { recursive: true, mode: privateDirMode })
     const dbPath = join(dir, "kv.mdb")
     // A snapshot fetched from the leader before the last exit becomes the state now.
-    const pending = yield* Effect.promise(() => installPending(dbPath))
+    const pending = yield* Effect.tryPromise({ try: () => installPending(dbPath), catch: (cause) => new PendingInstallFailed({ dbPath, cause }) })
     if (pending === "installed") yield* Effect.logInfo("installed a snapshot received from the leader")
     else if (pending !== "none") yield* Effect.logWarning("a pending snapshot did not open; kept the current database").pipe(Effect.annotateLogs({ error: pending.rejected }))
     const snapshots = new SnapshotFiles(dir, dbPath)
     const backend = yield* Effect.acquireRelease(
       Effect.sync(() => LmdbBackend.open(dbPath)),
+      // Closing commits what is buffered: a failure there is a defect (the restart re-applies from raft).
       (b) => Effect.promise(() => b.close())
     )
     // The lease table is restored first: the store asks it whether a put's lease exists.
@@ -155,12 +162,21 @@ const MvccLive = Layer.effectDiscard(
     yield* Effect.addFinalizer(() =>
       Effect.logInfo("mvcc stopping").pipe(Effect.annotateLogs({ ...applier.counters, droppedFrames, commits: backend.commits }))
     )
+    /**
+     * One item of the apply queue: a batch of committed entries, or a catch-up from raft.
+     * Fails with ApplyStepFailed; the caller decides between repairing and fail-stop.
+     */
+    const applyStep = Effect.fn("natcd/mvcc/apply")(function*(item: ApplyBatch | "catch-up") {
+      yield* Effect.tryPromise({
+        try: () => (item === "catch-up" ? applier.catchUp(Number.MAX_SAFE_INTEGER) : applier.applyBatch(item)),
+        catch: (cause) => new ApplyStepFailed({ cause })
+      })
+    })
     yield* Queue.take(queue).pipe(
       Effect.flatMap((item) =>
-        Effect.promise(() => (item === "catch-up" ? applier.catchUp(Number.MAX_SAFE_INTEGER) : applier.applyBatch(item))).pipe(
-          Effect.catchCause((cause) => {
-            const failed = Cause.squash(cause)
-            if (!(failed instanceof ApplyFailed)) return Effect.logWarning("apply batch failed; will repair from raft", cause)
+        applyStep(item).pipe(
+          Effect.catchTag("ApplyStepFailed", ({ cause: failed }) => {
+            if (!(failed instanceof ApplyFailed)) return Effect.logWarning("apply batch failed; will repair from raft", failed)
             // Fail-stop, as etcd panics: memory may hold part of the batch. Exit without the
             // shutdown commit; the restart reopens at the consistent index and re-applies from raft.
             return Effect.logError("apply failed; exiting to restart from the consistent index").pipe(

@@ -115,7 +115,8 @@ export const serveMaintenanceEndpoints = (ctx: MaintenanceContext) => {
         },
         (e) => {
           runDetached(Effect.logWarning("snapshot install refused or failed; kept the current database").pipe(Effect.annotateLogs({ fromMember, index: snapshot.index, error: String(e) })))
-          refuse(String((e as Error)?.message ?? e))
+          // A refusal is an Error with the reason as its message; an answered error (an instance with no message of its own) goes by its tag.
+          refuse(String((e as Error)?.message || ((e as { _tag?: unknown })?._tag ?? e)))
         }
       ).finally(() => (installing = false))
     }, opts)

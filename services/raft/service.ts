@@ -19,6 +19,7 @@
  * the endpoints and the ticks start, at the end of this layer), so they can be built in any
  * order.
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { randomInt } from "node:crypto"
@@ -70,7 +71,13 @@ export interface RaftFlags {
   readonly electionTimeout: number
 }
 
-/** One member's raft, running until the layer is released. */
+/**
+ * The wal service answered the log's load or the bootstrap write with an error (`cause`, as
+ * ./bootstrap.ts startFromWal rejected): the process cannot start (the supervisor starts it again).
+ */
+class LogLoadFailed extends Data.TaggedError("LogLoadFailed")<{ readonly cause: unknown }> {}
+
+/** One member's raft, running until the layer is released; fails with LogLoadFailed at start. */
 export const raftLayer = (flags: CommonFlags & RaftFlags) => Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc, instance } = yield* Nats
@@ -91,9 +98,10 @@ export const raftLayer = (flags: CommonFlags & RaftFlags) => Layer.effectDiscard
     // Only traced proposals read the role, and they arrive once `node` exists.
     const spans = new ProposalSpans(() => (node.status().softState.raftState === "StateLeader" ? "leader" : "follower"))
     const wal = new WalClient(rpc, instance, at, spans)
-    const start = yield* Effect.promise(() =>
-      startFromWal(wal, rpc, { cluster: flags.cluster, member: flags.member, initialNames, initialClusterState: flags.initialClusterState })
-    )
+    const start = yield* Effect.tryPromise({
+      try: () => startFromWal(wal, rpc, { cluster: flags.cluster, member: flags.member, initialNames, initialClusterState: flags.initialClusterState }),
+      catch: (cause) => new LogLoadFailed({ cause })
+    })
     const { storage, skipApplyUpTo } = start
     const startIndex: number = start.snapshot?.metadata.index ?? 0
     const node: RawNode = new RawNode({

@@ -13,12 +13,11 @@
  */
 import * as Effect from "effect/Effect"
 import { walAppend, walLoad, walSnapshot, subjectOf } from "../../shared/endpoints.ts"
-import { RequestTimeout, Stopped } from "../../shared/errors.ts"
 import type { Entry, HardState } from "../../shared/raft-types.ts"
 import type { WalLoadReply } from "../../shared/schema.ts"
 import { runDetached } from "../runtime/process.ts"
 import { retryPromise } from "../runtime/retry.ts"
-import { callEndpoint, okOf } from "../runtime/rpc.ts"
+import { callEndpoint, isUnanswered, okOf } from "../runtime/rpc.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import type { Snapshot } from "./core/types.ts"
 import type { ProposalSpans } from "./proposal-spans.ts"
@@ -39,14 +38,12 @@ import {
  */
 export const walRetryBoundMs = 60_000
 
-const noReply = (e: unknown): boolean => e instanceof RequestTimeout || e instanceof Stopped
-
 /** The failure at {@link walRetryBoundMs}: the wal service stayed silent. */
 const walSilent: unique symbol = Symbol("walSilent")
 
 /**
  * Calls the wal service (`what` names the call in the log): a call that got no reply
- * (RequestTimeout, Stopped: the wal service is restarting or a frame was lost) is retried,
+ * (rpc.ts isUnanswered: the wal service is restarting or a frame was lost) is retried,
  * {@link walRetryInitialMs} doubling to {@link walRetryMaxMs} apart, each retry logged at Warn;
  * a reply that is an error frame or malformed is thrown at once. When the wal service stays
  * silent for {@link walRetryBoundMs}, the process exits (the returned promise never settles).
@@ -57,7 +54,7 @@ const callWal = <A>(what: string, call: () => Promise<A>): Promise<A> =>
     name: `${what} (no reply from the wal service)`,
     deadlineMs: walRetryBoundMs,
     backoff: { initialMs: walRetryInitialMs, factor: 2, maxMs: walRetryMaxMs },
-    retryable: noReply,
+    retryable: isUnanswered,
     atBound: (): typeof walSilent => walSilent,
     logLevel: "Warn"
   }, call).catch((e: unknown) => {
@@ -134,7 +131,7 @@ export class WalClient {
   /**
    * Saves a snapshot this member took, in one call without retry ({@link walSnapshotTimeoutMs}): a failure fails that
    * snapshot attempt, which the snapshotter makes again later. Resolves once durable; rejects
-   * with RequestTimeout / Stopped or the error data of an error reply.
+   * with RequestTimeout / Stopped (no reply) or the error of an error reply.
    */
   async saveTakenSnapshot(snapshot: Snapshot): Promise<void> {
     okOf(await callEndpoint(this.rpc, walSnapshot, this.snapshotSubject, { snapshot }, { timeoutMs: walSnapshotTimeoutMs }))

@@ -44,6 +44,7 @@ export const observabilityLayer = (service: string, member: string, flags: Commo
         const removeSink = addSpanSink(store.add)
         const onExit = () => store.flushSync()
         process.once("exit", onExit)
+        // drain never rejects (the store counts write errors): nothing to fail with.
         yield* Effect.addFinalizer(() =>
           Effect.promise(async () => {
             removeSink()
@@ -88,6 +89,7 @@ export const observabilityLayer = (service: string, member: string, flags: Commo
             Effect.tapError((e) => Effect.logError("cannot listen for /metrics and /health").pipe(Effect.annotateLogs({ port: flags.metricsPort, error: String(e) }))),
             Effect.orDie
           )
+          // Resolves whatever close reports: nothing to fail with.
           yield* Effect.addFinalizer(() => Effect.promise(() => new Promise<void>((r) => server.close(() => r()))))
           server.closeIdleConnections?.()
           yield* Effect.logInfo("serving /metrics and /health").pipe(Effect.annotateLogs({ address: `${flags.metricsHost}:${flags.metricsPort}` }))

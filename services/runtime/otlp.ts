@@ -80,6 +80,7 @@ export const otlpLayer = (service: string, member: string): Layer.Layer<never> =
   const headers = parseHeaders(process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? process.env.OTEL_EXPORTER_OTLP_HEADERS)
   const delay = Number(process.env.OTEL_BSP_SCHEDULE_DELAY ?? "")
   return Layer.unwrap(
+    // Our own module: failing to load it is a defect (a broken install), not an expected failure.
     Effect.promise(() => import("./otlp-exporter.ts")).pipe(
       Effect.map((m) => m.otlpExporterLayer({ service, member, url, headers, exportIntervalMs: delay > 0 ? delay : otlpExportIntervalDefaultMs }))
     )

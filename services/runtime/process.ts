@@ -206,6 +206,7 @@ export class Nats extends Context.Service<Nats, {
                 }`, { cause: e })
                 : e
           }).pipe(Effect.orDie),
+          // Cannot reject (a drain on a closed connection is caught): nothing to fail with.
           (nc) => Effect.promise(() => nc.drain().catch(() => undefined))
         )
         const instance = randomBytes(8).toString("hex")

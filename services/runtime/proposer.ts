@@ -21,8 +21,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
-import { ContextDeadlineExceeded, RequestTimeout, RequestTooLarge, Stopped } from "../../shared/errors.ts"
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { ContextDeadlineExceeded, RequestTimeout, RequestTooLarge, Stopped, toEtcdError } from "../../shared/errors.ts"
+import type { EtcdError, EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { AuthWriteRequest } from "../../shared/auth.ts"
 import type { LeaseWriteRequest, WriteRequest } from "../../shared/kv.ts"
@@ -64,8 +64,8 @@ export interface ProposerOptions {
 
 interface Waiter {
   resolve: (outcome: WriteOutcome) => void
-  /** With the apply's error data as its result frame carried it, or Stopped at close. */
-  reject: (error: EtcdErrorData | Stopped) => void
+  /** With the apply's error (its result frame's data as an instance), or Stopped at close. */
+  reject: (error: EtcdError) => void
 }
 
 /** The `_tag` of a failure, if it has one. */
@@ -119,7 +119,7 @@ export class Proposer {
         const waiter = this.waiters.get(result.requestId)
         if (waiter === undefined) continue
         this.waiters.delete(result.requestId)
-        if ("err" in result) waiter.reject(result.err as EtcdErrorData)
+        if ("err" in result) waiter.reject(toEtcdError(result.err as EtcdErrorData))
         else waiter.resolve(result.ok)
       }
     }
@@ -175,12 +175,12 @@ export class Proposer {
 
   /**
    * Proposes `request` and resolves with its outcome once applied by this member. Rejects with
-   * RequestTooLarge (before proposing); with the error data the apply returned, as its result
-   * frame carried it (e.g. Compacted, KeyNotFound); with Stopped when the proposer closes; at
-   * the deadline (`requestTimeoutMs`) with ContextDeadlineExceeded when raft's last word was
-   * that there is no leader to take it (as etcd) and with RequestTimeout otherwise. Retries go
-   * through ./retry.ts: after "no leader" in 100 ms, after an unanswered frame or a missing
-   * result at once, with the same request id.
+   * RequestTooLarge (before proposing); with the error the apply returned, its result frame's
+   * data as a shared/errors.ts instance (e.g. Compacted, KeyNotFound); with Stopped when the
+   * proposer closes; at the deadline (`requestTimeoutMs`) with ContextDeadlineExceeded when
+   * raft's last word was that there is no leader to take it (as etcd) and with RequestTimeout
+   * otherwise. Retries go through ./retry.ts: after "no leader" in 100 ms, after an unanswered
+   * frame or a missing result at once, with the same request id.
    */
   async propose(request: WriteRequest | LeaseWriteRequest | AuthWriteRequest, traceparentGiven: string): Promise<WriteOutcome> {
     // Callers without a traceparent (lease, lock, election handlers) are traced by their request context.

@@ -12,7 +12,7 @@
  * mvcc answers a batch in one frame; results that would make that frame too large come back as
  * `retry` and are asked for again alone.
  */
-import { MalformedFrame } from "../../shared/errors.ts"
+import { MalformedFrame, toEtcdError } from "../../shared/errors.ts"
 import type * as Kv from "../../shared/kv.ts"
 import { mvccRange, raftReadIndex } from "../../shared/endpoints.ts"
 import type { AuthInfo } from "../../shared/auth.ts"
@@ -69,8 +69,8 @@ export class Reader {
 
   /**
    * Serves `request`: linearizable unless `request.serializable`, for the current request's
-   * user (./auth-context.ts). Rejects with etcd error data (NoLeader, RequestTimeout,
-   * Compacted, FutureRevision, AuthError, …).
+   * user (./auth-context.ts). Rejects with a shared/errors.ts instance (NoLeader,
+   * RequestTimeout, Compacted, FutureRevision, AuthError, …).
    */
   async range(request: Kv.RangeRequest, traceparent: string): Promise<RangeOutcome> {
     const authInfo = currentAuthInfo()
@@ -126,7 +126,7 @@ export class Reader {
         batch.forEach((q, i) => {
           const r = results[i]!
           if ("ok" in r) q.resolve(r.ok as RangeOutcome)
-          else if ("err" in r) q.reject(r.err)
+          else if ("err" in r) q.reject(toEtcdError(r.err))
           else if (batch.length > 1) this.send([q], traceparent)
           else q.reject(new MalformedFrame({ reason: "range result too large to send" }))
         })

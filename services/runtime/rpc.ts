@@ -17,8 +17,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
-import { MalformedFrame, ReplyTooLarge, RequestTimeout, Stopped } from "../../shared/errors.ts"
-import type { EtcdErrorData } from "../../shared/errors.ts"
+import { MalformedFrame, ReplyTooLarge, RequestTimeout, Stopped, toEtcdError } from "../../shared/errors.ts"
+import type { EtcdError, EtcdErrorData } from "../../shared/errors.ts"
 import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
 import { wholeFrameBytes } from "../../shared/chunks.ts"
 import type { Frame } from "../../shared/frame.ts"
@@ -50,6 +50,27 @@ export interface CallOptions {
   /** W3C traceparent to carry; "" or absent: the current hop's or request's (tracing.ts currentTraceparent). */
   readonly traceparent?: string
 }
+
+/**
+ * The RequestTimeout and Stopped instances an RpcClient failed a call with because no answer
+ * came (see {@link isUnanswered}). Identity only: the errors themselves, their tags, fields and
+ * what a client is sent for them are those of any other RequestTimeout or Stopped.
+ */
+const noAnswer = new WeakSet<object>()
+
+/** `error`, recorded as one of this module's own no-answer outcomes. */
+const unanswered = <E extends RequestTimeout | Stopped>(error: E): E => {
+  noAnswer.add(error)
+  return error
+}
+
+/**
+ * True when `e` is an RpcClient's own outcome without an answer: RequestTimeout (no reply
+ * before the call's deadline, after its retries) or Stopped (the client closed, or the request
+ * could not be published). False for everything an answer carried, including an answer that
+ * was RequestTimeout or Stopped, and for any error made elsewhere.
+ */
+export const isUnanswered = (e: unknown): boolean => typeof e === "object" && e !== null && noAnswer.has(e)
 
 interface Pending {
   resolve: (frame: Frame) => void
@@ -118,10 +139,12 @@ export class RpcClient {
   /**
    * Sends `body` as a frame of `kind` to `subject` and resolves with the reply frame. Rejects
    * with {@link RequestTimeout} when no reply came within `timeoutMs` (after retries) and with
-   * {@link Stopped} when the client is closed meanwhile. The reply's kind is not checked here.
+   * {@link Stopped} when the client is closed meanwhile or the request cannot be published
+   * (both {@link isUnanswered}), and with {@link ReplyTooLarge} when the reply exceeds
+   * busReassemblyBudget. The reply's kind is not checked here.
    */
   call(subject: string, kind: FrameKind, body: unknown, options: CallOptions): Promise<Frame> {
-    if (this.closed) return Promise.reject(new Stopped())
+    if (this.closed) return Promise.reject(unanswered(new Stopped()))
     if ((options.retryAfterMs ?? 0) > replyWindowSeconds * 1000) {
       // nats-server would refuse the answer to a request older than the reply window.
       return Promise.reject(new Error(`retryAfterMs ${options.retryAfterMs} exceeds the bus's reply window of ${replyWindowSeconds} s`))
@@ -156,7 +179,7 @@ export class RpcClient {
           publishEncoded(this.nc, subject, encoded, traceparent, id, headers === undefined ? { reply: this.inbox } : { reply: this.inbox, headers })
         } catch (e) {
           finish()
-          reject(new Stopped())
+          reject(unanswered(new Stopped()))
           return
         }
         arm()
@@ -169,7 +192,7 @@ export class RpcClient {
       const onTimeout = () => {
         this.counters.timeouts++
         finish()
-        reject(new RequestTimeout())
+        reject(unanswered(new RequestTimeout()))
       }
       this.pending.set(id, {
         resolve: (frame) => {
@@ -203,27 +226,28 @@ export class RpcClient {
     publishEncoded(this.nc, subject, encoded, traceparent, encoded.length > wholeFrameBytes ? this.nextId++ : 0, headers === undefined ? {} : { headers })
   }
 
-  /** Fails every waiting call with {@link Stopped}; later calls fail at once. */
+  /** Fails every waiting call with {@link Stopped} ({@link isUnanswered}); later calls fail at once. */
   close(): void {
     this.closed = true
-    for (const p of this.pending.values()) p.reject(new Stopped())
+    for (const p of this.pending.values()) p.reject(unanswered(new Stopped()))
     this.pending.clear()
     this.assembler.clear()
   }
 }
 
-const decodeErrorFrame = (frame: Frame): EtcdErrorData => {
+/** The error an `error` frame carries, as an instance (shared/errors.ts toEtcdError). */
+const decodeErrorFrame = (frame: Frame): EtcdError => {
   const body = frame.body as { err?: unknown }
   const err = body?.err as { _tag?: unknown } | undefined
-  if (err !== undefined && typeof err._tag === "string") return err as EtcdErrorData
-  return { _tag: "MalformedFrame", reason: "error frame without an error" }
+  if (err !== undefined && typeof err._tag === "string") return toEtcdError(err as EtcdErrorData)
+  return new MalformedFrame({ reason: "error frame without an error" })
 }
 
 /**
  * Calls `endpoint` at `tokens` with `body` and resolves with the reply decoded by the declared
- * reply schema. Rejects with {@link RequestTimeout} / {@link Stopped} as {@link RpcClient.call},
- * with the error data of an `error` frame, and with a MalformedFrame when the reply is not of
- * the declared kind and schema.
+ * reply schema. Rejects with {@link RequestTimeout} / {@link Stopped} as {@link RpcClient.call}
+ * (no answer: {@link isUnanswered}), with the error of an `error` frame as a shared/errors.ts
+ * instance, and with a MalformedFrame when the reply is not of the declared kind and schema.
  */
 export const callEndpoint = async <T extends string, Req, Rep>(
   rpc: RpcClient,
@@ -241,9 +265,10 @@ export const callEndpoint = async <T extends string, Req, Rep>(
 const replyDecoders = new WeakMap<object, (u: unknown) => any>()
 
 /**
- * Decodes `frame` as `endpoint`'s reply (see {@link callEndpoint}): throws the error data of an
- * `error` frame as it came (the answer's plain data, see shared/errors.ts), and a
- * {@link MalformedFrame} when the reply is not of the declared kind and schema.
+ * Decodes `frame` as `endpoint`'s reply (see {@link callEndpoint}): throws the error of an
+ * `error` frame as a shared/errors.ts instance (toEtcdError: an unknown tag or bad fields give
+ * MalformedFrame), and a {@link MalformedFrame} when the reply is not of the declared kind and
+ * schema.
  */
 export const decodeReply = <Rep>(endpoint: Endpoint<string, any, Rep>, frame: Frame): Rep => {
   const reply = endpoint.reply!
@@ -262,12 +287,11 @@ export const decodeReply = <Rep>(endpoint: Endpoint<string, any, Rep>, frame: Fr
 }
 
 /**
- * The `ok` of an `{ ok } | { err }` reply; throws the error data of `{ err }` as it came (the
- * answer's plain data, which callers tell apart from the RpcClient's own RequestTimeout and
- * Stopped instances; see shared/errors.ts).
+ * The `ok` of an `{ ok } | { err }` reply; throws the error of `{ err }` as a shared/errors.ts
+ * instance (toEtcdError). An answered RequestTimeout or Stopped is not {@link isUnanswered}.
  */
 export const okOf = <A>(reply: { readonly ok: A } | { readonly err: EtcdErrorData }): A => {
-  if ("err" in reply) throw reply.err
+  if ("err" in reply) throw toEtcdError(reply.err)
   return reply.ok
 }
 

@@ -12,6 +12,7 @@
  * from them. The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
  */
 import { Option } from "commander"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { mkdirSync } from "node:fs"
@@ -44,6 +45,35 @@ const maxWritersTracked = 1024
 /** An append refused before anything was written (the caller's entries leave a hole). */
 class AppendRejected extends Error {}
 
+/** The WAL directory or the snapshot it starts from could not be read (`path`; `cause` as thrown): the process cannot start. */
+class WalOpenFailed extends Data.TaggedError("WalOpenFailed")<{ readonly path: string; readonly cause: unknown }> {}
+
+/**
+ * Opens the WAL in `dir` (repairing a torn tail, logged) and reads the snapshot file it starts
+ * from out of `snapDir` (created if missing; the file must be there and intact); the WAL is
+ * closed when the scope closes. Fails with WalOpenFailed (e.g. the lock is held, a damaged
+ * record or snapshot file).
+ */
+const openWal = Effect.fn("natcd/wal/open")(function*(dir: string, snapDir: string) {
+  const { wal, contents } = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => Wal.open(dir, packValue({ cluster: flags.cluster, member: flags.member }), { segmentBytes: flags.walSegmentBytes }),
+      catch: (cause) => new WalOpenFailed({ path: dir, cause })
+    }),
+    // Close finishes the calls already made and releases the lock; a failure there is a defect.
+    ({ wal }) => Effect.promise(() => wal.close())
+  )
+  if (contents.repaired !== undefined) {
+    yield* Effect.logWarning("repaired a torn WAL tail").pipe(Effect.annotateLogs({ ...contents.repaired }))
+  }
+  mkdirSync(snapDir, { recursive: true, mode: privateDirMode })
+  const snap = contents.snapshot
+  const snapshot: SnapFile | undefined = snap === undefined
+    ? undefined
+    : yield* Effect.tryPromise({ try: () => loadSnap(snapDir, snap.term, snap.index), catch: (cause) => new WalOpenFailed({ path: snapDir, cause }) })
+  return { wal, contents, snapshot }
+})
+
 const WalLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc } = yield* Nats
@@ -55,25 +85,13 @@ const WalLive = Layer.effectDiscard(
       )
     }
     const dir = join(memberDir(flags), "wal")
-    const { wal, contents } = yield* Effect.acquireRelease(
-      Effect.tryPromise(() =>
-        Wal.open(dir, packValue({ cluster: flags.cluster, member: flags.member }), { segmentBytes: flags.walSegmentBytes })
-      ).pipe(Effect.orDie),
-      ({ wal }) => Effect.promise(() => wal.close())
-    )
-    if (contents.repaired !== undefined) {
-      yield* Effect.logWarning("repaired a torn WAL tail").pipe(Effect.annotateLogs({ ...contents.repaired }))
-    }
     const snapDir = join(memberDir(flags), "snap")
-    mkdirSync(snapDir, { recursive: true, mode: privateDirMode })
-    // The snapshot the WAL starts from, if any: its file must be there and intact.
-    let snapshot: SnapFile | undefined = contents.snapshot === undefined
-      ? undefined
-      : yield* Effect.promise(() => loadSnap(snapDir, contents.snapshot!.term, contents.snapshot!.index))
+    const { wal, contents, snapshot: opened } = yield* openWal(dir, snapDir)
+    let snapshot: SnapFile | undefined = opened
     const mirror = new LogMirror(contents.hardState, contents.entries, contents.metadata)
     const replayedEntries = contents.entries.length
     // The mirror holds the replayed entries from here on. `contents` stays reachable until
-    // shutdown (the release step above keeps what was acquired), so it must not hold them too:
+    // shutdown (openWal's release step keeps what was acquired), so it must not hold them too:
     // they would outlive the mirror's compaction at the next snapshot.
     contents.entries = []
     yield* Effect.logInfo("WAL open").pipe(

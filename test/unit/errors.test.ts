@@ -67,6 +67,17 @@ describe("error classes and their data", () => {
     expect(Errors.errorDataOf(new Error("boom"), "lease service")).toEqual({ _tag: "MalformedFrame", reason: "lease service: boom" })
   })
 
+  it("etcdErrorOf keeps an instance, rebuilds plain data and wraps a defect naming where", () => {
+    const e = new Errors.NoLeader()
+    expect(Errors.etcdErrorOf(e, "here")).toBe(e)
+    const rebuilt = Errors.etcdErrorOf({ _tag: "LeaseNotFound", leaseId: 9n }, "here")
+    expect(rebuilt).toBeInstanceOf(Errors.LeaseNotFound)
+    expect(rebuilt).toMatchObject({ _tag: "LeaseNotFound", leaseId: 9n })
+    const defect = Errors.etcdErrorOf(new Error("boom"), "raft.status")
+    expect(defect).toBeInstanceOf(Errors.MalformedFrame)
+    expect(defect).toMatchObject({ _tag: "MalformedFrame", reason: "raft.status: boom" })
+  })
+
   it("rebuilds unknown tags and bad fields as MalformedFrame rather than throwing", () => {
     expect(Errors.toErrorData(Errors.toEtcdError({ _tag: "Nope" } as unknown as EtcdErrorData))).toEqual({ _tag: "MalformedFrame", reason: "unknown error tag \"Nope\"" })
     expect(Errors.toEtcdError({ _tag: "LeaseNotFound", leaseId: "x" } as unknown as EtcdErrorData)._tag).toBe("MalformedFrame")

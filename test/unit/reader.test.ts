@@ -6,6 +6,8 @@
 import { describe, expect, it } from "vitest"
 import type { Frame } from "../../shared/frame.ts"
 import type { RangeRequest } from "../../shared/kv.ts"
+import { Compacted, NoLeader } from "../../shared/errors.ts"
+import { isUnanswered } from "../../services/runtime/rpc.ts"
 import type { RpcClient } from "../../services/runtime/rpc.ts"
 import { Reader } from "../../services/runtime/reader.ts"
 
@@ -50,9 +52,11 @@ describe("Reader", () => {
     await turn()
     expect(calls.map((c) => c.kind)).toEqual(["readindex", "range", "readindex", "range"])
     expect(calls[3]!.body.requests.map((r: { minAppliedIndex: number }) => r.minAppliedIndex)).toEqual([42, 42])
-    calls[3]!.answer({ ok: { results: [ok(8), { err: { _tag: "Compacted" } }] } })
+    calls[3]!.answer({ ok: { results: [ok(8), { err: { _tag: "Compacted", requestedRevision: 3, compactRevision: 5 } }] } })
     expect((await reads[0]!).revision).toBe(8)
-    await expect(reads[1]).rejects.toEqual({ _tag: "Compacted" })
+    // An answered error is rethrown as its shared/errors.ts instance, with the frame's fields.
+    await expect(reads[1]).rejects.toBeInstanceOf(Compacted)
+    await expect(reads[1]).rejects.toMatchObject({ _tag: "Compacted", requestedRevision: 3, compactRevision: 5 })
     expect((await reads[2]!).revision).toBe(7)
     calls[2]!.answer({ ok: { index: 43 } })
     await turn()
@@ -81,6 +85,10 @@ describe("Reader", () => {
     const reads = [reader.range(key("a"), ""), reader.range(key("b"), "")]
     await turn()
     calls[0]!.answer({ err: { _tag: "NoLeader" } })
-    for (const r of reads) await expect(r).rejects.toEqual({ _tag: "NoLeader" })
+    for (const r of reads) {
+      await expect(r).rejects.toBeInstanceOf(NoLeader)
+      await expect(r).rejects.toMatchObject({ _tag: "NoLeader" })
+      expect(isUnanswered(await r.catch((e: unknown) => e))).toBe(false)
+    }
   })
 })
