@@ -16,7 +16,7 @@ import { callEndpoint, okOf } from "../runtime/rpc.ts"
 import * as Convert from "./convert.ts"
 import type { Wire } from "./convert.ts"
 import { serverStream } from "./server.ts"
-import { defragmentTimeoutMs, mvccServingPollMs, snapshotChunkRetryMs, snapshotChunkTimeoutMs, snapshotPrepareTimeoutMs } from "./timeouts.ts"
+import { defragmentRestartWaitMs, defragmentTimeoutMs, mvccServingPollMs, snapshotChunkRetryMs, snapshotChunkTimeoutMs, snapshotPrepareTimeoutMs } from "./timeouts.ts"
 
 /** What the handlers need. */
 export interface BackendMaintenanceContext {
@@ -28,12 +28,6 @@ export interface BackendMaintenanceContext {
 }
 
 const chunkBytes = 1024 * 1024
-
-/**
- * Longest wait (ms) after a defragment for the member's mvcc service to serve again on the
- * compacted copy; past it Defragment answers anyway (the defragment itself is done).
- */
-export const defragmentRestartWaitMs = 30_000
 
 /** Makes Maintenance.HashKV, Maintenance.Snapshot and Maintenance.Defragment. */
 export const makeBackendMaintenanceHandlers = (ctx: BackendMaintenanceContext) => {

@@ -29,7 +29,8 @@ import { watchFile, unwatchFile, readFileSync } from "node:fs"
 import * as net from "node:net"
 import { type Duplex, duplexPair } from "node:stream"
 import * as tls from "node:tls"
-import { AuthorityRelay, firstHeadersWaitMs, type RelayStep, serverPreface } from "./h2-authority.ts"
+import { AuthorityRelay, type RelayStep, serverPreface } from "./h2-authority.ts"
+import { firstBytesTimeoutMs, firstHeadersWaitMs } from "./timeouts.ts"
 
 /** The TLS flags of the gateway, as etcd names them. */
 export interface ClientTlsFlags {
@@ -191,9 +192,6 @@ const listen = (server: net.Server, plan: { readonly host: string; readonly port
       resolve()
     })
   })
-
-/** How long a new plain connection may take to send the bytes that tell its protocol, in ms. */
-export const firstBytesTimeoutMs = 10_000
 
 /** The bytes that tell HTTP/2 (prior knowledge) from HTTP/1.x: the preface's "PRI". */
 const h2Preface = Buffer.from("PRI")

@@ -31,6 +31,7 @@
  * decode, is {@link RelayStep Invalid}: the shell closes it (HTTP/2 calls these connection errors).
  */
 import hpack, { type Compressor, type Decompressor, type HpackHeader } from "hpack.js"
+import { firstHeadersWaitMs } from "./timeouts.ts"
 
 /** The client connection preface (RFC 9113 §3.4), 24 bytes. */
 export const clientPreface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1")
@@ -49,9 +50,6 @@ export const maxHeldBytes = 256 * 1024
 
 /** Bytes of one header block (HEADERS plus CONTINUATION payloads) the relay decodes. */
 export const maxHeaderBlockBytes = 64 * 1024
-
-/** How long, in ms after the client's SETTINGS ACK, the port waits for a first request. */
-export const firstHeadersWaitMs = 1000
 
 const frameHeaderBytes = 9
 const type = { headers: 0x1, settings: 0x4, continuation: 0x9 } as const

@@ -9,20 +9,17 @@
  * member's other services: every {@link pollMs} ms it asks each one's NATS health endpoint
  * (`natcd.<cluster>.<member>.<service>.health`, liveness checks only) and remembers the
  * answers. A linearizable Range of exactly the key "health" (etcdctl's probe) fails with
- * "request timed out" while one of them has not answered for {@link staleMs} ms, so
+ * "request timed out" while one of them has not answered for {@link serviceStaleMs} ms, so
  * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
  * not only raft or mvcc (whose absence already fails the read itself).
  */
 import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, isUnanswered } from "../runtime/rpc.ts"
-import { healthCallTimeoutMs } from "./timeouts.ts"
+import { healthCallTimeoutMs, serviceStaleMs } from "./timeouts.ts"
 
 /** How often the member's services are asked, in ms. */
 export const pollMs = 1000
-
-/** A service that has not answered healthy for this long is down, in ms. */
-export const staleMs = 2500
 
 /** The member services the gateway watches. */
 export const memberServices = ["raft", "wal", "mvcc", "lease"] as const
@@ -64,7 +61,7 @@ export class MemberHealth {
     const out: string[] = []
     for (const service of memberServices) {
       const last = this.lastHealthyMs.get(service) ?? this.startedMs
-      if (nowMs - last > staleMs) out.push(`${service}: ${this.lastReason.get(service) ?? "no answer"}`)
+      if (nowMs - last > serviceStaleMs) out.push(`${service}: ${this.lastReason.get(service) ?? "no answer"}`)
     }
     return out
   }

@@ -1,12 +1,11 @@
 /**
- * The gateway's timeouts and intervals for calls to its member's services and for its own
- * shutdown, all in ms: one table, so each value is named once with what it bounds and why.
+ * The gateway's timeouts: every wait it bounds (calls to its member's services, connections on
+ * the client port, its own shutdown), with the intervals of its polls, all in ms: one table, so
+ * each value is named once with what it bounds and why.
  *
- * What it is not: the bounds README.md's "Memory bounds" table names where they are used
- * (`firstBytesTimeoutMs` in ./client-tls.ts, `firstHeadersWaitMs` in ./h2-authority.ts), the
- * ones that belong to a single mechanism and are documented with it (`loadStaleMs` in
- * ./watch-placement.ts, `defragmentRestartWaitMs` in ./backend-maintenance.ts), and the
- * request timeout, which is a flag (`--request-timeout-ms`, etcd's 5 s).
+ * What it is not: the request timeout, which is a flag (`--request-timeout-ms`, etcd's 5 s), and
+ * the watch placement's staleness (`loadStaleMs` in ./watch-placement.ts, the pure placement
+ * rule's own parameter).
  */
 
 /** One raft.status call while waiting for the member to publish its attributes before serving clients, ms. */
@@ -24,7 +23,7 @@ export const grpcShutdownGraceMs = 2000
 /**
  * Each call of a /health check to the member's services (raft.status, raft.readIndex,
  * mvcc.status, mvcc.alarms), ms: under the 2 s a readiness check may take in all
- * (`checkTimeoutMs` in ../runtime/health.ts), so one silent service gives its own error.
+ * (`healthCheckTimeoutMs` in ../runtime/timeouts.ts), so one silent service gives its own error.
  */
 export const healthCallTimeoutMs = 1500
 
@@ -67,3 +66,18 @@ export const snapshotChunkTimeoutMs = 30_000
 
 /** The re-send interval of a snapshot chunk request that got no reply yet, ms. */
 export const snapshotChunkRetryMs = 2000
+
+/** How long a new plain connection may take to send the bytes that tell its protocol, in ms. */
+export const firstBytesTimeoutMs = 10_000
+
+/** How long, in ms after the client's SETTINGS ACK, the port waits for a first request. */
+export const firstHeadersWaitMs = 1000
+
+/**
+ * Longest wait (ms) after a defragment for the member's mvcc service to serve again on the
+ * compacted copy; past it Defragment answers anyway (the defragment itself is done).
+ */
+export const defragmentRestartWaitMs = 30_000
+
+/** A service that has not answered healthy for this long is down, in ms. */
+export const serviceStaleMs = 2500

@@ -7,13 +7,7 @@
  * bounded. Not a queue of work: nothing here touches the store.
  */
 import type { EtcdErrorData } from "../../shared/errors.ts"
-
-/**
- * How long a read waits for the applied index it needs, in ms, before it fails with
- * RequestTimeout ("etcdserver: request timed out"); shorter than the gateway's own request
- * timeout (7 s), so the gateway gets the answer rather than no reply.
- */
-export const applyWaitTimeoutMs = 5_000
+import { applyWaitTimeoutMs } from "./timeouts.ts"
 
 /**
  * Most reads that may wait for an applied index at once (waiters). One more fails at once with

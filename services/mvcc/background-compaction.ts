@@ -10,6 +10,7 @@
  */
 import type { KvStore } from "./core/store.ts"
 import type { LmdbBackend } from "./backend-lmdb.ts"
+import { compactionRetryMs } from "./timeouts.ts"
 
 /**
  * etcd's default --experimental-compaction-batch-limit: key-bucket records read (and, when
@@ -22,9 +23,6 @@ export const defaultCompactionBatchLimit = 1000
  * 10 ms after committing each batch), so that applies run in between.
  */
 export const compactionPauseMs = 10
-
-/** Pause before retrying a background compaction batch that failed (an LMDB error), in ms. */
-const compactionRetryMs = 1000
 
 /** What the background deletion works with. */
 export interface CompactionDeps {

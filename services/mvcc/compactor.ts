@@ -25,7 +25,7 @@ import type { Applier, ResultBody } from "./apply.ts"
 import { localReplyTo } from "./apply.ts"
 import type { KvStore } from "./core/store.ts"
 import { type AutoCompaction, type CompactionOutcome, PeriodicCompactor, RevisionCompactor } from "./core/compactor.ts"
-import { compactionProposeCallMs, compactionProposeRetryMs, compactionResultWaitMs, raftCallTimeoutMs } from "./timeouts.ts"
+import { compactionProposeCallMs, compactionProposeRetryMs, compactionProposeTimeoutMs, compactionResultWaitMs, raftCallTimeoutMs } from "./timeouts.ts"
 
 /** What the compactor needs from its process. */
 export interface CompactorContext {
@@ -38,16 +38,13 @@ export interface CompactorContext {
   readonly revisionCheckIntervalMs: number
 }
 
-/** How long one proposal may take before it counts as failed (the gateway's request timeout). */
-const proposeTimeoutMs = 7000
-
 /** An attempt's signal that raft took the proposal but this member has not applied it yet. */
 class NotAppliedYet extends Error {}
 
 /**
  * Proposes `request` through the member's raft service and waits for this member to apply it.
  * Resolves with the result, or undefined when none arrived before the deadline
- * ({@link proposeTimeoutMs}). A proposal raft did not take (no leader, no answer) is proposed
+ * ({@link compactionProposeTimeoutMs}). A proposal raft did not take (no leader, no answer) is proposed
  * again after {@link compactionProposeRetryMs}, one whose result did not come within
  * {@link compactionResultWaitMs} at once, with the same request id (../runtime/retry.ts).
  */
@@ -56,7 +53,7 @@ export const proposeLocal = async (
   request: WriteRequest
 ): Promise<ResultBody | undefined> => {
   const requestId = BigInt("0x" + randomBytes(8).toString("hex"))
-  const deadlineMs = Date.now() + proposeTimeoutMs
+  const deadlineMs = Date.now() + compactionProposeTimeoutMs
   const data = packValue({ requestId, origin: ctx.member, replyTo: localReplyTo, deadlineMs, traceparent: "", request })
   const result = ctx.applier.awaitLocalResult(requestId)
   const attempt = async (): Promise<ResultBody> => {
@@ -69,7 +66,7 @@ export const proposeLocal = async (
   try {
     return await retryPromise({
       name: "compaction proposal",
-      deadlineMs: proposeTimeoutMs,
+      deadlineMs: compactionProposeTimeoutMs,
       backoff: (e) => (e instanceof NotAppliedYet ? 0 : compactionProposeRetryMs),
       retryable: () => true,
       atBound: () => new RequestTimeout(),

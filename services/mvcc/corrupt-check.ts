@@ -39,7 +39,7 @@ import type { KvStore } from "./core/store.ts"
 import type { BackendReadTx } from "./core/backend.ts"
 import { type Finding, initialCheck, type LocalHash, type PeerHash, periodicCheck } from "./core/corrupt-check.ts"
 import { hashKv } from "./hash.ts"
-import { raftCallTimeoutMs } from "./timeouts.ts"
+import { corruptCheckMembersRetryMs, corruptCheckMembersWaitMs, corruptCheckRequestTimeoutMs, raftCallTimeoutMs } from "./timeouts.ts"
 
 /** What the corruption check needs from its process. */
 export interface CorruptCheckContext {
@@ -56,17 +56,6 @@ export interface CorruptCheckContext {
   /** Proposes `request` through the member's raft service and waits for its local result (./compactor.ts proposeLocal). */
   readonly propose: (request: WriteRequest) => Promise<ResultBody | undefined>
 }
-
-/**
- * Timeout of one peer's HashKV and of the wait for the local apply, in ms: etcd's ReqTimeout
- * (5 s + 2 × the 1 s election timeout).
- */
-export const requestTimeoutMs = 7000
-
-/** How long the initial check waits for the member's raft service to list the members. */
-const membersWaitMs = 15_000
-
-const membersRetryMs = 500
 
 const hex = (id: bigint): string => id.toString(16)
 
@@ -120,7 +109,7 @@ class HashKvCheckFailed extends Data.TaggedError("HashKvCheckFailed")<{ readonly
 const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint; name: string }>, revision: number): Promise<PeerHash[]> =>
   Promise.all(peers.map(async (p): Promise<PeerHash> => {
     try {
-      const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.peerHashKv(p.name), { revision }, { timeoutMs: requestTimeoutMs }))
+      const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.peerHashKv(p.name), { revision }, { timeoutMs: corruptCheckRequestTimeoutMs }))
       return { memberId: p.id, ok: { hash: r.hash, compactRevision: r.compactRevision, revision: r.revision } }
     } catch (e) {
       const tag = (e as { _tag?: unknown } | null)?._tag
@@ -132,12 +121,12 @@ const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint;
 
 /**
  * etcd CheckInitialHashKV. Succeeds when no peer disagrees (or the members could not be
- * listed within {@link membersWaitMs}: logged, the check is skipped); dies (a defect: the
+ * listed within {@link corruptCheckMembersWaitMs}: logged, the check is skipped); dies (a defect: the
  * member must not serve) with an Error "<id> found data inconsistency with peers" otherwise.
  * Run before serving.
  */
 export const runInitialCheck = Effect.fn("natcd/mvcc/corruptCheck.initial")(function*(ctx: CorruptCheckContext) {
-  const deadline = Date.now() + membersWaitMs
+  const deadline = Date.now() + corruptCheckMembersWaitMs
   let members: Members | undefined
   for (let attempt = 1; members === undefined; attempt++) {
     members = yield* listMembers(ctx).pipe(
@@ -145,13 +134,13 @@ export const runInitialCheck = Effect.fn("natcd/mvcc/corruptCheck.initial")(func
     )
     if (members !== undefined) break
     if (Date.now() >= deadline) {
-      yield* log("warn", "skipping initial corruption check: the raft service did not list the members", { attempts: attempt, waitedMs: membersWaitMs })
+      yield* log("warn", "skipping initial corruption check: the raft service did not list the members", { attempts: attempt, waitedMs: corruptCheckMembersWaitMs })
       return
     }
-    yield* Effect.sleep(membersRetryMs)
+    yield* Effect.sleep(corruptCheckMembersRetryMs)
   }
   const id = hex(members.memberId)
-  yield* log("info", "starting initial corruption check", { "local-member-id": id, timeout: `${requestTimeoutMs}ms` })
+  yield* log("info", "starting initial corruption check", { "local-member-id": id, timeout: `${corruptCheckRequestTimeoutMs}ms` })
   const local = localHash(ctx)
   // peerHashes never rejects: each peer's failure is its `err` answer.
   const peers = yield* Effect.promise(() => peerHashes(ctx, members.peers, local.revision))
@@ -170,8 +159,8 @@ const checkHashKv = async (ctx: CorruptCheckContext, members: Members): Promise<
   const peers = await peerHashes(ctx, members.peers, before.revision)
   // etcd linearizableReadNotify: wait until this member applied the leader's commit index.
   const { commitIndex } = await callEndpoint(ctx.rpc, raftStatus, ctx.subjects.raftStatus, {}, { timeoutMs: raftCallTimeoutMs })
-  const outcome = await (ctx.applier.waitApplied(commitIndex, requestTimeoutMs) ?? "applied")
-  if (outcome === "timedOut") throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${requestTimeoutMs} ms`)
+  const outcome = await (ctx.applier.waitApplied(commitIndex, corruptCheckRequestTimeoutMs) ?? "applied")
+  if (outcome === "timedOut") throw new Error(`applied index ${ctx.applier.appliedIndex()} did not reach the commit index ${commitIndex} within ${corruptCheckRequestTimeoutMs} ms`)
   if (outcome === "tooMany") throw new Error("too many reads wait for the applied index")
   const after = localHash(ctx)
   const verdict = periodicCheck(members.memberId, before, after, peers)
@@ -200,7 +189,7 @@ const periodicRound = Effect.fn("natcd/mvcc/corruptCheck.periodicRound")(functio
 
 /**
  * etcd monitorKVHash: every `intervalMs`, if this member leads, run the check. Each round is
- * bounded (HashKV and apply waits: {@link requestTimeoutMs}; the alarm proposal: the
+ * bounded (HashKV and apply waits: {@link corruptCheckRequestTimeoutMs}; the alarm proposal: the
  * proposer's deadline); a failed round is logged and the next one starts on schedule. Runs
  * until interrupted.
  */

@@ -33,6 +33,7 @@ import { fileURLToPath } from "node:url"
 import { memberIdFor } from "../../shared/membership.ts"
 import type { MvccSnapshotInfo } from "../../shared/schema.ts"
 import { privateDirMode, privateFileMode } from "../runtime/private-files.ts"
+import { lmdbProbeTimeoutMs } from "./timeouts.ts"
 
 /** Bytes per chunk sent between members. */
 export const chunkBytes = 1024 * 1024
@@ -78,9 +79,6 @@ export const installRefusal = (fromMember: string, snapshot: MvccSnapshotInfo, c
   return undefined
 }
 
-/** How long probing a file may take, in ms. */
-const probeTimeoutMs = 60_000
-
 /**
  * Opens the LMDB file at `path` in a separate process (./lmdb-probe.ts: a file that is not a
  * sound LMDB environment can crash the process opening it) and returns the consistent index
@@ -90,7 +88,7 @@ export const consistentIndexOf = async (path: string): Promise<number> => {
   const probe = fileURLToPath(new URL("./lmdb-probe.ts", import.meta.url))
   try {
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [probe, path], { timeout: probeTimeoutMs }, (error, stdout, stderr) => {
+      execFile(process.execPath, [probe, path], { timeout: lmdbProbeTimeoutMs }, (error, stdout, stderr) => {
         if (error !== null) reject(new Error(`${path} does not open as LMDB (${error.signal ?? `exit ${String(error.code)}`}): ${stderr.trim().split("\n").pop() ?? ""}`))
         else resolve(stdout)
       })

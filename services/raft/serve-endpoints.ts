@@ -33,13 +33,12 @@ import type { Membership } from "./membership.ts"
 import { toMvcc } from "./mvcc-feed.ts"
 import type { Peers } from "./peers.ts"
 import type { RaftStatusReport } from "./status.ts"
+import { confChangeForwardTimeoutMs } from "./timeouts.ts"
 
 /** etcd's maximum number of learners (membership.maxLearners). */
 const maxLearners = 1
 /** A learner is ready for promotion when its match index is this share of the leader's (etcd). */
 const learnerReadyPercent = 0.9
-/** How long a follower waits for the leader's raft to answer a forwarded membership change. */
-const confChangeForwardTimeoutMs = 5000
 
 /** What the endpoints act on. */
 export interface RaftEndpointDeps {

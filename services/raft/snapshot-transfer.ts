@@ -22,11 +22,7 @@ import type { MemoryStorage } from "./core/storage.ts"
 import type { Message } from "./core/types.ts"
 import { decodeSnapshotData } from "./membership.ts"
 import type { PeerCounters } from "./peers.ts"
-
-/** How long the leader waits for a follower to leave snapshot state after a MsgSnap, ms. */
-const snapshotSendTimeoutMs = 60_000
-/** How long a follower waits for its mvcc service to install the leader's state, ms (not re-sent). */
-const installTimeoutMs = 600_000
+import { snapshotInstallTimeoutMs, snapshotSendTimeoutMs } from "./timeouts.ts"
 
 /**
  * Invariant: `installing` is true exactly while one mvcc.install call is outstanding.
@@ -71,7 +67,7 @@ export class SnapshotTransfer {
       return this.step(m)
     }
     this.installing = true
-    callEndpoint(this.rpc, mvccInstall, this.installSubject, { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: installTimeoutMs, retryAfterMs: installTimeoutMs })
+    callEndpoint(this.rpc, mvccInstall, this.installSubject, { fromMember: data.source, snapshot: data.mvcc }, { timeoutMs: snapshotInstallTimeoutMs, retryAfterMs: snapshotInstallTimeoutMs })
       .then((reply) => {
         okOf(reply)
         this.counters.snapshotsInstalled++

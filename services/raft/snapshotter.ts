@@ -26,6 +26,7 @@ import { catchUpCompactIndex } from "./core/catch-up.ts"
 import type { MemoryStorage } from "./core/storage.ts"
 import { encodeSnapshotData, Membership } from "./membership.ts"
 import type { WalClient } from "./wal-client.ts"
+import { mvccSnapshotTimeoutMs, snapshotRetryDelayMs } from "./timeouts.ts"
 
 /**
  * Most membership changes (count of history records) kept since the last snapshot; reaching it
@@ -33,18 +34,6 @@ import type { WalClient } from "./wal-client.ts"
  * bounded only by --snapshot-count (one record per applied membership or attribute entry).
  */
 const maxMembershipHistory = 1000
-/**
- * How long raft waits for the mvcc service's copy of its state (mvcc.snapshot), in ms. The
- * request is not re-sent meanwhile: the copy of a large LMDB file takes seconds, and each
- * re-sent request would start another copy of the same file in the mvcc service.
- */
-const mvccSnapshotTimeoutMs = 120_000
-/**
- * After a snapshot attempt that took none (an error, or an mvcc service with nothing applied
- * since the last one), the next attempt waits at least this long, in ms. Without it every
- * applied batch past the trigger would ask for another copy of the whole state.
- */
-const snapshotRetryDelayMs = 5000
 
 /** When to snapshot and what to keep after (the raft process's flags). */
 export interface SnapshotPolicy {

@@ -30,13 +30,7 @@ import {
   walRetryMaxMs,
   walSnapshotTimeoutMs
 } from "./timeouts.ts"
-
-/**
- * How long raft keeps calling its wal service when calls get no reply, ms. Raft can do nothing
- * without its log: past this bound the process stops (fail-stop, as etcd panics when its WAL
- * cannot be written) and the supervisor starts it again.
- */
-export const walRetryBoundMs = 60_000
+import { walRetryBoundMs } from "./timeouts.ts"
 
 /** The failure at {@link walRetryBoundMs}: the wal service stayed silent. */
 const walSilent: unique symbol = Symbol("walSilent")

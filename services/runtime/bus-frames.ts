@@ -16,6 +16,7 @@ import { decodeFrame, encodeFrame, isFrameDecodeError } from "../../shared/frame
 import type { Frame, FrameDecodeError } from "../../shared/frame.ts"
 import { ChunkBody, FrameKinds } from "../../shared/schema.ts"
 import { endpointLabel } from "./metrics.ts"
+import { chunkIdleMs } from "./timeouts.ts"
 
 /**
  * NATS message headers carrying `traceparent` (W3C trace context, as nats-server's own message
@@ -57,9 +58,6 @@ export const busReassemblyBudget: ReassemblyBudget = {
   maxBytes: Number(process.env.NATCD_BUS_REASSEMBLY_BYTES ?? "") > 0 ? Number(process.env.NATCD_BUS_REASSEMBLY_BYTES) : 1024 * 1024 * 1024,
   used: 0
 }
-
-/** A partial chunked frame that received no piece for this many ms is dropped. */
-export const chunkIdleMs = 10_000
 
 /** Partial chunked frames one subscription holds at most. */
 export const maxPartialFramesPerSubscription = 64

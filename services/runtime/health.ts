@@ -13,7 +13,7 @@
  *   "reason":"..."}` (503).
  *
  * /livez and /readyz answer `ok` (200) or the failed checks, one per line (503); `?verbose`
- * lists every check. Each check has {@link checkTimeoutMs} to answer.
+ * lists every check. Each check has {@link healthCheckTimeoutMs} to answer.
  *
  * The port comes from `--metrics-port` (NATCD_METRICS_PORT; 0, the default for a service run
  * by hand, means no listener) and the host from `--metrics-host` (NATCD_METRICS_HOST, default
@@ -23,13 +23,10 @@
 import { createServer } from "node:http"
 import type { Server } from "node:http"
 import { registry } from "./metrics.ts"
-import { healthKeepAliveTimeoutMs } from "./timeouts.ts"
+import { healthCheckTimeoutMs, healthKeepAliveTimeoutMs } from "./timeouts.ts"
 
 /** A check: resolves undefined when healthy, or the reason it is not. Must not reject (a rejection counts as a failure). */
 export type HealthCheck = () => Promise<string | undefined> | string | undefined
-
-/** How long a check may take before it counts as failed, in ms. */
-export const checkTimeoutMs = 2000
 
 const liveChecks = new Map<string, HealthCheck>()
 const readyChecks = new Map<string, HealthCheck>()
@@ -50,7 +47,7 @@ const runCheck = async (check: HealthCheck): Promise<string | undefined> => {
     return await Promise.race([
       Promise.resolve().then(check),
       new Promise<string>((resolve) => {
-        timer = setTimeout(() => resolve(`no answer within ${checkTimeoutMs} ms`), checkTimeoutMs)
+        timer = setTimeout(() => resolve(`no answer within ${healthCheckTimeoutMs} ms`), healthCheckTimeoutMs)
       })
     ])
   } catch (e) {

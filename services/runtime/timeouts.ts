@@ -3,10 +3,9 @@
  * proposer, the health and trace exporters), all in ms: one table, so each value is named once
  * with what it bounds and why.
  *
- * What it is not: the bounds README.md's "Memory bounds" table names where they are used
- * (./bus-frames.ts `chunkIdleMs`), the constants of one mechanism documented with it
- * (./health.ts `checkTimeoutMs`, ./trace-store.ts `flushMs`, ./tracing.ts `clockAnchorMs`), and
- * each call's own `timeoutMs`, which its caller names.
+ * What it is not: the trace store's flush period (./trace-store.ts `flushMs`), the tracing
+ * clock's anchor (./tracing.ts `clockAnchorMs`), and each call's own `timeoutMs`, which its
+ * caller's service names in its own table.
  */
 
 /** The first re-send of a call that got no reply, ms, unless the call sets `retryAfterMs`. */
@@ -41,3 +40,9 @@ export const otlpShutdownTimeoutMs = 3000
 
 /** The health and metrics server's HTTP keep-alive: an idle connection is closed after this, ms (Node's default, set explicitly). */
 export const healthKeepAliveTimeoutMs = 5000
+
+/** How long a check may take before it counts as failed, in ms. */
+export const healthCheckTimeoutMs = 2000
+
+/** A partial chunked frame that received no piece for this many ms is dropped. */
+export const chunkIdleMs = 10_000

@@ -31,6 +31,7 @@ import {
   portWaitRetryMs,
   stopGraceMs
 } from "./timeouts.ts"
+import { plannedRestartMs } from "./timeouts.ts"
 
 /** One supervised process. */
 export interface ProcessSpec {
@@ -98,8 +99,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => 
  * backend, or an operator restarting one process.
  */
 const plannedExitCode = 130
-/** Wait (ms) before restarting a service that stopped with {@link plannedExitCode}. */
-const plannedRestartMs = 100
 
 /**
  * Runs `spec` until interrupted, restarting it whenever it exits (unless stopping): after a

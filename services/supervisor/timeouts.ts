@@ -29,3 +29,6 @@ export const crashBackoffMaxMs = 5000
 
 /** A process that ran this long before exiting is restarted after {@link crashBackoffInitialMs} again, ms. */
 export const crashBackoffResetMs = 30_000
+
+/** Wait (ms) before restarting a service that stopped with the planned-restart exit code (./supervise.ts plannedExitCode). */
+export const plannedRestartMs = 100

@@ -171,6 +171,13 @@ describe("auth on three members with simple tokens", () => {
         expect(failedOver.length).toBeGreaterThan(10)
         expect(failedOver.filter((k) => !have.has(k))).toEqual([])
         console.log(`auth failover: ${failedOver.length} puts by a non-root user acknowledged across the leader's kill -9, none lost`)
+        // The supervisor restarts the killed member's processes: the next phase reads and writes
+        // through m1, which may be the member killed here, so wait until it serves again.
+        const servesBy = Date.now() + 30_000
+        while ((await etcdctl(natcd.endpoints[leader]!, [root, "user", "list"])).code !== 0) {
+          if (Date.now() > servesBy) throw new Error(`member m${leader + 1} did not serve again within 30 s of its kill -9`)
+          await sleep(200)
+        }
       }
 
       // kill -9 of every process while alice writes under her prefix.

@@ -237,7 +237,7 @@ describe("serveClientPlain", () => {
     }
     // An HTTP/2 client's opening: the preface, its SETTINGS, and the ACK of the port's SETTINGS,
     // which the port sends first. With no request after it, gRPC gets the connection once the
-    // port has waited for one (h2-authority.ts's firstHeadersWaitMs).
+    // port has waited for one (firstHeadersWaitMs in services/gateway/timeouts.ts).
     const settings = "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
     const ack = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
     const server = await serveClientPlain(plan, { grpc: echo("grpc"), http: echo("http") })
