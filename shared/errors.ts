@@ -280,6 +280,22 @@ export const toErrorData = (error: EtcdError | EtcdErrorData): EtcdErrorData => 
 }
 
 /**
+ * The `_tag` of anything a call failed with, when it has a string one (an {@link EtcdError}
+ * instance, its plain data, or another tagged value such as a core's outcome); undefined
+ * otherwise (a defect, a plain Error).
+ */
+export const tagOf = (e: unknown): string | undefined => {
+  const tag = (e as { readonly _tag?: unknown } | null | undefined)?._tag
+  return typeof tag === "string" ? tag : undefined
+}
+
+/**
+ * A failure as the text of a log field, never a client's message: its tag, else its message,
+ * else its text.
+ */
+export const describeError = (e: unknown): string => tagOf(e) ?? String((e as Error | null | undefined)?.message ?? e)
+
+/**
  * The error data of anything a request failed with, for an `error` frame or an `{ err }`
  * reply: a tagged error (instance or plain data) as {@link toErrorData} gives it; anything else
  * (a defect) as MalformedFrame naming `where` and the failure's text.

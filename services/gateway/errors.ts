@@ -4,7 +4,7 @@
  * on these strings (clientv3 turns them back into typed errors), so they are etcd's word for word.
  */
 import { status } from "@grpc/grpc-js"
-import { ConcurrencyError } from "../../shared/errors.ts"
+import { ConcurrencyError, tagOf } from "../../shared/errors.ts"
 import type { AuthErrorCode, EtcdErrorData } from "../../shared/errors.ts"
 
 /** etcd's gRPC code and message per auth store error (etcd rpctypes ErrGRPC*, v3rpc/util.go toGRPCErrorMap). */
@@ -82,8 +82,8 @@ export const grpcErrorTable: { readonly [T in EtcdErrorData["_tag"]]: (e: Extrac
  * else (a defect) to INTERNAL with its message.
  */
 export const toGrpcError = (error: unknown): GrpcError => {
-  const tag = (error as { _tag?: unknown } | null)?._tag
-  if (typeof tag === "string" && tag in grpcErrorTable) {
+  const tag = tagOf(error)
+  if (tag !== undefined && tag in grpcErrorTable) {
     return (grpcErrorTable as Record<string, (e: unknown) => GrpcError>)[tag]!(error)
   }
   return { code: status.INTERNAL, details: `natcd: internal error: ${(error as Error)?.message ?? String(error)}` }
@@ -97,7 +97,7 @@ export const toGrpcError = (error: unknown): GrpcError => {
  * message. Other errors (defects) pass unchanged.
  */
 export const asEmbeddedClientError = (error: unknown): unknown => {
-  const tag = (error as { _tag?: unknown } | null)?._tag
-  if (typeof tag !== "string" || !(tag in grpcErrorTable) || tag === "ConcurrencyError") return error
+  const tag = tagOf(error)
+  if (tag === undefined || !(tag in grpcErrorTable) || tag === "ConcurrencyError") return error
   return new ConcurrencyError({ message: toGrpcError(error).details })
 }

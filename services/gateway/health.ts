@@ -17,6 +17,7 @@ import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../..
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, isUnanswered } from "../runtime/rpc.ts"
 import { healthCallTimeoutMs, serviceStaleMs } from "./timeouts.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /** How often the member's services are asked, in ms. */
 export const pollMs = 1000
@@ -120,7 +121,6 @@ export const etcdHealth = async (
   query: { readonly excluded: ReadonlySet<string>; readonly serializable: boolean }
 ): Promise<EtcdHealth> => {
   const failed = (reason: string): EtcdHealth => ({ health: "false", reason })
-  const errorText = (e: unknown) => String((e as { _tag?: string })?._tag ?? (e as Error)?.message ?? e)
   try {
     const { alarms } = await callEndpoint(rpc, mvccAlarms, subjects.mvccAlarms, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
     for (const a of alarms) {
@@ -128,7 +128,7 @@ export const etcdHealth = async (
       return failed(`ALARM ${a.alarm}`)
     }
   } catch (e) {
-    return failed(`ALARM ERROR:${errorText(e)}`)
+    return failed(`ALARM ERROR:${describeError(e)}`)
   }
   if (!query.serializable) {
     const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" }).catch(() => undefined)
@@ -138,7 +138,7 @@ export const etcdHealth = async (
     if (!query.serializable) await callEndpoint(rpc, raftReadIndex, subjects.readIndex, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
     await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
   } catch (e) {
-    return failed(`RANGE ERROR:${errorText(e)}`)
+    return failed(`RANGE ERROR:${describeError(e)}`)
   }
   const problems = members.problems()
   return problems.length === 0 ? { health: "true", reason: "" } : failed(problems.join("; "))

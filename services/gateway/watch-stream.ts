@@ -27,6 +27,7 @@ import type { WatchState } from "./watch-create.ts"
 import type { FailoverReason, Session, WatchSessions } from "./watch-sessions.ts"
 import type { WatchContext } from "./watch.ts"
 import { watchControlTimeoutMs, watchOpenRetryMs } from "./timeouts.ts"
+import { describeError } from "../../shared/errors.ts"
 
 const noop = (): void => {}
 
@@ -68,7 +69,7 @@ export class WatchStream {
 
   private enqueue(op: () => Promise<void>): void {
     this.chain = this.chain.then(op).catch((e) => {
-      this.ctx.log("warn", "watch request failed", { error: String((e as { _tag?: string })._tag ?? e) })
+      this.ctx.log("warn", "watch request failed", { error: describeError(e) })
     })
   }
 

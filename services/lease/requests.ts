@@ -9,7 +9,7 @@
  * lease has expired and its revocation is pending, the request is tried again (../runtime/retry.ts)
  * until the request timeout: see {@link keepAlive} for the waits and the errors at the bound.
  */
-import { LeaseNotFound, NoLeader, NotLeader, RequestTimeout } from "../../shared/errors.ts"
+import { LeaseNotFound, NoLeader, NotLeader, RequestTimeout, tagOf } from "../../shared/errors.ts"
 import { leaseKeepAlive, leaseTimeToLive, mvccLease } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
@@ -77,7 +77,7 @@ const viaLeader = async <A>(ctx: LeaseRequestContext, endpoint: ForwardedEndpoin
   try {
     return await call(target)
   } catch (e) {
-    const tag = (e as { _tag?: unknown } | null)?._tag
+    const tag = tagOf(e)
     if (tag !== "NotLeader" && tag !== "RequestTimeout" && tag !== "NoLeader") throw e
     ctx.route.forget()
     throw new TryAgain("leader moved")

@@ -23,7 +23,7 @@
  *   from there rather than from the full TTL.
  */
 import type { NatsConnection } from "@nats-io/transport-node"
-import { errorDataOf } from "../../shared/errors.ts"
+import { errorDataOf, describeError } from "../../shared/errors.ts"
 import type { EtcdErrorData } from "../../shared/errors.ts"
 import { LeaseId } from "../../shared/ids.ts"
 import type { LeaseWriteRequest } from "../../shared/kv.ts"
@@ -200,7 +200,7 @@ export class LeaseShell {
       this.counters.promotions++
       this.log.info("lease service promoted", { term: status.term, leases: this.lessor.size, syncedIndex: this.syncedIndex })
     } catch (e) {
-      this.log.warn("lease service could not read the lease table; will retry", { error: String((e as Error)?.message || ((e as { _tag?: unknown })?._tag ?? e)) })
+      this.log.warn("lease service could not read the lease table; will retry", { error: describeError(e) })
     } finally {
       this.promoting = false
     }

@@ -27,7 +27,7 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { etcdErrorOf } from "../../shared/errors.ts"
+import { etcdErrorOf, tagOf } from "../../shared/errors.ts"
 import type { WriteRequest } from "../../shared/kv.ts"
 import { mvccHashKv, raftMembers, raftStatus } from "../../shared/endpoints.ts"
 import { callEndpoint, okOf } from "../runtime/rpc.ts"
@@ -112,7 +112,7 @@ const peerHashes = (ctx: CorruptCheckContext, peers: ReadonlyArray<{ id: bigint;
       const r = okOf(await callEndpoint(ctx.rpc, mvccHashKv, ctx.subjects.peerHashKv(p.name), { revision }, { timeoutMs: corruptCheckRequestTimeoutMs }))
       return { memberId: p.id, ok: { hash: r.hash, compactRevision: r.compactRevision, revision: r.revision } }
     } catch (e) {
-      const tag = (e as { _tag?: unknown } | null)?._tag
+      const tag = tagOf(e)
       if (tag === "FutureRevision" || tag === "Compacted") return { memberId: p.id, err: tag }
       runDetached(log("warn", "failed hash kv request", { "remote-peer-id": hex(p.id), "requested-revision": revision, error: String(tag ?? e) }))
       return { memberId: p.id, err: "Unreachable" }

@@ -11,7 +11,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import * as Effect from "effect/Effect"
 import { statSync } from "node:fs"
 import { mvccChunk, mvccDefragment, mvccInstall, mvccSnapshot, raftMembers, subjectOf } from "../../shared/endpoints.ts"
-import { MalformedFrame, toErrorData } from "../../shared/errors.ts"
+import { MalformedFrame, toErrorData, describeError } from "../../shared/errors.ts"
 import { runDetached } from "../runtime/process.ts"
 import type { RpcClient, ServeOptions } from "../runtime/rpc.ts"
 import { callEndpoint, okOf, serveEndpoint } from "../runtime/rpc.ts"
@@ -116,7 +116,7 @@ export const serveMaintenanceEndpoints = (ctx: MaintenanceContext) => {
         (e) => {
           runDetached(Effect.logWarning("snapshot install refused or failed; kept the current database").pipe(Effect.annotateLogs({ fromMember, index: snapshot.index, error: String(e) })))
           // A refusal is an Error with the reason as its message; an answered error (an instance with no message of its own) goes by its tag.
-          refuse(String((e as Error)?.message || ((e as { _tag?: unknown })?._tag ?? e)))
+          refuse(describeError(e))
         }
       ).finally(() => (installing = false))
     }, opts)

@@ -23,6 +23,7 @@ import type { Message } from "./core/types.ts"
 import { decodeSnapshotData } from "./membership.ts"
 import type { PeerCounters } from "./peers.ts"
 import { snapshotInstallTimeoutMs, snapshotSendTimeoutMs } from "./timeouts.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /**
  * Invariant: `installing` is true exactly while one mvcc.install call is outstanding.
@@ -74,7 +75,7 @@ export class SnapshotTransfer {
         this.step(m)
         runDetached(Effect.logInfo("installed snapshot from leader").pipe(Effect.annotateLogs({ index: m.snapshot!.metadata.index, source: data.source })))
       })
-      .catch((e) => runDetached(Effect.logWarning("snapshot install failed").pipe(Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e) }))))
+      .catch((e) => runDetached(Effect.logWarning("snapshot install failed").pipe(Effect.annotateLogs({ error: describeError(e) }))))
       .finally(() => (this.installing = false))
     return undefined
   }

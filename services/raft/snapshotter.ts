@@ -27,6 +27,7 @@ import type { MemoryStorage } from "./core/storage.ts"
 import { encodeSnapshotData, Membership } from "./membership.ts"
 import type { WalClient } from "./wal-client.ts"
 import { mvccSnapshotTimeoutMs, snapshotRetryDelayMs } from "./timeouts.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /**
  * Most membership changes (count of history records) kept since the last snapshot; reaching it
@@ -182,7 +183,7 @@ export class Snapshotter {
     } catch (e) {
       const reason = (e as { reason?: unknown })?.reason
       runDetached(Effect.logWarning("snapshot failed; will retry").pipe(
-        Effect.annotateLogs({ error: String((e as { _tag?: string })?._tag ?? e), ...(typeof reason === "string" ? { reason } : {}), retryInMs: snapshotRetryDelayMs })
+        Effect.annotateLogs({ error: describeError(e), ...(typeof reason === "string" ? { reason } : {}), retryInMs: snapshotRetryDelayMs })
       ))
     } finally {
       this.snapshotting = false

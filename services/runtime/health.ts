@@ -24,6 +24,7 @@ import { createServer } from "node:http"
 import type { Server } from "node:http"
 import { registry } from "./metrics.ts"
 import { healthCheckTimeoutMs, healthKeepAliveTimeoutMs } from "./timeouts.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /** A check: resolves undefined when healthy, or the reason it is not. Must not reject (a rejection counts as a failure). */
 export type HealthCheck = () => Promise<string | undefined> | string | undefined
@@ -51,7 +52,7 @@ const runCheck = async (check: HealthCheck): Promise<string | undefined> => {
       })
     ])
   } catch (e) {
-    return String((e as { _tag?: string })?._tag ?? (e as Error)?.message ?? e)
+    return describeError(e)
   } finally {
     clearTimeout(timer)
   }

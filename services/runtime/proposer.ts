@@ -21,7 +21,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
-import { ContextDeadlineExceeded, RequestTimeout, RequestTooLarge, Stopped, toEtcdError } from "../../shared/errors.ts"
+import { ContextDeadlineExceeded, RequestTimeout, RequestTooLarge, Stopped, toEtcdError, tagOf } from "../../shared/errors.ts"
 import type { EtcdError, EtcdErrorData } from "../../shared/errors.ts"
 import { packValue } from "../../shared/frame.ts"
 import type { AuthWriteRequest } from "../../shared/auth.ts"
@@ -67,9 +67,6 @@ interface Waiter {
   /** With the apply's error (its result frame's data as an instance), or Stopped at close. */
   reject: (error: EtcdError) => void
 }
-
-/** The `_tag` of a failure, if it has one. */
-const tagOf = (e: unknown): unknown => (e as { _tag?: unknown } | null)?._tag
 
 /** An attempt's signal that the proposal was accepted but its result has not come yet. */
 class NoResultYet extends Error {}

@@ -27,6 +27,7 @@ import * as Exit from "effect/Exit"
 import type { Severity } from "effect/LogLevel"
 import * as Schedule from "effect/Schedule"
 import { runDetached } from "./process.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /**
  * The wait before retry number `retry` (1 before the second attempt), in ms: exponential
@@ -64,13 +65,6 @@ const delayMs = <E>(backoff: Backoff<E>, error: E, retry: number): number => {
   return Math.max(0, Math.min(exponential, backoff.maxMs ?? Infinity))
 }
 
-/** A failure as a log field: its tag, else its message, else its text. */
-const describe = (error: unknown): string => {
-  const tag = (error as { _tag?: unknown } | null)?._tag
-  if (typeof tag === "string") return tag
-  return String((error as Error | null)?.message ?? error)
-}
-
 /** Marks the attempt not made because the wait before it was cut to the deadline. */
 const deadlineReached: unique symbol = Symbol("deadlineReached")
 
@@ -90,7 +84,7 @@ export const retryEffect = <A, E, R, B>(policy: RetryPolicy<E, B>, attempt: Effe
     const giveUp = (attempts: number, error: E, why: string) => {
       bounded = true
       return Effect.logWithLevel(level)(`${policy.name}: giving up`).pipe(
-        Effect.annotateLogs({ ...fields, attempts, error: describe(error), bound: why }),
+        Effect.annotateLogs({ ...fields, attempts, error: describeError(error), bound: why }),
         Effect.andThen(Cause.done(attempts))
       )
     }
@@ -106,7 +100,7 @@ export const retryEffect = <A, E, R, B>(policy: RetryPolicy<E, B>, attempt: Effe
       cutToDeadline = wanted >= left
       const wait = Math.min(wanted, left)
       return Effect.logWithLevel(level)(`${policy.name} failed; retrying`).pipe(
-        Effect.annotateLogs({ ...fields, attempt: meta.attempt, error: describe(input), delayMs: Math.round(wait) }),
+        Effect.annotateLogs({ ...fields, attempt: meta.attempt, error: describeError(input), delayMs: Math.round(wait) }),
         Effect.as([meta.attempt, Duration.millis(wait)] as [number, Duration.Duration])
       )
     }))

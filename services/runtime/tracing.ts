@@ -42,6 +42,7 @@ import { randomFillSync } from "node:crypto"
 import { hostname } from "node:os"
 import { formatTraceparent, parseTraceparent } from "../../shared/trace.ts"
 import type { TraceContext } from "../../shared/trace.ts"
+import { describeError } from "../../shared/errors.ts"
 
 /**
  * A finished span as natcd stores it (one JSON line in the trace store).
@@ -324,7 +325,7 @@ export const withHopSpan = <A>(name: string, traceparent: string, f: (traceparen
   try {
     return f(spanTraceparent(span))
   } catch (e) {
-    endSpan(span, undefined, String((e as { _tag?: string })?._tag ?? e))
+    endSpan(span, undefined, describeError(e))
     throw e
   } finally {
     currentHop = outer

@@ -83,3 +83,18 @@ describe("error classes and their data", () => {
     expect(Errors.toEtcdError({ _tag: "LeaseNotFound", leaseId: "x" } as unknown as EtcdErrorData)._tag).toBe("MalformedFrame")
   })
 })
+
+describe("tagOf and describeError", () => {
+  it.each([
+    { failure: new Errors.Compacted({ requestedRevision: 3, compactRevision: 5 }), tag: "Compacted", text: "Compacted" },
+    { failure: { _tag: "NoLeader" }, tag: "NoLeader", text: "NoLeader" },
+    { failure: new Error("disk full"), tag: undefined, text: "disk full" },
+    { failure: { _tag: 7 }, tag: undefined, text: "[object Object]" },
+    { failure: "boom", tag: undefined, text: "boom" },
+    { failure: null, tag: undefined, text: "null" },
+    { failure: undefined, tag: undefined, text: "undefined" }
+  ])("$text", ({ failure, tag, text }) => {
+    expect(Errors.tagOf(failure)).toBe(tag)
+    expect(Errors.describeError(failure)).toBe(text)
+  })
+})
