@@ -164,9 +164,10 @@ const MvccLive = Layer.effectDiscard(
     )
     /**
      * One item of the apply queue: a batch of committed entries, or a catch-up from raft.
-     * Fails with ApplyStepFailed; the caller decides between repairing and fail-stop.
+     * Fails with ApplyStepFailed; the caller decides between repairing and fail-stop. Untraced:
+     * it runs once per applied batch on the write path, which each proposal's spans cover.
      */
-    const applyStep = Effect.fn("natcd/mvcc/apply")(function*(item: ApplyBatch | "catch-up") {
+    const applyStep = Effect.fnUntraced(function*(item: ApplyBatch | "catch-up") {
       yield* Effect.tryPromise({
         try: () => (item === "catch-up" ? applier.catchUp(Number.MAX_SAFE_INTEGER) : applier.applyBatch(item)),
         catch: (cause) => new ApplyStepFailed({ cause })

@@ -122,7 +122,6 @@ export const retryEffect = <A, E, R, B>(policy: RetryPolicy<E, B>, attempt: Effe
  */
 export const retryPromise = <A, B>(policy: RetryPolicy<unknown, B>, attempt: () => Promise<A>): Promise<A> => {
   const startedAt = Date.now()
-  const inContext = AsyncLocalStorage.snapshot()
   let first: Promise<A>
   try {
     first = attempt()
@@ -130,6 +129,9 @@ export const retryPromise = <A, B>(policy: RetryPolicy<unknown, B>, attempt: () 
     first = Promise.reject(e)
   }
   return first.catch((firstError: unknown) => {
+    // A promise's callbacks run in the async context they were attached in, the call's: taken
+    // here, the snapshot costs nothing to a call whose first attempt succeeds.
+    const inContext = AsyncLocalStorage.snapshot()
     let replayed = false
     const again = Effect.suspend(() => {
       if (!replayed) {

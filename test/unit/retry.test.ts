@@ -4,6 +4,7 @@
  * (attempts or deadline) ends the call with the policy's named error, and a wait that would run
  * past the deadline is cut to it with no attempt after it.
  */
+import { AsyncLocalStorage } from "node:async_hooks"
 import { describe, expect, it } from "vitest"
 import * as Effect from "effect/Effect"
 import { RequestTimeout, NoLeader } from "../../shared/errors.ts"
@@ -33,6 +34,23 @@ describe("retryPromise", () => {
     })
     expect(r).toBe("ok")
     expect(calls).toBe(3)
+  })
+
+  it("runs every retry in the async context of its call (a request's trace and auth context)", async () => {
+    const context = new AsyncLocalStorage<string>()
+    const seen = new Map<string, Array<string | undefined>>()
+    const call = (request: string) => retryPromise(policy({ maxAttempts: 4 }), async () => {
+      const list = seen.get(request) ?? []
+      seen.set(request, list)
+      list.push(context.getStore())
+      if (list.length < 4) throw new NoLeader()
+      return request
+    })
+    // Concurrent calls, each made inside its own request's context; their retries run later,
+    // from timers and the fiber scheduler they share.
+    const requests = ["a", "b", "c", "d"]
+    await expect(Promise.all(requests.map((r) => context.run(r, () => call(r))))).resolves.toEqual(requests)
+    for (const r of requests) expect(seen.get(r)).toEqual([r, r, r, r])
   })
 
   it("passes a failure that is not retryable through unchanged, at once", async () => {
