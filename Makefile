@@ -77,6 +77,10 @@ run: deps system-deps
 SIM_SEEDS ?= 1000
 export SIM_SEEDS
 
+# Node's module compile cache for the processes tests and benchmarks start, shared across their
+# throw-away data dirs (`make run` keeps it in DATA_DIR/compile-cache, the supervisor's default).
+test bench: export NODE_COMPILE_CACHE ?= $(abspath $(TOOLS))/compile-cache
+
 test: deps system-deps typecheck
 	node node_modules/vitest/vitest.mjs run
 

@@ -95,6 +95,10 @@ const command = new Command("natcd run")
       .env("NATCD_SERVICE_NODE_FLAGS").default("--max-semi-space-size=4")
   )
   .addOption(
+    new Option("--compile-cache <dir>", "Node's module compile cache of the service processes (default <data-dir>/compile-cache; NODE_DISABLE_COMPILE_CACHE=1: none)")
+      .env("NODE_COMPILE_CACHE")
+  )
+  .addOption(
     new Option("--nats-monitor-port <port>", "serve nats-server's monitoring endpoints (/varz, /connz) on 127.0.0.1 at this port (before the port offset; server j of a NATS cluster adds 10000 × j); off unless set")
       .env("NATCD_NATS_MONITOR_PORT").argParser(positiveInt)
   )
@@ -119,12 +123,23 @@ const opts = command.opts<{
   natsCluster: number
   livenessFailures: number
   serviceNodeFlags: string
+  compileCache?: string
   natsMonitorPort?: number
   natsTls?: boolean
   clientTls?: boolean | "ca" | "auto"
 }>()
 const dataDir = resolve(opts.dataDir)
 const servicesDir = fileURLToPath(new URL("../", import.meta.url))
+/**
+ * Node's module compile cache (`--compile-cache`, `NODE_COMPILE_CACHE`; default
+ * `<data-dir>/compile-cache`, private like the rest of the data dir), handed to every service
+ * process through its environment. A service started with a warm cache loads neither Node's
+ * TypeScript stripper nor re-parses its modules: measured on an idle 3-member cluster, about
+ * 20 MiB less resident memory per process and 0.3 s less CPU per start (README, Memory).
+ * Each service flushes the cache once it has loaded (../runtime/process.ts launch), so a
+ * process killed with SIGKILL still leaves it warm for the next.
+ */
+process.env.NODE_COMPILE_CACHE = opts.compileCache ?? join(dataDir, "compile-cache")
 
 /** Client ports of members 1..3 as etcd's local cluster (Procfile) uses; later members continue. */
 const clientPort = (memberIndex: number): number =>

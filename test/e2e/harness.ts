@@ -141,7 +141,8 @@ export const startNatcd = async (options: {
   dataDir: string
   portOffset: number
   members?: number
-  env?: Record<string, string>
+  /** Added to the supervisor's environment; a variable set to `undefined` is left out. */
+  env?: NodeJS.ProcessEnv
   extraArgs?: ReadonlyArray<string>
   /** The client URLs' scheme (https with `--client-tls`); endpoints are then URLs. */
   scheme?: "http" | "https"
