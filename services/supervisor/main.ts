@@ -134,8 +134,9 @@ const servicesDir = fileURLToPath(new URL("../", import.meta.url))
  * Node's module compile cache (`--compile-cache`, `NODE_COMPILE_CACHE`; default
  * `<data-dir>/compile-cache`, private like the rest of the data dir), handed to every service
  * process through its environment. A service started with a warm cache loads neither Node's
- * TypeScript stripper nor re-parses its modules: measured on an idle 3-member cluster, about
- * 20 MiB less resident memory per process and 0.3 s less CPU per start (README, Memory).
+ * TypeScript stripper nor re-parses its modules: measured on an idle 3-member cluster, 23 MiB
+ * less resident memory per process and 0.4–0.5 s less CPU per start (README, "What sets
+ * natcd's figures"; the directory: README, "Data on disk").
  * Each service flushes the cache once it has loaded (../runtime/process.ts launch), so a
  * process killed with SIGKILL still leaves it warm for the next.
  */
