@@ -31,6 +31,21 @@ import type { AckBody, FloorOptions } from "./shared.ts"
 
 const isPublishUpTo = (m: unknown): m is { publishUpTo: number } => typeof (m as { publishUpTo?: unknown } | null)?.publishUpTo === "number"
 
+/**
+ * Once `nc`'s subscriptions reached the server: whenever the parent raises the last revision to
+ * publish (`{ publishUpTo }`), `raise` records it and every session of `sessions` publishes what
+ * its window allows; and CPU probes are answered from then on.
+ */
+const takeOrders = async (nc: NatsConnection, sessions: ReadonlyMap<string, { pump(): void }>, raise: (upTo: number) => void): Promise<void> => {
+  await nc.flush()
+  process.on("message", (m) => {
+    if (!isPublishUpTo(m)) return
+    raise(m.publishUpTo)
+    for (const s of sessions.values()) s.pump()
+  })
+  answerCpuProbes()
+}
+
 /** The PUT of revision `revision`: one event object, so the encoder encodes it once per stream. */
 const putEvent = (revision: number, value: Uint8Array): WatchEvent => ({
   type: "PUT",
@@ -130,13 +145,7 @@ export const runPublisher = async (o: FloorOptions) => {
       sessions.get(session)?.ack(seq)
     }
   })
-  await nc.flush()
-  process.on("message", (m) => {
-    if (!isPublishUpTo(m)) return
-    upTo = m.publishUpTo
-    for (const s of sessions.values()) s.pump()
-  })
-  answerCpuProbes()
+  await takeOrders(nc, sessions, (n) => (upTo = n))
 }
 
 /**
@@ -206,11 +215,5 @@ export const runReplica = async (o: FloorOptions) => {
     sessions.delete(req.body.session)
   })
   serveEndpoint(nc, watchAck, at, (req) => sessions.get(req.body.session)?.ack(req.body.seq))
-  await nc.flush()
-  process.on("message", (m) => {
-    if (!isPublishUpTo(m)) return
-    upTo = m.publishUpTo
-    for (const s of sessions.values()) s.pump()
-  })
-  answerCpuProbes()
+  await takeOrders(nc, sessions, (n) => (upTo = n))
 }
