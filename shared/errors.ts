@@ -301,9 +301,8 @@ export const describeError = (e: unknown): string => tagOf(e) ?? String((e as Er
  * (a defect) as MalformedFrame naming `where` and the failure's text.
  */
 export const errorDataOf = (e: unknown, where: string): EtcdErrorData => {
-  const tag = (e as { _tag?: unknown } | null)?._tag
-  if (typeof tag === "string") return toErrorData(e as EtcdErrorData)
-  return { _tag: "MalformedFrame", reason: `${where}: ${String((e as Error)?.message ?? e)}` }
+  if (tagOf(e) !== undefined) return toErrorData(e as EtcdErrorData)
+  return { _tag: "MalformedFrame", reason: `${where}: ${describeError(e)}` }
 }
 
 /**
@@ -313,4 +312,4 @@ export const errorDataOf = (e: unknown, where: string): EtcdErrorData => {
  * {@link toEtcdError}, anything else (a defect) as MalformedFrame naming `where` and its text.
  */
 export const etcdErrorOf = (e: unknown, where: string): EtcdError =>
-  e instanceof Error && classesByTag.has((e as { _tag?: unknown })._tag as string) ? (e as EtcdError) : toEtcdError(errorDataOf(e, where))
+  e instanceof Error && classesByTag.has(tagOf(e) ?? "") ? (e as EtcdError) : toEtcdError(errorDataOf(e, where))

@@ -36,6 +36,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
+import { describeError } from "../../shared/errors.ts"
 import { unpackValue } from "../../shared/frame.ts"
 import { PackedRevisions } from "../../shared/schema.ts"
 import type { WatchOpenBody, WatchOpenReply } from "../../shared/schema.ts"
@@ -195,7 +196,7 @@ const WatchLive = Layer.effectDiscard(
           else {
             const m = members.get(member)
             if (m !== undefined) m.failures++
-            log("warn", "history read failed", { member, fromRev: f.fromRev, toRev: f.toRev, error: String(err._tag ?? e) })
+            log("warn", "history read failed", { member, fromRev: f.fromRev, toRev: f.toRev, error: describeError(e) })
           }
         }
       }
