@@ -102,7 +102,7 @@ export const makeEtcdServices = (
       identity: () => memberIdentity()
     })
     // Observability: the member's health (./health.ts), proposal metrics, slow-trace keep notices.
-    const memberHealth = yield* Effect.acquireRelease(Effect.sync(() => new MemberHealth(rpc, at)), (h) => Effect.sync(() => h.stop()))
+    const memberHealth = new MemberHealth(rpc, at)
     addReadinessCheck("member", () =>
       checkMemberReady(rpc, {
         raftStatus: raftStatusSubject,

@@ -5,71 +5,57 @@
  * etcd answers /health by checking that the member has a leader, has no alarm that stops
  * writes, and can serve a linearizable read (server/etcdserver/api/etcdhttp/health.go); etcdctl
  * `endpoint health` issues a linearizable Get of the key "health" and counts the member healthy
- * when it succeeds. natcd's member is several processes, so the gateway also watches its
- * member's other services: every {@link pollMs} ms it asks each one's NATS health endpoint
- * (`natcd.<cluster>.<member>.<service>.health`, liveness checks only) and remembers the
- * answers. A linearizable Range of exactly the key "health" (etcdctl's probe) fails with
- * "request timed out" while one of them has not answered for {@link serviceStaleMs} ms, so
- * `etcdctl endpoint health` reports the member unhealthy when any of its services is down,
- * not only raft or mvcc (whose absence already fails the read itself).
+ * when it succeeds. natcd's member is several processes, so the gateway also asks its member's
+ * other services when a check runs: each one's NATS health endpoint
+ * (`natcd.<cluster>.<member>.<service>.health`, liveness checks only), all at once. A
+ * linearizable Range of exactly the key "health" (etcdctl's probe) fails with "request timed
+ * out" while one of them does not answer healthy, so `etcdctl endpoint health` reports the
+ * member unhealthy when any of its services is down, not only raft or mvcc (whose absence
+ * already fails the read itself). Nothing is asked between checks: an idle member's services
+ * are not woken for a health nobody reads.
  */
 import { health, mvccAlarms, mvccStatus, raftReadIndex, raftStatus } from "../../shared/endpoints.ts"
 import type { RpcClient } from "../runtime/rpc.ts"
 import { callEndpoint, isUnanswered } from "../runtime/rpc.ts"
-import { healthCallTimeoutMs, serviceStaleMs } from "./timeouts.ts"
+import { healthCallTimeoutMs } from "./timeouts.ts"
 import { describeError } from "../../shared/errors.ts"
 
-/** How often the member's services are asked, in ms. */
-export const pollMs = 1000
-
-/** The member services the gateway watches. */
+/** The member services the gateway asks. */
 export const memberServices = ["raft", "wal", "mvcc", "lease"] as const
 
 /**
- * Polls the member's services. `problems()` lists what is wrong now (empty: healthy); `stop()`
- * ends the polling.
+ * Asks the member's services on demand. `problems()` lists what is wrong now (empty: healthy).
+ * Checks made while a round of calls is out share it, so a burst of probes costs one round of
+ * four calls; a check made after a round ended starts a new one, so no answer is older than
+ * the check.
  */
 export class MemberHealth {
-  private readonly lastHealthyMs = new Map<string, number>()
-  private readonly lastReason = new Map<string, string>()
-  private readonly timer: ReturnType<typeof setInterval>
-  private readonly startedMs = Date.now()
+  private inFlight: Promise<ReadonlyArray<string>> | undefined
   private readonly rpc: RpcClient
   private readonly at: { readonly cluster: string; readonly member: string }
 
   constructor(rpc: RpcClient, at: { readonly cluster: string; readonly member: string }) {
     this.rpc = rpc
     this.at = at
-    this.timer = setInterval(() => this.poll(), pollMs)
-    this.timer.unref()
-    this.poll()
   }
 
-  private poll(): void {
-    for (const service of memberServices) {
-      callEndpoint(this.rpc, health, { ...this.at, role: service }, { ready: false }, { timeoutMs: pollMs, retryAfterMs: pollMs, traceparent: "" }).then(
-        (r) => {
-          if (r.healthy) this.lastHealthyMs.set(service, Date.now())
-          else this.lastReason.set(service, r.reasons.join("; "))
-        },
-        () => this.lastReason.set(service, "no answer")
+  /**
+   * What is wrong with the member's services, one line each (`<service>: <reasons>` or
+   * `<service>: no answer` after {@link healthCallTimeoutMs} ms); [] when all answer healthy.
+   * Never rejects.
+   */
+  problems(): Promise<ReadonlyArray<string>> {
+    if (this.inFlight !== undefined) return this.inFlight
+    const round = Promise.all(memberServices.map((service) =>
+      callEndpoint(this.rpc, health, { ...this.at, role: service }, { ready: false }, { timeoutMs: healthCallTimeoutMs, traceparent: "" }).then(
+        (r) => (r.healthy ? undefined : `${service}: ${r.reasons.join("; ")}`),
+        () => `${service}: no answer`
       )
-    }
-  }
-
-  /** What is wrong with the member's services now, one line each; [] when all answered lately. */
-  problems(nowMs: number = Date.now()): string[] {
-    const out: string[] = []
-    for (const service of memberServices) {
-      const last = this.lastHealthyMs.get(service) ?? this.startedMs
-      if (nowMs - last > serviceStaleMs) out.push(`${service}: ${this.lastReason.get(service) ?? "no answer"}`)
-    }
-    return out
-  }
-
-  /** Stops polling. */
-  stop(): void {
-    clearInterval(this.timer)
+    )).then((lines) => lines.filter((l): l is string => l !== undefined)).finally(() => {
+      this.inFlight = undefined
+    })
+    this.inFlight = round
+    return round
   }
 }
 
@@ -83,6 +69,8 @@ export const checkMemberReady = async (
   subjects: { readonly raftStatus: string; readonly readIndex: string; readonly mvccStatus: string },
   members: MemberHealth
 ): Promise<string | undefined> => {
+  // Asked first, so a silent service's timeout runs beside the other calls, not after them.
+  const serviceProblems = members.problems()
   const status = await callEndpoint(rpc, raftStatus, subjects.raftStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
   if (status.leader === 0n) return "no leader"
   // An error frame or `{ err }` reply is a failed read; no reply (timeout, stopping) throws as before.
@@ -92,7 +80,7 @@ export const checkMemberReady = async (
   })
   if ("err" in ri) return "linearizable read failed (no ReadIndex)"
   await callEndpoint(rpc, mvccStatus, subjects.mvccStatus, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
-  const problems = members.problems()
+  const problems = await serviceProblems
   return problems.length === 0 ? undefined : problems.join("; ")
 }
 
@@ -121,6 +109,7 @@ export const etcdHealth = async (
   query: { readonly excluded: ReadonlySet<string>; readonly serializable: boolean }
 ): Promise<EtcdHealth> => {
   const failed = (reason: string): EtcdHealth => ({ health: "false", reason })
+  const serviceProblems = members.problems()
   try {
     const { alarms } = await callEndpoint(rpc, mvccAlarms, subjects.mvccAlarms, {}, { timeoutMs: healthCallTimeoutMs, traceparent: "" })
     for (const a of alarms) {
@@ -140,6 +129,6 @@ export const etcdHealth = async (
   } catch (e) {
     return failed(`RANGE ERROR:${describeError(e)}`)
   }
-  const problems = members.problems()
+  const problems = await serviceProblems
   return problems.length === 0 ? { health: "true", reason: "" } : failed(problems.join("; "))
 }

@@ -41,7 +41,7 @@ export interface KvContext {
   /** Told whether the member has a leader whenever Status learns it (./leader.ts LeaderMonitor.observe). */
   readonly leaderSeen?: (hasLeader: boolean) => void
   /** What is wrong with the member's services (./health.ts); etcdctl's health probe fails while non-empty. */
-  readonly memberProblems?: () => ReadonlyArray<string>
+  readonly memberProblems?: () => Promise<ReadonlyArray<string>>
 }
 
 /**
@@ -78,7 +78,7 @@ export const makeKvHandlers = (ctx: KvContext) => {
   const range = async (request: Kv.RangeRequest, traceparent: string) => {
     const invalid = validateRange(request)
     if (invalid !== undefined) throw toEtcdError(invalid)
-    if (ctx.memberProblems !== undefined && request.serializable !== true && isHealthProbe(request.key, request.rangeEnd) && ctx.memberProblems().length > 0) {
+    if (ctx.memberProblems !== undefined && request.serializable !== true && isHealthProbe(request.key, request.rangeEnd) && (await ctx.memberProblems()).length > 0) {
       throw new RequestTimeout()
     }
     return ctx.reader.range(request, traceparent)

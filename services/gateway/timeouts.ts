@@ -79,5 +79,3 @@ export const firstHeadersWaitMs = 1000
  */
 export const defragmentRestartWaitMs = 30_000
 
-/** A service that has not answered healthy for this long is down, in ms. */
-export const serviceStaleMs = 2500

@@ -4,8 +4,10 @@
  * it: the `raft.state` frames the member's raft service pushes within a tick of a change of
  * leader, role or term and every {@link raftStateEveryMs} ms (shared/endpoints.ts raftState),
  * and, as a backstop for a lost frame or a raft service that stopped, a `raft.status` poll every
- * {@link raftStatePollMs} ms. A poll answer is dropped when a frame arrived while the poll was
- * out: the frame is at least as new.
+ * {@link raftStatePollMs} ms while no frame arrived for {@link pushStaleFactor} × that. A poll
+ * answer is dropped when a frame arrived while the poll was out: the frame is at least as new.
+ * While frames arrive on time the follower sends nothing (an idle member's processes wake for
+ * the frames alone).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { RaftStatus } from "../../shared/schema.ts"
@@ -17,6 +19,13 @@ import { raftStatusPollTimeoutFloorMs } from "./timeouts.ts"
 /** How often the follower asks raft.status besides the pushed frames, ms (one poll out at a time). */
 export const raftStatePollMs = raftStateEveryMs
 
+/**
+ * A poll is skipped while the last pushed frame is younger than this many poll periods: the
+ * frames come every {@link raftStateEveryMs} ms, so one frame lost or late by up to half a period
+ * does not make the follower poll, and two lost in a row do.
+ */
+export const pushStaleFactor = 1.5
+
 /** What a follower reports. */
 export interface RaftStateHandlers {
   /** A status, pushed or polled, in arrival order (never one older than a frame already seen). */
@@ -26,9 +35,9 @@ export interface RaftStateHandlers {
 }
 
 /**
- * Follows member `at.member`'s raft status: subscribes to its raft.state and polls its
- * raft.status at once and every `pollMs` (default {@link raftStatePollMs}). Returns the function
- * that stops both. A malformed frame is counted and reported through `serveOptions`, as on any
+ * Follows member `at.member`'s raft status: subscribes to its raft.state, polls its
+ * raft.status at once, and then every `pollMs` (default {@link raftStatePollMs}) while no frame
+ * came for {@link pushStaleFactor} × `pollMs`. Returns the function that stops both. A malformed frame is counted and reported through `serveOptions`, as on any
  * endpoint.
  */
 export const followRaftState = (
@@ -46,8 +55,8 @@ export const followRaftState = (
   }, options.serveOptions)
   const statusSubject = subjectOf(raftStatus, at)
   let polling = false
-  const poll = () => {
-    if (polling) return
+  const poll = (backstop: boolean) => {
+    if (polling || (backstop && Date.now() - pushedAtMs < pollMs * pushStaleFactor)) return
     polling = true
     const askedAtMs = Date.now()
     callEndpoint(rpc, raftStatus, statusSubject, {}, { timeoutMs: Math.max(pollMs, raftStatusPollTimeoutFloorMs), traceparent: "" }).then(
@@ -57,8 +66,8 @@ export const followRaftState = (
       () => handlers.onNoAnswer?.()
     ).finally(() => (polling = false))
   }
-  poll()
-  const timer = setInterval(poll, pollMs)
+  poll(false)
+  const timer = setInterval(() => poll(true), pollMs)
   timer.unref?.()
   return {
     stop: () => {

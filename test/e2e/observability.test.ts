@@ -177,7 +177,9 @@ describe("observability", () => {
     const pid = Number(line!.trim().split(/\s+/)[0])
     process.kill(pid, "SIGSTOP")
     try {
-      await sleep(3500)
+      // The gateway asks the member's services when a check runs, so the hang shows at once;
+      // the checks below must come well before the supervisor's kill (3 failed /livez polls).
+      await sleep(500)
       const gatewayHealth = await httpGet(metricsPort(portOffset, 2, "gateway"), "/health")
       expect(gatewayHealth.status).toBe(503)
       expect(JSON.parse(gatewayHealth.body).reason).toContain("lease")

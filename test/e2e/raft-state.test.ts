@@ -4,8 +4,9 @@
  * being polled by them ten times a second. Seen from a gateway's own NATS identity on a
  * 3-member cluster: frames arrive every second and name the leader; when the leader's member
  * freezes (SIGSTOP), the frame naming the new leader arrives as soon as the member's own
- * raft.status shows it; and an idle member's raft service answers about two raft.status polls a
- * second (the gateway's and the lease service's backstops), not twenty.
+ * raft.status shows it; and an idle member's raft service answers almost no raft.status polls:
+ * the gateway's and the lease service's backstops ask only when no frame came for 1.5 s (polling
+ * every 100 ms was 20 a second, the backstops every second 2).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Schema from "effect/Schema"
@@ -66,14 +67,16 @@ describe("raft.state", () => {
     for (const f of seen) expect(f.status.leader).toBe(leaderId)
   })
 
-  it("leave an idle member's raft service about two raft.status polls a second", async () => {
+  it("leave an idle member's raft service almost no raft.status polls while frames arrive", async () => {
     const before = await Promise.all([0, 1, 2].map(statusServed))
     await sleep(5000)
     const after = await Promise.all([0, 1, 2].map(statusServed))
     const perSecond = after.map((a, i) => (a - before[i]!) / 5)
     console.log(`raft.status served per second, idle: ${perSecond.join(", ")}`)
-    // The gateway and the lease service ask once a second each; polling every 100 ms was 20/s.
-    for (const rate of perSecond) expect(rate).toBeLessThanOrEqual(4)
+    // The gateway's and the lease service's backstops stay quiet while frames come every
+    // second; a late frame may set one off now and then. Polling every 100 ms was 20/s, the
+    // backstops every second 2/s.
+    for (const rate of perSecond) expect(rate).toBeLessThanOrEqual(0.6)
   })
 
   it("tell the new leader as soon as raft itself knows it", async () => {
