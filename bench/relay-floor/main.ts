@@ -6,7 +6,7 @@
  * real watch path (variant `gateway`).
  *
  *   node bench/relay-floor/main.ts [--revisions=1000] [--streams=10] [--watchers-per-stream=100]
- *     [--message-bytes=65536] [--variant=both] [--conns=8]
+ *     [--message-bytes=65536] [--variant=both] [--revisions-per-second=0] [--conns=8]
  *     [--client-window=65535] [--relay-cpu-prof-dir=<dir>]
  *
  * --variant: a comma-separated list of variants, run one after the other in that order, each
@@ -184,8 +184,9 @@ const runVariant = async (variant: string, o: FloorOptions, natsPid: number, pro
     await within(client.next(isPhase("warm")), deliveryTimeoutMs, "warm-up")
     // Nothing is in flight now: the CPU measured from here is that of the events counted from here.
     const before = await probe(relay, publisher, client, natsPid)
-    publisher.send({ publishUpTo: o.revisions })
+    const paced = pace(publisher, warmRevisions(o), o.revisions, o.revisionsPerSecond)
     await within(client.next(isPhase("done")), deliveryTimeoutMs, "delivery")
+    clearInterval(paced)
     const after = await probe(relay, publisher, client, natsPid)
     if (variant !== "gateway") return { variant, before, after }
     relay.send("stats")
@@ -193,6 +194,26 @@ const runVariant = async (variant: string, o: FloorOptions, natsPid: number, pro
   } finally {
     await Promise.all(children.map((c) => c.stop()))
   }
+}
+
+/**
+ * Raises the publisher's last revision from `from` to `to`: at once when `perSecond` is 0, else
+ * by `perSecond` revisions a second in steps of 10 ms (as puts arrive in a cluster, one
+ * revision's messages at a time). Returns the pacing timer (undefined when not paced).
+ */
+const pace = (publisher: ChildLink, from: number, to: number, perSecond: number): ReturnType<typeof setInterval> | undefined => {
+  if (perSecond <= 0) {
+    publisher.send({ publishUpTo: to })
+    return undefined
+  }
+  const startedAt = performance.now()
+  let raised = from
+  const timer = setInterval(() => {
+    const due = Math.min(to, from + Math.floor(((performance.now() - startedAt) / 1000) * perSecond))
+    if (due > raised) publisher.send({ publishUpTo: (raised = due) })
+    if (raised >= to) clearInterval(timer)
+  }, 10)
+  return timer
 }
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits
@@ -222,18 +243,20 @@ const runParent = async () => {
     .addOption(new Option("--watchers-per-stream <n>").default("100"))
     .addOption(new Option("--message-bytes <n>", "most response bytes per relay message").default(String(defaultHubOptions.maxMessageBytes)))
     .addOption(new Option("--variant <names>", `comma-separated, run in order (repeats allowed): ${variants.join(", ")}; both: grpc-js,http2; all: every one`).default("both"))
+    .addOption(new Option("--revisions-per-second <n>", "publish the measured revisions at this pace (0: as fast as the relay takes them)").default("0"))
     .addOption(new Option("--conns <n>", "the client's HTTP/2 connections").default("8"))
     .addOption(new Option("--client-window <bytes>", "the client's flow-control window, per stream and per connection").default("65535"))
     .addOption(new Option("--relay-cpu-prof-dir <dir>", "write a CPU profile of the relay there"))
     .parse(process.argv)
-    .opts<{ revisions: string; streams: string; watchersPerStream: string; messageBytes: string; variant: string; conns: string; clientWindow: string; relayCpuProfDir?: string }>()
+    .opts<{ revisions: string; streams: string; watchersPerStream: string; messageBytes: string; variant: string; revisionsPerSecond: string; conns: string; clientWindow: string; relayCpuProfDir?: string }>()
   const o: FloorOptions = {
     revisions: Number(opts.revisions),
     streams: Number(opts.streams),
     watchersPerStream: Number(opts.watchersPerStream),
     messageBytes: Number(opts.messageBytes),
     conns: Number(opts.conns),
-    clientWindow: Number(opts.clientWindow)
+    clientWindow: Number(opts.clientWindow),
+    revisionsPerSecond: Number(opts.revisionsPerSecond)
   }
   const chosen = opts.variant === "both" ? ["grpc-js", "http2"] : opts.variant === "all" ? [...variants] : opts.variant.split(",")
   const unknown = chosen.filter((v) => !(variants as ReadonlyArray<string>).includes(v))

@@ -28,6 +28,8 @@ export interface FloorOptions {
   readonly messageBytes: number
   readonly conns: number
   readonly clientWindow: number
+  /** The pace of the measured revisions (0: as fast as the relay takes them). */
+  readonly revisionsPerSecond: number
 }
 
 /** The body of a watch.ack frame (shared/schema.ts WatchAckBody). */
