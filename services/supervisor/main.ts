@@ -23,8 +23,8 @@
  * Metrics and health: every process gets its own `--metrics-port` ({@link metricsPort}:
  * --metrics-base (12000) + port offset + 10 x member index + service slot, watch replica j at
  * + 90 + j, a member's gateway k >= 2 at slot 3 + k), serving /metrics, /livez, /readyz and /health. The supervisor polls each
- * process's /livez every 2 s, counting failures once it answered (or had 60 s to start), and
- * kills (then restarts) one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 10,
+ * process's /livez every 5 s, counting failures once it answered (or had 60 s to start), and
+ * kills (then restarts) one that failed --liveness-failures times in a row (NATCD_LIVENESS_FAILURES, default 4,
  * i.e. 20 s, about Kubernetes' default of 3 x 10 s; 0: never): a hung process is restarted like
  * a crashed one.
  *
@@ -88,7 +88,7 @@ const command = new Command("natcd run")
   )
   .addOption(new Option("--log-level <level>", "log level").env("NATCD_LOG_LEVEL").choices(["Debug", "Info", "Warn", "Error"]).default("Info"))
   .addOption(new Option("--metrics-base <port>", "first /metrics and /health port (before the port offset)").env("NATCD_METRICS_BASE").argParser(positiveInt).default(12000))
-  .addOption(new Option("--liveness-failures <n>", "kill a process after this many failed /livez polls in a row (0: never)").env("NATCD_LIVENESS_FAILURES").argParser((v) => Number.parseInt(v, 10)).default(10))
+  .addOption(new Option("--liveness-failures <n>", "kill a process after this many failed /livez polls in a row (0: never)").env("NATCD_LIVENESS_FAILURES").argParser((v) => Number.parseInt(v, 10)).default(4))
   .addOption(new Option("--nats-cluster <n>", "nats-servers to start, joined in one NATS cluster").env("NATS_CLUSTER").argParser(positiveInt).default(1))
   .addOption(
     new Option("--service-node-flags <flags>", "Node and V8 flags of every service process, space-separated")

@@ -4,7 +4,7 @@
  *
  * Restart policy: after a crash with backoff (100 ms doubling to 5 s, reset once the process
  * ran 30 s); after a planned stop (exit code {@link plannedExitCode}: SIGTERM) after
- * {@link plannedRestartMs}, without growing the backoff. A process is polled every 2 s once it
+ * {@link plannedRestartMs}, without growing the backoff. A process is polled every 5 s once it
  * answered (or had 60 s to start) and killed with SIGKILL after `livenessFailures` failures in
  * a row. Stopping sends SIGTERM, then SIGKILL after 5 s. Once the supervisor itself is told to
  * stop (SIGINT or SIGTERM), exits are the shutdown and are not restarted.

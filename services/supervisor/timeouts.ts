@@ -3,8 +3,12 @@
  * named once with what it bounds and why. Used by ./supervise.ts.
  */
 
-/** How often a supervised process's /livez is polled once it answered, ms. */
-export const livenessPollMs = 2000
+/**
+ * How often a supervised process's /livez is polled once it answered, ms. Each probe wakes an
+ * otherwise idle process (an HTTP request and its checks, a few ms of CPU on a small machine),
+ * so it is no more often than a hang needs: with the default 4 failures, 20 s to a kill.
+ */
+export const livenessPollMs = 5000
 
 /** How long a new process may take to answer /livez before failed polls count, ms (a slow start on a loaded machine is not a hang). */
 export const livenessGraceMs = 60_000

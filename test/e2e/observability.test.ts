@@ -186,7 +186,7 @@ describe("observability", () => {
       const r = await etcdctl(natcd.endpoints[2]!, ["endpoint", "health", "--command-timeout=3s"])
       expect(r.code).not.toBe(0)
       expect(r.stdout + r.stderr).toMatch(/unhealthy/)
-      // The supervisor kills the hung process after 3 failed /livez polls (2 s apart; the
+      // The supervisor kills the hung process after 3 failed /livez polls (5 s apart; the
       // cluster runs with NATCD_LIVENESS_FAILURES=3) and restarts it.
       const deadline = Date.now() + 60_000
       for (;;) {
