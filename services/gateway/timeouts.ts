@@ -78,4 +78,3 @@ export const firstHeadersWaitMs = 1000
  * compacted copy; past it Defragment answers anyway (the defragment itself is done).
  */
 export const defragmentRestartWaitMs = 30_000
-

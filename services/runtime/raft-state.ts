@@ -37,8 +37,8 @@ export interface RaftStateHandlers {
 /**
  * Follows member `at.member`'s raft status: subscribes to its raft.state, polls its
  * raft.status at once, and then every `pollMs` (default {@link raftStatePollMs}) while no frame
- * came for {@link pushStaleFactor} × `pollMs`. Returns the function that stops both. A malformed frame is counted and reported through `serveOptions`, as on any
- * endpoint.
+ * came for {@link pushStaleFactor} × `pollMs`. Returns the function that stops both. A
+ * malformed frame is counted and reported through `serveOptions`, as on any endpoint.
  */
 export const followRaftState = (
   nc: NatsConnection,
