@@ -15,6 +15,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { gatewayWatch, inboxPrefix, subjectOf } from "../../shared/endpoints.ts"
 import { encodeFrame } from "../../shared/frame.ts"
 import { FrameKinds } from "../../shared/schema.ts"
+import type { WatchResponsesBody } from "../../shared/schema.ts"
 import { unpackRelay } from "../../shared/watch-relay.ts"
 import { defaultStreamFormat } from "../../services/watch/core/messages.ts"
 import { RpcClient } from "../../services/runtime/rpc.ts"
@@ -22,13 +23,8 @@ import { answerCpuProbes } from "../proc.ts"
 import { ackSubject, cluster, fail, frameBody, member, natsServers, noop, relayPort, sessionId, sessionSubject, watchPath } from "./shared.ts"
 import type { AckBody, FloorOptions } from "./shared.ts"
 
-/** The body of a gateway.watch frame (shared/schema.ts WatchResponsesBody). */
-interface ResponsesBody {
-  readonly session: string
-  readonly seq: number
-  readonly marks: Uint8Array
-  readonly responses: Uint8Array
-}
+/** The body of a gateway.watch frame, as its schema declares it. */
+type ResponsesBody = typeof WatchResponsesBody.Type
 
 /** Writes gRPC-framed responses to one client stream; `sent` once HTTP/2 took them. */
 type FramedWrite = (bytes: Uint8Array, sent: () => void) => void
@@ -75,7 +71,7 @@ const serveGrpcJs = async (opened: (write: FramedWrite) => void) => {
     call.on("error", noop)
     call.once("data", () => opened(framed))
   })
-  await startGrpcServer(`127.0.0.1:${relayPort}`, { Watch: { Watch: handle } }, { maxRequestBytes: 1.5 * 1024 * 1024, maxConcurrentStreams: 10000 })
+  await startGrpcServer(`127.0.0.1:${relayPort}`, { Watch: { Watch: handle } }, { maxRequestBytes: defaultStreamFormat.maxRequestBytes, maxConcurrentStreams: 10000 })
 }
 
 /** A bare node:http2 server answering the Watch POST itself, writing with `stream.write`. */

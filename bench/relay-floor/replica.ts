@@ -123,10 +123,10 @@ const windowedSession = (
 
 /** The floor's session of stream `index`: watches 0..watchersPerStream-1, messages on the stream's own subject. */
 const publisherSession = (nc: NatsConnection, o: FloorOptions, index: number, upTo: () => number) => {
-  const encoder = makeStreamEncoder({ clusterId: 1n, memberId: 1n, maxRequestBytes: 1.5 * 1024 * 1024 })
+  const encoder = makeStreamEncoder({ clusterId: 1n, memberId: 1n, maxRequestBytes: defaultStreamFormat.maxRequestBytes })
   const watchIds = Array.from({ length: o.watchersPerStream }, (_, i) => i)
   return windowedSession(o, responseFeed(encoder, watchIds, upTo), (seq, batch) => {
-    const body = { session: sessionId(index), replica: "floor", seq, ...packRelay(batch) }
+    const body = { session: sessionId(index), replica: replicaName, seq, ...packRelay(batch) }
     nc.publish(sessionSubject(index), encodeFrame({ kind: "watch.responses", version: FrameKinds["watch.responses"], traceparent: "", id: 0, body }))
   }, defaultHubOptions.windowBytes)
 }

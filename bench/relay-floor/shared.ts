@@ -7,6 +7,7 @@
  * What it is not: any process's own work; the benchmark as a whole is described in ./main.ts.
  */
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
+import type { WatchAckBody } from "../../shared/schema.ts"
 
 export const natsPort = 15424
 export const natsServers = `127.0.0.1:${natsPort}`
@@ -32,11 +33,8 @@ export interface FloorOptions {
   readonly revisionsPerSecond: number
 }
 
-/** The body of a watch.ack frame (shared/schema.ts WatchAckBody). */
-export interface AckBody {
-  readonly session: string
-  readonly seq: number
-}
+/** The body of a watch.ack frame, as its schema declares it. */
+export type AckBody = typeof WatchAckBody.Type
 
 export const noop = (): void => {}
 
