@@ -26,9 +26,8 @@ export interface Entry {
  * from a frame hold views into the frame's receive buffer (shared/frame.ts decodes binary
  * fields without copying), and NATS hands a message a view into a socket read of up to 64 KiB
  * shared with other messages, or, for a message assembled from several reads, into a buffer
- * about twice its size. An entry kept in a log (raft's MemoryStorage, the wal service's mirror)
- * would keep that whole buffer alive (measured: a 100-byte message pins 64 KiB, a 1 MiB one
- * about 2 MiB). The copy costs one memcpy of the data per kept entry.
+ * about twice its size. An entry kept in a log (raft's MemoryStorage) would keep that whole
+ * buffer alive (measured: a 100-byte message pins 64 KiB, a 1 MiB one about 2 MiB). The copy costs one memcpy of the data per kept entry.
  */
 export const ownedEntry = (e: Entry): Entry =>
   e.data.byteLength === e.data.buffer.byteLength ? e : { term: e.term, index: e.index, type: e.type, data: new Uint8Array(e.data) }

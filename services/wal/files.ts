@@ -39,17 +39,19 @@
  *
  * ## Files
  *
- * This file holds the open WAL: appending with group commit (`save`, `saveSnapshot`),
- * releasing old segments (`releaseTo`) and closing. Opening, reading back and torn-tail repair
- * are in ./wal-open.ts, the directory lock in ./wal-lock.ts, segment file writes and the
- * preallocation pipeline in ./segment-file.ts.
+ * This file holds the open WAL: appending with group commit (`save`, `saveSnapshot`), reading
+ * the log back while open (`readBack`), releasing old segments (`releaseTo`) and closing.
+ * Opening (its read-back included) and torn-tail repair are in ./wal-open.ts, the directory
+ * lock in ./wal-lock.ts, segment file writes and the preallocation pipeline in
+ * ./segment-file.ts.
  */
-import { rename, unlink, type FileHandle } from "node:fs/promises"
+import { open, readFile, rename, unlink, type FileHandle } from "node:fs/promises"
 import { join } from "node:path"
 import { isEmptyHardState, type Entry, type HardState, type SnapshotMetadata } from "../../shared/raft-types.ts"
 import type { Index } from "../../shared/ids.ts"
 import { planAppend, type EncoderState } from "./core/encoder.ts"
 import { recordProblem, type WalRecord } from "./core/payload.ts"
+import { WalReplay } from "./core/replay.ts"
 import { parseSegmentName, releasableCount, type SegmentId } from "./core/segment.ts"
 import { fsyncDir, SegmentFilePipeline, writeFully } from "./segment-file.ts"
 import { openWalDir, type WalContents, type WalInit, type WalOptions } from "./wal-open.ts"
@@ -79,6 +81,29 @@ interface Pending {
  * Invariant: `encoder` describes exactly the durable content of the tail segment `tail`;
  * `segments` lists the segment files on disk in sequence order, the tail last.
  */
+/**
+ * The log as `Wal.readBack` read it from the segment files: the metadata, the latest hard state,
+ * the newest snapshot marker and the entries after it (consecutive indexes, truncations applied).
+ */
+export type WalLog = Pick<WalContents, "metadata" | "hardState" | "entries" | "snapshot">
+
+/** The first `length` bytes of the file at `path` (fewer if the file is shorter). */
+const readPrefix = async (path: string, length: number): Promise<Uint8Array> => {
+  const fh = await open(path, "r")
+  try {
+    const out = new Uint8Array(length)
+    let done = 0
+    while (done < length) {
+      const { bytesRead } = await fh.read(out, done, length - done, done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+    return out.subarray(0, done)
+  } finally {
+    await fh.close()
+  }
+}
+
 export class Wal {
   private readonly dir: string
   private readonly segmentBytes: number
@@ -242,6 +267,39 @@ export class Wal {
       this.bytes += chunk.bytes.length
     }
     this.encoder = plan.state
+  }
+
+  /**
+   * Reads the log back from the segment files as the last completed group commit left it (etcd's
+   * `ReadAll`, on a WAL that stays open): the segments up to the tail, and of the tail only the
+   * bytes of its synced records. A group being written meanwhile writes after those bytes and is
+   * not included, so the result is the log at one instant. The entries' data are views into the
+   * bytes read (up to a segment's size each), kept alive by the result.
+   *
+   * The caller must not run `releaseTo` while this runs (a released segment would be missing).
+   * Errors: {@link WalClosedError}; the failure of an earlier write; WalCorruptError; node:fs
+   * errors.
+   */
+  async readBack(): Promise<WalLog> {
+    if (this.closed) throw new WalClosedError()
+    if (this.failure !== undefined) throw this.failure
+    // Taken together, before any await: the tail and its synced length as of the last group.
+    const encoder = this.encoder
+    const segments = this.segments.filter((s) => s.seq <= encoder.seq)
+    const replay = new WalReplay()
+    for (const segment of segments) {
+      const path = join(this.dir, segment.name)
+      const isLast = segment.seq === encoder.seq
+      let bytes: Uint8Array
+      if (isLast) bytes = await readPrefix(path, encoder.offset)
+      else {
+        const file = await readFile(path)
+        bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength)
+      }
+      replay.add(segment, bytes, isLast)
+    }
+    const { metadata, hardState, entries, snapshot } = replay.finish()
+    return { metadata, hardState, entries, ...(snapshot === undefined ? {} : { snapshot }) }
   }
 
   /**

@@ -9,7 +9,8 @@
  * `wal.snapshot` saves a raft snapshot in etcd's order (snapshot file, then its marker in the
  * WAL, sync, then release the WAL segments and old snapshot files it makes unnecessary);
  * `wal.load` returns the newest snapshot and the log after it, page by page, so raft can restart
- * from them. The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
+ * from them: the log is read back from the segment files when a load starts (raft's in-memory
+ * log is the member's only in-memory copy). The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
  */
 import { Option } from "commander"
 import * as Data from "effect/Data"
@@ -28,8 +29,8 @@ import { counter, diskBuckets, gaugeFrom, histogram } from "../runtime/metrics.t
 import { addReadinessCheck } from "../runtime/health.ts"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { AppendDedup } from "./append-dedup.ts"
-import { Wal } from "./files.ts"
-import { LogMirror } from "./log-mirror.ts"
+import { Wal, type WalLog } from "./files.ts"
+import { LogBounds, pageOf } from "./log-bounds.ts"
 import { loadSnap, purgeSnaps, saveSnap } from "./snap-files.ts"
 import type { SnapFile } from "./snap-files.ts"
 
@@ -41,6 +42,12 @@ const flags = parseFlags<{ walSegmentBytes: number; maxSnapshots: number }>("wal
 
 /** Writers (raft service instances) whose last appended seq is remembered (./append-dedup.ts). */
 const maxWritersTracked = 1024
+
+/**
+ * How long `wal.load` keeps the log it read back for the pages after the first, in ms: a raft
+ * service pages through its whole log at start, each page one call (retried on loss).
+ */
+const loadViewMs = 30_000
 
 /** An append refused before anything was written (the caller's entries leave a hole). */
 class AppendRejected extends Error {}
@@ -88,14 +95,14 @@ const WalLive = Layer.effectDiscard(
     const snapDir = join(memberDir(flags), "snap")
     const { wal, contents, snapshot: opened } = yield* openWal(dir, snapDir)
     let snapshot: SnapFile | undefined = opened
-    const mirror = new LogMirror(contents.hardState, contents.entries, contents.metadata)
+    // Only the log's bounds stay in memory; wal.load reads the entries back from the files.
+    const bounds = new LogBounds(contents.hardState, contents.entries)
     const replayedEntries = contents.entries.length
-    // The mirror holds the replayed entries from here on. `contents` stays reachable until
-    // shutdown (openWal's release step keeps what was acquired), so it must not hold them too:
-    // they would outlive the mirror's compaction at the next snapshot.
+    // `contents` stays reachable until shutdown (openWal's release step keeps what was
+    // acquired), so it must not keep the replayed entries alive.
     contents.entries = []
     yield* Effect.logInfo("WAL open").pipe(
-      Effect.annotateLogs({ dir, entries: replayedEntries, lastIndex: mirror.lastIndex(), term: contents.hardState.term })
+      Effect.annotateLogs({ dir, entries: replayedEntries, lastIndex: bounds.lastIndex(), term: contents.hardState.term })
     )
     const at = { cluster: flags.cluster, member: flags.member, service: "wal" as const }
     let closing = false
@@ -112,9 +119,17 @@ const WalLive = Layer.effectDiscard(
       writeBytes.inc(g.bytes)
       groupSize.observe(g.saves)
     }
-    gaugeFrom("natcd_wal_last_index", "The last raft index in the WAL.", () => mirror.lastIndex())
+    gaugeFrom("natcd_wal_last_index", "The last raft index in the WAL.", () => bounds.lastIndex())
     gaugeFrom("natcd_wal_segments", "WAL segment files on disk.", () => wal.stats().segments)
     addReadinessCheck("wal", () => (closing ? "closing" : undefined))
+
+    const fatal = (message: string) => (e: unknown): void => {
+      // The log on disk is in an unknown state (a failed write or fsync) or cannot be read back
+      // as written: stop, as etcd does (it panics on WAL errors); the supervisor restarts us
+      // and open() repairs or refuses.
+      console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message, error: String(e) }))
+      process.exit(1)
+    }
 
     // Duplicate detection of retried appends (./append-dedup.ts): a seq counts as written only
     // after its save and fdatasync succeeded; a retry during the write waits for it.
@@ -128,9 +143,9 @@ const WalLive = Layer.effectDiscard(
       let span: ReturnType<typeof startSpan> | undefined
       const write = (): Promise<void> => {
         // Decided at write time: a retry that waited for an earlier write sees its hard state.
-        const hardState = req.body.hardState !== undefined && mirror.isStale(req.body.hardState) ? undefined : req.body.hardState
+        const hardState = req.body.hardState !== undefined && bounds.isStale(req.body.hardState) ? undefined : req.body.hardState
         try {
-          mirror.save(hardState, entries)
+          bounds.save(hardState, entries)
         } catch (e) {
           // Nothing was written (a hole in the caller's log): refuse this append only.
           throw new AppendRejected(String(e))
@@ -143,25 +158,58 @@ const WalLive = Layer.effectDiscard(
       dedup.append(writer, seq, write).then(
         (outcome) => {
           if (outcome === "written") endSpan(span, { batchSaves: lastGroup.saves, batchRecords: lastGroup.records, batchBytes: lastGroup.bytes, fsyncMs: Math.round(lastGroup.syncSeconds * 1e6) / 1000 })
-          req.reply({ ok: { lastIndex: mirror.lastIndex() } })
+          req.reply({ ok: { lastIndex: bounds.lastIndex() } })
         },
         (e) => {
           if (e instanceof AppendRejected) return req.reply({ err: toErrorData(new MalformedFrame({ reason: e.message })) })
-          // A failed write or fsync leaves the log in an unknown state: stop, as etcd does
-          // (it panics on WAL write errors); the supervisor restarts us and open() repairs.
-          console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message: "WAL write failed", error: String(e) }))
-          process.exit(1)
+          fatal("WAL write failed")(e)
         }
       )
     }, opts)
+    // Snapshots are saved and the log read back one at a time, in arrival order: a read never
+    // meets a segment being released, and sees the snapshot file its marker names.
+    let fileChain: Promise<unknown> = Promise.resolve()
+
+    /**
+     * wal.load's copy of the log, read back from the files when a load starts (a page at or
+     * before the copy's first entry, or no copy) and kept for the pages after it; dropped after
+     * the last page or loadViewMs. Bound: one copy of the log after the last snapshot.
+     */
+    let view: { readonly log: WalLog; readonly snapshot: SnapFile | undefined; readonly timer: NodeJS.Timeout } | undefined
+    const dropView = () => {
+      if (view !== undefined) clearTimeout(view.timer)
+      view = undefined
+    }
+    const readView = () => {
+      const read = fileChain.then(async () => {
+        // Every append received before the load is in the files once its group is synced.
+        await latestSave
+        const log = await wal.readBack()
+        dropView()
+        const timer = setTimeout(dropView, loadViewMs)
+        timer.unref()
+        view = { log, snapshot, timer }
+        return view
+      })
+      fileChain = read.catch(fatal("reading the WAL back failed"))
+      return read
+    }
     const load = serveEndpoint(nc, walLoad, at, (req) => {
-      req.reply({ ...mirror.page(req.body.fromIndex, req.body.maxBytes), ...(snapshot === undefined ? {} : { snapshot }) })
+      const { fromIndex, maxBytes } = req.body
+      const first = view?.log.entries[0]?.index
+      const got = view !== undefined && first !== undefined && fromIndex > first ? Promise.resolve(view) : readView()
+      got.then((v) => {
+        const page = pageOf(v.log.entries, fromIndex, maxBytes)
+        if (!page.more && view === v) dropView()
+        req.reply({
+          metadata: v.log.metadata, hardState: v.log.hardState, entries: page.entries, more: page.more,
+          ...(v.snapshot === undefined ? {} : { snapshot: v.snapshot })
+        })
+      }, () => undefined)
     }, opts)
-    // Snapshots are saved one at a time, in arrival order, after the appends before them.
-    let snapshotChain: Promise<unknown> = Promise.resolve()
     const saveSnapshot = serveEndpoint(nc, walSnapshot, at, (req) => {
       const snap = req.body.snapshot
-      snapshotChain = snapshotChain.then(async () => {
+      fileChain = fileChain.then(async () => {
         if (snapshot !== undefined && snap.metadata.index <= snapshot.metadata.index) {
           return req.reply({ ok: { releasedSegments: 0 } })
         }
@@ -169,16 +217,13 @@ const WalLive = Layer.effectDiscard(
         await saveSnap(snapDir, snap)
         await wal.saveSnapshot(snap.metadata)
         snapshot = snap
-        mirror.compactTo(snap.metadata.index)
+        bounds.compactTo(snap.metadata.index)
         const released = await wal.releaseTo(Index(snap.metadata.index))
         await purgeSnaps(snapDir, flags.maxSnapshots)
         req.reply({ ok: { releasedSegments: released.length } })
-      }).catch((e) => {
-        console.error(JSON.stringify({ level: "FATAL", service: "wal", member: flags.member, message: "saving a snapshot failed", error: String(e) }))
-        process.exit(1)
-      })
+      }).catch(fatal("saving a snapshot failed"))
     }, opts)
-    yield* Effect.addFinalizer(() => Effect.sync(() => { append.stop(); load.stop(); saveSnapshot.stop() }))
+    yield* Effect.addFinalizer(() => Effect.sync(() => { append.stop(); load.stop(); saveSnapshot.stop(); dropView() }))
   })
 )
 

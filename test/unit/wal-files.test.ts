@@ -1,8 +1,8 @@
 /**
  * Tests of the WAL on a real directory (services/wal/files.ts): round trips across segment
- * cuts, raft truncation, torn tails at every byte offset, corruption in the middle, zeroed
- * preallocated space, releaseTo, group commit and the directory lock. Segments are kept tiny
- * so that cuts happen every few records.
+ * cuts, raft truncation, reading back while open, torn tails at every byte offset, corruption
+ * in the middle, zeroed preallocated space, releaseTo, group commit and the directory lock.
+ * Segments are kept tiny so that cuts happen every few records.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises"
@@ -105,6 +105,46 @@ describe.each([
     const back = await reopen(options)
     expect(back.snapshot).toEqual(snap(8, 1))
     expect(ids(back.entries)).toEqual(["9@1", "10@1", "11@2", "12@2"])
+  })
+})
+
+describe.each([
+  ["preallocated", { segmentBytes: 512, preallocate: true }],
+  ["not preallocated", { segmentBytes: 512, preallocate: false }]
+] as const)("readBack on an open WAL (%s)", (_name, options) => {
+  it("reads what a reopen would, across cuts, truncations, snapshot markers and releases", async () => {
+    const { wal } = await Wal.open(dir, META, options)
+    const back = async () => {
+      const log = await wal.readBack()
+      return { ...log, entries: ids(log.entries) }
+    }
+    expect(await wal.readBack()).toEqual({ metadata: META, hardState: emptyHardState, entries: [] })
+    for (let i = 1; i <= 60; i += 3) await wal.save(hs(1, i - 1), range(i, i + 2, 1))
+    expect(wal.stats().segments).toBeGreaterThan(4)
+    expect(await back()).toEqual({ metadata: META, hardState: hs(1, 57), entries: ids(range(1, 60, 1)) })
+    await wal.save(hs(2, 40), range(45, 46, 2))
+    expect(await back()).toEqual({ metadata: META, hardState: hs(2, 40), entries: [...ids(range(1, 44, 1)), "45@2", "46@2"] })
+    await wal.saveSnapshot(snap(40, 1))
+    expect(await wal.releaseTo(Index(40))).not.toEqual([])
+    const afterRelease = await back()
+    expect(afterRelease).toEqual({ metadata: META, hardState: hs(2, 40), snapshot: snap(40, 1), entries: ["41@1", "42@1", "43@1", "44@1", "45@2", "46@2"] })
+    await wal.close()
+    const reopened = await reopen(options)
+    expect({ ...reopened, entries: ids(reopened.entries) }).toEqual(afterRelease)
+  })
+
+  it("reads the log as the last completed group left it, not a group being written", async () => {
+    const { wal } = await Wal.open(dir, META, options)
+    await wal.save(hs(1, 3), range(1, 5, 1))
+    // Queued, written after this synchronous step: readBack takes the tail's synced length first.
+    const pending = wal.save(hs(1, 200), range(6, 200, 1))
+    const during = await wal.readBack()
+    expect(ids(during.entries)).toEqual(ids(range(1, 5, 1)))
+    expect(during.hardState).toEqual(hs(1, 3))
+    await pending
+    expect(ids((await wal.readBack()).entries)).toEqual(ids(range(1, 200, 1)))
+    await wal.close()
+    await expect(wal.readBack()).rejects.toBeInstanceOf(WalClosedError)
   })
 })
 
