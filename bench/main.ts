@@ -222,13 +222,22 @@ const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number): Pro
   }
 }
 
+/**
+ * Memory of each member of `cluster`, summed over its processes (bench/proc.ts `memory`): RSS,
+ * peak RSS and PSS, and RSS and PSS by process.
+ */
 const rssByMember = (cluster: Cluster) =>
-  cluster.memberPids().map(({ member, pids }) => ({
-    member,
-    rssBytes: pids.reduce((s, p) => s + memory(p).rssBytes, 0),
-    peakRssBytes: pids.reduce((s, p) => s + memory(p).peakRssBytes, 0),
-    rssBytesBy: Object.fromEntries(pids.map((p) => [processLabel(p), memory(p).rssBytes]))
-  }))
+  cluster.memberPids().map(({ member, pids }) => {
+    const byPid = pids.map((p) => ({ label: processLabel(p), ...memory(p) }))
+    return {
+      member,
+      rssBytes: byPid.reduce((s, m) => s + m.rssBytes, 0),
+      peakRssBytes: byPid.reduce((s, m) => s + m.peakRssBytes, 0),
+      pssBytes: byPid.reduce((s, m) => s + m.pssBytes, 0),
+      rssBytesBy: Object.fromEntries(byPid.map((m) => [m.label, m.rssBytes])),
+      pssBytesBy: Object.fromEntries(byPid.map((m) => [m.label, m.pssBytes]))
+    }
+  })
 
 const main = async () => {
   const members = Number(opts.members)
@@ -335,6 +344,9 @@ const printWatchScale = (runs: ReadonlyArray<Result>) => {
   for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join("  "))
 }
 
+/** Target of a member's memory after the benchmark, natcd ÷ etcd (the performance issue's). */
+const memoryTargetRatio = 3
+
 const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>) => {
   const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e", "natcd msgs/op"]]
   for (const plan of chosen.filter((p) => p.name !== "watch-scale")) {
@@ -366,11 +378,25 @@ const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArr
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  "))
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0)
   for (const { system, members } of memoryByCluster) {
-    console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB (peak ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB)`).join(", ")}`)
+    console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${mib(m.rssBytes)} MiB (peak ${mib(m.peakRssBytes)} MiB)`).join(", ")}`)
+    console.log(`${system} PSS per member: ${members.map((m) => `${m.member} ${mib(m.pssBytes)} MiB`).join(", ")}`)
     const first = members[0]
     if (first !== undefined && Object.keys(first.rssBytesBy).length > 1) {
-      console.log(`${system} ${first.member} RSS by process: ${Object.entries(first.rssBytesBy).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(0)}`).join(", ")} MiB`)
+      console.log(`${system} ${first.member} RSS by process: ${Object.entries(first.rssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
+      console.log(`${system} ${first.member} PSS by process: ${Object.entries(first.pssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
+    }
+  }
+  // Issue target: a member's processes together within 3× an etcd member, in both measures.
+  const largest = (system: string, key: "rssBytes" | "pssBytes") =>
+    Math.max(0, ...(memoryByCluster.find((c) => c.system === system)?.members ?? []).map((m) => m[key]))
+  for (const key of ["rssBytes", "pssBytes"] as const) {
+    const n = largest("natcd", key)
+    const e = largest("etcd", key)
+    if (n > 0 && e > 0) {
+      const r = n / e
+      console.log(`memory (${key === "rssBytes" ? "RSS" : "PSS"}), largest member natcd/etcd: ${mib(n)}/${mib(e)} MiB = ${r.toFixed(2)} ${r <= memoryTargetRatio ? "≤" : ">"}${memoryTargetRatio} ${r <= memoryTargetRatio ? "ok" : "MISS"}`)
     }
   }
 }

@@ -2,7 +2,7 @@
  * Server-side cost from /proc: CPU time (user + system) and resident memory of a set of
  * processes, so the benchmark can report CPU milliseconds per operation summed over every
  * server process (natcd: all its service processes and nats-server; etcd: its members) and
- * peak RSS per member. Linux only.
+ * resident and proportional memory per member. Linux only.
  */
 import { readdirSync, readFileSync } from "node:fs"
 
@@ -24,14 +24,19 @@ export const cpuMs = (pid: number): number => {
 /** Total CPU ms of `pids`. */
 export const totalCpuMs = (pids: ReadonlyArray<number>): number => pids.reduce((sum, pid) => sum + cpuMs(pid), 0)
 
-/** Resident and peak resident memory of `pid` in bytes (VmRSS, VmHWM); zeros when gone. */
-export const memory = (pid: number): { rssBytes: number; peakRssBytes: number } => {
+/**
+ * Memory of `pid` in bytes: resident (VmRSS), peak resident (VmHWM) and proportional (Pss of
+ * /proc/<pid>/smaps_rollup: each resident page divided by the number of processes mapping it,
+ * so that pages shared by several processes, such as the text of the Node or etcd binary, are
+ * counted once over all of them, not once per process); zeros when gone.
+ */
+export const memory = (pid: number): { rssBytes: number; peakRssBytes: number; pssBytes: number } => {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8")
-    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024
-    return { rssBytes: kb("VmRSS"), peakRssBytes: kb("VmHWM") }
+    const kb = (text: string, name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024
+    return { rssBytes: kb(status, "VmRSS"), peakRssBytes: kb(status, "VmHWM"), pssBytes: kb(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"), "Pss") }
   } catch {
-    return { rssBytes: 0, peakRssBytes: 0 }
+    return { rssBytes: 0, peakRssBytes: 0, pssBytes: 0 }
   }
 }
 
