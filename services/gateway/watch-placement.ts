@@ -5,9 +5,11 @@
  * Every replica publishes its load on `watch.load` every second (shared/endpoints.ts
  * watchLoadEveryMs) and at once when it starts taking sessions or starts draining. A replica is
  * a candidate while its latest report is younger than {@link loadStaleMs} and it is not
- * draining. Between two reports the gateway adds the sessions it placed there itself, so that a
- * burst of new streams spreads instead of piling onto the replica that looked emptiest at the
- * last report; ties go to the fewer unacknowledged bytes, then to the smaller name. A replica
+ * draining. Between two reports the gateway adds the sessions it placed there itself and takes
+ * off those it closed there, so that a burst of new streams spreads instead of piling onto the
+ * replica that looked emptiest at the last report, and streams opened right after many closed
+ * (a client reconnecting its watches) are not placed by counts that still hold the closed ones;
+ * ties go to the fewer unacknowledged bytes, then to the smaller name. A replica
  * started under load reports 0 sessions and so takes the new streams at once. When no replica
  * is known (a gateway just started, or every report is stale) the caller falls back to the
  * queue group `watch.open`, where NATS picks one.
@@ -35,6 +37,8 @@ interface Tracked {
   atMs: number
   /** Sessions this gateway placed there since that report. */
   placed: number
+  /** Sessions this gateway closed there since that report. */
+  closed: number
 }
 
 /** The replicas a gateway has heard of and their load, for {@link ReplicaPlacement.pick}. */
@@ -48,7 +52,7 @@ export class ReplicaPlacement {
   report(replica: string, load: ReplicaLoad, nowMs: number): boolean {
     const before = this.replicas.get(replica)
     if (before === undefined && this.replicas.size >= maxTrackedReplicas) this.evictStalest()
-    this.replicas.set(replica, { load, atMs: nowMs, placed: 0 })
+    this.replicas.set(replica, { load, atMs: nowMs, placed: 0, closed: 0 })
     return load.draining && before?.load.draining !== true
   }
 
@@ -56,6 +60,12 @@ export class ReplicaPlacement {
   placed(replica: string): void {
     const t = this.replicas.get(replica)
     if (t !== undefined) t.placed++
+  }
+
+  /** Notes that this gateway closed a session on `replica` (counted until its next report). */
+  closed(replica: string): void {
+    const t = this.replicas.get(replica)
+    if (t !== undefined) t.closed++
   }
 
   /**
@@ -73,7 +83,7 @@ export class ReplicaPlacement {
 
   /**
    * The replica to open a new session on at `nowMs`: the live, non-draining one with the fewest
-   * sessions (reported + placed since), then the fewest unacknowledged bytes, then the smallest
+   * sessions (reported + placed since − closed since, at least 0), then the fewest unacknowledged bytes, then the smallest
    * name; never one of `exclude`. Undefined when there is none (use the queue group).
    */
   pick(nowMs: number, exclude: ReadonlySet<string> = new Set()): string | undefined {
@@ -107,9 +117,12 @@ export class ReplicaPlacement {
   }
 }
 
+/** Sessions on a replica as this gateway estimates them: its report, corrected by this gateway's own opens and closes since. */
+const sessionsOf = (t: Tracked): number => Math.max(0, t.load.sessions + t.placed - t.closed)
+
 const better = (name: string, t: Tracked, bestName: string, best: Tracked): boolean => {
-  const sessions = t.load.sessions + t.placed
-  const bestSessions = best.load.sessions + best.placed
+  const sessions = sessionsOf(t)
+  const bestSessions = sessionsOf(best)
   if (sessions !== bestSessions) return sessions < bestSessions
   if (t.load.unackedBytes !== best.load.unackedBytes) return t.load.unackedBytes < best.load.unackedBytes
   return name < bestName

@@ -258,6 +258,7 @@ export class WatchStream {
   private closeSession(s: Session): void {
     this.table.sessions.delete(s.id)
     if (s.replica !== undefined) {
+      this.table.placement.closed(s.replica)
       publishEndpoint(this.ctx.rpc, watchClose, { cluster: this.ctx.cluster, replica: s.replica }, { session: s.id })
     }
   }

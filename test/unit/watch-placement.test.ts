@@ -1,6 +1,6 @@
 /**
  * The gateway's placement of new watch sessions (services/gateway/watch-placement.ts): table
- * tests of pick over reports, sessions placed since, staleness, draining and exclusions, and a
+ * tests of pick over reports, sessions placed and closed since, staleness, draining and exclusions, and a
  * property: a burst of placements with no report in between spreads evenly.
  */
 import * as fc from "fast-check"
@@ -15,6 +15,7 @@ describe("ReplicaPlacement.pick", () => {
     | { readonly report: string; readonly load: ReplicaLoad; readonly at: number }
     | { readonly placed: string }
     | { readonly forget: string }
+    | { readonly closed: string }
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<Step>, number, ReadonlyArray<string>, string | undefined]> = [
     ["nothing known: the queue group", [], 0, [], undefined],
     ["the fewest sessions", [{ report: "w1", load: load(5), at: 0 }, { report: "w2", load: load(3), at: 0 }], 100, [], "w2"],
@@ -30,13 +31,18 @@ describe("ReplicaPlacement.pick", () => {
     ["excluded (refused this open) is skipped", [{ report: "w1", load: load(0), at: 0 }, { report: "w2", load: load(9), at: 0 }], 10, ["w1"], "w2"],
     ["forgotten until it reports again", [{ report: "w1", load: load(0), at: 0 }, { report: "w2", load: load(9), at: 0 }, { forget: "w1" }], 10, [], "w2"],
     ["reports again after being forgotten", [{ report: "w1", load: load(0), at: 0 }, { forget: "w1" }, { report: "w1", load: load(0), at: 5 }, { report: "w2", load: load(9), at: 5 }], 10, [], "w1"],
-    ["placed on an unknown replica (queue group) changes nothing", [{ placed: "w9" }, { report: "w1", load: load(1), at: 0 }], 10, [], "w1"]
+    ["placed on an unknown replica (queue group) changes nothing", [{ placed: "w9" }, { report: "w1", load: load(1), at: 0 }], 10, [], "w1"],
+    ["sessions closed since the report count off", [{ report: "w1", load: load(5), at: 0 }, { report: "w2", load: load(3), at: 0 }, { closed: "w1" }, { closed: "w1" }, { closed: "w1" }], 10, [], "w1"],
+    ["closed and placed since the report net out", [{ report: "w1", load: load(3), at: 0 }, { report: "w2", load: load(3), at: 0 }, { placed: "w1" }, { closed: "w1" }, { placed: "w2" }], 10, [], "w1"],
+    ["closing more than reported counts as 0, not below", [{ report: "w1", load: load(1), at: 0 }, { report: "w2", load: load(0), at: 0 }, { closed: "w1" }, { closed: "w1" }, { closed: "w1" }], 10, [], "w1"],
+    ["a new report replaces what was closed", [{ report: "w1", load: load(5), at: 0 }, { report: "w2", load: load(3), at: 0 }, { closed: "w1" }, { closed: "w1" }, { closed: "w1" }, { report: "w1", load: load(5), at: 5 }], 10, [], "w2"]
   ]
   it.each(cases)("%s", (_name, steps, now, exclude, expected) => {
     const p = new ReplicaPlacement()
     for (const step of steps) {
       if ("report" in step) p.report(step.report, step.load, step.at)
       else if ("placed" in step) p.placed(step.placed)
+      else if ("closed" in step) p.closed(step.closed)
       else p.forget(step.forget)
     }
     expect(p.pick(now, new Set(exclude))).toBe(expected)
