@@ -75,13 +75,6 @@ interface Pending {
 }
 
 /**
- * An open write-ahead log. Obtain one with {@link Wal.open}; it holds the directory lock until
- * {@link Wal.close}.
- *
- * Invariant: `encoder` describes exactly the durable content of the tail segment `tail`;
- * `segments` lists the segment files on disk in sequence order, the tail last.
- */
-/**
  * The log as `Wal.readBack` read it from the segment files: the metadata, the latest hard state,
  * the newest snapshot marker and the entries after it (consecutive indexes, truncations applied).
  */
@@ -104,6 +97,13 @@ const readPrefix = async (path: string, length: number): Promise<Uint8Array> => 
   }
 }
 
+/**
+ * An open write-ahead log. Obtain one with {@link Wal.open}; it holds the directory lock until
+ * {@link Wal.close}.
+ *
+ * Invariant: `encoder` describes exactly the durable content of the tail segment `tail`;
+ * `segments` lists the segment files on disk in sequence order, the tail last.
+ */
 export class Wal {
   private readonly dir: string
   private readonly segmentBytes: number

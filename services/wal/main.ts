@@ -10,7 +10,8 @@
  * WAL, sync, then release the WAL segments and old snapshot files it makes unnecessary);
  * `wal.load` returns the newest snapshot and the log after it, page by page, so raft can restart
  * from them: the log is read back from the segment files when a load starts (raft's in-memory
- * log is the member's only in-memory copy). The log lives in <data-dir>/<member>/wal, snapshots in <data-dir>/<member>/snap.
+ * log is the member's only in-memory copy). The log lives in <data-dir>/<member>/wal,
+ * snapshots in <data-dir>/<member>/snap.
  */
 import { Option } from "commander"
 import * as Data from "effect/Data"
