@@ -42,6 +42,8 @@ import type { Role } from "../../shared/endpoints.ts"
 import { natsSecurityOptions } from "./nats-auth.ts"
 import type { NatsSecurityFlags } from "./nats-auth.ts"
 import { observabilityLayer } from "./observability.ts"
+import { idleReleaseLayer } from "./idle-release.ts"
+import { defaultIdleReleasePolicy } from "./idle-release-policy.ts"
 import { RpcClient } from "./rpc.ts"
 import { currentTraceId } from "./tracing.ts"
 import { parseGoDurationMs } from "../mvcc/core/compactor.ts"
@@ -68,6 +70,11 @@ export interface CommonFlags {
   readonly natsTlsCa?: string
   readonly natsTlsCert?: string
   readonly natsTlsKey?: string
+  /**
+   * Growth of the resident size, MiB, after which a quiet process runs a memory-reducing
+   * collection (./idle-release.ts); 0: never.
+   */
+  readonly idleReleaseMib: number
 }
 
 /** The member's own directory: `<dataDir>/<member>`. */
@@ -108,6 +115,12 @@ export const parseFlags = <T extends object = {}>(
       .addOption(new Option("--nats-tls-ca <file>", "CA bundle verifying nats-server's certificate").env("NATCD_NATS_TLS_CA"))
       .addOption(new Option("--nats-tls-cert <file>", "client certificate for nats-server").env("NATCD_NATS_TLS_CERT"))
       .addOption(new Option("--nats-tls-key <file>", "key of the client certificate for nats-server").env("NATCD_NATS_TLS_KEY"))
+      .addOption(
+        new Option("--idle-release-mib <MiB>", "when quiet after growing this many MiB, give freed heap pages back to the OS (0: never)")
+          .env("NATCD_IDLE_RELEASE_MIB")
+          .argParser(nonNegativeInt)
+          .default(defaultIdleReleasePolicy.growthBytes / 2 ** 20)
+      )
       .allowExcessArguments(false)
   )
   command.parse(argv as string[])
@@ -248,7 +261,8 @@ export const runDetached = <A, E>(effect: Effect.Effect<A, E>): void => {
 /**
  * Runs `layer` as the process's main program (`Layer.launch` under the Node runtime, which
  * interrupts it, releasing every resource, on SIGINT/SIGTERM), with logging and the NATS
- * connection provided.
+ * connection provided, beside the process's observability (./observability.ts) and, unless
+ * `--idle-release-mib 0`, its idle memory release (./idle-release.ts).
  *
  * Every module the service imports statically is loaded by now: when Node's compile cache is on
  * (`NODE_COMPILE_CACHE`, set by the supervisor), this writes it out at once rather than at exit,
@@ -258,7 +272,8 @@ export const launch = <E>(service: Role, flags: CommonFlags, layer: Layer.Layer<
   flushCompileCache()
   const member = options.member ?? flags.member
   detachedContext = { service, member, level: flags.logLevel }
-  const program = Layer.launch(Layer.mergeAll(observabilityLayer(service, member, flags), layer)).pipe(
+  const idleRelease = flags.idleReleaseMib > 0 ? idleReleaseLayer({ ...defaultIdleReleasePolicy, growthBytes: flags.idleReleaseMib * 2 ** 20 }) : Layer.empty
+  const program = Layer.launch(Layer.mergeAll(observabilityLayer(service, member, flags), idleRelease, layer)).pipe(
     Effect.provide(Nats.layer(flags.nats, `natcd-${service}-${member}`, { cluster: flags.cluster, role: service, name: member }, flags)),
     Effect.annotateLogs({ service, member }),
     Effect.provide(loggingLayer(flags.logLevel))
