@@ -33,7 +33,7 @@ import { watchLoadEveryMs } from "../shared/endpoints.ts"
 import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { cpuMs, memory, processLabel, watchReplicaOf } from "./proc.ts"
+import { cpuMs, memory, processLabel, waitQuiet, watchReplicaOf } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
@@ -127,7 +127,21 @@ const watchOptions = (clients: number) => ({
   valueBytes: Number(opts.valueSize)
 })
 
-const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number): Promise<Result> => {
+/**
+ * Waits until the processes of `pids()` are quiet (bench/proc.ts `waitQuiet`), saying so on
+ * stderr when they did not get quiet within the limit.
+ */
+const settle = async (pids: () => ReadonlyArray<number>, before: string): Promise<void> => {
+  const { quiet, waitedMs } = await waitQuiet(pids)
+  if (!quiet) process.stderr.write(`the servers were not quiet after ${waitedMs} ms; ${before} anyway\n`)
+}
+
+/**
+ * Runs `plan` on `cluster` and measures it. The measured window starts once every process of
+ * `quietBefore()` (default: the cluster's own) is quiet, so that no cluster's after-work from
+ * the previous run (natcd's idle memory release, Go's garbage collector) falls inside it.
+ */
+const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number, quietBefore: () => ReadonlyArray<number> = () => cluster.pids()): Promise<Result> => {
   const clients = Number(opts.clients ?? plan.clients)
   const total = Number(opts.total ?? plan.total)
   const o: WorkloadOptions = { clients, total, keySpace: Number(opts.keySpace), keyBytes: 8, valueBytes: Number(opts.valueSize) }
@@ -149,6 +163,7 @@ const runOne = async (cluster: Cluster, plan: Plan, watchReplicas?: number): Pro
       await watchWorkload(pool, watchOptions(clients), `/watch-warm-up-${Date.now()}/`)
       await sleep(2 * watchLoadEveryMs + 500)
     }
+    await settle(quietBefore, `measuring ${plan.name} on ${cluster.name}`)
     const pids = cluster.pids()
     const cpuBefore = new Map(pids.map((pid) => [pid, cpuMs(pid)]))
     const busBefore = await cluster.busMessages?.()
@@ -268,11 +283,13 @@ const main = async () => {
       progress("")
       for (const plan of matrix) {
         for (const cluster of clusters) {
-          const r = await runOne(cluster, plan)
+          const r = await runOne(cluster, plan, undefined, () => clusters.flatMap((c) => c.pids()))
           results.push(r)
           console.log(JSON.stringify(r))
         }
       }
+      // Memory as it stays once the servers are quiet after the last run.
+      await settle(() => clusters.flatMap((c) => c.pids()), "reading memory")
       memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
     }
   } finally {

@@ -93,3 +93,42 @@ export const answerCpuProbes = (): void => {
   })
   process.send!("ready")
 }
+
+/** What {@link waitQuiet} waits for (units in the names). */
+export interface QuietOptions {
+  /** Length of one window, ms. */
+  readonly windowMs: number
+  /** Consecutive quiet windows needed. */
+  readonly windows: number
+  /** CPU at or under which a process counts as quiet in a window, ms. */
+  readonly quietCpuMs: number
+  /** Longest wait, ms. */
+  readonly maxMs: number
+}
+
+/**
+ * Six quiet seconds (every process ≤ 50 ms of CPU in each), at most 40 s: longer than natcd's
+ * idle memory release waits before it collects (services/runtime/idle-release-policy.ts, 2–5
+ * quiet seconds), so a collection the previous run set off is over, not inside the next
+ * measured window, whichever system that window measures.
+ */
+export const defaultQuiet: QuietOptions = { windowMs: 1000, windows: 6, quietCpuMs: 50, maxMs: 40_000 }
+
+/**
+ * Waits until every process of `pids()` (read again in each window) used at most
+ * `quietCpuMs` of CPU in each of `windows` consecutive windows, or until `maxMs` passed.
+ * Returns whether they got quiet and how long the wait took, ms.
+ */
+export const waitQuiet = async (pids: () => ReadonlyArray<number>, options: QuietOptions = defaultQuiet): Promise<{ readonly quiet: boolean; readonly waitedMs: number }> => {
+  const started = Date.now()
+  let quietWindows = 0
+  while (Date.now() - started < options.maxMs) {
+    const current = pids()
+    const before = new Map(current.map((pid) => [pid, cpuMs(pid)]))
+    await new Promise((resolve) => setTimeout(resolve, options.windowMs))
+    const busiest = Math.max(0, ...current.map((pid) => cpuMs(pid) - before.get(pid)!))
+    quietWindows = busiest <= options.quietCpuMs ? quietWindows + 1 : 0
+    if (quietWindows >= options.windows) return { quiet: true, waitedMs: Date.now() - started }
+  }
+  return { quiet: false, waitedMs: Date.now() - started }
+}
