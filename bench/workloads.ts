@@ -80,10 +80,11 @@ export const putWorkload = (pool: ConnectionPool, o: WorkloadOptions, onProgress
   return drive(pool, o, (c) => c.put(keyOf(Math.floor(Math.random() * o.keySpace), o.keyBytes), value), onProgress)
 }
 
-/** Fills the key space's first `count` keys so reads find data. */
+/** Fills the key space's first `count` keys so reads find data; throws when any put failed (a range over them would measure nothing). */
 export const preload = async (pool: ConnectionPool, o: WorkloadOptions, count: number, prefix = "") => {
   const value = Buffer.alloc(o.valueBytes, 0x62)
-  await drive(pool, { clients: 16, total: count }, (c, i) => c.put(Buffer.concat([Buffer.from(prefix), keyOf(i, o.keyBytes)]), value))
+  const m = await drive(pool, { clients: 16, total: count }, (c, i) => c.put(Buffer.concat([Buffer.from(prefix), keyOf(i, o.keyBytes)]), value))
+  if (m.errors > 0) throw new Error(`preload: ${m.errors} of ${count} puts failed, the first with: ${m.firstError}`)
 }
 
 /** Single-key ranges over the preloaded keys. */
