@@ -33,7 +33,7 @@ import { watchLoadEveryMs } from "../shared/endpoints.ts"
 import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { cpuMs, memory, processLabel, waitQuiet, watchReplicaOf } from "./proc.ts"
+import { cpuMs, defaultQuiet, memory, processLabel, restQuiet, waitQuiet, watchReplicaOf } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
@@ -131,8 +131,8 @@ const watchOptions = (clients: number) => ({
  * Waits until the processes of `pids()` are quiet (bench/proc.ts `waitQuiet`), saying so on
  * stderr when they did not get quiet within the limit.
  */
-const settle = async (pids: () => ReadonlyArray<number>, before: string): Promise<void> => {
-  const { quiet, waitedMs } = await waitQuiet(pids)
+const settle = async (pids: () => ReadonlyArray<number>, before: string, options = defaultQuiet): Promise<void> => {
+  const { quiet, waitedMs } = await waitQuiet(pids, options)
   if (!quiet) process.stderr.write(`the servers were not quiet after ${waitedMs} ms; ${before} anyway\n`)
 }
 
@@ -260,6 +260,7 @@ const main = async () => {
   const scale = chosen.find((p) => p.name === "watch-scale")
   const results: Result[] = []
   let memory: Array<{ system: string; members: ReturnType<typeof rssByMember> }> = []
+  let memoryAfterRuns: typeof memory = []
   const clusters: Cluster[] = []
   try {
     if (matrix.length > 0) {
@@ -288,8 +289,12 @@ const main = async () => {
           console.log(JSON.stringify(r))
         }
       }
-      // Memory as it stays once the servers are quiet after the last run.
-      await settle(() => clusters.flatMap((c) => c.pids()), "reading memory")
+      // Memory right after the last run, and at rest: once the servers have been quiet long
+      // enough for natcd's idle memory release.
+      memoryAfterRuns = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
+      progress("waiting for the servers to rest…")
+      await settle(() => clusters.flatMap((c) => c.pids()), "reading memory at rest", restQuiet)
+      progress("")
       memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
     }
   } finally {
@@ -310,7 +315,7 @@ const main = async () => {
       }
     }
   }
-  if (matrix.length > 0) printTable(results, memory)
+  if (matrix.length > 0) printTable(results, [["right after the last run", memoryAfterRuns], ["at rest (after 50 quiet seconds)", memory]])
   printWatchScale(results.filter((r) => r.workload === "watch-scale"))
   const commit = (() => {
     try {
@@ -326,6 +331,7 @@ const main = async () => {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version },
     options: opts,
     results,
+    memoryAfterRuns,
     memory
   }, null, 2))
   console.log(`results saved to ${file}`)
@@ -364,7 +370,14 @@ const printWatchScale = (runs: ReadonlyArray<Result>) => {
 /** Target of a member's memory after the benchmark, natcd ÷ etcd (the performance issue's). */
 const memoryTargetRatio = 3
 
-const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>) => {
+type MemoryByCluster = ReadonlyArray<{ system: string; members: ReturnType<typeof rssByMember> }>
+
+/**
+ * The ratio table, then each reading of memory in `readings` (label, clusters): per member RSS
+ * and PSS, the first member's processes, and the largest member's natcd/etcd ratio in both
+ * against {@link memoryTargetRatio}.
+ */
+const printTable = (results: ReadonlyArray<Result>, readings: ReadonlyArray<readonly [string, MemoryByCluster]>) => {
   const rows: string[][] = [["workload", "natcd ops/s", "etcd ops/s", "ratio", "target", "cpu ms/op n/e", "ratio", "target", "latency n/e (ms)", "ratio", "target", "errors n/e", "natcd msgs/op"]]
   for (const plan of chosen.filter((p) => p.name !== "watch-scale")) {
     const n = results.find((r) => r.workload === plan.name && r.system === "natcd")
@@ -396,24 +409,28 @@ const printTable = (results: ReadonlyArray<Result>, memoryByCluster: ReadonlyArr
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  "))
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0)
-  for (const { system, members } of memoryByCluster) {
-    console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${mib(m.rssBytes)} MiB (peak ${mib(m.peakRssBytes)} MiB)`).join(", ")}`)
-    console.log(`${system} PSS per member: ${members.map((m) => `${m.member} ${mib(m.pssBytes)} MiB`).join(", ")}`)
-    const first = members[0]
-    if (first !== undefined && Object.keys(first.rssBytesBy).length > 1) {
-      console.log(`${system} ${first.member} RSS by process: ${Object.entries(first.rssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
-      console.log(`${system} ${first.member} PSS by process: ${Object.entries(first.pssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
+  for (const [label, memoryByCluster] of readings) {
+    if (memoryByCluster.length === 0) continue
+    console.log(`memory ${label}:`)
+    for (const { system, members } of memoryByCluster) {
+      console.log(`${system} RSS per member: ${members.map((m) => `${m.member} ${mib(m.rssBytes)} MiB (peak ${mib(m.peakRssBytes)} MiB)`).join(", ")}`)
+      console.log(`${system} PSS per member: ${members.map((m) => `${m.member} ${mib(m.pssBytes)} MiB`).join(", ")}`)
+      const first = members[0]
+      if (first !== undefined && Object.keys(first.rssBytesBy).length > 1) {
+        console.log(`${system} ${first.member} RSS by process: ${Object.entries(first.rssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
+        console.log(`${system} ${first.member} PSS by process: ${Object.entries(first.pssBytesBy).map(([k, v]) => `${k} ${mib(v)}`).join(", ")} MiB`)
+      }
     }
-  }
-  // Issue target: a member's processes together within 3× an etcd member, in both measures.
-  const largest = (system: string, key: "rssBytes" | "pssBytes") =>
-    Math.max(0, ...(memoryByCluster.find((c) => c.system === system)?.members ?? []).map((m) => m[key]))
-  for (const key of ["rssBytes", "pssBytes"] as const) {
-    const n = largest("natcd", key)
-    const e = largest("etcd", key)
-    if (n > 0 && e > 0) {
-      const r = n / e
-      console.log(`memory (${key === "rssBytes" ? "RSS" : "PSS"}), largest member natcd/etcd: ${mib(n)}/${mib(e)} MiB = ${r.toFixed(2)} ${r <= memoryTargetRatio ? "≤" : ">"}${memoryTargetRatio} ${r <= memoryTargetRatio ? "ok" : "MISS"}`)
+    // Issue target: a member's processes together within 3× an etcd member, in both measures.
+    const largest = (system: string, key: "rssBytes" | "pssBytes") =>
+      Math.max(0, ...(memoryByCluster.find((c) => c.system === system)?.members ?? []).map((m) => m[key]))
+    for (const key of ["rssBytes", "pssBytes"] as const) {
+      const n = largest("natcd", key)
+      const e = largest("etcd", key)
+      if (n > 0 && e > 0) {
+        const r = n / e
+        console.log(`memory ${label} (${key === "rssBytes" ? "RSS" : "PSS"}), largest member natcd/etcd: ${mib(n)}/${mib(e)} MiB = ${r.toFixed(2)} ${r <= memoryTargetRatio ? "≤" : ">"}${memoryTargetRatio} ${r <= memoryTargetRatio ? "ok" : "MISS"}`)
+      }
     }
   }
 }

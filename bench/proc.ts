@@ -107,16 +107,23 @@ export interface QuietOptions {
 }
 
 /**
- * Six quiet seconds (every process ≤ 50 ms of CPU in each), at most 40 s: longer than natcd's
- * idle memory release waits before it collects (services/runtime/idle-release-policy.ts, 2–5
- * quiet seconds), so a collection the previous run set off is over, not inside the next
- * measured window, whichever system that window measures.
+ * Before a measured window: six quiet seconds (every process ≤ 50 ms of CPU in each), at most
+ * 40 s, so that work one system left from its previous run (Go's garbage collector, natcd's
+ * background work) is over, not inside the next window, whichever system that window measures.
  */
 export const defaultQuiet: QuietOptions = { windowMs: 1000, windows: 6, quietCpuMs: 50, maxMs: 40_000 }
 
 /**
+ * Before reading memory at rest: fifty quiet seconds, at most 150 s, longer than natcd's idle
+ * memory release waits before it collects (services/runtime/idle-release-policy.ts: 30–45 quiet
+ * seconds), so the reading shows what a member keeps once idle, not what the last run left.
+ */
+export const restQuiet: QuietOptions = { ...defaultQuiet, windows: 50, maxMs: 150_000 }
+
+/**
  * Waits until every process of `pids()` (read again in each window) used at most
- * `quietCpuMs` of CPU in each of `windows` consecutive windows, or until `maxMs` passed.
+ * `quietCpuMs` of CPU in each of `windows` consecutive windows, or until `maxMs` passed; at once
+ * when `pids()` is empty.
  * Returns whether they got quiet and how long the wait took, ms.
  */
 export const waitQuiet = async (pids: () => ReadonlyArray<number>, options: QuietOptions = defaultQuiet): Promise<{ readonly quiet: boolean; readonly waitedMs: number }> => {
@@ -124,6 +131,8 @@ export const waitQuiet = async (pids: () => ReadonlyArray<number>, options: Quie
   let quietWindows = 0
   while (Date.now() - started < options.maxMs) {
     const current = pids()
+    // Nothing to watch (a running cluster measured through --endpoints): nothing to wait for.
+    if (current.length === 0) return { quiet: true, waitedMs: Date.now() - started }
     const before = new Map(current.map((pid) => [pid, cpuMs(pid)]))
     await new Promise((resolve) => setTimeout(resolve, options.windowMs))
     const busiest = Math.max(0, ...current.map((pid) => cpuMs(pid) - before.get(pid)!))

@@ -39,15 +39,20 @@ export interface IdleReleasePolicy {
 
 /**
  * natcd's rule: a second is quiet at ≤ 50 ms of CPU (5 % of a core; an idle member's processes
- * use 5–25 ms a second for ticks, heartbeats and health), 2–5 quiet seconds in a row, and 32 MiB
- * of growth. The collection it triggers pauses the process for 70–270 ms (measured one process
- * at a time on the benchmark's members after its workloads), once per burst.
+ * use 5–25 ms a second for ticks, heartbeats and health), 30–45 quiet seconds in a row, and
+ * 32 MiB of growth. The collection it triggers pauses the process for 70–270 ms (measured one
+ * process at a time on the benchmark's members after its workloads), once per burst. It also
+ * costs the next burst CPU: a full collection in a quiet process frees what only the last
+ * burst's objects kept alive, and the code V8 had optimised for them has to warm up again. With
+ * 2–5 quiet seconds instead, the benchmark's next workload cost 14–60 % more CPU per operation
+ * (range, txn-put and watch, two interleaved pairs), hence the long wait: a process quiet for
+ * half a minute is not in the middle of a burst.
  */
 export const defaultIdleReleasePolicy: IdleReleasePolicy = {
   sampleMs: 1000,
   quietCpuMs: 50,
-  quietSamples: 2,
-  spreadSamples: 3,
+  quietSamples: 30,
+  spreadSamples: 15,
   growthBytes: 32 * 2 ** 20
 }
 
