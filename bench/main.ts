@@ -33,7 +33,7 @@ import { watchLoadEveryMs } from "../shared/endpoints.ts"
 import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { cpuMs, defaultQuiet, memory, processLabel, restQuiet, waitQuiet, watchReplicaOf } from "./proc.ts"
+import { cpuMs, defaultQuiet, memory, processLabel, restMs, waitQuiet, watchReplicaOf } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
@@ -289,11 +289,11 @@ const main = async () => {
           console.log(JSON.stringify(r))
         }
       }
-      // Memory right after the last run, and at rest: once the servers have been quiet long
+      // Memory right after the last run, and at rest: after the servers were left idle long
       // enough for natcd's idle memory release.
       memoryAfterRuns = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
-      progress("waiting for the servers to rest…")
-      await settle(() => clusters.flatMap((c) => c.pids()), "reading memory at rest", restQuiet)
+      progress(`leaving the servers idle for ${restMs / 1000} s…`)
+      await sleep(restMs)
       progress("")
       memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
     }
@@ -315,7 +315,7 @@ const main = async () => {
       }
     }
   }
-  if (matrix.length > 0) printTable(results, [["right after the last run", memoryAfterRuns], ["at rest (after 50 quiet seconds)", memory]])
+  if (matrix.length > 0) printTable(results, [["right after the last run", memoryAfterRuns], [`at rest (after ${restMs / 1000} idle seconds)`, memory]])
   printWatchScale(results.filter((r) => r.workload === "watch-scale"))
   const commit = (() => {
     try {

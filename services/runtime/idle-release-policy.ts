@@ -11,10 +11,12 @@
  * pages against a 49 MiB heap. The shell asks for the memory-reducing collection itself once the
  * process is quiet after growing; this module decides when.
  *
- * The rule: a sample is quiet when the process used at most `quietCpuMs` of CPU in it. After
- * `quietSamples` quiet samples in a row, release when the resident size has grown by at least
- * `growthBytes` over its baseline: the lowest resident size seen since the start or the last
- * release. A release makes the resident size after it the new baseline, so a process whose live
+ * The rule: the process is quiet when over its last `quietSamples` samples it used on average
+ * at most `quietCpuMs` of CPU per sample (an average, not every sample: an idle natcd process has
+ * a second or two a minute over 50 ms, its own garbage collections and periodic work, measured
+ * on an idle 3-member cluster). Once quiet, release when the resident size has grown by at
+ * least `growthBytes` over its baseline: the lowest resident size seen since the start or the
+ * last release. A release makes the resident size after it the new baseline, so a process whose live
  * data grew is collected once per `growthBytes` of growth, not at every quiet spell, and a process
  * under steady load (never quiet) never is.
  */
@@ -23,9 +25,9 @@
 export interface IdleReleasePolicy {
   /** Sampling period, ms: the shell reads CPU and resident size this often. */
   readonly sampleMs: number
-  /** CPU time (user + system, all threads) at or under which a sample counts as quiet, ms. */
+  /** CPU time (user + system, all threads) per sample at or under which, on average, the process is quiet, ms. */
   readonly quietCpuMs: number
-  /** Quiet samples in a row before a release. */
+  /** Samples the average is taken over (none released before this many since the start or the last release). */
   readonly quietSamples: number
   /**
    * The shell adds a random number of samples in [0, spreadSamples] to `quietSamples`, drawn
@@ -38,9 +40,9 @@ export interface IdleReleasePolicy {
 }
 
 /**
- * natcd's rule: a second is quiet at ≤ 50 ms of CPU (5 % of a core; an idle member's processes
- * use 5–25 ms a second for ticks, heartbeats and health), 30–45 quiet seconds in a row, and
- * 32 MiB of growth. The collection it triggers pauses the process for 70–270 ms (measured one
+ * natcd's rule: quiet at ≤ 50 ms of CPU a second on average (5 % of a core; an idle member's
+ * processes use 9–25 ms a second for ticks, heartbeats and health) over the last 30–45 seconds,
+ * and 32 MiB of growth. The collection it triggers pauses the process for 70–270 ms (measured one
  * process at a time on the benchmark's members after its workloads), once per burst. It also
  * costs the next burst CPU: a full collection in a quiet process frees what only the last
  * burst's objects kept alive, and the code V8 had optimised for them has to warm up again. With
@@ -58,14 +60,14 @@ export const defaultIdleReleasePolicy: IdleReleasePolicy = {
 
 /** What the rule remembers between samples. */
 export interface IdleReleaseState {
-  /** Quiet samples in a row so far (0 after a busy one or a release). */
-  readonly quiet: number
+  /** CPU of the latest samples since the start or the last release, oldest first, ms: at most `quietSamples`. */
+  readonly recentCpuMs: ReadonlyArray<number>
   /** Lowest resident size since the start or the last release, bytes. */
   readonly baselineBytes: number
 }
 
 /** The state at a process's start, with its resident size then (bytes). */
-export const initialIdleRelease = (rssBytes: number): IdleReleaseState => ({ quiet: 0, baselineBytes: rssBytes })
+export const initialIdleRelease = (rssBytes: number): IdleReleaseState => ({ recentCpuMs: [], baselineBytes: rssBytes })
 
 /** One sample: the CPU the process used since the previous sample (ms) and its resident size now (bytes). */
 export interface IdleReleaseSample {
@@ -83,10 +85,11 @@ export const stepIdleRelease = (
   sample: IdleReleaseSample
 ): { readonly state: IdleReleaseState; readonly release: boolean } => {
   const baselineBytes = Math.min(state.baselineBytes, sample.rssBytes)
-  const quiet = sample.cpuMs <= policy.quietCpuMs ? state.quiet + 1 : 0
-  const release = quiet >= policy.quietSamples && sample.rssBytes - baselineBytes >= policy.growthBytes
-  return { state: { quiet: release ? 0 : quiet, baselineBytes }, release }
+  const recentCpuMs = [...state.recentCpuMs, sample.cpuMs].slice(-policy.quietSamples)
+  const quiet = recentCpuMs.length >= policy.quietSamples && recentCpuMs.reduce((a, b) => a + b, 0) <= policy.quietCpuMs * recentCpuMs.length
+  const release = quiet && sample.rssBytes - baselineBytes >= policy.growthBytes
+  return { state: { recentCpuMs: release ? [] : recentCpuMs, baselineBytes }, release }
 }
 
 /** The state after a release that left the process at `rssBytes` resident. */
-export const afterIdleRelease = (rssBytes: number): IdleReleaseState => ({ quiet: 0, baselineBytes: rssBytes })
+export const afterIdleRelease = (rssBytes: number): IdleReleaseState => ({ recentCpuMs: [], baselineBytes: rssBytes })
