@@ -292,9 +292,12 @@ const main = async () => {
       // Memory right after the last run, and at rest: after the servers were left idle long
       // enough for natcd's idle memory release.
       memoryAfterRuns = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
-      progress(`leaving the servers idle for ${restMs / 1000} s…`)
-      await sleep(restMs)
-      progress("")
+      // Nothing to read for a cluster measured through --endpoints (no pids): no wait.
+      if (clusters.some((c) => c.pids().length > 0)) {
+        progress(`leaving the servers idle for ${restMs / 1000} s…`)
+        await sleep(restMs)
+        progress("")
+      }
       memory = clusters.map((c) => ({ system: c.name, members: rssByMember(c) }))
     }
   } finally {
