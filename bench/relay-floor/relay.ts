@@ -47,16 +47,17 @@ const relaySession = (nc: NatsConnection, index: number, writer: () => FramedWri
     ackDue = true
     setImmediate(() => {
       ackDue = false
-      nc.publish(ackSubject, encodeAck({ session, seq: acked }))
+      nc.publish(ackSubject, encodeAck({ acks: [{ session, seq: acked }] }))
     })
   }
   nc.subscribe(sessionSubject(index), {
     callback: (_err, msg) => {
-      const body = frameBody<ResponsesBody>(msg.data)
-      if (body.seq !== expectedSeq++) fail(`${session}: message ${body.seq} where ${expectedSeq - 1} was due`)
-      const marks = unpackRelay(body.marks, body.responses)
-      if (typeof marks === "string") fail(`${session}: ${marks}`)
-      writer()(body.responses, () => ack(body.seq))
+      for (const m of frameBody<ResponsesBody>(msg.data).messages) {
+        if (m.seq !== expectedSeq++) fail(`${session}: message ${m.seq} where ${expectedSeq - 1} was due`)
+        const marks = unpackRelay(m.marks, m.responses)
+        if (typeof marks === "string") fail(`${session}: ${marks}`)
+        writer()(m.responses, () => ack(m.seq))
+      }
     }
   })
 }

@@ -126,7 +126,7 @@ const publisherSession = (nc: NatsConnection, o: FloorOptions, index: number, up
   const encoder = makeStreamEncoder({ clusterId: 1n, memberId: 1n, maxRequestBytes: defaultStreamFormat.maxRequestBytes })
   const watchIds = Array.from({ length: o.watchersPerStream }, (_, i) => i)
   return windowedSession(o, responseFeed(encoder, watchIds, upTo), (seq, batch) => {
-    const body = { session: sessionId(index), replica: replicaName, seq, ...packRelay(batch) }
+    const body = { replica: replicaName, messages: [{ session: sessionId(index), seq, ...packRelay(batch) }] }
     nc.publish(sessionSubject(index), encodeFrame({ kind: "watch.responses", version: FrameKinds["watch.responses"], traceparent: "", id: 0, body }))
   }, defaultHubOptions.windowBytes)
 }
@@ -141,8 +141,7 @@ export const runPublisher = async (o: FloorOptions) => {
   const sessions = new Map(Array.from({ length: o.streams }, (_, i) => [sessionId(i), publisherSession(nc, o, i, () => upTo)] as const))
   nc.subscribe(ackSubject, {
     callback: (_err, msg) => {
-      const { session, seq } = frameBody<AckBody>(msg.data)
-      sessions.get(session)?.ack(seq)
+      for (const { session, seq } of frameBody<AckBody>(msg.data).acks) sessions.get(session)?.ack(seq)
     }
   })
   await takeOrders(nc, sessions, (n) => (upTo = n))
@@ -166,7 +165,7 @@ const replicaSession = (rpc: RpcClient, o: FloorOptions, open: typeof WatchOpenB
   const events = responseFeed(encoder, watchIds, upTo)
   const windowBytes = Math.min(defaultHubOptions.windowBytes, open.windowBytes ?? Infinity)
   const session = windowedSession(o, () => created.shift() ?? events(), (seq, batch) => {
-    publishEndpoint(rpc, gatewayWatch, open.gateway, { session: open.session, replica: replicaName, seq, ...packRelay(batch) })
+    publishEndpoint(rpc, gatewayWatch, open.gateway, { replica: replicaName, messages: [{ session: open.session, seq, ...packRelay(batch) }] })
   }, windowBytes)
   let pumpDue = false
   return {
@@ -214,6 +213,8 @@ export const runReplica = async (o: FloorOptions) => {
   serveEndpoint(nc, watchClose, at, (req) => {
     sessions.delete(req.body.session)
   })
-  serveEndpoint(nc, watchAck, at, (req) => sessions.get(req.body.session)?.ack(req.body.seq))
+  serveEndpoint(nc, watchAck, at, (req) => {
+    for (const a of req.body.acks) sessions.get(a.session)?.ack(a.seq)
+  })
   await takeOrders(nc, sessions, (n) => (upTo = n))
 }

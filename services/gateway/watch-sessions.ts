@@ -17,8 +17,8 @@
 import * as Schema from "effect/Schema"
 import { endSpan, startSpan } from "../runtime/tracing.ts"
 import { decodeFrame, isFrameDecodeError } from "../../shared/frame.ts"
-import { gatewayWatch, tokensOf, watchLoad, watchPing } from "../../shared/endpoints.ts"
-import { callEndpoint, FrameAssembler, replyMalformed, serveEndpoint } from "../runtime/rpc.ts"
+import { gatewayWatch, tokensOf, watchAck, watchLoad, watchPing } from "../../shared/endpoints.ts"
+import { callEndpoint, FrameAssembler, publishEndpoint, replyMalformed, serveEndpoint } from "../runtime/rpc.ts"
 import type { Assembled } from "../runtime/rpc.ts"
 import { FrameKinds } from "../../shared/schema.ts"
 import { unpackRelay } from "../../shared/watch-relay.ts"
@@ -42,9 +42,8 @@ export interface Session {
   replica: string | undefined
   /** Next message number expected from the replica. */
   expectedSeq: number
+  /** The highest message number taken by the client's stream (acknowledged at the end of the turn). */
   acked: number
-  /** An acknowledgement of `acked` is due at the end of this event-loop turn. */
-  ackDue: boolean
   readonly stream: {
     receive(s: Session, seq: number, marks: ReadonlyArray<RelayMark>, framed: Uint8Array): void
     failover(s: Session, reason: FailoverReason): void
@@ -74,6 +73,13 @@ export interface WatchSessions {
   readonly placement: ReplicaPlacement
   /** The window each session asks for now, in bytes. */
   sessionWindow(): number
+  /**
+   * Acknowledges session `s`'s `acked` to its replica at the end of this event-loop turn: one
+   * `watch.ack` per replica per turn for all of its sessions that took messages (a turn that
+   * relays one revision to many streams costs each replica one acknowledgement, not one per
+   * stream). A session closed or moved by then is left out.
+   */
+  ack(s: Session): void
   /** Stops pinging, closes every session's stream and stops listening. */
   close(): void
 }
@@ -131,19 +137,48 @@ export const makeWatchSessions = (ctx: WatchContext): WatchSessions => {
         return replyMalformed(ctx.nc, msg, `expected ${gatewayWatch.kind} v${FrameKinds[gatewayWatch.kind]}`)
       }
       const body = decodeResponses(frame.body)
-      const responses = body._tag === "Success" ? unpackRelay(body.value.marks, body.value.responses) : "bad body"
-      if (body._tag === "Failure" || typeof responses === "string") {
+      if (body._tag === "Failure") {
         stats.malformed++
-        return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body: ${typeof responses === "string" ? responses : ""}`)
+        return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body`)
       }
-      const s = sessions.get(body.value.session)
-      if (s === undefined) return
-      // Delivery to the client's stream, in the trace of the write whose events these are.
-      const span = frame.traceparent === "" ? undefined : startSpan("watch.deliver", frame.traceparent, { responses: responses.length })
-      s.stream.receive(s, body.value.seq, responses, body.value.responses)
+      // Every message's marks are checked before any is relayed: a malformed frame is refused whole.
+      const messages = body.value.messages
+      const unpacked: RelayMark[][] = []
+      let responses = 0
+      for (const m of messages) {
+        const marks = unpackRelay(m.marks, m.responses)
+        if (typeof marks === "string") {
+          stats.malformed++
+          return replyMalformed(ctx.nc, msg, `bad ${gatewayWatch.kind} body: ${marks}`)
+        }
+        unpacked.push(marks)
+        responses += marks.length
+      }
+      // Delivery to the clients' streams, in the trace of the write whose events these are.
+      const span = frame.traceparent === "" ? undefined : startSpan("watch.deliver", frame.traceparent, { responses, messages: messages.length })
+      messages.forEach((m, i) => {
+        const s = sessions.get(m.session)
+        if (s !== undefined) s.stream.receive(s, m.seq, unpacked[i]!, m.responses)
+      })
       endSpan(span)
     }
   })
+
+  // Acknowledgements due at the end of this turn: at most one entry per session of the table.
+  const acksDue = new Set<Session>()
+  let acksScheduled = false
+  const sendAcks = () => {
+    acksScheduled = false
+    const byReplica = new Map<string, Array<{ session: string; seq: number }>>()
+    for (const s of acksDue) {
+      if (s.replica === undefined || sessions.get(s.id) !== s) continue
+      let acks = byReplica.get(s.replica)
+      if (acks === undefined) byReplica.set(s.replica, (acks = []))
+      acks.push({ session: s.id, seq: s.acked })
+    }
+    acksDue.clear()
+    for (const [replica, acks] of byReplica) publishEndpoint(ctx.rpc, watchAck, { cluster: ctx.cluster, replica }, { acks })
+  }
 
   const pingMs = ctx.pingMs ?? watchPingDefaultMs
   const pinging = new Set<string>()
@@ -189,6 +224,12 @@ export const makeWatchSessions = (ctx: WatchContext): WatchSessions => {
     failovers,
     placement,
     sessionWindow,
+    ack: (s: Session): void => {
+      acksDue.add(s)
+      if (acksScheduled) return
+      acksScheduled = true
+      setImmediate(sendAcks)
+    },
     close: (): void => {
       clearInterval(pingTimer)
       loads.stop()

@@ -11,7 +11,7 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import type { WatchCtlReply } from "../../shared/schema.ts"
-import { watchAck, watchCancel, watchClose, watchCreate, watchOpen, watchPlace, watchProgress } from "../../shared/endpoints.ts"
+import { watchCancel, watchClose, watchCreate, watchOpen, watchPlace, watchProgress } from "../../shared/endpoints.ts"
 import { callEndpoint, isUnanswered, okOf, publishEndpoint } from "../runtime/rpc.ts"
 import { retryPromise } from "../runtime/retry.ts"
 import { headerToWire, wireInt } from "./convert.ts"
@@ -222,7 +222,7 @@ export class WatchStream {
       atBound: (last) => last
     }, async () => {
       if (this.closed) return undefined
-      const s: Session = { id: this.table.nextSessionId(), replica: undefined, expectedSeq: 1, acked: 0, ackDue: false, stream: this }
+      const s: Session = { id: this.table.nextSessionId(), replica: undefined, expectedSeq: 1, acked: 0, stream: this }
       this.session = s
       this.table.sessions.set(s.id, s)
       const target = (lastTarget = this.table.placement.pick(Date.now(), refused))
@@ -343,20 +343,14 @@ export class WatchStream {
   }
 
   /**
-   * Acknowledges message `seq` of session `s` (cumulative: every message up to it was taken).
-   * The messages taken in one event-loop turn are acknowledged once, after it (one `watch.ack`
-   * for the highest), so a burst of small messages costs one ack, not one each.
+   * Acknowledges message `seq` of session `s` (cumulative: every message up to it was taken),
+   * through the session table, which sends the acknowledgements of one event-loop turn together
+   * (./watch-sessions.ts `ack`).
    */
   private ack(s: Session, seq: number): void {
     if (this.session !== s || s.replica === undefined) return
     s.acked = Math.max(s.acked, seq)
-    if (s.ackDue) return
-    s.ackDue = true
-    setImmediate(() => {
-      s.ackDue = false
-      if (this.session !== s || s.replica === undefined) return
-      publishEndpoint(this.ctx.rpc, watchAck, { cluster: this.ctx.cluster, replica: s.replica }, { session: s.id, seq: s.acked })
-    })
+    this.table.ack(s)
   }
 
   /**

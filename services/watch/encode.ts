@@ -21,9 +21,10 @@
  */
 import protobuf from "protobufjs"
 import { loadProtoRoot } from "../../shared/protos.ts"
-import type { StreamFormat, WatchResponseData } from "./core/messages.ts"
+import type { OutgoingMessage, StreamFormat, WatchResponseData } from "./core/messages.ts"
 import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
-import { RelayKind } from "../../shared/watch-relay.ts"
+import { packRelay, RelayKind } from "../../shared/watch-relay.ts"
+import type { WatchResponsesBody } from "../../shared/schema.ts"
 import type { RelayedResponse } from "../../shared/watch-relay.ts"
 
 const root = loadProtoRoot(["etcdserverpb/rpc.proto"])
@@ -166,3 +167,49 @@ export const makeStreamEncoder = (format: StreamFormat) => {
 
 /** etcd's WatchResponse message type, as loaded from shared/proto (tests compare encodings with it). */
 export const watchResponseType: protobuf.Type = WatchResponse
+
+/** A message's responses as a gateway.watch frame carries them (shared/watch-relay.ts). */
+export const encodeMessage = (m: OutgoingMessage): { marks: Uint8Array; responses: Uint8Array } => {
+  const encoder = makeStreamEncoder(m.format)
+  return packRelay(m.responses.flatMap((r) => encoder.encode(r, m.term, r.fragment === true)))
+}
+
+/** One gateway.watch frame to send: its gateway's subject and the frame's body. */
+export interface GatewayFrame {
+  readonly gateway: string
+  readonly body: typeof WatchResponsesBody.Type
+}
+
+/**
+ * A delivery round's messages (in the order the hub gave them: each session's in sequence
+ * order) as gateway.watch frames of replica `replica`: per gateway, consecutive runs of its
+ * messages whose encoded bytes (marks and responses) add up to at most `maxBytes`, one frame
+ * per run; a message bigger than `maxBytes` goes alone. So a revision delivered to several
+ * streams of one gateway costs that gateway one NATS message, and every frame stays within the
+ * hub's message size (../watch/core/hub-options.ts maxMessageBytes), which the outbox already
+ * cut each message to. Frames of one gateway keep the messages' order. Pure.
+ */
+export const gatewayFrames = (messages: ReadonlyArray<OutgoingMessage>, replica: string, maxBytes: number): GatewayFrame[] => {
+  const open = new Map<string, { messages: Array<typeof WatchResponsesBody.Type.messages[number]>; bytes: number }>()
+  const out: GatewayFrame[] = []
+  const close = (gateway: string) => {
+    const run = open.get(gateway)
+    if (run === undefined) return
+    out.push({ gateway, body: { replica, messages: run.messages } })
+    open.delete(gateway)
+  }
+  for (const m of messages) {
+    const { marks, responses } = encodeMessage(m)
+    const bytes = marks.length + responses.length
+    let run = open.get(m.gateway)
+    if (run !== undefined && run.bytes + bytes > maxBytes) {
+      close(m.gateway)
+      run = undefined
+    }
+    if (run === undefined) open.set(m.gateway, (run = { messages: [], bytes: 0 }))
+    run.messages.push({ session: m.session, seq: m.seq, marks, responses })
+    run.bytes += bytes
+  }
+  for (const gateway of [...open.keys()]) close(gateway)
+  return out
+}

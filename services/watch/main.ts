@@ -52,9 +52,9 @@ import { counterFrom, gaugeFrom } from "../runtime/metrics.ts"
 import { addReadinessCheck } from "../runtime/health.ts"
 import { WatchHub } from "./core/hub.ts"
 import { defaultStreamFormat } from "./core/messages.ts"
-import type { FetchRequest, FetchResult, OutgoingMessage } from "./core/messages.ts"
-import { makeStreamEncoder } from "./encode.ts"
-import { packRelay } from "../../shared/watch-relay.ts"
+import type { FetchRequest, FetchResult } from "./core/messages.ts"
+import { gatewayFrames } from "./encode.ts"
+import { defaultHubOptions } from "./core/hub-options.ts"
 import type { RevisionEvents } from "./core/watcher-group.ts"
 import { drainPollMs, historyTimeoutMs, resyncMs, sessionExpiryCheckMs, victimLogEveryMs } from "./timeouts.ts"
 
@@ -94,12 +94,6 @@ const flags = parseFlags<WatchFlags>("watch", process.argv, (c) =>
 const replica = checkToken("watch replica", flags.replica === "" ? `w${randomBytes(4).toString("hex")}` : flags.replica)
 
 const decodeRevisions = Schema.decodeUnknownSync(PackedRevisions)
-
-/** A message's responses as gateway.watch carries them (shared/watch-relay.ts). */
-const encodeMessage = (m: OutgoingMessage): { marks: Uint8Array; responses: Uint8Array } => {
-  const encoder = makeStreamEncoder(m.format)
-  return packRelay(m.responses.flatMap((r) => encoder.encode(r, m.term, r.fragment === true)))
-}
 
 const WatchLive = Layer.effectDiscard(
   Effect.gen(function*() {
@@ -161,8 +155,9 @@ const WatchLive = Layer.effectDiscard(
       // last round, so the gateway's delivery joins that request's trace.
       const deliveryTrace = pendingTrace
       pendingTrace = ""
-      for (const m of hub.takeOutgoing()) {
-        publishEndpoint(rpc, gatewayWatch, m.gateway, { session: m.session, replica, seq: m.seq, ...encodeMessage(m) }, deliveryTrace)
+      // One frame per gateway for the round (up to the hub's message size), not one per session.
+      for (const f of gatewayFrames(hub.takeOutgoing(), replica, defaultHubOptions.maxMessageBytes)) {
+        publishEndpoint(rpc, gatewayWatch, f.gateway, f.body, deliveryTrace)
       }
       if (more) schedule()
       if (hub.initialized() && openEndpoint === undefined && !draining) startOpenEndpoint()
@@ -237,7 +232,8 @@ const WatchLive = Layer.effectDiscard(
       schedule()
     }, opts))
     endpoints.push(serveEndpoint(nc, watchAck, at, (req) => {
-      hub.ack(req.body.session, req.body.seq, Date.now())
+      const now = Date.now()
+      for (const a of req.body.acks) hub.ack(a.session, a.seq, now)
       schedule()
     }, opts))
     endpoints.push(serveEndpoint(nc, watchPing, at, (req) => {

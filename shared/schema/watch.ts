@@ -104,8 +104,12 @@ export const WatchProgressBody = Schema.Struct({ session: Schema.String })
 export const WatchCloseBody = Schema.Struct({ session: Schema.String })
 /** Reply of create, cancel, progress: `unknown` when the replica does not hold the session. */
 export const WatchCtlReply = okOrErr(Schema.Struct({ known: Schema.Boolean }))
-/** watch.ack (publish): the gateway has written every response message up to `seq` to its client. */
-export const WatchAckBody = Schema.Struct({ session: Schema.String, seq: Int })
+/**
+ * watch.ack (publish): per session, the gateway has written every response message up to
+ * `seq` to its client. A gateway sends one per replica per event-loop turn, for every session
+ * on that replica that took messages in the turn.
+ */
+export const WatchAckBody = Schema.Struct({ acks: Schema.Array(Schema.Struct({ session: Schema.String, seq: Int })) })
 /** watch.ping: the sessions gateway `gateway` holds on this replica, with their acked seqs and windows (bytes). */
 export const WatchPingBody = Schema.Struct({
   gateway: Schema.String,
@@ -126,15 +130,26 @@ export const WatchPingReply = Schema.Struct({ unknown: Schema.Array(Schema.Strin
 export const WatchLoadBody = Schema.Struct({ replica: Schema.String, sessions: Int, unackedBytes: Int, draining: Schema.Boolean })
 
 /**
- * gateway.watch.<instance> (publish): message `seq` (1, 2, ... per session, no gaps: a gap
- * means a lost message and the gateway moves the session) of session `session`. `marks` and
- * `responses`: the responses, as the client's stream receives them, packed as
- * shared/watch-relay.ts describes (the gateway relays their bytes as they are).
+ * One numbered message of a session inside a gateway.watch frame: message `seq` (1, 2, ... per
+ * session, no gaps: a gap means a lost message and the gateway moves the session) of session
+ * `session`. `marks` and `responses`: the responses, as the client's stream receives them,
+ * packed as shared/watch-relay.ts describes (the gateway relays their bytes as they are).
  */
-export const WatchResponsesBody = Schema.Struct({
+export const WatchSessionMessage = Schema.Struct({
   session: Schema.String,
-  replica: Schema.String,
   seq: Int,
   marks: Bytes,
   responses: Bytes
+})
+
+/**
+ * gateway.watch.<instance> (publish): replica `replica`'s messages to that gateway process,
+ * for one or more of its sessions, in the order each session's messages are to be taken. A
+ * replica puts into one frame what one delivery round has for the gateway, up to its message
+ * size (services/watch/main.ts), so that a revision delivered to several streams of one gateway
+ * costs the gateway one NATS message, not one per stream.
+ */
+export const WatchResponsesBody = Schema.Struct({
+  replica: Schema.String,
+  messages: Schema.Array(WatchSessionMessage)
 })

@@ -2,13 +2,15 @@
  * The watch replica's response encoder (services/watch/encode.ts): the bytes it builds from
  * cached event encodings equal protobufjs's encoding of the whole WatchResponse (table), and its
  * fragments are etcd's sendFragments cuts (property, against a model that re-implements
- * sendFragments over protobufjs's encoded sizes).
+ * sendFragments over protobufjs's encoded sizes); a delivery round's messages go to their gateways
+ * in frames that keep each gateway's order and stay within the message size (property, against
+ * the order and sizes of the messages themselves).
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import type { WatchResponseData } from "../../services/watch/core/messages.ts"
+import type { OutgoingMessage, WatchResponseData } from "../../services/watch/core/messages.ts"
 import type { EventKeyValue, WatchEvent } from "../../services/watch/core/watcher-group.ts"
-import { encodeEvent, eventMessage, makeStreamEncoder, watchResponseType } from "../../services/watch/encode.ts"
+import { encodeEvent, encodeMessage, eventMessage, gatewayFrames, makeStreamEncoder, watchResponseType } from "../../services/watch/encode.ts"
 import { RelayKind } from "../../shared/watch-relay.ts"
 
 const enc = (s: string) => new TextEncoder().encode(s)
@@ -124,5 +126,63 @@ describe("watch response encoding", () => {
       const want = (fragment ? modelFragments(r, 2, max) : [referenceEncoding(r, 2, false)]).map((b) => Buffer.from(b).toString("hex"))
       expect(got).toEqual(want)
     }), { numRuns: 300 })
+  })
+})
+
+describe("gateway.watch frames of a delivery round", () => {
+  const message = (gateway: string, session: string, seq: number, values: ReadonlyArray<number>): OutgoingMessage => ({
+    session,
+    gateway,
+    format: format(1.5 * 1024 * 1024),
+    seq,
+    term: 2,
+    responses: values.map((n, i) => ({ watchId: i, revision: 10 + seq, events: [put(`k${seq}`, "v".repeat(n), 10 + seq)] }))
+  })
+  const bytesOf = (m: { marks: Uint8Array; responses: Uint8Array }) => m.marks.length + m.responses.length
+
+  it("one frame per gateway when the round's messages fit", () => {
+    const round = [message("g1", "s1", 1, [10]), message("g2", "s2", 1, [10]), message("g1", "s3", 1, [10, 20]), message("g1", "s1", 2, [5])]
+    const frames = gatewayFrames(round, "w1", 64 * 1024)
+    expect(frames.map((f) => [f.gateway, f.body.replica, f.body.messages.map((m) => `${m.session}#${m.seq}`)])).toEqual([
+      ["g1", "w1", ["s1#1", "s3#1", "s1#2"]],
+      ["g2", "w1", ["s2#1"]]
+    ])
+    const encoded = encodeMessage(round[2]!)
+    expect(Buffer.from(frames[0]!.body.messages[1]!.responses).equals(Buffer.from(encoded.responses))).toBe(true)
+    expect(Buffer.from(frames[0]!.body.messages[1]!.marks).equals(Buffer.from(encoded.marks))).toBe(true)
+  })
+
+  it("a message larger than the limit goes alone; the rest stay within it", () => {
+    const round = [message("g1", "s1", 1, [50]), message("g1", "s2", 1, [5000]), message("g1", "s1", 2, [50])]
+    const frames = gatewayFrames(round, "w1", 1000)
+    expect(frames.map((f) => f.body.messages.map((m) => `${m.session}#${m.seq}`))).toEqual([["s1#1"], ["s2#1"], ["s1#2"]])
+  })
+
+  it("every message once, each gateway's in order, frames within the limit and full", () => {
+    const msg = fc.record({ gateway: fc.constantFrom("g1", "g2", "g3"), session: fc.constantFrom("a", "b", "c"), values: fc.array(fc.nat(400), { minLength: 1, maxLength: 4 }) })
+    fc.assert(fc.property(fc.array(msg, { maxLength: 30 }), fc.integer({ min: 50, max: 3000 }), (specs, maxBytes) => {
+      const seqs = new Map<string, number>()
+      const round = specs.map((m) => {
+        const key = `${m.gateway}/${m.session}`
+        const seq = (seqs.get(key) ?? 0) + 1
+        seqs.set(key, seq)
+        return message(m.gateway, key, seq, m.values)
+      })
+      const frames = gatewayFrames(round, "w9", maxBytes)
+      for (const gateway of ["g1", "g2", "g3"]) {
+        const mine = frames.filter((f) => f.gateway === gateway)
+        // The gateway's messages, once each, in the round's order.
+        expect(mine.flatMap((f) => f.body.messages.map((m) => `${m.session}#${m.seq}`))).toEqual(
+          round.filter((m) => m.gateway === gateway).map((m) => `${m.session}#${m.seq}`)
+        )
+        mine.forEach((f, i) => {
+          const total = f.body.messages.reduce((n, m) => n + bytesOf(m), 0)
+          expect(f.body.messages.length).toBeGreaterThan(0)
+          if (f.body.messages.length > 1) expect(total).toBeLessThanOrEqual(maxBytes)
+          // A frame ends only where the gateway's next message would not fit.
+          if (i + 1 < mine.length) expect(total + bytesOf(mine[i + 1]!.body.messages[0]!)).toBeGreaterThan(maxBytes)
+        })
+      }
+    }), { numRuns: 200 })
   })
 })
