@@ -186,7 +186,7 @@ export interface GatewayFrame {
  * messages whose encoded bytes (marks and responses) add up to at most `maxBytes`, one frame
  * per run; a message bigger than `maxBytes` goes alone. So a revision delivered to several
  * streams of one gateway costs that gateway one NATS message, and every frame stays within the
- * hub's message size (../watch/core/hub-options.ts maxMessageBytes), which the outbox already
+ * hub's message size (./core/hub-options.ts maxMessageBytes), which the outbox already
  * cut each message to. Frames of one gateway keep the messages' order. Pure.
  */
 export const gatewayFrames = (messages: ReadonlyArray<OutgoingMessage>, replica: string, maxBytes: number): GatewayFrame[] => {
