@@ -33,7 +33,7 @@ import { watchLoadEveryMs } from "../shared/endpoints.ts"
 import { benchAuth, ConnectionPool } from "./client.ts"
 import type { Cluster } from "./clusters.ts"
 import { startEtcd, startNatcd } from "./clusters.ts"
-import { cpuMs, defaultQuiet, memory, processLabel, restMs, waitQuiet, watchReplicaOf } from "./proc.ts"
+import { cpuMs, memory, processLabel, restMs, waitQuiet, watchReplicaOf } from "./proc.ts"
 import type { Measurement, WorkloadOptions } from "./workloads.ts"
 import { leaseWorkload, preload, putWorkload, rangePrefixWorkload, rangeWorkload, txnPutWorkload, watchWorkload } from "./workloads.ts"
 
@@ -131,8 +131,8 @@ const watchOptions = (clients: number) => ({
  * Waits until the processes of `pids()` are quiet (bench/proc.ts `waitQuiet`), saying so on
  * stderr when they did not get quiet within the limit.
  */
-const settle = async (pids: () => ReadonlyArray<number>, before: string, options = defaultQuiet): Promise<void> => {
-  const { quiet, waitedMs } = await waitQuiet(pids, options)
+const settle = async (pids: () => ReadonlyArray<number>, before: string): Promise<void> => {
+  const { quiet, waitedMs } = await waitQuiet(pids)
   if (!quiet) process.stderr.write(`the servers were not quiet after ${waitedMs} ms; ${before} anyway\n`)
 }
 

@@ -37,7 +37,7 @@ export {
 export {
   EventKeyValue, HistoryBody, HistoryReply, MvccEventsBody, PackedRevisions, RevisionEvents, WatchAckBody, WatchCancelBody,
   WatchCloseBody, WatchCreateBody, WatchCtlReply, WatchEvent, WatchLoadBody, WatchOpenBody, WatchOpenReply, WatchPingBody,
-  WatchPingReply, WatchProgressBody, WatchResponsesBody
+  WatchPingReply, WatchProgressBody, WatchResponsesBody, WatchSessionMessage
 } from "./schema/watch.ts"
 export {
   LeaseKeepAliveBody, LeaseKeepAliveReply, LeaseRecordSchema, LeaseTimeToLiveBody, LeaseTimeToLiveReply, MvccLeaseBody,

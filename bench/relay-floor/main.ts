@@ -23,7 +23,8 @@
  *   watch-stream.ts): per message it decodes the frame, checks its marks (unpackRelay) and its
  *   number, writes its responses to the client's stream in one write (every response is for
  *   the client: the message is one run), and once HTTP/2 took them acknowledges, once per
- *   stream per event-loop turn. Variant `grpc-js`: the gateway's own server
+ *   stream per event-loop turn (the gateway's own Watch service, variant `gateway`, sends one
+ *   acknowledgement per replica per turn for all its streams). Variant `grpc-js`: the gateway's own server
  *   (services/gateway/server.ts) serving Watch, written to by the gateway's pass-through writes
  *   (services/gateway/watch-sender.ts); variant `http2`: a bare node:http2 server answering the
  *   Watch POST itself and writing with `stream.write`;

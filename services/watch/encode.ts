@@ -24,7 +24,7 @@ import { loadProtoRoot } from "../../shared/protos.ts"
 import type { OutgoingMessage, StreamFormat, WatchResponseData } from "./core/messages.ts"
 import type { EventKeyValue, WatchEvent } from "./core/watcher-group.ts"
 import { packRelay, RelayKind } from "../../shared/watch-relay.ts"
-import type { WatchResponsesBody } from "../../shared/schema.ts"
+import type { WatchResponsesBody, WatchSessionMessage } from "../../shared/schema.ts"
 import type { RelayedResponse } from "../../shared/watch-relay.ts"
 
 const root = loadProtoRoot(["etcdserverpb/rpc.proto"])
@@ -190,7 +190,7 @@ export interface GatewayFrame {
  * cut each message to. Frames of one gateway keep the messages' order. Pure.
  */
 export const gatewayFrames = (messages: ReadonlyArray<OutgoingMessage>, replica: string, maxBytes: number): GatewayFrame[] => {
-  const open = new Map<string, { messages: Array<typeof WatchResponsesBody.Type.messages[number]>; bytes: number }>()
+  const open = new Map<string, { messages: Array<typeof WatchSessionMessage.Type>; bytes: number }>()
   const out: GatewayFrame[] = []
   const close = (gateway: string) => {
     const run = open.get(gateway)

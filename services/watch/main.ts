@@ -99,7 +99,9 @@ const WatchLive = Layer.effectDiscard(
   Effect.gen(function*() {
     const { nc, rpc } = yield* Nats
     const cluster = flags.cluster
-    const hub = new WatchHub({ windowBytes: flags.windowBytes, budgetBytes: flags.unackedBudgetBytes })
+    // One set of bounds for the hub and the frames cut from its messages.
+    const hubOptions = { ...defaultHubOptions, windowBytes: flags.windowBytes, budgetBytes: flags.unackedBudgetBytes }
+    const hub = new WatchHub(hubOptions)
     // Through the process's JSON logger and level (runDetached), as every other log line.
     const log = (level: "info" | "warn", message: string, fields: Record<string, unknown>) =>
       runDetached((level === "warn" ? Effect.logWarning(message) : Effect.logInfo(message)).pipe(
@@ -156,7 +158,7 @@ const WatchLive = Layer.effectDiscard(
       const deliveryTrace = pendingTrace
       pendingTrace = ""
       // One frame per gateway for the round (up to the hub's message size), not one per session.
-      for (const f of gatewayFrames(hub.takeOutgoing(), replica, defaultHubOptions.maxMessageBytes)) {
+      for (const f of gatewayFrames(hub.takeOutgoing(), replica, hubOptions.maxMessageBytes)) {
         publishEndpoint(rpc, gatewayWatch, f.gateway, f.body, deliveryTrace)
       }
       if (more) schedule()
